@@ -1,0 +1,97 @@
+# keystored - one readable Makefile.
+#
+#   make            build build/keystored
+#   make run        install missing Debian packages, build, start the embedded default
+#   make test       install what the tests need, build, run every suite
+#   make asan       every suite under AddressSanitizer + UBSan (LeakSanitizer included)
+#   make check-style   clang-format check + banned functions (STYLE.md)
+#   make bench      benchmarks (bench/README.md)
+#   make clean
+
+BUILD    ?= build
+CC       ?= cc
+PKGS     := libmicrohttpd json-c yaml-0.1 libcrypto sqlite3
+WARNINGS := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wcast-qual
+OPT      ?= -O2 -g
+HARDEN   ?= -fstack-protector-strong -D_FORTIFY_SOURCE=2
+SAN      ?=
+KS_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) $(OPT) $(HARDEN) $(SAN) -I. \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
+KS_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+KS_LDFLAGS = $(SAN) $(LDFLAGS)
+
+# Sources by layer (DESIGN.md section 2): a request goes server -> handlers -> keystore ->
+# storage/kms; config/ and common/ are used by all.
+COMMON_SRC   := $(wildcard common/*.c)
+CONFIG_SRC   := $(wildcard config/*.c)
+STORAGE_SRC  := $(wildcard storage/*.c)
+KMS_SRC      := $(wildcard kms/*.c)
+KEYSTORE_SRC := $(wildcard keystore/*.c)
+HANDLERS_SRC := $(wildcard handlers/*.c)
+SERVER_SRC   := $(filter-out server/main.c,$(wildcard server/*.c))
+LIB_SRC      := $(COMMON_SRC) $(CONFIG_SRC) $(STORAGE_SRC) $(KMS_SRC) $(KEYSTORE_SRC) \
+                $(HANDLERS_SRC) $(SERVER_SRC)
+UNIT_SRC     := $(wildcard tests/unit/*.c)
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+
+.PHONY: all run test asan check-style bench clean deps-run deps-test test-suites unit http
+
+all: $(BUILD)/keystored
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(KS_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libkeystored.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/keystored: $(BUILD)/obj/server/main.o $(BUILD)/libkeystored.a
+	$(CC) $(KS_LDFLAGS) -o $@ $^ $(KS_LIBS)
+
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libkeystored.a
+	$(CC) $(KS_LDFLAGS) -o $@ $^ $(KS_LIBS) -lcriterion
+
+# --- the two commands of the README -------------------------------------------------------
+run:
+	./scripts/install-deps.sh run
+	$(MAKE) all
+	./$(BUILD)/keystored $(ARGS)
+
+test:
+	./scripts/install-deps.sh test
+	$(MAKE) test-suites
+
+# Every suite, in order; BUILD selects the plain or the sanitizer build.
+test-suites: $(BUILD)/keystored $(BUILD)/unit-tests
+	./$(BUILD)/unit-tests --jobs 2
+	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
+
+unit: $(BUILD)/unit-tests
+	./$(BUILD)/unit-tests --jobs 2
+
+http: $(BUILD)/keystored
+	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
+
+asan:
+	./scripts/install-deps.sh test
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" HARDEN= \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-suites
+
+check-style:
+	clang-format --dry-run --Werror $(LIB_SRC) server/main.c $(wildcard */*.h) $(UNIT_SRC)
+	@if grep -nE '\b(strcpy|sprintf|strcat|atoi|gets)[[:space:]]*\(' $(LIB_SRC) server/main.c $(UNIT_SRC); \
+	then echo "banned function (STYLE.md)"; exit 1; fi
+
+bench: all
+	./bench/run.sh
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/obj/server/main.d

@@ -1,0 +1,77 @@
+/*
+ * status.c - the one table: status -> HTTP code -> exception name (DESIGN.md section 3).
+ *
+ * Exception names follow the MPL where it has one: KeyStoreException for validation and item
+ * problems (reference/branch-key-store.md section 8), VersionRaceException (hv-2 model),
+ * KeyManagementException and KeyStorageException for dependency failures (hv-2 model). Failures
+ * the MPL has no name for (HTTP-level ones) use plain service names.
+ */
+#include "common/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static const struct {
+    int http;
+    const char *exception;
+    const char *text;
+} status_table[KS_STATUS_COUNT] = {
+    [KS_OK] = {200, "", "ok"},
+    [KS_E_INVALID] = {400, "KeyStoreException", "invalid request"},
+    [KS_E_UNAUTHENTICATED] = {401, "UnauthorizedException", "unauthenticated"},
+    [KS_E_FORBIDDEN] = {403, "AccessDeniedException", "forbidden"},
+    [KS_E_NOT_FOUND] = {404, "KeyStoreException", "not found"},
+    [KS_E_NO_ROUTE] = {404, "NotFoundException", "no such route"},
+    [KS_E_METHOD] = {405, "MethodNotAllowedException", "method not allowed"},
+    [KS_E_ALREADY_EXISTS] = {409, "AlreadyExistsException", "already exists"},
+    [KS_E_VERSION_RACE] = {409, "VersionRaceException", "version race"},
+    [KS_E_TOO_LARGE] = {413, "PayloadTooLargeException", "request body too large"},
+    [KS_E_MEDIA_TYPE] = {415, "UnsupportedMediaTypeException", "unsupported media type"},
+    [KS_E_THROTTLED] = {429, "ThrottlingException", "throttled"},
+    [KS_E_KMS] = {502, "KeyManagementException", "KMS failure"},
+    [KS_E_STORAGE] = {502, "KeyStorageException", "storage failure"},
+    [KS_E_CORRUPT] = {502, "BranchKeyCiphertextException", "invalid stored item"},
+    [KS_E_UNAVAILABLE] = {503, "ServiceUnavailableException", "dependency unavailable"},
+    [KS_E_INTERNAL] = {500, "InternalServerError", "internal error"},
+    [KS_E_CONFIG] = {500, "ConfigurationException", "invalid configuration"},
+};
+
+static int valid(ks_status status)
+{
+    return (int)status >= 0 && status < KS_STATUS_COUNT;
+}
+
+const char *ks_strerror(ks_status status)
+{
+    return valid(status) ? status_table[status].text : "unknown status";
+}
+
+int ks_status_http_code(ks_status status)
+{
+    return valid(status) ? status_table[status].http : 500;
+}
+
+const char *ks_status_exception(ks_status status)
+{
+    return valid(status) ? status_table[status].exception : "InternalServerError";
+}
+
+ks_status ks_error_set(struct ks_error *err, ks_status code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        err->code = code;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void ks_error_clear(struct ks_error *err)
+{
+    if (err) {
+        err->code = KS_OK;
+        err->message[0] = '\0';
+    }
+}

@@ -1,0 +1,62 @@
+/*
+ * status.h - the one status enum of keystored and the one table that maps each status to its
+ * HTTP status code and exception name (STYLE.md "Errors"; DESIGN.md section 3).
+ *
+ * Every fallible function returns ks_status and, on failure, fills a caller-owned struct ks_error
+ * with a human-readable message. Messages never contain key material or tokens.
+ */
+#ifndef KS_COMMON_STATUS_H
+#define KS_COMMON_STATUS_H
+
+#include <stddef.h>
+
+typedef enum ks_status {
+    KS_OK = 0,
+    KS_E_INVALID,          /* 400: bad input (names the field) */
+    KS_E_UNAUTHENTICATED,  /* 401: missing or unknown bearer token */
+    KS_E_FORBIDDEN,        /* 403: role or tenant may not use this */
+    KS_E_NOT_FOUND,        /* 404: key store, branch key, version or beacon missing */
+    KS_E_NO_ROUTE,         /* 404: no such route */
+    KS_E_METHOD,           /* 405: route exists, method does not */
+    KS_E_ALREADY_EXISTS,   /* 409: item already exists (CreateKey with a taken id) */
+    KS_E_VERSION_RACE,     /* 409: ACTIVE changed under VersionKey (seed "Mitigate Update Race") */
+    KS_E_TOO_LARGE,        /* 413: request body over the cap */
+    KS_E_MEDIA_TYPE,       /* 415: body without Content-Type: application/json */
+    KS_E_THROTTLED,        /* 429: dependency still throttling after retries */
+    KS_E_KMS,              /* 502: KMS refused or failed */
+    KS_E_STORAGE,          /* 502: storage refused or failed */
+    KS_E_CORRUPT,          /* 502: a stored item is not a valid branch key item */
+    KS_E_UNAVAILABLE,      /* 503: dependency unreachable / timed out, or shutting down */
+    KS_E_INTERNAL,         /* 500: bug or resource exhaustion */
+    KS_E_CONFIG,           /* configuration invalid (start-up only) */
+    KS_STATUS_COUNT
+} ks_status;
+
+#define KS_ERROR_MESSAGE_MAX 256
+
+/* Caller-owned error detail, filled by the callee on failure (like curl's error buffer). */
+struct ks_error {
+    ks_status code;
+    char message[KS_ERROR_MESSAGE_MAX];
+};
+
+/* Static, thread-safe. Short description of a status ("not found"). */
+const char *ks_strerror(ks_status status);
+
+/* Static, thread-safe. HTTP status code for a status (500 for KS_E_CONFIG). */
+int ks_status_http_code(ks_status status);
+
+/* Static, thread-safe. Exception name sent as error.type ("VersionRaceException", ...). */
+const char *ks_status_exception(ks_status status);
+
+/*
+ * Fills err (may be NULL) with code and a printf-style message, truncated to fit; returns code so
+ * that callers can write `return ks_error_set(err, KS_E_INVALID, "...")`.
+ */
+ks_status ks_error_set(struct ks_error *err, ks_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Resets err to KS_OK with an empty message. */
+void ks_error_clear(struct ks_error *err);
+
+#endif

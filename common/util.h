@@ -1,0 +1,53 @@
+/*
+ * util.h - small helpers: UUIDv4, the injectable clock, timestamps, hex, UTF-8 validation.
+ * All functions are thread-safe.
+ */
+#ifndef KS_COMMON_UTIL_H
+#define KS_COMMON_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KS_UUID_LEN 36
+
+/* Writes a random lowercase hyphenated UUIDv4 and a NUL into out (37 bytes). 0, or -1 if the
+ * random source failed. */
+int ks_uuid_v4(char out[KS_UUID_LEN + 1]);
+
+/* 1 when s is a lowercase hyphenated UUID (any version). */
+int ks_uuid_is_valid(const char *s);
+
+/*
+ * The clock, passed down from the server context so tests can inject one (STYLE.md "No mutable
+ * globals"). now_us returns microseconds since the Unix epoch.
+ */
+struct ks_clock {
+    uint64_t (*now_us)(void *ctx);
+    void *ctx;
+};
+
+/* The system clock (CLOCK_REALTIME). */
+const struct ks_clock *ks_clock_system(void);
+
+/* Monotonic microseconds, for latencies. */
+uint64_t ks_monotonic_us(void);
+
+/*
+ * ISO 8601 UTC with microseconds, "YYYY-MM-DDTHH:MM:SS.ssssssZ" (27 chars + NUL): the SPEC's
+ * create-time format (reference/branch-key-store.md section 2).
+ */
+void ks_timestamp_iso8601(uint64_t epoch_us, char out[28]);
+
+/* Lowercase hex of len bytes into out (2*len+1). */
+void ks_hex_encode(const void *data, size_t len, char *out);
+
+/* Parses exactly 2*len hex digits (either case). 0, or -1. */
+int ks_hex_decode(const char *hex, unsigned char *out, size_t len);
+
+/* 1 when the len bytes are well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+int ks_utf8_valid(const char *s, size_t len);
+
+/* Number of UTF-16 code units of valid UTF-8 text (the MPL measures lengths in those). */
+size_t ks_utf8_utf16_length(const char *s, size_t len);
+
+#endif

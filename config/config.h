@@ -1,0 +1,159 @@
+/*
+ * config.h - keystored configuration: YAML (libyaml) -> one immutable, validated struct
+ * (DESIGN.md section 4). Parsed once at start-up and then only read, so it is safe to share
+ * between threads without locks.
+ */
+#ifndef KS_CONFIG_CONFIG_H
+#define KS_CONFIG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+
+enum ks_cred_source {
+    KS_CRED_NONE = 0, /* not given (local relationships, sqlite storage) */
+    KS_CRED_ENV,
+    KS_CRED_PROFILE,
+    KS_CRED_CONTAINER,
+    KS_CRED_IMDS,
+    KS_CRED_STATIC,
+};
+
+struct ks_cred_config {
+    enum ks_cred_source source;
+    char *profile;           /* profile: name (default "default") */
+    char *access_key_id;     /* static */
+    char *secret_access_key; /* static; never logged */
+    char *session_token;     /* static, optional */
+};
+
+/* reference/branch-key-store.md section 7: the KMSConfiguration union. */
+enum ks_kms_config_kind {
+    KS_KMS_KEY_ARN = 0, /* kms_key_arn: strict */
+    KS_KMS_MR_KEY_ARN,  /* kms_mr_key_arn */
+    KS_KMS_DISCOVERY,   /* discovery: {} */
+    KS_KMS_MR_DISCOVERY /* mr_discovery: {region} */
+};
+
+struct ks_kms_config {
+    enum ks_kms_config_kind kind;
+    char *arn;    /* KEY_ARN, MR_KEY_ARN */
+    char *region; /* MR_DISCOVERY */
+};
+
+enum ks_kms_type { KS_KMS_LOCAL = 0, KS_KMS_AWS };
+
+struct ks_kms_rel_config {
+    char *name;
+    enum ks_kms_type type;
+    char *key_file; /* local: path of the 0600 key file */
+    /* kms_configuration. A local relationship may omit it (has_kms_configuration == 0): the
+     * server then uses strict kms_key_arn with the key file's first key, resolved at start. An
+     * aws relationship must have it. */
+    int has_kms_configuration;
+    struct ks_kms_config kms;
+    char *region;   /* aws */
+    char *endpoint; /* aws, optional override */
+    struct ks_cred_config credentials;
+    char **grant_tokens; /* at most 10, each 1..8192 chars (M/Index.dfy) */
+    size_t n_grant_tokens;
+};
+
+enum ks_storage_type { KS_STORAGE_SQLITE = 0, KS_STORAGE_DYNAMODB };
+
+struct ks_storage_config {
+    enum ks_storage_type type;
+    char *path;     /* sqlite */
+    char *table;    /* dynamodb: 3..255 chars */
+    char *region;   /* dynamodb */
+    char *endpoint; /* dynamodb, optional */
+    struct ks_cred_config credentials;
+};
+
+struct ks_key_store_config {
+    char *name;                   /* the {ks} of the REST API */
+    char *logical_key_store_name; /* bound into every KMS encryption context */
+    char *key_store_id;           /* optional; a UUIDv4 is generated at start when absent */
+    char *kms_relationship;       /* default relationship name */
+    size_t kms_relationship_index; /* index into ks_config.kms_relationships */
+    struct ks_storage_config storage;
+};
+
+struct ks_cache_config {
+    uint64_t capacity;
+    uint64_t ttl_seconds;
+    uint64_t grace_period_seconds;
+    uint64_t grace_interval_seconds;
+    uint64_t fan_out;
+    uint64_t in_flight_ttl_seconds;
+};
+
+enum ks_role { KS_ROLE_READER = 0, KS_ROLE_ADMIN };
+
+struct ks_tenant_config {
+    char *name;
+    unsigned char token_sha256[32];
+    enum ks_role role;
+    size_t *key_store_indexes; /* into ks_config.key_stores */
+    size_t n_key_stores;
+    size_t *kms_relationship_indexes; /* into ks_config.kms_relationships */
+    size_t n_kms_relationships;
+    char *partition; /* default: the tenant's name prefixed so that it is unique */
+};
+
+/* Optional `server:` section: limits of the HTTP front end. */
+struct ks_server_config {
+    unsigned threads;        /* default 4 */
+    size_t max_body_bytes;   /* default 65536 */
+    unsigned max_json_depth; /* default 16 */
+    unsigned connection_timeout_seconds; /* default 30 */
+};
+
+struct ks_config {
+    char *source_name; /* file name used in messages */
+    char *listen_host; /* "127.0.0.1" */
+    uint16_t listen_port;
+    struct ks_server_config server;
+    struct ks_kms_rel_config *kms_relationships;
+    size_t n_kms_relationships;
+    struct ks_key_store_config *key_stores;
+    size_t n_key_stores;
+    struct ks_cache_config cache;
+    struct ks_tenant_config *tenants;
+    size_t n_tenants;
+};
+
+/*
+ * Parses and validates a YAML file. On success *out is a new config owned by the caller (free
+ * with ks_config_free) and *errors is NULL. On failure returns KS_E_CONFIG, *out is NULL, and
+ * *errors is a malloc'd text listing every error found, one per line, each as
+ * "file:line:column: what; expected X" (caller frees). Not thread-safe with respect to the same
+ * out pointers; otherwise reentrant.
+ */
+ks_status ks_config_load_file(const char *path, struct ks_config **out, char **errors);
+
+/* Same, from a buffer; name is used as the file name in messages. */
+ks_status ks_config_load_buffer(const char *name, const char *yaml, size_t len,
+                                struct ks_config **out, char **errors);
+
+/*
+ * The embedded default (DESIGN.md section 6): key store "default" (logical name "default") on
+ * SQLite at <data_dir>/keystore.db, local KMS relationship "local" with key file
+ * <data_dir>/local-kms.keys and strict kms_key_arn = kms_key_arn, one admin tenant "admin" with
+ * the given token hash allowed both. Listens on listen_host:listen_port. Caller frees.
+ */
+ks_status ks_config_default(const char *data_dir, const char *listen_host, uint16_t listen_port,
+                            const unsigned char admin_token_sha256[32], const char *kms_key_arn,
+                            struct ks_config **out, struct ks_error *err);
+
+/* Lookups by name; NULL when absent. */
+const struct ks_key_store_config *ks_config_key_store(const struct ks_config *cfg,
+                                                     const char *name, size_t *index);
+const struct ks_kms_rel_config *ks_config_kms_relationship(const struct ks_config *cfg,
+                                                           const char *name, size_t *index);
+
+/* Frees everything (secrets in credentials are wiped). NULL is a no-op. */
+void ks_config_free(struct ks_config *cfg);
+
+#endif

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages keystored needs, only those missing.
+#   install-deps.sh run    build + run
+#   install-deps.sh test   build + every test suite (and their npm packages, from the lockfile)
+# Runs apt-get as root, or through sudo when not root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run_pkgs=(build-essential pkg-config libmicrohttpd-dev libjson-c-dev libyaml-dev libssl-dev
+          libsqlite3-dev libcurl4-openssl-dev)
+test_pkgs=(libcriterion-dev sqlite3 curl jq nodejs npm)
+
+want=("${run_pkgs[@]}")
+[ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+    # node/npm may come from elsewhere than Debian (e.g. a preinstalled Node.js); accept them.
+    case $p in
+    nodejs) command -v node >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;
+    esac
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ "${1:-run}" = test ] && [ -f package-lock.json ]; then
+    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+        npm ci --no-audit --no-fund --loglevel=error
+    fi
+fi

@@ -1,0 +1,100 @@
+/*
+ * storage.h - the key storage interface, shaped after the MPL's KeyStorageInterface
+ * (reference/branch-key-store.md section 9, hv-2/hv-2 Storage.smithy): a table of function
+ * pointers with a version field; methods are only ever appended (SQLite's VFS is the model).
+ * The keystore layer calls it and never knows which backend runs; backends never see HTTP or
+ * JSON requests.
+ *
+ * Every method is thread-safe: one struct ks_storage serves all server threads.
+ * Items passed in are borrowed; items returned are initialized by the callee and owned by the
+ * caller (ks_item_free).
+ */
+#ifndef KS_STORAGE_STORAGE_H
+#define KS_STORAGE_STORAGE_H
+
+#include <stddef.h>
+
+#include "common/status.h"
+#include "storage/item.h"
+
+#define KS_STORAGE_OPS_VERSION 1
+
+struct ks_storage;
+
+struct ks_storage_info {
+    char name[256]; /* the table name (DynamoDB) or database path (SQLite) */
+    char kind[16];  /* "sqlite", "dynamodb", "memory" */
+};
+
+struct ks_storage_ops {
+    int version; /* KS_STORAGE_OPS_VERSION when this table was written */
+    const char *name;
+
+    /*
+     * CreateKeyStore: create the table if missing, check it if present; idempotent.
+     * *table_id is a malloc'd identifier (DynamoDB table ARN, "sqlite:<path>").
+     */
+    ks_status (*create_key_store)(struct ks_storage *s, char **table_id, struct ks_error *err);
+
+    /* GetKeyStoreInfo's storage part. */
+    ks_status (*info)(struct ks_storage *s, struct ks_storage_info *out, struct ks_error *err);
+
+    /*
+     * WriteNewEncryptedBranchKey: one atomic write of the three items of a new branch key, each
+     * conditioned on not existing (attribute_not_exists(branch-key-id)). If any exists nothing is
+     * written and KS_E_ALREADY_EXISTS is returned.
+     */
+    ks_status (*write_new_branch_key)(struct ks_storage *s, const struct ks_item *active,
+                                      const struct ks_item *version,
+                                      const struct ks_item *beacon, struct ks_error *err);
+
+    /*
+     * WriteNewEncryptedBranchKeyVersion: one atomic write of put `version` (conditioned on not
+     * existing) + overwrite `active` conditioned on the stored ACTIVE existing and its `enc`
+     * being exactly old_enc (seed "Mitigate Update Race"; SPEC v0.9.0). When the ACTIVE
+     * condition fails nothing is written and KS_E_VERSION_RACE is returned; when the version
+     * exists, KS_E_ALREADY_EXISTS.
+     */
+    ks_status (*write_new_version)(struct ks_storage *s, const struct ks_item *version,
+                                   const struct ks_item *active, const unsigned char *old_enc,
+                                   size_t old_enc_len, struct ks_error *err);
+
+    /* GetEncryptedActiveBranchKey: item (id, "branch:ACTIVE"); KS_E_NOT_FOUND if missing.
+     * Strongly consistent. */
+    ks_status (*get_active)(struct ks_storage *s, const char *branch_key_id, struct ks_item *out,
+                            struct ks_error *err);
+
+    /* GetEncryptedBranchKeyVersion: item (id, "branch:version:" + version). */
+    ks_status (*get_version)(struct ks_storage *s, const char *branch_key_id,
+                             const char *version, struct ks_item *out, struct ks_error *err);
+
+    /* GetEncryptedBeaconKey: item (id, "beacon:ACTIVE"). */
+    ks_status (*get_beacon)(struct ks_storage *s, const char *branch_key_id, struct ks_item *out,
+                            struct ks_error *err);
+
+    /* Readiness: the backend is reachable. */
+    ks_status (*ping)(struct ks_storage *s, struct ks_error *err);
+
+    /* Frees the backend. */
+    void (*destroy)(struct ks_storage *s);
+};
+
+/* Every backend's struct starts with this. */
+struct ks_storage {
+    const struct ks_storage_ops *ops;
+};
+
+/*
+ * SQLite backend (storage/sqlite.c): opens or creates the database file (0600, WAL). Writes are
+ * one BEGIN IMMEDIATE transaction each, whose conditions are checked inside it, so that two
+ * processes on one file cannot both win a race. Caller owns *out (ops->destroy).
+ */
+ks_status ks_storage_sqlite_open(const char *path, struct ks_storage **out, struct ks_error *err);
+
+/* In-memory backend for unit tests (storage/memory.c). */
+ks_status ks_storage_memory_create(struct ks_storage **out, struct ks_error *err);
+
+/* Convenience: s->ops->destroy(s), NULL-safe. */
+void ks_storage_destroy(struct ks_storage *s);
+
+#endif
