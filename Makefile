@@ -34,7 +34,7 @@ LIB_SRC      := $(COMMON_SRC) $(CONFIG_SRC) $(STORAGE_SRC) $(KMS_SRC) $(KEYSTORE
                 $(HANDLERS_SRC) $(SERVER_SRC)
 UNIT_SRC     := $(wildcard tests/unit/*.c)
 
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/openapi.o
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 
 .PHONY: all run test asan check-style bench clean deps-run deps-test test-suites unit http
@@ -44,6 +44,19 @@ all: $(BUILD)/keystored
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KS_CFLAGS) -MMD -MP -c $< -o $@
+
+# openapi/openapi.yaml is compiled in, served at GET /v1/openapi.yaml.
+$(BUILD)/gen/openapi.c: openapi/openapi.yaml
+	@mkdir -p $(dir $@)
+	{ echo '#include <stddef.h>'; \
+	  echo 'extern const char ks_openapi_yaml[]; extern const size_t ks_openapi_yaml_len;'; \
+	  echo 'const char ks_openapi_yaml[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; echo 'const size_t ks_openapi_yaml_len = sizeof ks_openapi_yaml - 1;'; } > $@
+
+$(BUILD)/obj/gen/openapi.o: $(BUILD)/gen/openapi.c
+	@mkdir -p $(dir $@)
+	$(CC) $(KS_CFLAGS) -c $< -o $@
 
 $(BUILD)/libkeystored.a: $(LIB_OBJ)
 	@rm -f $@

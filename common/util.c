@@ -64,8 +64,11 @@ void ks_timestamp_iso8601(uint64_t epoch_us, char out[28])
     time_t secs = (time_t)(epoch_us / 1000000u);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    snprintf(out, 28, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(epoch_us % 1000000u));
+    /* Bounded fields (years past 9999 are not representable in the format anyway). */
+    snprintf(out, 28, "%04u-%02u-%02uT%02u:%02u:%02u.%06uZ",
+             (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+             (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
+             (unsigned)tm.tm_sec % 100u, (unsigned)(epoch_us % 1000000u));
 }
 
 void ks_hex_encode(const void *data, size_t len, char *out)

@@ -112,7 +112,7 @@ struct ks_server_config {
 
 struct ks_config {
     char *source_name; /* file name used in messages */
-    char *listen_host; /* "127.0.0.1" */
+    char *listen_host; /* "127.0.0.1"; an IPv6 address is kept without brackets */
     uint16_t listen_port;
     struct ks_server_config server;
     struct ks_kms_rel_config *kms_relationships;
@@ -146,6 +146,14 @@ ks_status ks_config_load_buffer(const char *name, const char *yaml, size_t len,
 ks_status ks_config_default(const char *data_dir, const char *listen_host, uint16_t listen_port,
                             const unsigned char admin_token_sha256[32], const char *kms_key_arn,
                             struct ks_config **out, struct ks_error *err);
+
+/*
+ * Parses "host:port" exactly as `listen:` is parsed (IPv4 literal, host name, or "[IPv6]:port";
+ * port 0..65535, 0 asking the kernel for a free port), for the --listen flag (DESIGN.md section
+ * 6). On success *host is a malloc'd copy without brackets (caller frees). Thread-safe.
+ */
+ks_status ks_config_parse_listen(const char *text, char **host, uint16_t *port,
+                                 struct ks_error *err);
 
 /* Lookups by name; NULL when absent. */
 const struct ks_key_store_config *ks_config_key_store(const struct ks_config *cfg,

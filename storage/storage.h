@@ -97,4 +97,29 @@ ks_status ks_storage_memory_create(struct ks_storage **out, struct ks_error *err
 /* Convenience: s->ops->destroy(s), NULL-safe. */
 void ks_storage_destroy(struct ks_storage *s);
 
+/* --- Appended: shared by every backend (storage.c) ----------------------------------------- */
+
+/* Messages of the MPL and of our VersionKey lock (reference/branch-key-store.md sections 6, 9). */
+#define KS_STORAGE_MSG_NOT_FOUND "No item found for corresponding branch key identifier."
+#define KS_STORAGE_MSG_VERSION_RACE "ACTIVE branch key changed concurrently; retry VersionKey"
+
+/*
+ * Input checks before a write, the same for every backend so that they all refuse the same
+ * items (KS_E_INVALID naming the problem): each item has `branch-key-id` and `type` as
+ * non-empty S; all items share one branch-key-id; active's type is "branch:ACTIVE", beacon's
+ * "beacon:ACTIVE", version's "branch:version:" + a non-empty version. Thread-safe.
+ */
+ks_status ks_storage_check_new_branch_key(const struct ks_item *active,
+                                          const struct ks_item *version,
+                                          const struct ks_item *beacon, struct ks_error *err);
+ks_status ks_storage_check_new_version(const struct ks_item *version,
+                                       const struct ks_item *active, struct ks_error *err);
+
+/*
+ * Check after a read: the item's `branch-key-id` and `type` are S and equal the key that was
+ * requested (a row stored under another key is damage): KS_E_CORRUPT. Thread-safe.
+ */
+ks_status ks_storage_check_read(const struct ks_item *item, const char *branch_key_id,
+                                const char *type, struct ks_error *err);
+
 #endif

@@ -1,0 +1,135 @@
+/*
+ * common.c - what every handler file shares: resolving the key store and KMS relationship with
+ * the tenant's permissions (DESIGN.md section 4), strict body member checks, JSON output.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "common/jsonw.h"
+#include "common/secret.h"
+#include "handlers/handlers.h"
+
+#define RESPONSE_MAX (1u << 20)
+
+static int tenant_has(const size_t *indexes, size_t n, size_t index)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (indexes[i] == index)
+            return 1;
+    return 0;
+}
+
+ks_status ks_handler_resolve(const struct ks_request *req, const char *body_relationship,
+                             struct ks_keystore **ks, const struct ks_kms_relationship **rel,
+                             struct ks_error *err)
+{
+    const struct ks_config *cfg = req->app->config;
+    const struct ks_key_store_config *kscfg;
+    const char *rel_name;
+    size_t ks_index, rel_index;
+
+    kscfg = ks_config_key_store(cfg, req->params[KS_PARAM_KS], &ks_index);
+    if (!kscfg)
+        return ks_error_set(err, KS_E_NOT_FOUND, "key store '%s' is not configured",
+                            req->params[KS_PARAM_KS]);
+    if (!tenant_has(req->tenant->key_store_indexes, req->tenant->n_key_stores, ks_index))
+        return ks_error_set(err, KS_E_FORBIDDEN, "tenant '%s' may not use key store '%s'",
+                            req->tenant->name, kscfg->name);
+    rel_name = body_relationship ? body_relationship : req->kms_relationship_query;
+    if (rel_name) {
+        if (!ks_config_kms_relationship(cfg, rel_name, &rel_index))
+            return ks_error_set(err, KS_E_NOT_FOUND, "kmsRelationship: '%s' is not configured",
+                                rel_name);
+    } else {
+        rel_index = kscfg->kms_relationship_index;
+    }
+    if (!tenant_has(req->tenant->kms_relationship_indexes, req->tenant->n_kms_relationships,
+                    rel_index))
+        return ks_error_set(err, KS_E_FORBIDDEN,
+                            "tenant '%s' may not use KMS relationship '%s'", req->tenant->name,
+                            cfg->kms_relationships[rel_index].name);
+    if (ks)
+        *ks = req->app->keystores[ks_index];
+    if (rel)
+        *rel = &req->app->relationships[rel_index];
+    return KS_OK;
+}
+
+ks_status ks_handler_check_members(struct json_object *body, const char *const *allowed,
+                                   struct ks_error *err)
+{
+    if (!body)
+        return KS_OK;
+    json_object_object_foreach(body, key, val) {
+        const char *const *a;
+        (void)val;
+        for (a = allowed; *a; a++)
+            if (strcmp(*a, key) == 0)
+                break;
+        if (!*a)
+            return ks_error_set(err, KS_E_INVALID, "%.64s: unknown field", key);
+    }
+    return KS_OK;
+}
+
+ks_status ks_handler_optional_string(struct json_object *body, const char *name,
+                                     const char **out, size_t *len, struct ks_error *err)
+{
+    struct json_object *v;
+    *out = NULL;
+    if (len)
+        *len = 0;
+    if (!body || !json_object_object_get_ex(body, name, &v))
+        return KS_OK;
+    if (!json_object_is_type(v, json_type_string))
+        return ks_error_set(err, KS_E_INVALID, "%s: expected a string", name);
+    *out = json_object_get_string(v);
+    if (len)
+        *len = (size_t)json_object_get_string_len(v);
+    if (strlen(*out) != (size_t)json_object_get_string_len(v))
+        return ks_error_set(err, KS_E_INVALID, "%s: must not contain NUL", name);
+    return KS_OK;
+}
+
+ks_status ks_handler_finish(struct ks_jsonw *w, int status, struct ks_response *resp,
+                            struct ks_error *err)
+{
+    resp->body = ks_jsonw_take(w, &resp->body_len);
+    if (!resp->body)
+        return ks_error_set(err, KS_E_INTERNAL, "could not build the response");
+    resp->status = status;
+    return KS_OK;
+}
+
+ks_status ks_handler_materials(const struct ks_materials *m, int beacon, struct ks_response *resp,
+                               struct ks_error *err)
+{
+    struct ks_jsonw w;
+    size_t i;
+
+    ks_jsonw_init(&w, RESPONSE_MAX);
+    ks_jsonw_object_begin(&w);
+    ks_jsonw_key(&w, beacon ? "beaconKeyIdentifier" : "branchKeyIdentifier");
+    ks_jsonw_string(&w, m->branch_key_id);
+    if (!beacon) {
+        ks_jsonw_key(&w, "branchKeyVersion");
+        ks_jsonw_string(&w, m->version);
+    }
+    ks_jsonw_key(&w, "encryptionContext");
+    ks_jsonw_object_begin(&w);
+    for (i = 0; i < m->encryption_context.count; i++) {
+        ks_jsonw_key(&w, m->encryption_context.entries[i].key);
+        ks_jsonw_string(&w, m->encryption_context.entries[i].value);
+    }
+    ks_jsonw_object_end(&w);
+    ks_jsonw_key(&w, beacon ? "beaconKey" : "branchKey");
+    ks_jsonw_base64(&w, m->key, m->key_len);
+    ks_jsonw_key(&w, "hierarchyVersion");
+    ks_jsonw_string(&w, m->hierarchy_version == 2 ? "2" : "1");
+    ks_jsonw_object_end(&w);
+    resp->no_store = 1;
+    return ks_handler_finish(&w, 200, resp, err);
+}

@@ -1,0 +1,108 @@
+/*
+ * handlers.h - one handler per REST operation (DESIGN.md section 3), one file per resource:
+ *   keystores.c   PUT/GET /v1/keystores/{ks}
+ *   branch_keys.c POST /v1/keystores/{ks}/branch-keys
+ *   versions.c    POST .../branch-keys/{id}/versions, GET .../versions/{v}
+ *   active.c      GET .../branch-keys/{id}/active
+ *   beacon.c      GET .../branch-keys/{id}/beacon
+ *   system.c      GET /healthz /readyz /v1/openapi.yaml
+ * A handler turns the parsed request into a validated keystore call and its result into JSON.
+ * No crypto and no storage calls here. Handlers are thread-safe (they only read the app).
+ */
+#ifndef KS_HANDLERS_HANDLERS_H
+#define KS_HANDLERS_HANDLERS_H
+
+#include <stddef.h>
+
+#include "common/status.h"
+#include "config/config.h"
+#include "keystore/keystore.h"
+
+struct json_object;
+
+/* Everything a handler may use: built once at start (server/app.c), then read-only. */
+struct ks_app {
+    const struct ks_config *config;
+    struct ks_keystore **keystores;             /* parallel to config->key_stores */
+    struct ks_kms_relationship *relationships;  /* parallel to config->kms_relationships */
+    struct ks_kms **kms_backends;               /* parallel to config->kms_relationships */
+    char **relationship_arns;                   /* resolved ARNs (owned) */
+    const char *openapi_yaml;
+    size_t openapi_yaml_len;
+};
+
+enum { KS_PARAM_KS = 0, KS_PARAM_ID, KS_PARAM_VERSION, KS_PARAM_COUNT };
+
+struct ks_request {
+    struct ks_app *app;
+    const char *route;                    /* the matched pattern, e.g. "/v1/keystores/{ks}" */
+    const char *params[KS_PARAM_COUNT];   /* decoded path parameters, NULL when absent */
+    size_t param_lens[KS_PARAM_COUNT];    /* their lengths (a NUL inside is refused earlier) */
+    struct json_object *body;             /* parsed JSON object, NULL when no body */
+    const char *kms_relationship_query;   /* ?kmsRelationship=, decoded, or NULL */
+    const struct ks_tenant_config *tenant; /* NULL on routes without auth */
+};
+
+struct ks_response {
+    int status;            /* HTTP status of a success (200, 201) */
+    char *body;            /* owned, NUL-terminated; freed with ks_secret_free_string */
+    size_t body_len;
+    const char *content_type; /* NULL: application/json */
+    int no_store;             /* Cache-Control: no-store (key material) */
+    char location[4096];      /* Location header when non-empty */
+};
+
+typedef ks_status (*ks_handler_fn)(const struct ks_request *req, struct ks_response *resp,
+                                   struct ks_error *err);
+
+ks_status ks_handle_keystore_put(const struct ks_request *, struct ks_response *,
+                                 struct ks_error *);
+ks_status ks_handle_keystore_get(const struct ks_request *, struct ks_response *,
+                                 struct ks_error *);
+ks_status ks_handle_branch_key_create(const struct ks_request *, struct ks_response *,
+                                      struct ks_error *);
+ks_status ks_handle_version_create(const struct ks_request *, struct ks_response *,
+                                   struct ks_error *);
+ks_status ks_handle_version_get(const struct ks_request *, struct ks_response *,
+                                struct ks_error *);
+ks_status ks_handle_active_get(const struct ks_request *, struct ks_response *,
+                               struct ks_error *);
+ks_status ks_handle_beacon_get(const struct ks_request *, struct ks_response *,
+                               struct ks_error *);
+ks_status ks_handle_healthz(const struct ks_request *, struct ks_response *, struct ks_error *);
+ks_status ks_handle_readyz(const struct ks_request *, struct ks_response *, struct ks_error *);
+ks_status ks_handle_openapi(const struct ks_request *, struct ks_response *, struct ks_error *);
+
+/* --- shared by the handler files (handlers/common.c) --- */
+
+/*
+ * The key store of {ks} and the KMS relationship to use (body member kmsRelationship when
+ * body_relationship is non-NULL, else ?kmsRelationship=, else the key store's default). Unknown
+ * key store or relationship: KS_E_NOT_FOUND; the tenant may not use one of them: KS_E_FORBIDDEN.
+ */
+ks_status ks_handler_resolve(const struct ks_request *req, const char *body_relationship,
+                             struct ks_keystore **ks, const struct ks_kms_relationship **rel,
+                             struct ks_error *err);
+
+/*
+ * Checks that the body (may be NULL) has only members of allowed (NULL-terminated list).
+ * An unknown member is KS_E_INVALID naming it.
+ */
+ks_status ks_handler_check_members(struct json_object *body, const char *const *allowed,
+                                   struct ks_error *err);
+
+/* An optional string member: *out NULL when absent; wrong type is KS_E_INVALID naming it. */
+ks_status ks_handler_optional_string(struct json_object *body, const char *name,
+                                     const char **out, size_t *len, struct ks_error *err);
+
+/* Moves a finished JSON text into resp (or KS_E_INTERNAL when the writer failed). */
+struct ks_jsonw;
+ks_status ks_handler_finish(struct ks_jsonw *w, int status, struct ks_response *resp,
+                            struct ks_error *err);
+
+/* Writes materials as the get response ({branchKeyIdentifier, branchKeyVersion,
+ * encryptionContext, branchKey, hierarchyVersion} or the beacon form) with no-store. */
+ks_status ks_handler_materials(const struct ks_materials *m, int beacon, struct ks_response *resp,
+                               struct ks_error *err);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * arn.h - KMS key ARN parsing and multi-region key (MRK) matching, exactly as the MPL does
+ * (reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy, AwsKmsMrkMatchForDecrypt.dfy).
+ * Thread-safe, no allocation.
+ */
+#ifndef KS_KEYSTORE_ARN_H
+#define KS_KEYSTORE_ARN_H
+
+#include <stddef.h>
+
+#define KS_ARN_MAX 2048
+
+/* Views into the parsed string: each field is [ptr, ptr+len). */
+struct ks_arn_field {
+    const char *ptr;
+    size_t len;
+};
+
+struct ks_arn {
+    struct ks_arn_field partition, service, region, account, resource_type, resource_id;
+};
+
+enum ks_arn_result {
+    KS_ARN_OK = 0,
+    KS_ARN_INVALID, /* not a KMS ARN of the shape arn:partition:kms:region:account:type/id */
+    KS_ARN_ALIAS,   /* a valid alias ARN: the key store requires a key ARN */
+};
+
+/* Parses a key ARN. On KS_ARN_OK, out points into arn (which must outlive it). */
+enum ks_arn_result ks_arn_parse(const char *arn, struct ks_arn *out);
+
+/* 1 when arn is a valid key ARN whose resource id starts with "mrk-". */
+int ks_arn_is_mrk(const struct ks_arn *arn);
+
+/*
+ * MrkMatch(a, b): equal strings, or both MRKs equal in partition, service, account and resource
+ * (the region may differ). Non-MRK ARNs compare by exact equality. Invalid ARNs never match.
+ */
+int ks_arn_mrk_match(const char *a, const char *b);
+
+/*
+ * Writes arn with its region replaced by region into out (used by mr_discovery for MRKs).
+ * Returns 0, or -1 when arn is invalid or out is too small.
+ */
+int ks_arn_with_region(const char *arn, const char *region, char *out, size_t out_size);
+
+#endif

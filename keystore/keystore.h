@@ -1,0 +1,113 @@
+/*
+ * keystore.h - the branch key store domain (DESIGN.md section 2): CreateKeyStore,
+ * GetKeyStoreInfo, CreateKey, VersionKey, GetActiveBranchKey, GetBranchKeyVersion,
+ * GetBeaconKey for hierarchy version 1, with the MPL's KMS encryption contexts, item checks and
+ * input validation (reference/branch-key-store.md). Plaintext keys exist only in this layer and in
+ * the ks_materials it hands out, which wipe them when freed.
+ *
+ * A struct ks_keystore is one configured key store: a storage backend, its logical key store
+ * name, and a clock. KMS relationships are passed per call, since a tenant may choose one.
+ * Every operation is thread-safe; the keystore keeps no mutable state.
+ */
+#ifndef KS_KEYSTORE_KEYSTORE_H
+#define KS_KEYSTORE_KEYSTORE_H
+
+#include <stddef.h>
+
+#include "common/ec.h"
+#include "common/status.h"
+#include "common/util.h"
+#include "config/config.h"
+#include "kms/kms.h"
+#include "storage/storage.h"
+
+/* A KMS relationship at run time: the backend plus the KMS configuration and grant tokens. */
+struct ks_kms_relationship {
+    const char *name;
+    struct ks_kms *kms;              /* borrowed; owned by whoever built the relationships */
+    enum ks_kms_config_kind kind;    /* reference/branch-key-store.md section 7 */
+    const char *arn;                 /* kms_key_arn / kms_mr_key_arn */
+    const char *region;              /* mr_discovery */
+    const char *const *grant_tokens; /* passed through to KMS */
+    size_t n_grant_tokens;
+};
+
+struct ks_keystore;
+
+struct ks_keystore_params {
+    const char *name;                   /* configured key store name */
+    const char *logical_key_store_name; /* bound into every KMS encryption context */
+    const char *key_store_id;           /* NULL: a UUIDv4 is generated */
+    struct ks_storage *storage;         /* owned by the keystore from a successful create on */
+    const struct ks_clock *clock;       /* NULL: system clock */
+};
+
+/* Creates a keystore. On success it owns params->storage. Caller frees with ks_keystore_destroy. */
+ks_status ks_keystore_create(const struct ks_keystore_params *params, struct ks_keystore **out,
+                             struct ks_error *err);
+void ks_keystore_destroy(struct ks_keystore *ks);
+
+struct ks_keystore_info {
+    const char *key_store_id;           /* borrowed from the keystore */
+    const char *logical_key_store_name; /* borrowed */
+    struct ks_storage_info storage;     /* table name: "keyStoreName" */
+};
+
+ks_status ks_keystore_info(struct ks_keystore *ks, struct ks_keystore_info *out,
+                           struct ks_error *err);
+
+/* The storage backend (for readiness checks). Borrowed. */
+struct ks_storage *ks_keystore_storage(struct ks_keystore *ks);
+
+/* CreateKeyStore: creates the table if missing; *table_id is malloc'd. */
+ks_status ks_keystore_create_key_store(struct ks_keystore *ks, char **table_id,
+                                       struct ks_error *err);
+
+/*
+ * CreateKey (reference/branch-key-store.md section 4). branch_key_id NULL generates a UUIDv4;
+ * custom_ec (unprefixed keys; may be NULL or empty) becomes aws-crypto-ec:<k> attributes.
+ * *id_out is malloc'd. KS_E_ALREADY_EXISTS when the id is taken (nothing written).
+ */
+ks_status ks_keystore_create_key(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                                 const char *branch_key_id, const struct ks_ec *custom_ec,
+                                 char **id_out, struct ks_error *err);
+
+/*
+ * VersionKey (section 5 + section 9's optimistic lock). *version_out (malloc'd) is the new
+ * version. A concurrent VersionKey that won is KS_E_VERSION_RACE and nothing is written.
+ */
+ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                                  const char *branch_key_id, char **version_out,
+                                  struct ks_error *err);
+
+/* Branch key or beacon key materials (section 6). The key is wiped by ks_materials_free. */
+struct ks_materials {
+    char *branch_key_id;
+    char *version;                  /* bare UUID; NULL for a beacon key */
+    struct ks_ec encryption_context; /* custom context, aws-crypto-ec: prefix stripped */
+    unsigned char *key;              /* 32 bytes, secret */
+    size_t key_len;
+    int hierarchy_version; /* 1 */
+};
+
+void ks_materials_free(struct ks_materials *m);
+
+/* GetActiveBranchKey / GetBranchKeyVersion / GetBeaconKey. *out is owned by the caller. */
+ks_status ks_keystore_get_active(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                                 const char *branch_key_id, struct ks_materials **out,
+                                 struct ks_error *err);
+ks_status ks_keystore_get_version(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                                  const char *branch_key_id, const char *version,
+                                  struct ks_materials **out, struct ks_error *err);
+ks_status ks_keystore_get_beacon(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                                 const char *branch_key_id, struct ks_materials **out,
+                                 struct ks_error *err);
+
+/*
+ * Input validation shared with the handlers so that bad input is refused before any I/O:
+ * a branch key id must be non-empty valid UTF-8 without NUL, at most KS_BRANCH_KEY_ID_MAX bytes.
+ */
+#define KS_BRANCH_KEY_ID_MAX 1024
+ks_status ks_keystore_check_branch_key_id(const char *id, size_t len, struct ks_error *err);
+
+#endif

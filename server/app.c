@@ -1,0 +1,121 @@
+#include "server/app.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "keystore/arn.h"
+
+extern const char ks_openapi_yaml[];
+extern const size_t ks_openapi_yaml_len;
+
+static ks_status open_relationship(struct ks_app *app, size_t i, struct ks_error *err)
+{
+    const struct ks_kms_rel_config *rc = &app->config->kms_relationships[i];
+    struct ks_kms_relationship *rel = &app->relationships[i];
+    const char *ensure = rc->has_kms_configuration ? rc->kms.arn : NULL;
+    char arn[KS_ARN_MAX + 1];
+    ks_status st;
+
+    if (rc->type != KS_KMS_LOCAL)
+        return ks_error_set(err, KS_E_CONFIG,
+                            "kms relationship '%s': type aws is not supported by this build",
+                            rc->name);
+    st = ks_kms_local_open(rc->key_file, ensure ? &ensure : NULL, ensure ? 1 : 0,
+                           &app->kms_backends[i], err);
+    if (st != KS_OK)
+        return st;
+    if (rc->has_kms_configuration) {
+        rel->kind = rc->kms.kind;
+        app->relationship_arns[i] = rc->kms.arn ? strdup(rc->kms.arn) : NULL;
+        rel->region = rc->kms.region;
+    } else {
+        /* A local relationship without kms_configuration uses its key file's first key. */
+        if ((st = ks_kms_local_default_arn(app->kms_backends[i], arn, sizeof arn)) != KS_OK)
+            return st;
+        rel->kind = KS_KMS_KEY_ARN;
+        app->relationship_arns[i] = strdup(arn);
+    }
+    if ((rel->kind == KS_KMS_KEY_ARN || rel->kind == KS_KMS_MR_KEY_ARN) &&
+        !app->relationship_arns[i])
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    rel->name = rc->name;
+    rel->kms = app->kms_backends[i];
+    rel->arn = app->relationship_arns[i];
+    rel->grant_tokens = (const char *const *)rc->grant_tokens;
+    rel->n_grant_tokens = rc->n_grant_tokens;
+    return KS_OK;
+}
+
+static ks_status open_key_store(struct ks_app *app, size_t i, const struct ks_clock *clock,
+                                struct ks_error *err)
+{
+    const struct ks_key_store_config *kc = &app->config->key_stores[i];
+    struct ks_keystore_params params;
+    struct ks_storage *storage = NULL;
+    ks_status st;
+
+    if (kc->storage.type != KS_STORAGE_SQLITE)
+        return ks_error_set(err, KS_E_CONFIG,
+                            "key store '%s': storage type dynamodb is not supported by this build",
+                            kc->name);
+    if ((st = ks_storage_sqlite_open(kc->storage.path, &storage, err)) != KS_OK)
+        return st;
+    params.name = kc->name;
+    params.logical_key_store_name = kc->logical_key_store_name;
+    params.key_store_id = kc->key_store_id;
+    params.storage = storage;
+    params.clock = clock;
+    if ((st = ks_keystore_create(&params, &app->keystores[i], err)) != KS_OK)
+        ks_storage_destroy(storage);
+    return st;
+}
+
+ks_status ks_app_create(const struct ks_config *cfg, const struct ks_clock *clock,
+                        struct ks_app **out, struct ks_error *err)
+{
+    struct ks_app *app = calloc(1, sizeof *app);
+    ks_status st = KS_OK;
+    size_t i;
+
+    if (!app)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    app->config = cfg;
+    app->openapi_yaml = ks_openapi_yaml;
+    app->openapi_yaml_len = ks_openapi_yaml_len;
+    app->keystores = calloc(cfg->n_key_stores + 1, sizeof *app->keystores);
+    app->relationships = calloc(cfg->n_kms_relationships + 1, sizeof *app->relationships);
+    app->kms_backends = calloc(cfg->n_kms_relationships + 1, sizeof *app->kms_backends);
+    app->relationship_arns = calloc(cfg->n_kms_relationships + 1, sizeof *app->relationship_arns);
+    if (!app->keystores || !app->relationships || !app->kms_backends || !app->relationship_arns) {
+        ks_app_destroy(app);
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    for (i = 0; st == KS_OK && i < cfg->n_kms_relationships; i++)
+        st = open_relationship(app, i, err);
+    for (i = 0; st == KS_OK && i < cfg->n_key_stores; i++)
+        st = open_key_store(app, i, clock, err);
+    if (st != KS_OK) {
+        ks_app_destroy(app);
+        return st;
+    }
+    *out = app;
+    return KS_OK;
+}
+
+void ks_app_destroy(struct ks_app *app)
+{
+    size_t i;
+    if (!app)
+        return;
+    for (i = 0; app->keystores && i < app->config->n_key_stores; i++)
+        ks_keystore_destroy(app->keystores[i]);
+    for (i = 0; app->kms_backends && i < app->config->n_kms_relationships; i++)
+        ks_kms_destroy(app->kms_backends[i]);
+    for (i = 0; app->relationship_arns && i < app->config->n_kms_relationships; i++)
+        free(app->relationship_arns[i]);
+    free(app->keystores);
+    free(app->relationships);
+    free(app->kms_backends);
+    free(app->relationship_arns);
+    free(app);
+}

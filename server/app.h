@@ -1,0 +1,20 @@
+/*
+ * app.h - builds the run-time objects of a config (DESIGN.md section 2): one KMS backend per
+ * relationship, one storage backend + keystore per key store. The app is immutable once built
+ * and shared by all server threads.
+ */
+#ifndef KS_SERVER_APP_H
+#define KS_SERVER_APP_H
+
+#include "handlers/handlers.h"
+
+/*
+ * Opens every backend named by cfg (borrowed; must outlive the app). Unsupported backends
+ * (aws KMS, DynamoDB until they land) are KS_E_CONFIG naming the relationship or key store.
+ * Caller frees with ks_app_destroy.
+ */
+ks_status ks_app_create(const struct ks_config *cfg, const struct ks_clock *clock,
+                        struct ks_app **out, struct ks_error *err);
+void ks_app_destroy(struct ks_app *app);
+
+#endif

@@ -1,0 +1,159 @@
+/* router.c - the route table of DESIGN.md section 3 and segment-wise matching. */
+#include "server/router.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const struct ks_route routes[] = {
+    {"GET", "/healthz", KS_ACCESS_PUBLIC, 0, 0, ks_handle_healthz},
+    {"GET", "/readyz", KS_ACCESS_PUBLIC, 0, 0, ks_handle_readyz},
+    {"GET", "/v1/openapi.yaml", KS_ACCESS_PUBLIC, 0, 0, ks_handle_openapi},
+    {"PUT", "/v1/keystores/{ks}", KS_ACCESS_ADMIN, 1, 0, ks_handle_keystore_put},
+    {"GET", "/v1/keystores/{ks}", KS_ACCESS_READER, 0, 1, ks_handle_keystore_get},
+    {"POST", "/v1/keystores/{ks}/branch-keys", KS_ACCESS_ADMIN, 1, 0,
+     ks_handle_branch_key_create},
+    {"POST", "/v1/keystores/{ks}/branch-keys/{id}/versions", KS_ACCESS_ADMIN, 1, 0,
+     ks_handle_version_create},
+    {"GET", "/v1/keystores/{ks}/branch-keys/{id}/active", KS_ACCESS_READER, 0, 1,
+     ks_handle_active_get},
+    {"GET", "/v1/keystores/{ks}/branch-keys/{id}/versions/{v}", KS_ACCESS_READER, 0, 1,
+     ks_handle_version_get},
+    {"GET", "/v1/keystores/{ks}/branch-keys/{id}/beacon", KS_ACCESS_READER, 0, 1,
+     ks_handle_beacon_get},
+};
+
+const struct ks_route *ks_router_routes(size_t *count)
+{
+    *count = sizeof routes / sizeof routes[0];
+    return routes;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [s, s+len) into a new string; NULL on bad encoding, NUL, or OOM. */
+static char *decode(const char *s, size_t len, size_t *out_len)
+{
+    char *out = malloc(len + 1);
+    size_t i, o = 0;
+    if (!out)
+        return NULL;
+    for (i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            int hi, lo;
+            if (i + 2 >= len) {
+                free(out);
+                return NULL;
+            }
+            hi = hex_value(s[i + 1]);
+            lo = hex_value(s[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                free(out);
+                return NULL;
+            }
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+static int param_index(const char *seg, size_t len)
+{
+    if (len == 4 && memcmp(seg, "{ks}", 4) == 0)
+        return KS_PARAM_KS;
+    if (len == 4 && memcmp(seg, "{id}", 4) == 0)
+        return KS_PARAM_ID;
+    if (len == 3 && memcmp(seg, "{v}", 3) == 0)
+        return KS_PARAM_VERSION;
+    return -1;
+}
+
+/* 1 when the raw path fits the pattern (segment count and literals), without decoding. */
+static int path_fits(const char *pattern, const char *path)
+{
+    while (*pattern && *path) {
+        const char *pe = strchr(pattern + 1, '/'), *se = strchr(path + 1, '/');
+        size_t pl = pe ? (size_t)(pe - pattern) : strlen(pattern);
+        size_t sl = se ? (size_t)(se - path) : strlen(path);
+        if (param_index(pattern + 1, pl - 1) >= 0) {
+            if (sl <= 1)
+                return 0; /* empty parameter */
+        } else if (pl != sl || memcmp(pattern, path, pl) != 0) {
+            return 0;
+        }
+        pattern += pl;
+        path += sl;
+    }
+    return !*pattern && !*path;
+}
+
+static enum ks_match_result extract(const char *pattern, const char *path,
+                                    struct ks_route_match *m)
+{
+    while (*pattern) {
+        const char *pe = strchr(pattern + 1, '/'), *se = strchr(path + 1, '/');
+        size_t pl = pe ? (size_t)(pe - pattern) : strlen(pattern);
+        size_t sl = se ? (size_t)(se - path) : strlen(path);
+        int idx = param_index(pattern + 1, pl - 1);
+        if (idx >= 0) {
+            m->params[idx] = decode(path + 1, sl - 1, &m->param_lens[idx]);
+            if (!m->params[idx])
+                return KS_MATCH_BAD_PATH;
+        }
+        pattern += pl;
+        path += sl;
+    }
+    return KS_MATCH_OK;
+}
+
+enum ks_match_result ks_router_match(const char *method, const char *raw_path,
+                                     struct ks_route_match *match)
+{
+    size_t i, n = sizeof routes / sizeof routes[0];
+    int path_known = 0;
+
+    memset(match, 0, sizeof *match);
+    if (raw_path[0] != '/')
+        return KS_MATCH_NO_ROUTE;
+    for (i = 0; i < n; i++) {
+        if (!path_fits(routes[i].pattern, raw_path))
+            continue;
+        if (strcmp(routes[i].method, method) == 0) {
+            enum ks_match_result r;
+            match->route = &routes[i];
+            r = extract(routes[i].pattern, raw_path, match);
+            if (r != KS_MATCH_OK)
+                ks_router_match_free(match);
+            return r;
+        }
+        if (strlen(match->allow) + strlen(routes[i].method) + 3 < sizeof match->allow) {
+            if (path_known)
+                strncat(match->allow, ", ", sizeof match->allow - strlen(match->allow) - 1);
+            strncat(match->allow, routes[i].method, sizeof match->allow - strlen(match->allow) - 1);
+        }
+        path_known = 1;
+    }
+    return path_known ? KS_MATCH_BAD_METHOD : KS_MATCH_NO_ROUTE;
+}
+
+void ks_router_match_free(struct ks_route_match *match)
+{
+    int i;
+    for (i = 0; i < KS_PARAM_COUNT; i++) {
+        free(match->params[i]);
+        match->params[i] = NULL;
+    }
+}

@@ -1,0 +1,28 @@
+/*
+ * server.h - the HTTP front end (libmicrohttpd, thread pool): routing, bearer auth and roles,
+ * request ids, body cap (413), JSON nesting cap, Content-Type check (415), error rendering
+ * ({"error":{"type","message","requestId"}}), one access log line per request, and a graceful
+ * stop that lets in-flight requests finish.
+ */
+#ifndef KS_SERVER_SERVER_H
+#define KS_SERVER_SERVER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "handlers/handlers.h"
+
+struct ks_server;
+
+/* Starts listening on the config's address. app is borrowed. log receives the access log
+ * (NULL: stderr). */
+ks_status ks_server_start(struct ks_app *app, FILE *log, struct ks_server **out,
+                          struct ks_error *err);
+
+/* The bound port (useful with port 0). */
+uint16_t ks_server_port(const struct ks_server *s);
+
+/* Stops accepting, waits up to timeout_seconds for in-flight requests, then stops and frees. */
+void ks_server_stop(struct ks_server *s, unsigned timeout_seconds);
+
+#endif

@@ -1,0 +1,376 @@
+/*
+ * item.c - one stored item as a sorted array of typed attributes, and its DynamoDB
+ * AttributeValue JSON form (reference/aws-apis.md section 3 "AttributeValue JSON encoding";
+ * item layout in reference/branch-key-store.md section 2).
+ *
+ * Every value buffer is allocated with one extra byte and NUL-terminated, also for B, so that S
+ * and N values can be handed out as C strings and an empty B value still has a non-NULL pointer.
+ */
+#include "storage/item.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "common/base64.h"
+#include "common/util.h"
+
+void ks_item_init(struct ks_item *item)
+{
+    item->attrs = NULL;
+    item->count = 0;
+    item->cap = 0;
+}
+
+static void attr_free(struct ks_attr *a)
+{
+    free(a->name);
+    free(a->value);
+    a->name = NULL;
+    a->value = NULL;
+    a->len = 0;
+}
+
+void ks_item_free(struct ks_item *item)
+{
+    size_t i;
+
+    if (!item)
+        return;
+    for (i = 0; i < item->count; i++)
+        attr_free(&item->attrs[i]);
+    free(item->attrs);
+    ks_item_init(item);
+}
+
+/*
+ * Binary search by name (byte order, as strcmp). Returns 1 and the index when found, else 0 and
+ * the index where name would be inserted to keep the array sorted.
+ */
+static int find(const struct ks_item *item, const char *name, size_t *pos)
+{
+    size_t lo = 0, hi = item->count;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(item->attrs[mid].name, name);
+        if (c == 0) {
+            *pos = mid;
+            return 1;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *pos = lo;
+    return 0;
+}
+
+/* A heap copy of len bytes plus a NUL; NULL on OOM. */
+static unsigned char *dup_value(const void *data, size_t len)
+{
+    unsigned char *p;
+
+    if (len == SIZE_MAX)
+        return NULL;
+    p = malloc(len + 1);
+    if (!p)
+        return NULL;
+    if (len)
+        memcpy(p, data, len);
+    p[len] = '\0';
+    return p;
+}
+
+/*
+ * Inserts or replaces name with a copy of (type, data, len). Everything that can fail is done
+ * before the item is touched, so on OOM the item is unchanged (STYLE.md "Errors").
+ */
+static int set_attr(struct ks_item *item, const char *name, enum ks_attr_type type,
+                    const void *data, size_t len)
+{
+    unsigned char *value;
+    size_t pos;
+
+    value = dup_value(data, len);
+    if (!value)
+        return -1;
+    if (find(item, name, &pos)) {
+        struct ks_attr *a = &item->attrs[pos];
+        free(a->value);
+        a->type = type;
+        a->value = value;
+        a->len = len;
+        return 0;
+    }
+
+    char *name_copy = strdup(name);
+    if (!name_copy) {
+        free(value);
+        return -1;
+    }
+    if (item->count == item->cap) {
+        size_t cap = item->cap ? item->cap * 2 : 8;
+        struct ks_attr *grown = NULL;
+        if (cap <= SIZE_MAX / sizeof *grown)
+            grown = realloc(item->attrs, cap * sizeof *grown);
+        if (!grown) {
+            free(name_copy);
+            free(value);
+            return -1;
+        }
+        item->attrs = grown;
+        item->cap = cap;
+    }
+    memmove(&item->attrs[pos + 1], &item->attrs[pos], (item->count - pos) * sizeof *item->attrs);
+    item->attrs[pos].name = name_copy;
+    item->attrs[pos].type = type;
+    item->attrs[pos].value = value;
+    item->attrs[pos].len = len;
+    item->count++;
+    return 0;
+}
+
+int ks_item_set_s(struct ks_item *item, const char *name, const char *value)
+{
+    return set_attr(item, name, KS_ATTR_S, value, strlen(value));
+}
+
+int ks_item_set_n(struct ks_item *item, const char *name, const char *value)
+{
+    return set_attr(item, name, KS_ATTR_N, value, strlen(value));
+}
+
+int ks_item_set_b(struct ks_item *item, const char *name, const void *data, size_t len)
+{
+    return set_attr(item, name, KS_ATTR_B, data, len);
+}
+
+int ks_item_remove(struct ks_item *item, const char *name)
+{
+    size_t pos;
+
+    if (!find(item, name, &pos))
+        return 0;
+    attr_free(&item->attrs[pos]);
+    memmove(&item->attrs[pos], &item->attrs[pos + 1],
+            (item->count - pos - 1) * sizeof *item->attrs);
+    item->count--;
+    return 1;
+}
+
+const struct ks_attr *ks_item_get(const struct ks_item *item, const char *name)
+{
+    size_t pos;
+
+    return find(item, name, &pos) ? &item->attrs[pos] : NULL;
+}
+
+const char *ks_item_get_s(const struct ks_item *item, const char *name)
+{
+    const struct ks_attr *a = ks_item_get(item, name);
+
+    return a && a->type == KS_ATTR_S ? (const char *)a->value : NULL;
+}
+
+int ks_item_copy(struct ks_item *dst, const struct ks_item *src)
+{
+    struct ks_item tmp;
+    size_t i;
+
+    if (dst == src)
+        return 0;
+    /* Build the copy aside so that dst is only replaced once everything is allocated. */
+    ks_item_init(&tmp);
+    if (src->count) {
+        tmp.attrs = calloc(src->count, sizeof *tmp.attrs);
+        if (!tmp.attrs)
+            return -1;
+        tmp.cap = src->count;
+    }
+    for (i = 0; i < src->count; i++) {
+        const struct ks_attr *a = &src->attrs[i];
+        struct ks_attr *b = &tmp.attrs[i];
+        b->name = strdup(a->name);
+        b->value = dup_value(a->value, a->len);
+        b->type = a->type;
+        b->len = a->len;
+        tmp.count = i + 1;
+        if (!b->name || !b->value) {
+            ks_item_free(&tmp);
+            return -1;
+        }
+    }
+    ks_item_free(dst);
+    *dst = tmp;
+    return 0;
+}
+
+/* --- DynamoDB AttributeValue JSON ------------------------------------------------------- */
+
+/* One AttributeValue ({"S":..} / {"N":..} / {"B":<base64>}); NULL on OOM. */
+static struct json_object *attr_to_json(const struct ks_attr *a)
+{
+    struct json_object *av, *v;
+    char *b64 = NULL;
+    const char *text = (const char *)a->value;
+    size_t len = a->len;
+    char member[2] = {(char)a->type, '\0'};
+
+    if (a->type == KS_ATTR_B) {
+        b64 = ks_base64_encode(a->value, a->len);
+        if (!b64)
+            return NULL;
+        text = b64;
+        len = strlen(b64);
+    }
+    v = len <= INT_MAX ? json_object_new_string_len(text, (int)len) : NULL;
+    free(b64);
+    if (!v)
+        return NULL;
+    av = json_object_new_object();
+    if (!av || json_object_object_add(av, member, v) != 0) {
+        json_object_put(v);
+        json_object_put(av);
+        return NULL;
+    }
+    return av;
+}
+
+int ks_item_to_json(const struct ks_item *item, struct json_object **out)
+{
+    struct json_object *map = json_object_new_object();
+    size_t i;
+
+    *out = NULL;
+    if (!map)
+        return -1;
+    /* Attributes are added in name order, and json-c keeps insertion order, so the serialized
+     * form of an item is deterministic. */
+    for (i = 0; i < item->count; i++) {
+        struct json_object *av = attr_to_json(&item->attrs[i]);
+        if (!av || json_object_object_add(map, item->attrs[i].name, av) != 0) {
+            json_object_put(av);
+            json_object_put(map);
+            return -1;
+        }
+    }
+    *out = map;
+    return 0;
+}
+
+/*
+ * A DynamoDB number as it travels on the wire: optional '-', digits, optional fraction,
+ * optional exponent. DynamoDB itself only ever sends normalized numbers; anything else stored
+ * is damage.
+ */
+static int number_valid(const char *s, size_t len)
+{
+    size_t i = 0, digits = 0;
+
+    if (i < len && s[i] == '-')
+        i++;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++, digits++;
+    if (i < len && s[i] == '.') {
+        i++;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++, digits++;
+    }
+    if (digits == 0)
+        return 0;
+    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+        size_t exp_digits = 0;
+        i++;
+        if (i < len && (s[i] == '+' || s[i] == '-'))
+            i++;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++, exp_digits++;
+        if (exp_digits == 0)
+            return 0;
+    }
+    return i == len;
+}
+
+/* Parses one AttributeValue into out under name. */
+static ks_status attr_from_json(const char *name, struct json_object *av, struct ks_item *out,
+                                struct ks_error *err)
+{
+    struct json_object_iterator it, end;
+    const char *member, *text;
+    struct json_object *v;
+    size_t len;
+    int rc;
+
+    if (!json_object_is_type(av, json_type_object) || json_object_object_length(av) != 1)
+        return ks_error_set(err, KS_E_CORRUPT,
+                            "attribute %s: an AttributeValue has exactly one type member", name);
+    it = json_object_iter_begin(av);
+    end = json_object_iter_end(av);
+    if (json_object_iter_equal(&it, &end))
+        return ks_error_set(err, KS_E_CORRUPT, "attribute %s: empty AttributeValue", name);
+    member = json_object_iter_peek_name(&it);
+    v = json_object_iter_peek_value(&it);
+
+    /* Only the three scalar types the MPL writes (reference/branch-key-store.md section 2). */
+    if (strcmp(member, "S") != 0 && strcmp(member, "N") != 0 && strcmp(member, "B") != 0)
+        return ks_error_set(err, KS_E_CORRUPT, "attribute %s: unsupported type %.8s", name,
+                            member);
+    if (!json_object_is_type(v, json_type_string))
+        return ks_error_set(err, KS_E_CORRUPT, "attribute %s: %s value is not a string", name,
+                            member);
+    text = json_object_get_string(v);
+    len = (size_t)json_object_get_string_len(v);
+
+    if (member[0] == 'B') {
+        unsigned char *data;
+        size_t data_len;
+        if (ks_base64_decode(text, len, &data, &data_len) != 0)
+            return ks_error_set(err, KS_E_CORRUPT, "attribute %s: B value is not base64", name);
+        rc = ks_item_set_b(out, name, data, data_len);
+        free(data);
+    } else {
+        /* S and N are text; the item keeps them NUL-terminated, so an embedded NUL (possible
+         * in JSON as \u0000) could not be represented faithfully. */
+        if (memchr(text, '\0', len) || !ks_utf8_valid(text, len))
+            return ks_error_set(err, KS_E_CORRUPT, "attribute %s: %s value is not valid text",
+                                name, member);
+        if (member[0] == 'N' && !number_valid(text, len))
+            return ks_error_set(err, KS_E_CORRUPT, "attribute %s: N value is not a number",
+                                name);
+        rc = member[0] == 'S' ? ks_item_set_s(out, name, text) : ks_item_set_n(out, name, text);
+    }
+    if (rc != 0)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    return KS_OK;
+}
+
+ks_status ks_item_from_json(struct json_object *map, struct ks_item *out, struct ks_error *err)
+{
+    ks_item_init(out);
+    if (!json_object_is_type(map, json_type_object))
+        return ks_error_set(err, KS_E_CORRUPT, "item is not a JSON object");
+
+    json_object_object_foreach(map, name, av)
+    {
+        ks_status st;
+        if (name[0] == '\0') {
+            ks_item_free(out);
+            return ks_error_set(err, KS_E_CORRUPT, "item has an empty attribute name");
+        }
+        if (!ks_utf8_valid(name, strlen(name))) {
+            ks_item_free(out);
+            return ks_error_set(err, KS_E_CORRUPT, "item has an attribute name that is not "
+                                                   "valid UTF-8");
+        }
+        st = attr_from_json(name, av, out, err);
+        if (st != KS_OK) {
+            ks_item_free(out);
+            return st;
+        }
+    }
+    return KS_OK;
+}

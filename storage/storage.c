@@ -1,0 +1,107 @@
+/*
+ * storage.c - what every storage backend shares: destroy, and the checks of the items a write is
+ * given and a read returns, so that the SQLite, memory and DynamoDB backends accept and refuse
+ * exactly the same items.
+ */
+#include "storage/storage.h"
+
+#include <string.h>
+
+void ks_storage_destroy(struct ks_storage *s)
+{
+    if (s)
+        s->ops->destroy(s);
+}
+
+/*
+ * The key attributes (reference/branch-key-store.md section 1: `branch-key-id` S HASH, `type` S
+ * RANGE) must be present, S and non-empty: DynamoDB refuses an empty key attribute, and the
+ * SQLite primary key is built from them.
+ */
+static ks_status check_key(const struct ks_item *item, const char *what, const char **id,
+                           const char **type, struct ks_error *err)
+{
+    *id = ks_item_get_s(item, KS_ATTR_BRANCH_KEY_ID);
+    *type = ks_item_get_s(item, KS_ATTR_TYPE);
+    if (!*id || !**id)
+        return ks_error_set(err, KS_E_INVALID, "%s item: %s must be a non-empty S attribute",
+                            what, KS_ATTR_BRANCH_KEY_ID);
+    if (!*type || !**type)
+        return ks_error_set(err, KS_E_INVALID, "%s item: %s must be a non-empty S attribute",
+                            what, KS_ATTR_TYPE);
+    return KS_OK;
+}
+
+/* "branch:version:" followed by a non-empty version (section 3 read validation). */
+static int is_version_type(const char *type)
+{
+    size_t n = strlen(KS_TYPE_VERSION_PREFIX);
+
+    return strncmp(type, KS_TYPE_VERSION_PREFIX, n) == 0 && type[n] != '\0';
+}
+
+static ks_status check_active_and_version(const struct ks_item *active,
+                                          const struct ks_item *version, const char **id,
+                                          struct ks_error *err)
+{
+    const char *active_type, *version_id, *version_type;
+    ks_status st;
+
+    st = check_key(active, "ACTIVE", id, &active_type, err);
+    if (st != KS_OK)
+        return st;
+    st = check_key(version, "version", &version_id, &version_type, err);
+    if (st != KS_OK)
+        return st;
+    if (strcmp(active_type, KS_TYPE_ACTIVE) != 0)
+        return ks_error_set(err, KS_E_INVALID, "ACTIVE item: type must be %s", KS_TYPE_ACTIVE);
+    if (!is_version_type(version_type))
+        return ks_error_set(err, KS_E_INVALID, "version item: type must be %s<version>",
+                            KS_TYPE_VERSION_PREFIX);
+    if (strcmp(*id, version_id) != 0)
+        return ks_error_set(err, KS_E_INVALID, "the items of one write must share %s",
+                            KS_ATTR_BRANCH_KEY_ID);
+    return KS_OK;
+}
+
+ks_status ks_storage_check_new_branch_key(const struct ks_item *active,
+                                          const struct ks_item *version,
+                                          const struct ks_item *beacon, struct ks_error *err)
+{
+    const char *id, *beacon_id, *beacon_type;
+    ks_status st;
+
+    st = check_active_and_version(active, version, &id, err);
+    if (st != KS_OK)
+        return st;
+    st = check_key(beacon, "beacon", &beacon_id, &beacon_type, err);
+    if (st != KS_OK)
+        return st;
+    if (strcmp(beacon_type, KS_TYPE_BEACON) != 0)
+        return ks_error_set(err, KS_E_INVALID, "beacon item: type must be %s", KS_TYPE_BEACON);
+    if (strcmp(id, beacon_id) != 0)
+        return ks_error_set(err, KS_E_INVALID, "the items of one write must share %s",
+                            KS_ATTR_BRANCH_KEY_ID);
+    return KS_OK;
+}
+
+ks_status ks_storage_check_new_version(const struct ks_item *version,
+                                       const struct ks_item *active, struct ks_error *err)
+{
+    const char *id;
+
+    return check_active_and_version(active, version, &id, err);
+}
+
+ks_status ks_storage_check_read(const struct ks_item *item, const char *branch_key_id,
+                                const char *type, struct ks_error *err)
+{
+    const char *id = ks_item_get_s(item, KS_ATTR_BRANCH_KEY_ID);
+    const char *stored_type = ks_item_get_s(item, KS_ATTR_TYPE);
+
+    /* The MPL requires the returned key to equal the requested one (section 3). */
+    if (!id || strcmp(id, branch_key_id) != 0 || !stored_type || strcmp(stored_type, type) != 0)
+        return ks_error_set(err, KS_E_CORRUPT,
+                            "stored item is not valid: its key attributes do not match its key");
+    return KS_OK;
+}

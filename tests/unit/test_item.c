@@ -1,0 +1,345 @@
+/*
+ * test_item.c - struct ks_item and its DynamoDB AttributeValue JSON form
+ * (reference/aws-apis.md section 3).
+ */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "storage/item.h"
+
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* Serializes item to a heap string (the sqlite.c stored form). */
+static char *item_json_text(const struct ks_item *item)
+{
+    struct json_object *obj;
+    char *text;
+
+    cr_assert_eq(ks_item_to_json(item, &obj), 0);
+    text = strdup(json_object_to_json_string_ext(obj, JSON_FLAGS));
+    json_object_put(obj);
+    cr_assert_not_null(text);
+    return text;
+}
+
+/* Parses text as JSON and then as an item; returns the status, err filled. */
+static ks_status parse_text(const char *text, struct ks_item *out, struct ks_error *err)
+{
+    struct json_object *obj = json_tokener_parse(text);
+    ks_status st;
+
+    cr_assert_not_null(obj, "test JSON does not parse: %s", text);
+    ks_error_clear(err);
+    st = ks_item_from_json(obj, out, err);
+    json_object_put(obj);
+    return st;
+}
+
+static void assert_items_equal(const struct ks_item *a, const struct ks_item *b)
+{
+    size_t i;
+
+    cr_assert_eq(a->count, b->count);
+    for (i = 0; i < a->count; i++) {
+        cr_assert_str_eq(a->attrs[i].name, b->attrs[i].name);
+        cr_assert_eq(a->attrs[i].type, b->attrs[i].type, "type of %s", a->attrs[i].name);
+        cr_assert_eq(a->attrs[i].len, b->attrs[i].len, "length of %s", a->attrs[i].name);
+        cr_assert_eq(memcmp(a->attrs[i].value, b->attrs[i].value, a->attrs[i].len), 0,
+                     "bytes of %s", a->attrs[i].name);
+    }
+}
+
+Test(item, set_and_get)
+{
+    struct ks_item item;
+    const struct ks_attr *a;
+    const unsigned char bytes[] = {0x00, 0x01, 0xff};
+
+    ks_item_init(&item);
+    cr_assert_eq(ks_item_set_s(&item, "type", "branch:ACTIVE"), 0);
+    cr_assert_eq(ks_item_set_n(&item, "hierarchy-version", "1"), 0);
+    cr_assert_eq(ks_item_set_b(&item, "enc", bytes, sizeof bytes), 0);
+    cr_assert_eq(ks_item_set_s(&item, "branch-key-id", "id"), 0);
+    cr_assert_eq(item.count, 4);
+
+    /* Kept sorted by name. */
+    cr_assert_str_eq(item.attrs[0].name, "branch-key-id");
+    cr_assert_str_eq(item.attrs[1].name, "enc");
+    cr_assert_str_eq(item.attrs[2].name, "hierarchy-version");
+    cr_assert_str_eq(item.attrs[3].name, "type");
+
+    a = ks_item_get(&item, "enc");
+    cr_assert_not_null(a);
+    cr_assert_eq(a->type, KS_ATTR_B);
+    cr_assert_eq(a->len, 3);
+    cr_assert_eq(memcmp(a->value, bytes, 3), 0);
+
+    a = ks_item_get(&item, "hierarchy-version");
+    cr_assert_eq(a->type, KS_ATTR_N);
+    cr_assert_eq(a->len, 1);
+    cr_assert_str_eq((const char *)a->value, "1");
+
+    cr_assert_str_eq(ks_item_get_s(&item, "type"), "branch:ACTIVE");
+    cr_assert_eq(ks_item_get(&item, "type")->len, strlen("branch:ACTIVE"));
+    cr_assert_null(ks_item_get_s(&item, "enc"), "B is not S");
+    cr_assert_null(ks_item_get_s(&item, "hierarchy-version"), "N is not S");
+    cr_assert_null(ks_item_get(&item, "missing"));
+    cr_assert_null(ks_item_get_s(&item, "missing"));
+    ks_item_free(&item);
+    cr_assert_eq(item.count, 0);
+    ks_item_free(&item); /* twice is harmless */
+}
+
+Test(item, many_attributes_stay_sorted)
+{
+    struct ks_item item;
+    char name[32];
+    size_t i;
+
+    ks_item_init(&item);
+    for (i = 0; i < 100; i++) {
+        snprintf(name, sizeof name, "aws-crypto-ec:%03zu", (i * 37) % 100);
+        cr_assert_eq(ks_item_set_s(&item, name, name), 0);
+    }
+    cr_assert_eq(item.count, 100);
+    for (i = 1; i < item.count; i++)
+        cr_assert_lt(strcmp(item.attrs[i - 1].name, item.attrs[i].name), 0);
+    ks_item_free(&item);
+}
+
+Test(item, replace_changes_value_and_type)
+{
+    struct ks_item item;
+    const unsigned char b[] = {1, 2};
+
+    ks_item_init(&item);
+    cr_assert_eq(ks_item_set_s(&item, "x", "first"), 0);
+    cr_assert_eq(ks_item_set_s(&item, "x", "second value"), 0);
+    cr_assert_eq(item.count, 1);
+    cr_assert_str_eq(ks_item_get_s(&item, "x"), "second value");
+    cr_assert_eq(ks_item_get(&item, "x")->len, strlen("second value"));
+
+    cr_assert_eq(ks_item_set_b(&item, "x", b, sizeof b), 0);
+    cr_assert_eq(item.count, 1);
+    cr_assert_eq(ks_item_get(&item, "x")->type, KS_ATTR_B);
+    cr_assert_null(ks_item_get_s(&item, "x"));
+    ks_item_free(&item);
+}
+
+Test(item, remove)
+{
+    struct ks_item item;
+
+    ks_item_init(&item);
+    cr_assert_eq(ks_item_remove(&item, "a"), 0, "remove from an empty item");
+    ks_item_set_s(&item, "a", "1");
+    ks_item_set_s(&item, "b", "2");
+    ks_item_set_s(&item, "c", "3");
+    cr_assert_eq(ks_item_remove(&item, "b"), 1);
+    cr_assert_eq(ks_item_remove(&item, "b"), 0);
+    cr_assert_eq(item.count, 2);
+    cr_assert_str_eq(item.attrs[0].name, "a");
+    cr_assert_str_eq(item.attrs[1].name, "c");
+    cr_assert_null(ks_item_get(&item, "b"));
+    cr_assert_eq(ks_item_remove(&item, "c"), 1);
+    cr_assert_eq(ks_item_remove(&item, "a"), 1);
+    cr_assert_eq(item.count, 0);
+    ks_item_free(&item);
+}
+
+Test(item, empty_b_value)
+{
+    struct ks_item item;
+
+    ks_item_init(&item);
+    cr_assert_eq(ks_item_set_b(&item, "enc", NULL, 0), 0);
+    cr_assert_eq(ks_item_get(&item, "enc")->len, 0);
+    cr_assert_not_null(ks_item_get(&item, "enc")->value);
+    ks_item_free(&item);
+}
+
+Test(item, copy_is_deep_and_replaces)
+{
+    struct ks_item src, dst;
+    const unsigned char b[] = {9, 8, 7};
+
+    ks_item_init(&src);
+    ks_item_init(&dst);
+    ks_item_set_s(&src, "a", "alpha");
+    ks_item_set_b(&src, "b", b, sizeof b);
+    ks_item_set_n(&src, "n", "42");
+    ks_item_set_s(&dst, "old", "gone after copy");
+
+    cr_assert_eq(ks_item_copy(&dst, &src), 0);
+    assert_items_equal(&dst, &src);
+    cr_assert_null(ks_item_get(&dst, "old"));
+
+    /* Changing the source leaves the copy alone. */
+    ks_item_set_s(&src, "a", "changed");
+    ks_item_remove(&src, "n");
+    cr_assert_str_eq(ks_item_get_s(&dst, "a"), "alpha");
+    cr_assert_str_eq((const char *)ks_item_get(&dst, "n")->value, "42");
+    cr_assert_neq(dst.attrs[0].value, src.attrs[0].value);
+
+    cr_assert_eq(ks_item_copy(&dst, &dst), 0, "self copy");
+    cr_assert_eq(dst.count, 3);
+
+    struct ks_item empty;
+    ks_item_init(&empty);
+    cr_assert_eq(ks_item_copy(&dst, &empty), 0);
+    cr_assert_eq(dst.count, 0);
+    ks_item_free(&src);
+    ks_item_free(&dst);
+}
+
+/* The exact wire form: one AttributeValue per attribute, B as standard base64 with padding. */
+Test(item, to_json_exact_form)
+{
+    struct ks_item item;
+    const unsigned char enc[] = {0x00, 0x01, 0x02, 0xfb, 0xff};
+    char *text;
+
+    ks_item_init(&item);
+    ks_item_set_s(&item, "type", "branch:version:5a0f1a3e-2c51-4d2c-8b8e-2f6c3b0e1f00");
+    ks_item_set_s(&item, "branch-key-id", "my/key");
+    ks_item_set_b(&item, "enc", enc, sizeof enc);
+    ks_item_set_n(&item, "hierarchy-version", "1");
+    ks_item_set_s(&item, "aws-crypto-ec:k", "v\"q\\");
+    text = item_json_text(&item);
+    cr_assert_str_eq(text, "{\"aws-crypto-ec:k\":{\"S\":\"v\\\"q\\\\\"},"
+                           "\"branch-key-id\":{\"S\":\"my/key\"},"
+                           "\"enc\":{\"B\":\"AAEC+/8=\"},"
+                           "\"hierarchy-version\":{\"N\":\"1\"},"
+                           "\"type\":{\"S\":\"branch:version:5a0f1a3e-2c51-4d2c-8b8e-2f6c3b0e1f00\"}}");
+    free(text);
+    ks_item_free(&item);
+}
+
+Test(item, json_round_trip_is_byte_exact)
+{
+    struct ks_item item, back;
+    struct ks_error err;
+    unsigned char all[256];
+    char *text, *again;
+    size_t i;
+
+    for (i = 0; i < sizeof all; i++)
+        all[i] = (unsigned char)i;
+    ks_item_init(&item);
+    ks_item_set_s(&item, "branch-key-id", "caf\xc3\xa9 \xf0\x9f\x94\x91 tab\tnl\n\x01 / \"\\");
+    ks_item_set_s(&item, "empty", "");
+    ks_item_set_n(&item, "hierarchy-version", "1");
+    ks_item_set_n(&item, "n2", "-12.5e+10");
+    ks_item_set_b(&item, "enc", all, sizeof all);
+    ks_item_set_b(&item, "enc1", all + 7, 1);
+    ks_item_set_b(&item, "enc2", all + 7, 2);
+    ks_item_set_b(&item, "none", NULL, 0);
+
+    text = item_json_text(&item);
+    cr_assert_eq(parse_text(text, &back, &err), KS_OK, "%s", err.message);
+    assert_items_equal(&item, &back);
+    again = item_json_text(&back);
+    cr_assert_str_eq(again, text);
+    free(text);
+    free(again);
+    ks_item_free(&item);
+    ks_item_free(&back);
+}
+
+Test(item, from_json_accepts_dynamodb_item)
+{
+    struct ks_item item;
+    struct ks_error err;
+
+    cr_assert_eq(parse_text("{\"branch-key-id\": {\"S\": \"a\"}, \"enc\": {\"B\": \"AAE=\"},"
+                            " \"hierarchy-version\": {\"N\": \"1\"}}",
+                            &item, &err),
+                 KS_OK, "%s", err.message);
+    cr_assert_eq(item.count, 3);
+    cr_assert_eq(ks_item_get(&item, "enc")->len, 2);
+    cr_assert_eq(ks_item_get(&item, "hierarchy-version")->type, KS_ATTR_N);
+    ks_item_free(&item);
+
+    cr_assert_eq(parse_text("{}", &item, &err), KS_OK);
+    cr_assert_eq(item.count, 0);
+    ks_item_free(&item);
+}
+
+/* Each of these must be refused as KS_E_CORRUPT naming the attribute, leaving out empty. */
+static void assert_rejected(const char *text, const char *expect_in_message)
+{
+    struct ks_item item;
+    struct ks_error err;
+
+    cr_assert_eq(parse_text(text, &item, &err), KS_E_CORRUPT, "accepted: %s", text);
+    cr_assert_eq(err.code, KS_E_CORRUPT);
+    cr_assert_eq(item.count, 0, "output not empty for %s", text);
+    cr_assert_null(item.attrs);
+    if (expect_in_message)
+        cr_assert_not_null(strstr(err.message, expect_in_message), "message '%s' for %s",
+                           err.message, text);
+    ks_item_free(&item);
+}
+
+Test(item, from_json_rejects_bad_types)
+{
+    assert_rejected("{\"a\":{\"S\":\"x\"},\"bad\":{\"SS\":[\"a\"]}}", "bad");
+    assert_rejected("{\"bad\":{\"NS\":[\"1\"]}}", "bad");
+    assert_rejected("{\"bad\":{\"BS\":[\"AA==\"]}}", "bad");
+    assert_rejected("{\"bad\":{\"M\":{\"x\":{\"S\":\"y\"}}}}", "bad");
+    assert_rejected("{\"bad\":{\"L\":[]}}", "bad");
+    assert_rejected("{\"bad\":{\"NULL\":true}}", "bad");
+    assert_rejected("{\"bad\":{\"BOOL\":false}}", "bad");
+    assert_rejected("{\"bad\":{\"s\":\"lowercase\"}}", "bad");
+    assert_rejected("{\"bad\":{\"S\":1}}", "bad");
+    assert_rejected("{\"bad\":{\"N\":1}}", "bad");
+    assert_rejected("{\"bad\":{\"B\":null}}", "bad");
+    assert_rejected("{\"bad\":{\"S\":[\"x\"]}}", "bad");
+    assert_rejected("{\"bad\":\"plain string\"}", "bad");
+    assert_rejected("{\"bad\":null}", "bad");
+    assert_rejected("{\"bad\":[{\"S\":\"x\"}]}", "bad");
+}
+
+Test(item, from_json_rejects_not_exactly_one_type_member)
+{
+    assert_rejected("{\"bad\":{\"S\":\"a\",\"N\":\"1\"}}", "bad");
+    assert_rejected("{\"bad\":{\"S\":\"a\",\"B\":\"AA==\"}}", "bad");
+    assert_rejected("{\"bad\":{}}", "bad");
+}
+
+Test(item, from_json_rejects_bad_base64)
+{
+    assert_rejected("{\"enc\":{\"B\":\"!!!!\"}}", "enc");
+    assert_rejected("{\"enc\":{\"B\":\"AAE\"}}", "enc");       /* missing padding */
+    assert_rejected("{\"enc\":{\"B\":\"AAF=\"}}", "enc");      /* non-zero trailing bits */
+    assert_rejected("{\"enc\":{\"B\":\"AA==\\n\"}}", "enc");   /* whitespace */
+    assert_rejected("{\"enc\":{\"B\":\"AA-_\"}}", "enc");      /* URL alphabet */
+    assert_rejected("{\"enc\":{\"B\":\"A===\"}}", "enc");
+}
+
+Test(item, from_json_rejects_bad_text_and_numbers)
+{
+    assert_rejected("{\"x\":{\"S\":\"a\\u0000b\"}}", "x");
+    assert_rejected("{\"n\":{\"N\":\"\"}}", "n");
+    assert_rejected("{\"n\":{\"N\":\"one\"}}", "n");
+    assert_rejected("{\"n\":{\"N\":\"1e\"}}", "n");
+    assert_rejected("{\"n\":{\"N\":\"1 \"}}", "n");
+    assert_rejected("{\"\":{\"S\":\"empty name\"}}", NULL);
+}
+
+Test(item, from_json_rejects_non_object)
+{
+    assert_rejected("[]", NULL);
+    assert_rejected("[{\"a\":{\"S\":\"x\"}}]", NULL);
+    assert_rejected("\"text\"", NULL);
+    assert_rejected("42", NULL);
+
+    struct ks_item item;
+    struct ks_error err;
+    cr_assert_eq(ks_item_from_json(NULL, &item, &err), KS_E_CORRUPT);
+    cr_assert_eq(item.count, 0);
+}
