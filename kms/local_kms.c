@@ -29,6 +29,9 @@
  * for a blob that does not parse, names no key of this KMS, or does not authenticate (AWS KMS
  * does not say why a ciphertext is invalid either). Key file problems are KS_E_CONFIG.
  *
+ * Results: out must be initialized (ks_kms_result_init, as kms.h's callers do); on success its
+ * previous contents are released and replaced, on failure it is left untouched.
+ *
  * Thread safety: the keys and the fetched cipher are read-only after ks_kms_local_open; every
  * call gets its own EVP_CIPHER_CTX, and OpenSSL 3's RAND_* and EVP_CIPHER objects may be shared
  * across threads (OpenSSL openssl-threads(7)).

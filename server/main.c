@@ -121,7 +121,7 @@ static int admin_token_hash(const char *dir, unsigned char hash[32])
 
 static int embedded_config(const char *data_dir, struct ks_config **out)
 {
-    char key_file[4096], arn[KS_ARN_MAX + 1];
+    char key_file[4096], db_file[4096], arn[KS_ARN_MAX + 1];
     unsigned char hash[32];
     struct ks_kms *kms = NULL;
     struct ks_error err;
@@ -139,6 +139,16 @@ static int embedded_config(const char *data_dir, struct ks_config **out)
         fprintf(stderr, "keystored: warning: %s is accessible to group/others (want 0700)\n",
                 data_dir);
     snprintf(key_file, sizeof key_file, "%s/local-kms.keys", data_dir);
+    snprintf(db_file, sizeof db_file, "%s/keystore.db", data_dir);
+    /* A database without its key file means the master keys were lost or moved: creating a
+     * fresh key file would make every stored key undecryptable without saying so. */
+    if (access(db_file, F_OK) == 0 && access(key_file, F_OK) != 0 && errno == ENOENT) {
+        fprintf(stderr,
+                "keystored: %s exists but the local KMS key file %s is missing; restore it from "
+                "your backup (refusing to create a new one)\n",
+                db_file, key_file);
+        return -1;
+    }
     if (ks_kms_local_open(key_file, NULL, 0, &kms, &err) != KS_OK ||
         ks_kms_local_default_arn(kms, arn, sizeof arn) != KS_OK) {
         fprintf(stderr, "keystored: local KMS: %s\n", err.message);

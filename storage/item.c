@@ -317,8 +317,7 @@ static ks_status attr_from_json(const char *name, struct json_object *av, struct
 
     /* Only the three scalar types the MPL writes (reference/branch-key-store.md section 2). */
     if (strcmp(member, "S") != 0 && strcmp(member, "N") != 0 && strcmp(member, "B") != 0)
-        return ks_error_set(err, KS_E_CORRUPT, "attribute %s: unsupported type %.8s", name,
-                            member);
+        return ks_error_set(err, KS_E_CORRUPT, "attribute %s: unsupported type %.8s", name, member);
     if (!json_object_is_type(v, json_type_string))
         return ks_error_set(err, KS_E_CORRUPT, "attribute %s: %s value is not a string", name,
                             member);
@@ -336,11 +335,10 @@ static ks_status attr_from_json(const char *name, struct json_object *av, struct
         /* S and N are text; the item keeps them NUL-terminated, so an embedded NUL (possible
          * in JSON as \u0000) could not be represented faithfully. */
         if (memchr(text, '\0', len) || !ks_utf8_valid(text, len))
-            return ks_error_set(err, KS_E_CORRUPT, "attribute %s: %s value is not valid text",
-                                name, member);
+            return ks_error_set(err, KS_E_CORRUPT, "attribute %s: %s value is not valid text", name,
+                                member);
         if (member[0] == 'N' && !number_valid(text, len))
-            return ks_error_set(err, KS_E_CORRUPT, "attribute %s: N value is not a number",
-                                name);
+            return ks_error_set(err, KS_E_CORRUPT, "attribute %s: N value is not a number", name);
         rc = member[0] == 'S' ? ks_item_set_s(out, name, text) : ks_item_set_n(out, name, text);
     }
     if (rc != 0)
@@ -363,8 +361,9 @@ ks_status ks_item_from_json(struct json_object *map, struct ks_item *out, struct
         }
         if (!ks_utf8_valid(name, strlen(name))) {
             ks_item_free(out);
-            return ks_error_set(err, KS_E_CORRUPT, "item has an attribute name that is not "
-                                                   "valid UTF-8");
+            return ks_error_set(err, KS_E_CORRUPT,
+                                "item has an attribute name that is not "
+                                "valid UTF-8");
         }
         st = attr_from_json(name, av, out, err);
         if (st != KS_OK) {

@@ -196,8 +196,7 @@ static ks_status memory_get_active(struct ks_storage *s, const char *branch_key_
 }
 
 static ks_status memory_get_version(struct ks_storage *s, const char *branch_key_id,
-                                    const char *version, struct ks_item *out,
-                                    struct ks_error *err)
+                                    const char *version, struct ks_item *out, struct ks_error *err)
 {
     size_t n = strlen(KS_TYPE_VERSION_PREFIX) + strlen(version) + 1;
     char *type = malloc(n);

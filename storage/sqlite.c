@@ -36,13 +36,12 @@
 /* An item is a flat map of scalar AttributeValues: depth 2. Anything deeper is not ours. */
 #define JSON_MAX_DEPTH 8
 
-static const char schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS items("
-    " branch_key_id TEXT NOT NULL,"
-    " type TEXT NOT NULL,"
-    " item TEXT NOT NULL /* DynamoDB AttributeValue map JSON */,"
-    " PRIMARY KEY(branch_key_id, type)"
-    ") WITHOUT ROWID";
+static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS items("
+                                 " branch_key_id TEXT NOT NULL,"
+                                 " type TEXT NOT NULL,"
+                                 " item TEXT NOT NULL /* DynamoDB AttributeValue map JSON */,"
+                                 " PRIMARY KEY(branch_key_id, type)"
+                                 ") WITHOUT ROWID";
 
 /* One connection and its prepared statements; used by one thread at a time. */
 struct conn {
@@ -158,8 +157,8 @@ static ks_status ensure_schema(sqlite3 *db, struct ks_error *err)
     }
     if (version != SCHEMA_VERSION)
         return ks_error_set(err, KS_E_STORAGE,
-                            "database schema version %d is not the supported version %d",
-                            version, SCHEMA_VERSION);
+                            "database schema version %d is not the supported version %d", version,
+                            SCHEMA_VERSION);
     /* Like CreateKeyStore's check of an existing table (reference/branch-key-store.md section
      * 1): the table must have our columns and key. */
     rc = sqlite3_prepare_v2(db, "SELECT branch_key_id, type, item FROM items LIMIT 0", -1, &probe,
@@ -214,8 +213,7 @@ static ks_status conn_open(const char *path, struct conn **out, struct ks_error 
         sqlite3_finalize(stmt);
         if (rc == SQLITE_OK && strcmp(mode, "wal") != 0) {
             conn_close(c);
-            return ks_error_set(err, KS_E_STORAGE, "the database cannot use WAL (mode %s)",
-                                mode);
+            return ks_error_set(err, KS_E_STORAGE, "the database cannot use WAL (mode %s)", mode);
         }
     }
     /* A committed branch key must survive a power loss: keys lost after data was encrypted
@@ -307,8 +305,7 @@ static int bind_key(sqlite3_stmt *stmt, const char *id, const char *type)
 }
 
 /* Parses a stored row. Damage of any kind is KS_E_CORRUPT, never a crash. */
-static ks_status parse_item(const char *text, size_t len, struct ks_item *out,
-                            struct ks_error *err)
+static ks_status parse_item(const char *text, size_t len, struct ks_item *out, struct ks_error *err)
 {
     struct json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
     struct json_object *obj;
@@ -604,8 +601,7 @@ static ks_status sqlite_get_active(struct ks_storage *s, const char *branch_key_
 }
 
 static ks_status sqlite_get_version(struct ks_storage *s, const char *branch_key_id,
-                                    const char *version, struct ks_item *out,
-                                    struct ks_error *err)
+                                    const char *version, struct ks_item *out, struct ks_error *err)
 {
     /* GetItem key (id, "branch:version:" + version verbatim), reference section 6. */
     size_t n = strlen(KS_TYPE_VERSION_PREFIX) + strlen(version) + 1;

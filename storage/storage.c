@@ -24,11 +24,11 @@ static ks_status check_key(const struct ks_item *item, const char *what, const c
     *id = ks_item_get_s(item, KS_ATTR_BRANCH_KEY_ID);
     *type = ks_item_get_s(item, KS_ATTR_TYPE);
     if (!*id || !**id)
-        return ks_error_set(err, KS_E_INVALID, "%s item: %s must be a non-empty S attribute",
-                            what, KS_ATTR_BRANCH_KEY_ID);
+        return ks_error_set(err, KS_E_INVALID, "%s item: %s must be a non-empty S attribute", what,
+                            KS_ATTR_BRANCH_KEY_ID);
     if (!*type || !**type)
-        return ks_error_set(err, KS_E_INVALID, "%s item: %s must be a non-empty S attribute",
-                            what, KS_ATTR_TYPE);
+        return ks_error_set(err, KS_E_INVALID, "%s item: %s must be a non-empty S attribute", what,
+                            KS_ATTR_TYPE);
     return KS_OK;
 }
 
@@ -85,8 +85,8 @@ ks_status ks_storage_check_new_branch_key(const struct ks_item *active,
     return KS_OK;
 }
 
-ks_status ks_storage_check_new_version(const struct ks_item *version,
-                                       const struct ks_item *active, struct ks_error *err)
+ks_status ks_storage_check_new_version(const struct ks_item *version, const struct ks_item *active,
+                                       struct ks_error *err)
 {
     const char *id;
 

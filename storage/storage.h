@@ -112,8 +112,8 @@ void ks_storage_destroy(struct ks_storage *s);
 ks_status ks_storage_check_new_branch_key(const struct ks_item *active,
                                           const struct ks_item *version,
                                           const struct ks_item *beacon, struct ks_error *err);
-ks_status ks_storage_check_new_version(const struct ks_item *version,
-                                       const struct ks_item *active, struct ks_error *err);
+ks_status ks_storage_check_new_version(const struct ks_item *version, const struct ks_item *active,
+                                       struct ks_error *err);
 
 /*
  * Check after a read: the item's `branch-key-id` and `type` are S and equal the key that was

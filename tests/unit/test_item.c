@@ -210,11 +210,12 @@ Test(item, to_json_exact_form)
     ks_item_set_n(&item, "hierarchy-version", "1");
     ks_item_set_s(&item, "aws-crypto-ec:k", "v\"q\\");
     text = item_json_text(&item);
-    cr_assert_str_eq(text, "{\"aws-crypto-ec:k\":{\"S\":\"v\\\"q\\\\\"},"
-                           "\"branch-key-id\":{\"S\":\"my/key\"},"
-                           "\"enc\":{\"B\":\"AAEC+/8=\"},"
-                           "\"hierarchy-version\":{\"N\":\"1\"},"
-                           "\"type\":{\"S\":\"branch:version:5a0f1a3e-2c51-4d2c-8b8e-2f6c3b0e1f00\"}}");
+    cr_assert_str_eq(text,
+                     "{\"aws-crypto-ec:k\":{\"S\":\"v\\\"q\\\\\"},"
+                     "\"branch-key-id\":{\"S\":\"my/key\"},"
+                     "\"enc\":{\"B\":\"AAEC+/8=\"},"
+                     "\"hierarchy-version\":{\"N\":\"1\"},"
+                     "\"type\":{\"S\":\"branch:version:5a0f1a3e-2c51-4d2c-8b8e-2f6c3b0e1f00\"}}");
     free(text);
     ks_item_free(&item);
 }
@@ -314,10 +315,10 @@ Test(item, from_json_rejects_not_exactly_one_type_member)
 Test(item, from_json_rejects_bad_base64)
 {
     assert_rejected("{\"enc\":{\"B\":\"!!!!\"}}", "enc");
-    assert_rejected("{\"enc\":{\"B\":\"AAE\"}}", "enc");       /* missing padding */
-    assert_rejected("{\"enc\":{\"B\":\"AAF=\"}}", "enc");      /* non-zero trailing bits */
-    assert_rejected("{\"enc\":{\"B\":\"AA==\\n\"}}", "enc");   /* whitespace */
-    assert_rejected("{\"enc\":{\"B\":\"AA-_\"}}", "enc");      /* URL alphabet */
+    assert_rejected("{\"enc\":{\"B\":\"AAE\"}}", "enc");     /* missing padding */
+    assert_rejected("{\"enc\":{\"B\":\"AAF=\"}}", "enc");    /* non-zero trailing bits */
+    assert_rejected("{\"enc\":{\"B\":\"AA==\\n\"}}", "enc"); /* whitespace */
+    assert_rejected("{\"enc\":{\"B\":\"AA-_\"}}", "enc");    /* URL alphabet */
     assert_rejected("{\"enc\":{\"B\":\"A===\"}}", "enc");
 }
 

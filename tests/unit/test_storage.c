@@ -187,8 +187,7 @@ static void assert_active_is(struct ks_storage *s, const struct ks_item *expecte
     struct ks_item got;
     struct ks_error err;
 
-    cr_assert_eq(s->ops->get_active(s, ks_item_get_s(expected, KS_ATTR_BRANCH_KEY_ID), &got,
-                                    &err),
+    cr_assert_eq(s->ops->get_active(s, ks_item_get_s(expected, KS_ATTR_BRANCH_KEY_ID), &got, &err),
                  KS_OK, "%s", err.message);
     assert_items_equal(&got, expected);
     ks_item_free(&got);
@@ -342,8 +341,8 @@ static void case_stale_old_enc(struct fixture *f)
     assert_active_is(f->s, &first.active);
 
     /* An old_enc of another length. */
-    cr_assert_eq(f->s->ops->write_new_version(f->s, &stale.version, &stale.active,
-                                              first.active_enc, ENC_LEN - 1, &err),
+    cr_assert_eq(f->s->ops->write_new_version(f->s, &stale.version, &stale.active, first.active_enc,
+                                              ENC_LEN - 1, &err),
                  KS_E_VERSION_RACE);
     assert_version_missing(f->s, "raced", stale.vid);
     free_new_version(&first);
@@ -395,8 +394,7 @@ static void case_get_missing(struct fixture *f)
     cr_assert_eq(got.count, 0);
     cr_assert_eq(f->s->ops->get_beacon(f->s, "absent", &got, &err), KS_E_NOT_FOUND);
     cr_assert_str_eq(err.message, "No item found for corresponding branch key identifier.");
-    cr_assert_eq(f->s->ops->get_version(f->s, "absent", bk.vid, &got, &err),
-                 KS_E_NOT_FOUND);
+    cr_assert_eq(f->s->ops->get_version(f->s, "absent", bk.vid, &got, &err), KS_E_NOT_FOUND);
     cr_assert_str_eq(err.message, "No item found for corresponding branch key identifier.");
     /* Present id, unknown version; and the key is compared exactly (no prefix match). */
     assert_version_missing(f->s, "present", "00000000-0000-4000-8000-000000000000");
@@ -629,8 +627,8 @@ static void race_check(struct ks_storage *s, const struct race_log *logs, size_t
     for (i = 0; i < n; i++) {
         for (j = 0; j < logs[i].wins; j++) {
             struct ks_item got;
-            cr_assert_eq(s->ops->get_version(s, RACE_ID, logs[i].win_version[j], &got, &err),
-                         KS_OK, "winner's version lost: %s", err.message);
+            cr_assert_eq(s->ops->get_version(s, RACE_ID, logs[i].win_version[j], &got, &err), KS_OK,
+                         "winner's version lost: %s", err.message);
             ks_item_free(&got);
         }
         for (k = 0; k < logs[i].losses; k++)
@@ -672,20 +670,20 @@ static void case_thread_race(struct fixture *f)
     race_check(f->s, logs, RACE_WORKERS, first_enc);
 }
 
-#define BOTH_BACKENDS(name)                                                                      \
-    Test(storage_memory, name)                                                                   \
-    {                                                                                            \
-        struct fixture f;                                                                        \
-        fx_open(&f, MEMORY);                                                                     \
-        case_##name(&f);                                                                         \
-        fx_close(&f);                                                                            \
-    }                                                                                            \
-    Test(storage_sqlite, name)                                                                   \
-    {                                                                                            \
-        struct fixture f;                                                                        \
-        fx_open(&f, SQLITE);                                                                     \
-        case_##name(&f);                                                                         \
-        fx_close(&f);                                                                            \
+#define BOTH_BACKENDS(name)                                                                        \
+    Test(storage_memory, name)                                                                     \
+    {                                                                                              \
+        struct fixture f;                                                                          \
+        fx_open(&f, MEMORY);                                                                       \
+        case_##name(&f);                                                                           \
+        fx_close(&f);                                                                              \
+    }                                                                                              \
+    Test(storage_sqlite, name)                                                                     \
+    {                                                                                              \
+        struct fixture f;                                                                          \
+        fx_open(&f, SQLITE);                                                                       \
+        case_##name(&f);                                                                           \
+        fx_close(&f);                                                                              \
     }
 
 BOTH_BACKENDS(write_and_get)
@@ -720,8 +718,7 @@ static void raw_exec(sqlite3 *db, const char *sql)
 {
     char *msg = NULL;
 
-    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql,
-                 msg ? msg : "");
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql, msg ? msg : "");
 }
 
 static int raw_int(sqlite3 *db, const char *sql)
@@ -800,8 +797,9 @@ Test(storage_sqlite, stored_form_is_attribute_value_json)
     cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_OK, "%s", err.message);
 
     db = raw_open(f.path);
-    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT item FROM items WHERE branch_key_id = 'form' "
-                                        "AND type = 'beacon:ACTIVE'",
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT item FROM items WHERE branch_key_id = 'form' "
+                                    "AND type = 'beacon:ACTIVE'",
                                     -1, &stmt, NULL),
                  SQLITE_OK);
     cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
@@ -870,8 +868,8 @@ static void assert_active_corrupt(struct fixture *f, const char *json)
     struct ks_error err;
 
     corrupt_active(f->path, json);
-    cr_assert_eq(f->s->ops->get_active(f->s, "damaged", &got, &err), KS_E_CORRUPT,
-                 "accepted %s", json);
+    cr_assert_eq(f->s->ops->get_active(f->s, "damaged", &got, &err), KS_E_CORRUPT, "accepted %s",
+                 json);
     cr_assert_not_null(strstr(err.message, "stored item is not valid"), "%s", err.message);
     cr_assert_eq(got.count, 0);
 }
@@ -955,8 +953,7 @@ Test(storage_sqlite, open_failures)
     int fd;
     sqlite3 *db;
 
-    cr_assert_eq(ks_storage_sqlite_open("/nonexistent-dir/x/keystore.db", &s, &err),
-                 KS_E_STORAGE);
+    cr_assert_eq(ks_storage_sqlite_open("/nonexistent-dir/x/keystore.db", &s, &err), KS_E_STORAGE);
     cr_assert_null(s);
     cr_assert_eq(ks_storage_sqlite_open("", &s, &err), KS_E_INVALID);
 
@@ -1024,8 +1021,8 @@ Test(storage_sqlite, process_race, .timeout = 120)
             close(go[1]);
             if (ks_storage_sqlite_open(f.path, &s, &err) != KS_OK) {
                 logs[i].unexpected = 1;
-                snprintf(logs[i].unexpected_message, sizeof logs[i].unexpected_message,
-                         "open: %s", err.message);
+                snprintf(logs[i].unexpected_message, sizeof logs[i].unexpected_message, "open: %s",
+                         err.message);
                 _exit(1);
             }
             /* Start together: wait for the parent to close the pipe. */
