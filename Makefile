@@ -10,7 +10,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libmicrohttpd json-c yaml-0.1 libcrypto sqlite3
+PKGS     := libmicrohttpd json-c yaml-0.1 libcrypto sqlite3 libcurl
 WARNINGS := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wcast-qual
 OPT      ?= -O2 -g
