@@ -32,7 +32,7 @@
 /* Longest dotted path of a node in messages ("key_stores[12].storage.credentials.source"). */
 #define PATH_LEN 160
 /* Longest echo of a user value in a message, quotes and escapes included. */
-#define SHOW_LEN 80
+#define SHOW_LEN 200
 /* A config file larger than this is surely a mistake (and would only waste memory). */
 #define MAX_FILE_BYTES (16u * 1024u * 1024u)
 
@@ -64,6 +64,10 @@ struct parser {
     size_t n_errors;
     size_t cap_errors;
     int oom;
+    /* Set once kms_relationships / key_stores parsed as lists: only then can references into
+     * them be checked (otherwise every reference would add a second, misleading error). */
+    int have_relationships;
+    int have_key_stores;
 };
 
 /* One allowed key of a mapping and, after get_fields, where it was found. */
@@ -516,13 +520,11 @@ static char *get_name(struct parser *p, yaml_node_t *n, const char *path)
 {
     char shown[SHOW_LEN];
     char *s = get_string(p, n, path, "a name of 1..64 characters from A-Z a-z 0-9 _ . -");
-    if (s && !valid_name(s)) {
+    /* Kept even when invalid, so that references to it do not add errors of their own. */
+    if (s && !valid_name(s))
         add_error(p, n,
                   "%s %s is not a valid name; expected 1..64 characters from A-Z a-z 0-9 _ . -",
                   path, show(n, shown, sizeof shown));
-        free(s);
-        return NULL;
-    }
     return s;
 }
 
@@ -565,8 +567,8 @@ static char *get_endpoint(struct parser *p, yaml_node_t *n, const char *path)
     for (i = 0; ok && s[i]; i++)
         ok = (unsigned char)s[i] > 0x20 && (unsigned char)s[i] < 0x7f;
     if (!ok)
-        add_error(p, n, "%s %s is not a URL; expected an http:// or https:// URL with a host",
-                  path, show(n, shown, sizeof shown));
+        add_error(p, n, "%s %s is not a URL; expected an http:// or https:// URL with a host", path,
+                  show(n, shown, sizeof shown));
     return s;
 }
 
@@ -766,9 +768,12 @@ static void parse_cache(struct parser *p, yaml_node_t *n)
         [C_IN_FLIGHT] = {.key = "in_flight_ttl_seconds"},
     };
     struct ks_cache_config *c = &p->cfg->cache;
-    uint64_t *dst[C_COUNT] = {&c->capacity,       &c->ttl_seconds,
-                              &c->grace_period_seconds, &c->grace_interval_seconds,
-                              &c->fan_out,        &c->in_flight_ttl_seconds};
+    uint64_t *dst[C_COUNT] = {&c->capacity,
+                              &c->ttl_seconds,
+                              &c->grace_period_seconds,
+                              &c->grace_interval_seconds,
+                              &c->fan_out,
+                              &c->in_flight_ttl_seconds};
     char path[PATH_LEN];
     size_t i;
     int ok = 1;
@@ -906,8 +911,7 @@ static char *get_arn(struct parser *p, yaml_node_t *n, const char *path, int loc
                   path, show(n, shown, sizeof shown), detail);
     else if (local && !valid_local_arn(s))
         add_error(p, n,
-                  "%s %s is not a local KMS key ARN; expected " LOCAL_ARN_PREFIX
-                  "<lowercase UUID>",
+                  "%s %s is not a local KMS key ARN; expected " LOCAL_ARN_PREFIX "<lowercase UUID>",
                   path, show(n, shown, sizeof shown));
     return s;
 }
@@ -1018,23 +1022,22 @@ static void parse_credentials(struct parser *p, yaml_node_t *n, const char *path
     reject_fields(p, path, f, CR_COUNT, allowed, variant);
 
     if (cred->source == KS_CRED_PROFILE) {
-        cred->profile = f[CR_PROFILE].value ? get_string(p, f[CR_PROFILE].value,
-                                                         join_path(sub, path, "profile"),
-                                                         "an AWS profile name")
-                                            : dup_string(p, "default");
+        cred->profile = f[CR_PROFILE].value
+                            ? get_string(p, f[CR_PROFILE].value, join_path(sub, path, "profile"),
+                                         "an AWS profile name")
+                            : dup_string(p, "default");
     } else if (cred->source == KS_CRED_STATIC) {
         if (require(p, n, path, &f[CR_ACCESS_KEY_ID], "an access key id"))
-            cred->access_key_id = get_string(p, f[CR_ACCESS_KEY_ID].value,
-                                             join_path(sub, path, "access_key_id"),
-                                             "an access key id");
+            cred->access_key_id =
+                get_string(p, f[CR_ACCESS_KEY_ID].value, join_path(sub, path, "access_key_id"),
+                           "an access key id");
         if (require(p, n, path, &f[CR_SECRET], "a secret access key"))
-            cred->secret_access_key = get_string(p, f[CR_SECRET].value,
-                                                 join_path(sub, path, "secret_access_key"),
-                                                 "a secret access key");
+            cred->secret_access_key =
+                get_string(p, f[CR_SECRET].value, join_path(sub, path, "secret_access_key"),
+                           "a secret access key");
         if (f[CR_SESSION].value)
-            cred->session_token =
-                get_string(p, f[CR_SESSION].value, join_path(sub, path, "session_token"),
-                           "a session token");
+            cred->session_token = get_string(
+                p, f[CR_SESSION].value, join_path(sub, path, "session_token"), "a session token");
     }
 }
 
@@ -1085,14 +1088,10 @@ static void parse_relationship(struct parser *p, yaml_node_t *n, const char *pat
 {
     enum { R_NAME, R_TYPE, R_KEY_FILE, R_KMS, R_REGION, R_ENDPOINT, R_CREDS, R_GRANTS, R_COUNT };
     struct field f[R_COUNT] = {
-        [R_NAME] = {.key = "name"},
-        [R_TYPE] = {.key = "type"},
-        [R_KEY_FILE] = {.key = "key_file"},
-        [R_KMS] = {.key = "kms_configuration"},
-        [R_REGION] = {.key = "region"},
-        [R_ENDPOINT] = {.key = "endpoint"},
-        [R_CREDS] = {.key = "credentials"},
-        [R_GRANTS] = {.key = "grant_tokens"},
+        [R_NAME] = {.key = "name"},         [R_TYPE] = {.key = "type"},
+        [R_KEY_FILE] = {.key = "key_file"}, [R_KMS] = {.key = "kms_configuration"},
+        [R_REGION] = {.key = "region"},     [R_ENDPOINT] = {.key = "endpoint"},
+        [R_CREDS] = {.key = "credentials"}, [R_GRANTS] = {.key = "grant_tokens"},
     };
     char sub[PATH_LEN], shown[SHOW_LEN];
     yaml_node_t *v;
@@ -1106,12 +1105,11 @@ static void parse_relationship(struct parser *p, yaml_node_t *n, const char *pat
         return;
     if (scalar_eq(v, "local")) {
         rel->type = KS_KMS_LOCAL;
-        reject_fields(p, path, f, R_COUNT,
-                      BIT(R_NAME) | BIT(R_TYPE) | BIT(R_KEY_FILE) | BIT(R_KMS),
+        reject_fields(p, path, f, R_COUNT, BIT(R_NAME) | BIT(R_TYPE) | BIT(R_KEY_FILE) | BIT(R_KMS),
                       "a local relationship");
         if (require(p, n, path, &f[R_KEY_FILE], "the path of the local KMS key file"))
-            rel->key_file = get_string(p, f[R_KEY_FILE].value, join_path(sub, path, "key_file"),
-                                       "a file path");
+            rel->key_file =
+                get_string(p, f[R_KEY_FILE].value, join_path(sub, path, "key_file"), "a file path");
         if (f[R_KMS].value) {
             rel->has_kms_configuration = 1;
             parse_kms_configuration(p, f[R_KMS].value, join_path(sub, path, "kms_configuration"),
@@ -1123,13 +1121,13 @@ static void parse_relationship(struct parser *p, yaml_node_t *n, const char *pat
         if (require(p, n, path, &f[R_REGION], "the AWS region of KMS"))
             rel->region = get_region(p, f[R_REGION].value, join_path(sub, path, "region"));
         if (f[R_ENDPOINT].value)
-            rel->endpoint =
-                get_endpoint(p, f[R_ENDPOINT].value, join_path(sub, path, "endpoint"));
+            rel->endpoint = get_endpoint(p, f[R_ENDPOINT].value, join_path(sub, path, "endpoint"));
         if (require(p, n, path, &f[R_CREDS], "credentials: {source: ...}"))
             parse_credentials(p, f[R_CREDS].value, join_path(sub, path, "credentials"),
                               &rel->credentials);
-        if (require(p, n, path, &f[R_KMS], "kms_key_arn, kms_mr_key_arn, discovery or "
-                                           "mr_discovery")) {
+        if (require(p, n, path, &f[R_KMS],
+                    "kms_key_arn, kms_mr_key_arn, discovery or "
+                    "mr_discovery")) {
             rel->has_kms_configuration = 1;
             parse_kms_configuration(p, f[R_KMS].value, join_path(sub, path, "kms_configuration"),
                                     &rel->kms, 0);
@@ -1157,7 +1155,7 @@ static yaml_node_item_t *list_items(struct parser *p, yaml_node_t *n, const char
     }
     *count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     if (*count == 0) {
-        add_error(p, n, "%s is empty; expected at least one of %s", path, what);
+        add_error(p, n, "%s is empty; expected a non-empty list of %s", path, what);
         return NULL;
     }
     return n->data.sequence.items.start;
@@ -1174,8 +1172,7 @@ static void report_duplicate(struct parser *p, yaml_node_t *list, const char *se
 
     if (!first || !again)
         return;
-    add_error(p, again,
-              "%s[%zu].%s %s is already used by %s[%zu] (line %zu); expected a unique %s",
+    add_error(p, again, "%s[%zu].%s %s is already used by %s[%zu] (line %zu); expected a unique %s",
               section, later, key, show(again, shown, sizeof shown), section, earlier,
               first->start_mark.line + 1, key);
 }
@@ -1196,6 +1193,7 @@ static void parse_relationships(struct parser *p, yaml_node_t *n)
         return;
     }
     cfg->n_kms_relationships = count;
+    p->have_relationships = 1;
     for (i = 0; i < count; i++) {
         struct ks_kms_rel_config *rel = &cfg->kms_relationships[i];
         yaml_node_t *item = node_at(p, items[i]);
@@ -1241,8 +1239,7 @@ static void parse_storage(struct parser *p, yaml_node_t *n, const char *path,
         st->type = KS_STORAGE_SQLITE;
         reject_fields(p, path, f, ST_COUNT, BIT(ST_TYPE) | BIT(ST_PATH), "sqlite storage");
         if (require(p, n, path, &f[ST_PATH], "the path of the SQLite database"))
-            st->path = get_string(p, f[ST_PATH].value, join_path(sub, path, "path"),
-                                  "a file path");
+            st->path = get_string(p, f[ST_PATH].value, join_path(sub, path, "path"), "a file path");
     } else if (scalar_eq(v, "dynamodb")) {
         st->type = KS_STORAGE_DYNAMODB;
         reject_fields(p, path, f, ST_COUNT, ~BIT(ST_PATH), "dynamodb storage");
@@ -1258,8 +1255,7 @@ static void parse_storage(struct parser *p, yaml_node_t *n, const char *path,
         if (require(p, n, path, &f[ST_REGION], "the AWS region of the table"))
             st->region = get_region(p, f[ST_REGION].value, join_path(sub, path, "region"));
         if (f[ST_ENDPOINT].value)
-            st->endpoint =
-                get_endpoint(p, f[ST_ENDPOINT].value, join_path(sub, path, "endpoint"));
+            st->endpoint = get_endpoint(p, f[ST_ENDPOINT].value, join_path(sub, path, "endpoint"));
         if (require(p, n, path, &f[ST_CREDS], "credentials: {source: ...}"))
             parse_credentials(p, f[ST_CREDS].value, join_path(sub, path, "credentials"),
                               &st->credentials);
@@ -1274,10 +1270,8 @@ static void parse_key_store(struct parser *p, yaml_node_t *n, const char *path,
 {
     enum { S_NAME, S_LOGICAL, S_ID, S_REL, S_STORAGE, S_COUNT };
     struct field f[S_COUNT] = {
-        [S_NAME] = {.key = "name"},
-        [S_LOGICAL] = {.key = "logical_key_store_name"},
-        [S_ID] = {.key = "key_store_id"},
-        [S_REL] = {.key = "kms_relationship"},
+        [S_NAME] = {.key = "name"},       [S_LOGICAL] = {.key = "logical_key_store_name"},
+        [S_ID] = {.key = "key_store_id"}, [S_REL] = {.key = "kms_relationship"},
         [S_STORAGE] = {.key = "storage"},
     };
     char sub[PATH_LEN], shown[SHOW_LEN];
@@ -1291,15 +1285,13 @@ static void parse_key_store(struct parser *p, yaml_node_t *n, const char *path,
             get_string(p, f[S_LOGICAL].value, join_path(sub, path, "logical_key_store_name"),
                        "a non-empty logical key store name");
     if (f[S_ID].value)
-        ks->key_store_id = get_string(p, f[S_ID].value, join_path(sub, path, "key_store_id"),
-                                      "a key store id");
+        ks->key_store_id =
+            get_string(p, f[S_ID].value, join_path(sub, path, "key_store_id"), "a key store id");
     if (require(p, n, path, &f[S_REL], "the name of a KMS relationship")) {
         join_path(sub, path, "kms_relationship");
-        ks->kms_relationship =
-            get_string(p, f[S_REL].value, sub, "the name of a KMS relationship");
-        if (ks->kms_relationship &&
-            !ks_config_kms_relationship(p->cfg, ks->kms_relationship,
-                                        &ks->kms_relationship_index))
+        ks->kms_relationship = get_string(p, f[S_REL].value, sub, "the name of a KMS relationship");
+        if (ks->kms_relationship && p->have_relationships &&
+            !ks_config_kms_relationship(p->cfg, ks->kms_relationship, &ks->kms_relationship_index))
             add_error(p, f[S_REL].value,
                       "%s %s names no KMS relationship; expected one of the names under "
                       "kms_relationships",
@@ -1325,6 +1317,7 @@ static void parse_key_stores(struct parser *p, yaml_node_t *n)
         return;
     }
     cfg->n_key_stores = count;
+    p->have_key_stores = 1;
     for (i = 0; i < count; i++) {
         struct ks_key_store_config *ks = &cfg->key_stores[i];
         yaml_node_t *item = node_at(p, items[i]);
@@ -1383,6 +1376,8 @@ static void parse_refs(struct parser *p, yaml_node_t *n, const char *path, int k
         found = key_stores ? ks_config_key_store(p->cfg, name, &idx) != NULL
                            : ks_config_kms_relationship(p->cfg, name, &idx) != NULL;
         free(name);
+        if (!(key_stores ? p->have_key_stores : p->have_relationships))
+            continue; /* the section itself is wrong and already reported */
         if (!found) {
             add_error(p, v, "%s %s names no %s; expected one of the names under %s", sub,
                       show(v, shown, sizeof shown), what, section);
@@ -1609,8 +1604,7 @@ static void wipe_parser(yaml_parser_t *yp)
     if (yp->buffer.start)
         OPENSSL_cleanse(yp->buffer.start, (size_t)(yp->buffer.end - yp->buffer.start));
     if (yp->raw_buffer.start)
-        OPENSSL_cleanse(yp->raw_buffer.start,
-                        (size_t)(yp->raw_buffer.end - yp->raw_buffer.start));
+        OPENSSL_cleanse(yp->raw_buffer.start, (size_t)(yp->raw_buffer.end - yp->raw_buffer.start));
 }
 
 /* Loads the one document of the buffer and walks it. */
@@ -1858,8 +1852,8 @@ ks_status ks_config_default(const char *data_dir, const char *listen_host, uint1
     return KS_OK;
 }
 
-const struct ks_key_store_config *ks_config_key_store(const struct ks_config *cfg,
-                                                     const char *name, size_t *index)
+const struct ks_key_store_config *ks_config_key_store(const struct ks_config *cfg, const char *name,
+                                                      size_t *index)
 {
     size_t i;
     if (!cfg || !name)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "config/config.h"
 
 #define HASH_A "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -277,7 +278,7 @@ static void check_full(const struct ks_config *cfg)
     cr_assert_eq(cfg->n_tenants, 2);
     t = &cfg->tenants[0];
     cr_assert_str_eq(t->name, "admin");
-    cr_assert_eq(ks_hex_decode_for_test(HASH_A, hash_a), 0);
+    cr_assert_eq(ks_hex_decode(HASH_A, hash_a, sizeof hash_a), 0);
     cr_assert_arr_eq(t->token_sha256, hash_a, 32);
     cr_assert_eq(t->role, KS_ROLE_ADMIN);
     cr_assert_eq(t->n_key_stores, 2);
@@ -298,4 +299,945 @@ static void check_full(const struct ks_config *cfg)
     cr_assert_eq(t->kms_relationship_indexes[0], 3);
     cr_assert_eq(t->kms_relationship_indexes[1], 1);
     cr_assert_str_eq(t->partition, "apps");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Valid files                                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+Test(config, full_file_every_field)
+{
+    struct ks_config *cfg = load_ok(full_yaml);
+    cr_assert_str_eq(cfg->source_name, "t.yaml");
+    check_full(cfg);
+    ks_config_free(cfg);
+}
+
+Test(config, defaults)
+{
+    struct ks_config *cfg = load_ok(MINIMAL);
+    cr_assert_str_eq(cfg->listen_host, "127.0.0.1");
+    cr_assert_eq(cfg->listen_port, 8080);
+    cr_assert_eq(cfg->server.threads, 4);
+    cr_assert_eq(cfg->server.max_body_bytes, 65536);
+    cr_assert_eq(cfg->server.max_json_depth, 16);
+    cr_assert_eq(cfg->server.connection_timeout_seconds, 30);
+    cr_assert_eq(cfg->cache.capacity, 1000);
+    cr_assert_eq(cfg->cache.ttl_seconds, 600);
+    cr_assert_eq(cfg->cache.grace_period_seconds, 10);
+    cr_assert_eq(cfg->cache.grace_interval_seconds, 1);
+    cr_assert_eq(cfg->cache.fan_out, 20);
+    cr_assert_eq(cfg->cache.in_flight_ttl_seconds, 10);
+    cr_assert_eq(cfg->kms_relationships[0].has_kms_configuration, 0);
+    cr_assert_str_eq(cfg->tenants[0].partition, "tenant:app1");
+    ks_config_free(cfg);
+}
+
+Test(config, partial_sections_keep_other_defaults)
+{
+    struct ks_config *cfg = load_ok("server: {threads: 256}\n"
+                                    "cache: {capacity: 1, ttl_seconds: 11}\n" MINIMAL);
+    cr_assert_eq(cfg->server.threads, 256);
+    cr_assert_eq(cfg->server.max_body_bytes, 65536);
+    cr_assert_eq(cfg->cache.capacity, 1);
+    cr_assert_eq(cfg->cache.ttl_seconds, 11);
+    cr_assert_eq(cfg->cache.fan_out, 20);
+    ks_config_free(cfg);
+}
+
+Test(config, sections_in_any_order)
+{
+    struct ks_config *cfg = load_ok(TENANT_APP1 KS_DEFAULT REL_LOCAL);
+    cr_assert_eq(cfg->tenants[0].n_key_stores, 1);
+    cr_assert_eq(cfg->key_stores[0].kms_relationship_index, 0);
+    ks_config_free(cfg);
+}
+
+Test(config, listen_forms)
+{
+    static const struct {
+        const char *line, *host;
+        uint16_t port;
+    } cases[] = {
+        {"listen: \"[::1]:9000\"\n", "::1", 9000},
+        {"listen: localhost:0\n", "localhost", 0},
+        {"listen: keystore.internal.example:65535\n", "keystore.internal.example", 65535},
+        {"listen: 10.1.2.3:80\n", "10.1.2.3", 80},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[1024];
+        struct ks_config *cfg;
+        snprintf(yaml, sizeof yaml, "%s" MINIMAL, cases[i].line);
+        cfg = load_ok(yaml);
+        cr_assert_str_eq(cfg->listen_host, cases[i].host);
+        cr_assert_eq(cfg->listen_port, cases[i].port);
+        ks_config_free(cfg);
+    }
+}
+
+Test(config, grant_tokens_at_the_limits)
+{
+    char *yaml, *big = malloc(8193);
+    struct ks_config *cfg;
+    size_t len;
+
+    memset(big, 'g', 8192);
+    big[8192] = '\0';
+    len = strlen(big) * 10 + 4096;
+    yaml = malloc(len);
+    snprintf(yaml, len,
+             REL_AWS("{discovery: {}}", "    grant_tokens: [%s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                                        "%s]\n") KS_PROD TENANT_PROD,
+             big, big, big, big, big, big, big, big, big, big);
+    cfg = load_ok(yaml);
+    cr_assert_eq(cfg->kms_relationships[0].n_grant_tokens, 10);
+    cr_assert_eq(strlen(cfg->kms_relationships[0].grant_tokens[9]), 8192);
+    ks_config_free(cfg);
+    free(yaml);
+    free(big);
+}
+
+Test(config, real_file)
+{
+    char path[] = "/tmp/ks-test-config-XXXXXX";
+    struct ks_config *cfg = NULL;
+    char *errors = NULL;
+    int fd = mkstemp(path);
+    FILE *f;
+
+    cr_assert_geq(fd, 0);
+    f = fdopen(fd, "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(full_yaml, 1, strlen(full_yaml), f), strlen(full_yaml));
+    fclose(f);
+    cr_assert_eq(ks_config_load_file(path, &cfg, &errors), KS_OK, "%s", errors ? errors : "");
+    cr_assert_str_eq(cfg->source_name, path);
+    check_full(cfg);
+    ks_config_free(cfg);
+
+    /* Errors in a file name the file. */
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("listen: 1.2.3.4\n" MINIMAL, f);
+    fclose(f);
+    cr_assert_eq(ks_config_load_file(path, &cfg, &errors), KS_E_CONFIG);
+    cr_assert_null(cfg);
+    cr_assert(strncmp(errors, path, strlen(path)) == 0, "%s", errors);
+    cr_assert(strncmp(errors + strlen(path), ":1:9: listen", 12) == 0, "%s", errors);
+    free(errors);
+    unlink(path);
+
+    cr_assert_eq(ks_config_load_file(path, &cfg, &errors), KS_E_CONFIG);
+    cr_assert_null(cfg);
+    assert_contains(errors, "cannot open the file (No such file or directory)");
+    free(errors);
+}
+
+Test(config, example_files_load)
+{
+    static const char *const files[] = {"config/examples/full.yaml",
+                                        "config/examples/default.yaml"};
+    for (size_t i = 0; i < 2; i++) {
+        struct ks_config *cfg = NULL;
+        char *errors = NULL;
+        if (access(files[i], R_OK) != 0)
+            cr_skip_test("run from the repository root to check %s", files[i]);
+        cr_assert_eq(ks_config_load_file(files[i], &cfg, &errors), KS_OK, "%s",
+                     errors ? errors : "");
+        ks_config_free(cfg);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Error classes                                                                            */
+/* ---------------------------------------------------------------------------------------- */
+
+Test(config, unknown_key)
+{
+    expect_one_error(MINIMAL "listn: 1.2.3.4:5\n",
+                     "t.yaml:16:1: top level: unknown key \"listn\"; expected one of listen, "
+                     "server, kms_relationships, key_stores, cache, tenants\n");
+    expect_one_error("kms_relationships:\n"
+                     "  - name: local\n"
+                     "    type: local\n"
+                     "    keyfile: /tmp/k\n"
+                     "    key_file: /tmp/k\n" KS_DEFAULT TENANT_APP1,
+                     "t.yaml:4:5: kms_relationships[0]: unknown key \"keyfile\"; expected one of "
+                     "name, type, key_file, kms_configuration, region, endpoint, credentials, "
+                     "grant_tokens\n");
+    expect_one_error("cache: {size: 3}\n" MINIMAL, "t.yaml:1:9: cache: unknown key \"size\"");
+    expect_one_error(REL_AWS("{discovery: {x: 1}}", "") KS_PROD TENANT_PROD,
+                     "kms_relationships[0].kms_configuration.discovery: unknown key \"x\"; "
+                     "expected an empty mapping {}");
+}
+
+Test(config, key_not_valid_for_variant)
+{
+    expect_one_error("kms_relationships:\n"
+                     "  - name: local\n"
+                     "    type: local\n"
+                     "    region: us-west-2\n"
+                     "    key_file: /tmp/k\n" KS_DEFAULT TENANT_APP1,
+                     "t.yaml:4:5: kms_relationships[0]: key \"region\" is not valid for a local "
+                     "relationship; expected only name, type, key_file, kms_configuration\n");
+    expect_one_error(REL_LOCAL
+                     "key_stores:\n"
+                     "  - name: default\n"
+                     "    logical_key_store_name: default\n"
+                     "    kms_relationship: local\n"
+                     "    storage: {type: sqlite, path: /tmp/db, table: T12}\n" TENANT_APP1,
+                     "t.yaml:9:44: key_stores[0].storage: key \"table\" is not valid for sqlite "
+                     "storage; expected only type, path\n");
+    expect_one_error("kms_relationships:\n"
+                     "  - name: prod\n"
+                     "    type: aws\n"
+                     "    region: us-west-2\n"
+                     "    credentials: {source: env, profile: x}\n"
+                     "    kms_configuration: {discovery: {}}\n" KS_PROD TENANT_PROD,
+                     "t.yaml:5:32: kms_relationships[0].credentials: key \"profile\" is not valid "
+                     "for source env; expected only source\n");
+}
+
+Test(config, wrong_types)
+{
+    char *errors;
+
+    expect_one_error("cache: {capacity: [1]}\n" MINIMAL,
+                     "t.yaml:1:19: cache.capacity is a list; expected an integer in "
+                     "1..2147483647\n");
+    expect_one_error("cache: {capacity: \"10\"}\n" MINIMAL,
+                     "t.yaml:1:19: cache.capacity is the string \"10\"; expected an integer");
+    expect_one_error("cache: {capacity: 1.5}\n" MINIMAL,
+                     "t.yaml:1:19: cache.capacity is \"1.5\"; expected an integer in "
+                     "1..2147483647\n");
+    expect_one_error("server: {threads: four}\n" MINIMAL,
+                     "t.yaml:1:19: server.threads is \"four\"; expected an integer in 1..256\n");
+    expect_one_error("listen: {host: x}\n" MINIMAL,
+                     "t.yaml:1:9: listen is a mapping; expected host:port");
+    expect_one_error("server: [1]\n" MINIMAL, "t.yaml:1:9: server is a list; expected a mapping\n");
+    expect_one_error("cache:\n" MINIMAL, "cache is empty; expected a mapping\n");
+    expect_one_error(REL_LOCAL "key_stores: {name: x}\n" TENANT_APP1,
+                     "t.yaml:5:13: key_stores is a mapping; expected a list of key stores\n");
+    errors = load_errors(REL_LOCAL "key_stores:\n"
+                                   "  - name: [default]\n"
+                                   "    logical_key_store_name: default\n"
+                                   "    kms_relationship: local\n"
+                                   "    storage: {type: sqlite, path: /tmp/db}\n" TENANT_APP1);
+    cr_assert_str_eq(errors, "t.yaml:6:11: key_stores[0].name is a list; expected a name of 1..64 "
+                             "characters from A-Z a-z 0-9 _ . -\n"
+                             "t.yaml:14:18: tenants[0].key_stores[0] \"default\" names no key "
+                             "store; expected one of the names under key_stores\n");
+    free(errors);
+}
+
+Test(config, missing_required_keys)
+{
+    char *errors = load_errors("kms_relationships:\n"
+                               "  - name: local\n"
+                               "    key_file: /tmp/k\n" KS_DEFAULT);
+    cr_assert_str_eq(errors, "t.yaml:1:1: top level: missing required key \"tenants\"; expected "
+                             "a list of tenants\n"
+                             "t.yaml:2:5: kms_relationships[0]: missing required key \"type\"; "
+                             "expected local or aws\n");
+    free(errors);
+    expect_one_error(REL_AWS("{discovery: {}}", "") KS_PROD "tenants:\n"
+                                                            "  - name: app1\n"
+                                                            "    role: reader\n"
+                                                            "    key_stores: [default]\n"
+                                                            "    kms_relationships: [prod]\n",
+                     "t.yaml:13:5: tenants[0]: missing required key \"token_sha256\"");
+    expect_one_error("kms_relationships:\n"
+                     "  - name: prod\n"
+                     "    type: aws\n"
+                     "    region: us-west-2\n"
+                     "    credentials: {source: env}\n" KS_PROD TENANT_PROD,
+                     "t.yaml:2:5: kms_relationships[0]: missing required key "
+                     "\"kms_configuration\"");
+    expect_one_error("kms_relationships:\n"
+                     "  - name: prod\n"
+                     "    type: aws\n"
+                     "    region: us-west-2\n"
+                     "    credentials: {source: static, access_key_id: AKID}\n"
+                     "    kms_configuration: {discovery: {}}\n" KS_PROD TENANT_PROD,
+                     "t.yaml:5:18: kms_relationships[0].credentials: missing required key "
+                     "\"secret_access_key\"");
+    expect_one_error(
+        REL_LOCAL
+        "key_stores:\n"
+        "  - name: default\n"
+        "    logical_key_store_name: default\n"
+        "    kms_relationship: local\n"
+        "    storage: {type: dynamodb, table: KeyStore, credentials: {source: env}}\n" TENANT_APP1,
+        "t.yaml:9:14: key_stores[0].storage: missing required key \"region\"");
+}
+
+Test(config, empty_lists_and_bad_enums)
+{
+    expect_one_error(REL_LOCAL KS_DEFAULT "tenants: []\n",
+                     "t.yaml:10:10: tenants is empty; expected a non-empty list of tenants\n");
+    expect_one_error(REL_LOCAL KS_DEFAULT "tenants:\n"
+                                          "  - name: app1\n"
+                                          "    token_sha256: \"" HASH_A "\"\n"
+                                          "    role: owner\n"
+                                          "    key_stores: [default]\n"
+                                          "    kms_relationships: [local]\n",
+                     "t.yaml:13:11: tenants[0].role is \"owner\"; expected reader or admin\n");
+    expect_one_error("kms_relationships:\n"
+                     "  - name: local\n"
+                     "    type: gcp\n" KS_DEFAULT TENANT_APP1,
+                     "t.yaml:3:11: kms_relationships[0].type is \"gcp\"; expected local or aws\n");
+    expect_one_error("kms_relationships:\n"
+                     "  - name: prod\n"
+                     "    type: aws\n"
+                     "    region: us-west-2\n"
+                     "    credentials: {source: vault}\n"
+                     "    kms_configuration: {discovery: {}}\n" KS_PROD TENANT_PROD,
+                     "t.yaml:5:27: kms_relationships[0].credentials.source is \"vault\"; expected "
+                     "env, profile, container, imds or static\n");
+    expect_one_error(REL_LOCAL "key_stores:\n"
+                               "  - name: default\n"
+                               "    logical_key_store_name: default\n"
+                               "    kms_relationship: local\n"
+                               "    storage: {type: postgres}\n" TENANT_APP1,
+                     "t.yaml:9:21: key_stores[0].storage.type is \"postgres\"; expected sqlite or "
+                     "dynamodb\n");
+}
+
+Test(config, out_of_range_numbers)
+{
+    static const struct {
+        const char *yaml, *error;
+    } cases[] = {
+        {"server: {threads: 0}\n", "server.threads is \"0\", out of range; expected an integer "
+                                   "in 1..256"},
+        {"server: {threads: 257}\n", "expected an integer in 1..256"},
+        {"server: {threads: -3}\n", "server.threads is \"-3\", out of range"},
+        {"server: {max_body_bytes: 1023}\n", "expected an integer in 1024..16777216"},
+        {"server: {max_body_bytes: 16777217}\n", "expected an integer in 1024..16777216"},
+        {"server: {max_json_depth: 1}\n", "expected an integer in 2..64"},
+        {"server: {max_json_depth: 65}\n", "expected an integer in 2..64"},
+        {"server: {connection_timeout_seconds: 0}\n", "expected an integer in 1..3600"},
+        {"server: {connection_timeout_seconds: 3601}\n", "expected an integer in 1..3600"},
+        {"cache: {capacity: 0}\n", "cache.capacity is \"0\", out of range"},
+        {"cache: {fan_out: 0}\n", "cache.fan_out is \"0\", out of range"},
+        {"cache: {capacity: 99999999999999999999999}\n", "out of range"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, "%s" MINIMAL, cases[i].yaml);
+        expect_one_error(yaml, cases[i].error);
+    }
+    /* The bounds themselves are valid. */
+    ks_config_free(load_ok("server: {threads: 1, max_body_bytes: 16777216, max_json_depth: 2,\n"
+                           "         connection_timeout_seconds: 3600}\n" MINIMAL));
+}
+
+Test(config, duplicate_names)
+{
+    expect_one_error(REL_LOCAL "  - name: local\n"
+                               "    type: local\n"
+                               "    key_file: /tmp/k2\n" KS_DEFAULT TENANT_APP1,
+                     "t.yaml:5:11: kms_relationships[1].name \"local\" is already used by "
+                     "kms_relationships[0] (line 2); expected a unique name\n");
+    expect_one_error(REL_LOCAL KS_DEFAULT
+                     "  - name: default\n"
+                     "    logical_key_store_name: other\n"
+                     "    kms_relationship: local\n"
+                     "    storage: {type: sqlite, path: /tmp/db2}\n" TENANT_APP1,
+                     "t.yaml:10:11: key_stores[1].name \"default\" is already used by "
+                     "key_stores[0] (line 6); expected a unique name\n");
+    expect_one_error(REL_LOCAL KS_DEFAULT
+                     "  - name: second\n"
+                     "    logical_key_store_name: default\n"
+                     "    kms_relationship: local\n"
+                     "    storage: {type: sqlite, path: /tmp/db2}\n" TENANT_APP1,
+                     "t.yaml:11:29: key_stores[1].logical_key_store_name \"default\" is already "
+                     "used by key_stores[0] (line 7); expected a unique logical_key_store_name\n");
+    expect_one_error(REL_LOCAL KS_DEFAULT TENANT_APP1 "  - name: app1\n"
+                                                      "    token_sha256: \"" HASH_B "\"\n"
+                                                      "    role: admin\n"
+                                                      "    key_stores: [default]\n"
+                                                      "    kms_relationships: [local]\n",
+                     "t.yaml:16:11: tenants[1].name \"app1\" is already used by tenants[0] "
+                     "(line 11); expected a unique name\n");
+    /* An invalid name is still what references resolve against: one error, not three. */
+    expect_one_error("kms_relationships:\n"
+                     "  - name: \"loc al\"\n"
+                     "    type: local\n"
+                     "    key_file: /tmp/k\n"
+                     "key_stores:\n"
+                     "  - name: default\n"
+                     "    logical_key_store_name: default\n"
+                     "    kms_relationship: loc al\n"
+                     "    storage: {type: sqlite, path: /tmp/db}\n"
+                     "tenants:\n"
+                     "  - name: app1\n"
+                     "    token_sha256: \"" HASH_A "\"\n"
+                     "    role: reader\n"
+                     "    key_stores: [default]\n"
+                     "    kms_relationships: [loc al]\n",
+                     "t.yaml:2:11: kms_relationships[0].name \"loc al\" is not a valid name; "
+                     "expected 1..64 characters from A-Z a-z 0-9 _ . -\n");
+}
+
+Test(config, duplicate_yaml_keys)
+{
+    expect_one_error("cache:\n"
+                     "  ttl_seconds: 100\n"
+                     "  ttl_seconds: 200\n" MINIMAL,
+                     "t.yaml:3:3: cache: duplicate key \"ttl_seconds\" (first at line 2); "
+                     "expected each key once\n");
+    expect_one_error(MINIMAL "tenants: []\n",
+                     "t.yaml:16:1: top level: duplicate key \"tenants\" (first at line 10)");
+}
+
+Test(config, dangling_references)
+{
+    expect_one_error(REL_LOCAL KS_DEFAULT "tenants:\n"
+                                          "  - name: app1\n"
+                                          "    token_sha256: \"" HASH_A "\"\n"
+                                          "    role: reader\n"
+                                          "    key_stores: [default, archive]\n"
+                                          "    kms_relationships: [local]\n",
+                     "t.yaml:14:27: tenants[0].key_stores[1] \"archive\" names no key store; "
+                     "expected one of the names under key_stores\n");
+    expect_one_error(REL_LOCAL KS_DEFAULT "tenants:\n"
+                                          "  - name: app1\n"
+                                          "    token_sha256: \"" HASH_A "\"\n"
+                                          "    role: reader\n"
+                                          "    key_stores: [default]\n"
+                                          "    kms_relationships: [prod]\n",
+                     "t.yaml:15:25: tenants[0].kms_relationships[0] \"prod\" names no KMS "
+                     "relationship; expected one of the names under kms_relationships\n");
+    expect_one_error(REL_LOCAL "key_stores:\n"
+                               "  - name: default\n"
+                               "    logical_key_store_name: default\n"
+                               "    kms_relationship: remote\n"
+                               "    storage: {type: sqlite, path: /tmp/db}\n" TENANT_APP1,
+                     "t.yaml:8:23: key_stores[0].kms_relationship \"remote\" names no KMS "
+                     "relationship; expected one of the names under kms_relationships\n");
+    expect_one_error(REL_LOCAL KS_DEFAULT "tenants:\n"
+                                          "  - name: app1\n"
+                                          "    token_sha256: \"" HASH_A "\"\n"
+                                          "    role: reader\n"
+                                          "    key_stores: [default, default]\n"
+                                          "    kms_relationships: [local]\n",
+                     "t.yaml:14:27: tenants[0].key_stores[1] \"default\" is listed twice");
+}
+
+Test(config, invalid_arns)
+{
+    static const struct {
+        const char *kms, *error;
+    } cases[] = {
+        {"{kms_key_arn: \"arn:aws:kms:us-west-2:111122223333\"}",
+         "not exactly 6 ':'-separated parts"},
+        {"{kms_key_arn: \"arn:aws:kms:us-west-2:111122223333:key/a:b\"}",
+         "not exactly 6 ':'-separated parts"},
+        {"{kms_key_arn: \"urn:aws:kms:us-west-2:111122223333:key/abc\"}",
+         "does not start with arn:"},
+        {"{kms_key_arn: \"arn::kms:us-west-2:111122223333:key/abc\"}", "empty partition"},
+        {"{kms_key_arn: \"arn:aws:s3:us-west-2:111122223333:key/abc\"}", "service is not kms"},
+        {"{kms_key_arn: \"arn:aws:kms::111122223333:key/abc\"}", "empty region"},
+        {"{kms_key_arn: \"arn:aws:kms:us-west-2::key/abc\"}", "empty account"},
+        {"{kms_key_arn: \"arn:aws:kms:us-west-2:111122223333:key/\"}",
+         "resource is not key/<key id>"},
+        {"{kms_key_arn: \"arn:aws:kms:us-west-2:111122223333:keys/abc\"}",
+         "resource is not key/<key id>"},
+        {"{kms_mr_key_arn: \"arn:aws:kms:us-west-2:111122223333:abc\"}",
+         "kms_relationships[0].kms_configuration.kms_mr_key_arn \"arn:aws:kms:us-west-2:"
+         "111122223333:abc\" is not a valid KMS key ARN (resource is not key/<key id>); expected "
+         "arn:<partition>:kms:<region>:<account>:key/<key id>\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[2048];
+        snprintf(yaml, sizeof yaml, REL_AWS("%s", "") KS_PROD TENANT_PROD, cases[i].kms);
+        expect_one_error(yaml, cases[i].error);
+    }
+}
+
+Test(config, arn_length_limit)
+{
+    size_t len = 2048 + 4096, prefix = strlen("arn:aws:kms:us-west-2:111122223333:key/");
+    char *arn = malloc(2050), *yaml = malloc(len);
+    memcpy(arn, "arn:aws:kms:us-west-2:111122223333:key/", prefix);
+    memset(arn + prefix, 'a', 2048 - prefix);
+    arn[2048] = '\0';
+    snprintf(yaml, len, REL_AWS("{kms_key_arn: %s}", "") KS_PROD TENANT_PROD, arn);
+    ks_config_free(load_ok(yaml));
+    arn[2048] = 'a';
+    arn[2049] = '\0';
+    snprintf(yaml, len, REL_AWS("{kms_key_arn: %s}", "") KS_PROD TENANT_PROD, arn);
+    expect_one_error(yaml, "(not 1..2048 characters long)");
+    free(arn);
+    free(yaml);
+}
+
+Test(config, alias_arn)
+{
+    expect_one_error(
+        REL_AWS("{kms_key_arn: \"arn:aws:kms:us-west-2:111122223333:alias/my-key\"}", "")
+            KS_PROD TENANT_PROD,
+        "t.yaml:6:38: kms_relationships[0].kms_configuration.kms_key_arn: KMS alias ARN not "
+        "allowed; expected a key ARN\n");
+}
+
+Test(config, local_relationship_kms_configuration)
+{
+    expect_one_error("kms_relationships:\n"
+                     "  - name: local\n"
+                     "    type: local\n"
+                     "    key_file: /tmp/k\n"
+                     "    kms_configuration: {kms_key_arn: \"" AWS_ARN
+                     "\"}\n" KS_DEFAULT TENANT_APP1,
+                     "t.yaml:5:38: kms_relationships[0].kms_configuration.kms_key_arn \"" AWS_ARN
+                     "\" is not a local KMS key ARN; expected "
+                     "arn:aws:kms:local:000000000000:key/<lowercase UUID>\n");
+    expect_one_error("kms_relationships:\n"
+                     "  - name: local\n"
+                     "    type: local\n"
+                     "    key_file: /tmp/k\n"
+                     "    kms_configuration: {kms_key_arn: \"arn:aws:kms:local:000000000000:key/"
+                     "0B0C8A54-4F1E-4C55-9D43-5A2F3C1B7E21\"}\n" KS_DEFAULT TENANT_APP1,
+                     "is not a local KMS key ARN");
+    expect_one_error("kms_relationships:\n"
+                     "  - name: local\n"
+                     "    type: local\n"
+                     "    key_file: /tmp/k\n"
+                     "    kms_configuration: {discovery: {}}\n" KS_DEFAULT TENANT_APP1,
+                     "t.yaml:5:25: kms_relationships[0].kms_configuration.discovery is not "
+                     "supported by a local relationship; expected kms_key_arn\n");
+}
+
+Test(config, kms_configuration_union)
+{
+    expect_one_error(REL_AWS("{kms_key_arn: \"" AWS_ARN "\", discovery: {}}", "")
+                         KS_PROD TENANT_PROD,
+                     "kms_relationships[0].kms_configuration has both kms_key_arn and discovery; "
+                     "expected exactly one of kms_key_arn, kms_mr_key_arn, discovery, "
+                     "mr_discovery\n");
+    expect_one_error(REL_AWS("{}", "") KS_PROD TENANT_PROD,
+                     "t.yaml:6:24: kms_relationships[0].kms_configuration has no KMS "
+                     "configuration; expected exactly one of");
+    expect_one_error(REL_AWS("{mr_discovery: {}}", "") KS_PROD TENANT_PROD,
+                     "kms_relationships[0].kms_configuration.mr_discovery: missing required key "
+                     "\"region\"");
+    expect_one_error(REL_AWS("{mr_discovery: {region: \"US West\"}}", "") KS_PROD TENANT_PROD,
+                     "kms_relationships[0].kms_configuration.mr_discovery.region \"US West\" is "
+                     "not a valid AWS region");
+    expect_one_error(REL_AWS("kms_key_arn", "") KS_PROD TENANT_PROD,
+                     "kms_relationships[0].kms_configuration is a scalar; expected a mapping");
+    ks_config_free(load_ok(REL_AWS("{discovery: }", "") KS_PROD TENANT_PROD));
+}
+
+Test(config, endpoints)
+{
+    expect_one_error(REL_AWS("{discovery: {}}", "    endpoint: kms.example.com\n")
+                         KS_PROD TENANT_PROD,
+                     "t.yaml:7:15: kms_relationships[0].endpoint \"kms.example.com\" is not a URL; "
+                     "expected an http:// or https:// URL with a host\n");
+    expect_one_error(REL_AWS("{discovery: {}}", "    endpoint: \"https://\"\n") KS_PROD TENANT_PROD,
+                     "is not a URL");
+    char *errors = load_errors(
+        REL_LOCAL "key_stores:\n"
+                  "  - name: default\n"
+                  "    logical_key_store_name: default\n"
+                  "    kms_relationship: local\n"
+                  "    storage: {type: dynamodb, table: ab, region: us-west-2,\n"
+                  "              endpoint: ftp://x, credentials: {source: env}}\n" TENANT_APP1);
+    cr_assert_str_eq(errors, "t.yaml:9:38: key_stores[0].storage.table \"ab\" is not a valid "
+                             "DynamoDB table name; expected 3..255 characters from A-Z a-z 0-9 _ "
+                             ". -\n"
+                             "t.yaml:10:25: key_stores[0].storage.endpoint \"ftp://x\" is not a "
+                             "URL; expected an http:// or https:// URL with a host\n");
+    free(errors);
+}
+
+Test(config, cache_inconsistency)
+{
+    char *errors = load_errors("cache: {grace_period_seconds: 5, grace_interval_seconds: 6,\n"
+                               "        in_flight_ttl_seconds: 5}\n" MINIMAL);
+    cr_assert_str_eq(errors, "t.yaml:1:58: cache.grace_interval_seconds (6) is greater than "
+                             "cache.grace_period_seconds (5); expected grace_interval_seconds <= "
+                             "grace_period_seconds\n"
+                             "t.yaml:1:58: cache.grace_interval_seconds (6) is greater than "
+                             "cache.in_flight_ttl_seconds (5); expected grace_interval_seconds <= "
+                             "in_flight_ttl_seconds\n");
+    free(errors);
+    expect_one_error("cache: {ttl_seconds: 10}\n" MINIMAL,
+                     "t.yaml:1:22: cache.ttl_seconds (10) is not greater than "
+                     "cache.grace_period_seconds (10); expected ttl_seconds > "
+                     "grace_period_seconds\n");
+    expect_one_error("cache: {in_flight_ttl_seconds: 11}\n" MINIMAL,
+                     "cache.in_flight_ttl_seconds (11) is greater than cache.grace_period_seconds "
+                     "(10); expected in_flight_ttl_seconds <= grace_period_seconds\n");
+    expect_one_error("cache: {in_flight_ttl_seconds: 2, grace_interval_seconds: 3}\n" MINIMAL,
+                     "cache.grace_interval_seconds (3) is greater than "
+                     "cache.in_flight_ttl_seconds (2); expected grace_interval_seconds <= "
+                     "in_flight_ttl_seconds\n");
+    /* A default on one side: the error sits at the setting that was written. */
+    expect_one_error("cache:\n"
+                     "  grace_period_seconds: 700\n"
+                     "  in_flight_ttl_seconds: 700\n" MINIMAL,
+                     "t.yaml:2:25: cache.ttl_seconds (600) is not greater than");
+}
+
+Test(config, grant_token_limits)
+{
+    char *yaml, *big = malloc(8194);
+    char *errors;
+    size_t len;
+
+    expect_one_error(
+        REL_AWS("{discovery: {}}", "    grant_tokens: [a, b, c, d, e, f, g, h, i, j, k]\n")
+            KS_PROD TENANT_PROD,
+        "t.yaml:7:19: kms_relationships[0].grant_tokens has 11 grant tokens; "
+        "expected at most 10\n");
+    expect_one_error(REL_AWS("{discovery: {}}", "    grant_tokens: [a, \"\"]\n")
+                         KS_PROD TENANT_PROD,
+                     "t.yaml:7:23: kms_relationships[0].grant_tokens[1] is empty; expected a "
+                     "grant token of 1..8192 characters\n");
+    expect_one_error(REL_AWS("{discovery: {}}", "    grant_tokens: one\n") KS_PROD TENANT_PROD,
+                     "grant_tokens is a scalar; expected a list of at most 10 grant tokens");
+
+    memset(big, 'g', 8193);
+    big[8193] = '\0';
+    len = 8193 + 4096;
+    yaml = malloc(len);
+    snprintf(yaml, len,
+             REL_AWS("{discovery: {}}", "    grant_tokens: [ok, %s]\n") KS_PROD TENANT_PROD, big);
+    errors = load_errors(yaml);
+    cr_assert_str_eq(errors, "t.yaml:7:24: kms_relationships[0].grant_tokens[1] is 8193 "
+                             "characters long; expected 1..8192 characters\n");
+    free(errors);
+    free(yaml);
+    free(big);
+}
+
+Test(config, bad_token_hash_never_echoed)
+{
+    static const char *const bad[] = {
+        "\"" HASH_A "0\"",                                                      /* 65 */
+        "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0\"",  /* 63 */
+        "\"zz86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"", /* not hex */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char yaml[2048], *errors;
+        snprintf(yaml, sizeof yaml,
+                 REL_LOCAL KS_DEFAULT "tenants:\n"
+                                      "  - name: app1\n"
+                                      "    token_sha256: %s\n"
+                                      "    role: reader\n"
+                                      "    key_stores: [default]\n"
+                                      "    kms_relationships: [local]\n",
+                 bad[i]);
+        errors = load_errors(yaml);
+        cr_assert_str_eq(errors, "t.yaml:12:19: tenants[0].token_sha256 is not 64 hexadecimal "
+                                 "digits; expected the SHA-256 of the tenant's token as 64 "
+                                 "hexadecimal digits\n");
+        free(errors);
+    }
+}
+
+Test(config, duplicate_token_hash)
+{
+    char *errors = load_errors(REL_LOCAL KS_DEFAULT TENANT_APP1 "  - name: app2\n"
+                                                                "    token_sha256: \"" HASH_A "\"\n"
+                                                                "    role: admin\n"
+                                                                "    key_stores: [default]\n"
+                                                                "    kms_relationships: [local]\n");
+    cr_assert_str_eq(errors, "t.yaml:17:19: tenants[1].token_sha256 is the same as that of "
+                             "tenants[0]; expected a different token for each tenant\n");
+    cr_assert_null(strstr(errors, "9f86d0"));
+    free(errors);
+}
+
+Test(config, secrets_never_echoed)
+{
+    char *errors = load_errors("kms_relationships:\n"
+                               "  - name: prod\n"
+                               "    type: aws\n"
+                               "    region: us-west-2\n"
+                               "    credentials: {source: static, access_key_id: AKIDSECRET1,\n"
+                               "                  secret_access_key: [SECRETVALUE2],\n"
+                               "                  session_token: \"\"}\n"
+                               "    kms_configuration: {discovery: {}}\n"
+                               "    grant_tokens: [GRANTSECRET3, \"\"]\n"
+                               "    colour: red\n" KS_PROD TENANT_PROD);
+    cr_assert_null(strstr(errors, "SECRET"), "%s", errors);
+    assert_contains(errors, "t.yaml:6:38: kms_relationships[0].credentials.secret_access_key is "
+                            "a list; expected a secret access key\n");
+    assert_contains(errors, "t.yaml:7:34: kms_relationships[0].credentials.session_token is "
+                            "empty; expected a session token\n");
+    assert_contains(errors, "t.yaml:10:5: kms_relationships[0]: unknown key \"colour\"");
+    cr_assert_eq(count_lines(errors), 4, "%s", errors);
+    free(errors);
+}
+
+Test(config, bad_listen)
+{
+    static const struct {
+        const char *line, *error;
+    } cases[] = {
+        {"listen: 127.0.0.1\n", "t.yaml:1:9: listen \"127.0.0.1\" has no :port; expected "
+                                "host:port with an IPv4 address, a host name or a quoted "
+                                "\"[IPv6]:port\", port 0..65535\n"},
+        {"listen: 127.0.0.1:70000\n", "has a port that is not a number in 0..65535"},
+        {"listen: 127.0.0.1:http\n", "has a port that is not a number in 0..65535"},
+        {"listen: \"127.0.0.1:\"\n", "has a port that is not a number in 0..65535"},
+        {"listen: \":8080\"\n", "has no host"},
+        {"listen: 300.1.2.3:8080\n", "has an invalid IPv4 address"},
+        {"listen: bad_host:8080\n", "has an invalid host name"},
+        {"listen: -bad.example:8080\n", "has an invalid host name"},
+        {"listen: \"::1:8080\"\n", "has an IPv6 address without brackets"},
+        {"listen: \"[::1]\"\n", "has no :port after the IPv6 address"},
+        {"listen: \"[::g]:80\"\n", "has an invalid IPv6 address"},
+        {"listen: \"[10.0.0.1]:80\"\n", "has brackets around something that is not an IPv6"},
+        {"listen: 8080\n", "\"8080\" has no :port"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, "%s" MINIMAL, cases[i].line);
+        expect_one_error(yaml, cases[i].error);
+    }
+}
+
+Test(config, parse_listen_for_the_flag)
+{
+    struct ks_error err;
+    char *host = NULL;
+    uint16_t port = 0;
+
+    cr_assert_eq(ks_config_parse_listen("[::1]:8081", &host, &port, &err), KS_OK);
+    cr_assert_str_eq(host, "::1");
+    cr_assert_eq(port, 8081);
+    free(host);
+    cr_assert_eq(ks_config_parse_listen("nohost", &host, &port, &err), KS_E_INVALID);
+    cr_assert_null(host);
+    cr_assert_str_eq(err.message, "listen address has no :port; expected host:port");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Several errors, syntax errors, odd documents                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+Test(config, all_errors_reported_sorted_with_positions)
+{
+    char *errors = load_errors("listen: nohost\n"
+                               "cache: {capacity: 0}\n"
+                               "kms_relationships:\n"
+                               "  - name: local\n"
+                               "    type: local\n"
+                               "    key_file: /tmp/k\n"
+                               "    colour: red\n"
+                               "key_stores:\n"
+                               "  - name: default\n"
+                               "    logical_key_store_name: default\n"
+                               "    kms_relationship: nope\n"
+                               "    storage: {type: sqlite, path: /tmp/db}\n"
+                               "tenants:\n"
+                               "  - name: app1\n"
+                               "    token_sha256: xyz\n"
+                               "    role: superuser\n"
+                               "    key_stores: [default, missing]\n"
+                               "    kms_relationships: [local]\n");
+    cr_assert_str_eq(
+        errors,
+        "t.yaml:1:9: listen \"nohost\" has no :port; expected host:port with an IPv4 address, a "
+        "host name or a quoted \"[IPv6]:port\", port 0..65535\n"
+        "t.yaml:2:19: cache.capacity is \"0\", out of range; expected an integer in "
+        "1..2147483647\n"
+        "t.yaml:7:5: kms_relationships[0]: unknown key \"colour\"; expected one of name, type, "
+        "key_file, kms_configuration, region, endpoint, credentials, grant_tokens\n"
+        "t.yaml:11:23: key_stores[0].kms_relationship \"nope\" names no KMS relationship; "
+        "expected one of the names under kms_relationships\n"
+        "t.yaml:15:19: tenants[0].token_sha256 is not 64 hexadecimal digits; expected the "
+        "SHA-256 of the tenant's token as 64 hexadecimal digits\n"
+        "t.yaml:16:11: tenants[0].role is \"superuser\"; expected reader or admin\n"
+        "t.yaml:17:27: tenants[0].key_stores[1] \"missing\" names no key store; expected one of "
+        "the names under key_stores\n");
+    free(errors);
+}
+
+Test(config, syntax_error)
+{
+    char *errors = load_errors("listen: 127.0.0.1:8080\n"
+                               "cache:\n"
+                               "  capacity: 10\n"
+                               " ttl_seconds: 20\n"
+                               "tenants: [\n");
+    cr_assert(strncmp(errors, "t.yaml:4:2: YAML syntax error: ", 31) == 0, "%s", errors);
+    assert_contains(errors, "; expected valid YAML\n");
+    cr_assert_eq(count_lines(errors), 1, "%s", errors);
+    free(errors);
+
+    errors = load_errors(MINIMAL "cache: {capacity: 10\n");
+    cr_assert(strncmp(errors,
+                      "t.yaml:17:1: YAML syntax error: did not find expected ',' or '}' "
+                      "(while parsing a flow mapping at line 16); expected valid YAML\n",
+                      200) == 0,
+              "%s", errors);
+    free(errors);
+
+    errors = load_errors(MINIMAL "listen: *nowhere\n");
+    assert_contains(errors, "t.yaml:16:9: YAML syntax error: found undefined alias");
+    free(errors);
+}
+
+Test(config, invalid_utf8_and_nul)
+{
+    static const char bad_utf8[] = "listen: \"127.0.0.1:80\"\n# \xff\xfe\n";
+    struct ks_config *cfg = NULL;
+    char *errors = NULL;
+
+    cr_assert_eq(ks_config_load_buffer("t.yaml", bad_utf8, sizeof bad_utf8 - 1, &cfg, &errors),
+                 KS_E_CONFIG);
+    cr_assert_null(cfg);
+    cr_assert(strncmp(errors, "t.yaml:2:3: invalid input: ", 27) == 0, "%s", errors);
+    free(errors);
+
+    expect_one_error(REL_LOCAL "key_stores:\n"
+                               "  - name: default\n"
+                               "    logical_key_store_name: \"def\\0ault\"\n"
+                               "    kms_relationship: local\n"
+                               "    storage: {type: sqlite, path: /tmp/db}\n" TENANT_APP1,
+                     "t.yaml:7:29: key_stores[0].logical_key_store_name contains a NUL "
+                     "character");
+}
+
+Test(config, empty_and_non_mapping_documents)
+{
+    expect_one_error("", "t.yaml:1:1: the configuration is empty; expected a mapping");
+    expect_one_error("# only a comment\n", "the configuration is empty");
+    expect_one_error("- a\n- b\n", "t.yaml:1:1: top level is a list; expected a mapping\n");
+    expect_one_error(MINIMAL "---\nlisten: 1.2.3.4:5\n",
+                     "t.yaml:17:1: a second YAML document starts here; expected exactly one "
+                     "document\n");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Embedded default and lookups                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+Test(config, embedded_default)
+{
+    unsigned char hash[32];
+    struct ks_config *cfg = NULL;
+    struct ks_error err;
+    const struct ks_kms_rel_config *r;
+    const struct ks_key_store_config *k;
+    const struct ks_tenant_config *t;
+
+    for (size_t i = 0; i < 32; i++)
+        hash[i] = (unsigned char)i;
+    cr_assert_eq(ks_config_default("/var/lib/ks", "127.0.0.1", 8080, hash, LOCAL_ARN, &cfg, &err),
+                 KS_OK);
+    cr_assert_str_eq(cfg->listen_host, "127.0.0.1");
+    cr_assert_eq(cfg->listen_port, 8080);
+    cr_assert_eq(cfg->server.threads, 4);
+    cr_assert_eq(cfg->server.max_body_bytes, 65536);
+    cr_assert_eq(cfg->cache.capacity, 1000);
+    cr_assert_eq(cfg->cache.ttl_seconds, 600);
+    cr_assert_eq(cfg->n_kms_relationships, 1);
+    r = &cfg->kms_relationships[0];
+    cr_assert_str_eq(r->name, "local");
+    cr_assert_eq(r->type, KS_KMS_LOCAL);
+    cr_assert_str_eq(r->key_file, "/var/lib/ks/local-kms.keys");
+    cr_assert_eq(r->has_kms_configuration, 1);
+    cr_assert_eq(r->kms.kind, KS_KMS_KEY_ARN);
+    cr_assert_str_eq(r->kms.arn, LOCAL_ARN);
+    cr_assert_eq(cfg->n_key_stores, 1);
+    k = &cfg->key_stores[0];
+    cr_assert_str_eq(k->name, "default");
+    cr_assert_str_eq(k->logical_key_store_name, "default");
+    cr_assert_str_eq(k->kms_relationship, "local");
+    cr_assert_eq(k->kms_relationship_index, 0);
+    cr_assert_eq(k->storage.type, KS_STORAGE_SQLITE);
+    cr_assert_str_eq(k->storage.path, "/var/lib/ks/keystore.db");
+    cr_assert_eq(cfg->n_tenants, 1);
+    t = &cfg->tenants[0];
+    cr_assert_str_eq(t->name, "admin");
+    cr_assert_eq(t->role, KS_ROLE_ADMIN);
+    cr_assert_arr_eq(t->token_sha256, hash, 32);
+    cr_assert_eq(t->n_key_stores, 1);
+    cr_assert_eq(t->key_store_indexes[0], 0);
+    cr_assert_eq(t->n_kms_relationships, 1);
+    cr_assert_eq(t->kms_relationship_indexes[0], 0);
+    cr_assert_str_eq(t->partition, "tenant:admin");
+    ks_config_free(cfg);
+
+    /* No ARN yet: the server resolves the key file's first key; trailing '/' is not doubled. */
+    cr_assert_eq(ks_config_default("./data/", "::1", 0, hash, NULL, &cfg, &err), KS_OK);
+    cr_assert_eq(cfg->kms_relationships[0].has_kms_configuration, 0);
+    cr_assert_null(cfg->kms_relationships[0].kms.arn);
+    cr_assert_str_eq(cfg->kms_relationships[0].key_file, "./data/local-kms.keys");
+    cr_assert_str_eq(cfg->key_stores[0].storage.path, "./data/keystore.db");
+    cr_assert_str_eq(cfg->listen_host, "::1");
+    ks_config_free(cfg);
+}
+
+Test(config, embedded_default_refuses_bad_input)
+{
+    unsigned char hash[32] = {0};
+    struct ks_config *cfg = (struct ks_config *)&hash;
+    struct ks_error err;
+
+    cr_assert_eq(ks_config_default("./data", "127.0.0.1", 8080, hash, AWS_ARN, &cfg, &err),
+                 KS_E_INVALID);
+    cr_assert_null(cfg);
+    cr_assert(strstr(err.message, "not a local KMS key ARN") != NULL, "%s", err.message);
+    cr_assert_eq(ks_config_default(NULL, "127.0.0.1", 8080, hash, NULL, &cfg, &err), KS_E_INVALID);
+    cr_assert_eq(ks_config_default("./data", "bad host", 8080, hash, NULL, &cfg, &err),
+                 KS_E_INVALID);
+    cr_assert_eq(ks_config_default("./data", "127.0.0.1", 8080, NULL, NULL, &cfg, &err),
+                 KS_E_INVALID);
+    cr_assert_null(cfg);
+}
+
+Test(config, lookups)
+{
+    struct ks_config *cfg = load_ok(full_yaml);
+    size_t idx = 99;
+
+    cr_assert_eq(ks_config_key_store(cfg, "shared", &idx), &cfg->key_stores[1]);
+    cr_assert_eq(idx, 1);
+    cr_assert_eq(ks_config_key_store(cfg, "default", NULL), &cfg->key_stores[0]);
+    cr_assert_null(ks_config_key_store(cfg, "nope", &idx));
+    cr_assert_eq(idx, 1);
+    cr_assert_eq(ks_config_kms_relationship(cfg, "anywhere", &idx), &cfg->kms_relationships[4]);
+    cr_assert_eq(idx, 4);
+    cr_assert_null(ks_config_kms_relationship(cfg, "shared", NULL));
+    cr_assert_null(ks_config_key_store(NULL, "shared", NULL));
+    ks_config_free(cfg);
+    ks_config_free(NULL);
+}
+
+Test(config, anchors_aliases_and_crlf)
+{
+    struct ks_config *cfg =
+        load_ok("kms_relationships:\r\n"
+                "  - name: prod\r\n"
+                "    type: aws\r\n"
+                "    region: us-west-2\r\n"
+                "    credentials: &creds {source: profile, profile: ops}\r\n"
+                "    kms_configuration: {discovery: {}}\r\n"
+                "key_stores:\r\n"
+                "  - name: default\r\n"
+                "    logical_key_store_name: default\r\n"
+                "    kms_relationship: prod\r\n"
+                "    storage: {type: dynamodb, table: Tbl, region: us-west-2,\r\n"
+                "              credentials: *creds}\r\n" TENANT_PROD);
+    cr_assert_str_eq(cfg->kms_relationships[0].credentials.profile, "ops");
+    cr_assert_str_eq(cfg->key_stores[0].storage.credentials.profile, "ops");
+    ks_config_free(cfg);
+}
+
+Test(config, self_referencing_alias)
+{
+    char *errors = load_errors(REL_AWS("{discovery: {}}", "    grant_tokens: &self [a, *self]\n")
+                                   KS_PROD TENANT_PROD);
+    /* The walk follows the schema, never the node graph, so a cycle is just a wrong type. */
+    cr_assert_str_eq(errors, "t.yaml:7:19: kms_relationships[0].grant_tokens[1] is a list; "
+                             "expected a grant token of 1..8192 characters\n");
+    free(errors);
 }
