@@ -40,34 +40,6 @@ static void usage(FILE *f)
                "       keystored --version\n");
 }
 
-/* "host:port" or "[v6]:port" into host (malloc'd) and port. 0, or -1. */
-static int parse_listen(const char *s, char **host, uint16_t *port)
-{
-    const char *colon = strrchr(s, ':');
-    const char *h = s;
-    size_t hl;
-    char *end;
-    unsigned long p;
-
-    if (!colon || colon == s)
-        return -1;
-    hl = (size_t)(colon - s);
-    if (s[0] == '[') {
-        if (hl < 3 || s[hl - 1] != ']')
-            return -1;
-        h = s + 1;
-        hl -= 2;
-    }
-    errno = 0;
-    p = strtoul(colon + 1, &end, 10);
-    if (errno || *end || end == colon + 1 || p > 65535)
-        return -1;
-    if (!(*host = strndup(h, hl)))
-        return -1;
-    *port = (uint16_t)p;
-    return 0;
-}
-
 /* Reads or creates <dir>/admin-token.sha256; prints a new token once. */
 static int admin_token_hash(const char *dir, unsigned char hash[32])
 {
@@ -236,8 +208,8 @@ int main(int argc, char **argv)
     if (listen) {
         char *host;
         uint16_t port;
-        if (parse_listen(listen, &host, &port) != 0) {
-            fprintf(stderr, "keystored: --listen: expected ADDR:PORT, got '%s'\n", listen);
+        if (ks_config_parse_listen(listen, &host, &port, &err) != KS_OK) {
+            fprintf(stderr, "keystored: --listen: %s\n", err.message);
             ks_config_free(cfg);
             return 2;
         }
