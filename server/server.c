@@ -226,10 +226,16 @@ static ks_status parse_body(const char *body, size_t len, unsigned max_depth,
     if (!tok)
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    obj = json_tokener_parse_ex(tok, body, (int)len);
+    /* body[len] is the NUL the accumulator keeps: feeding it tells json-c the input ended, so
+     * that a bare top-level literal (123, null) is complete rather than "unexpected end". */
+    obj = json_tokener_parse_ex(tok, body, (int)len + 1);
     jerr = json_tokener_get_error(tok);
     used = json_tokener_get_parse_end(tok);
     json_tokener_free(tok);
+    if (used > len)
+        used = len;
+    if (!obj && jerr == json_tokener_success)
+        return ks_error_set(err, KS_E_INVALID, "body: expected a JSON object");
     if (!obj || jerr != json_tokener_success) {
         json_object_put(obj);
         if (jerr == json_tokener_error_depth)

@@ -1,0 +1,46 @@
+// shutdown.mjs - SIGTERM while requests are in flight (DESIGN.md section 6): the 16-client
+// VersionKey load runs, SIGTERM arrives mid-way; the server finishes what it accepted and exits
+// 0. Timing-free checks only: the exit code, the answers seen are all 201/409, and the access log
+// has a line for every answer a client received.
+
+import { assert, assertEq } from './lib/harness.mjs';
+import { makeApi } from './lib/http.mjs';
+import { accessLines, makeSuiteSetup, startServer } from './lib/server.mjs';
+
+export async function runShutdown(h) {
+  const setup = makeSuiteSetup('shutdown');
+  const seen = []; // {requestId, status}
+  let srv;
+
+  await h.test('shutdown: SIGTERM during 16-client VersionKey load -> exit 0, every answer logged', async () => {
+    srv = await startServer(['--config', setup.configPath], 'shutdown');
+    const api = makeApi(srv.base);
+    const T = { token: setup.tokens.admin };
+    const c = await api('POST', '/v1/keystores/default/branch-keys', T);
+    assertEq(c.status, 201, 'create');
+    const p = `/v1/keystores/default/branch-keys/${c.json.branchKeyIdentifier}/versions`;
+    let stop = false;
+    let signalled = null;
+    const clients = Array.from({ length: 16 }, async () => {
+      for (let i = 0; i < 50 && !stop; i++) {
+        try {
+          const r = await api('POST', p, T);
+          seen.push({ requestId: r.headers['x-request-id'], status: r.status });
+          if (seen.length === 64 && !signalled) signalled = srv.stop();
+        } catch {
+          stop = true; // refused or closed once the server stopped: not an answer
+        }
+      }
+    });
+    await Promise.all(clients);
+    const info = await (signalled || srv.stop());
+    assertEq(info.code, 0, `exit code (signal ${info.signal})`);
+    const bad = seen.filter((s) => s.status !== 201 && s.status !== 409);
+    assert(bad.length === 0, `unexpected statuses ${bad.map((b) => b.status).join(',')}`);
+    const logged = new Set(accessLines(srv.stderr()).map((l) => l.requestId));
+    const missing = seen.filter((s) => !logged.has(s.requestId));
+    assert(missing.length === 0, `${missing.length} answers have no access log line, e.g. ${missing[0] && missing[0].requestId}`);
+    assert(/SIGTERM/.test(srv.stderr()), 'no SIGTERM message in stderr');
+    console.log(`     ${seen.length} answers before the server stopped`);
+  });
+}
