@@ -104,7 +104,8 @@ ks_status ks_keystore_check_branch_key_id(const char *id, size_t len, struct ks_
 {
     /* section 4.3 / 5.2: the MPL only requires non-empty. keystored also refuses NUL (ids are C
      * strings and NUL would make cache identifiers ambiguous, reference/cache.md section 1),
-     * invalid UTF-8, and ids over DynamoDB's 2048-byte partition key limit. */
+     * invalid UTF-8, and ids over KS_BRANCH_KEY_ID_MAX bytes (well under DynamoDB's 2048-byte
+     * partition key limit, and short enough for a URL path segment). */
     if (len == 0)
         return ks_error_set(err, KS_E_INVALID,
                             "branchKeyIdentifier: Empty string not supported for branch key "
@@ -331,6 +332,12 @@ static ks_status check_custom_ec(const struct ks_ec *ec, struct ks_error *err)
             return ks_error_set(err, KS_E_INVALID,
                                 "encryptionContext: Unable to UTF8 Encode element of Encryption "
                                 "Context.");
+        /* The MPL sets no limit on values, but an encryption context entry is serialized with
+         * u16 lengths (DESIGN.md section 5), so a longer value can never be bound by KMS:
+         * refuse it here rather than after KMS calls. */
+        if (strlen(v) > EC_KEY_MAX)
+            return ks_error_set(err, KS_E_INVALID,
+                                "encryptionContext.%.64s: value longer than 65535 bytes", k);
     }
     return KS_OK;
 }
