@@ -33,11 +33,15 @@ SERVER_SRC   := $(filter-out server/main.c,$(wildcard server/*.c))
 LIB_SRC      := $(COMMON_SRC) $(CONFIG_SRC) $(STORAGE_SRC) $(KMS_SRC) $(KEYSTORE_SRC) \
                 $(HANDLERS_SRC) $(SERVER_SRC)
 UNIT_SRC     := $(wildcard tests/unit/*.c)
+# Integration suites: one binary per file, each against real peers it starts on loopback
+# (tests/peers/: the KMS test server, DynamoDB Local).
+INTEG_SRC    := $(wildcard tests/integration/*.c)
+INTEG_BIN    := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/integration/%)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/openapi.o
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all run test asan check-style bench clean deps-run deps-test test-suites unit http
+.PHONY: all run test asan check-style bench clean test-suites unit http integration
 
 all: $(BUILD)/keystored
 
@@ -68,6 +72,10 @@ $(BUILD)/keystored: $(BUILD)/obj/server/main.o $(BUILD)/libkeystored.a
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libkeystored.a
 	$(CC) $(KS_LDFLAGS) -o $@ $^ $(KS_LIBS) -lcriterion
 
+$(BUILD)/integration/%: $(BUILD)/obj/tests/integration/%.o $(BUILD)/libkeystored.a
+	@mkdir -p $(dir $@)
+	$(CC) $(KS_LDFLAGS) -o $@ $^ $(KS_LIBS) -lcriterion
+
 # --- the two commands of the README -------------------------------------------------------
 run:
 	./scripts/install-deps.sh run
@@ -80,12 +88,18 @@ test:
 
 # Every suite, in order; BUILD selects the plain or the sanitizer build. Criterion does not
 # fail a test on a LeakSanitizer report, so sanitizer output is scanned (scripts/run-unit.sh).
-test-suites: $(BUILD)/keystored $(BUILD)/unit-tests
+test-suites: $(BUILD)/keystored $(BUILD)/unit-tests $(INTEG_BIN)
 	./scripts/run-unit.sh ./$(BUILD)/unit-tests
+	node --test tests/peers/
+	for t in $(INTEG_BIN); do ./scripts/run-unit.sh $$t || exit 1; done
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
 
 unit: $(BUILD)/unit-tests
 	./scripts/run-unit.sh ./$(BUILD)/unit-tests
+
+integration: $(INTEG_BIN)
+	node --test tests/peers/
+	for t in $(INTEG_BIN); do ./scripts/run-unit.sh $$t || exit 1; done
 
 http: $(BUILD)/keystored
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
@@ -98,8 +112,8 @@ asan:
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-suites
 
 check-style:
-	clang-format --dry-run --Werror $(LIB_SRC) server/main.c $(wildcard */*.h) $(UNIT_SRC)
-	@if grep -nE '\b(strcpy|sprintf|strcat|atoi|gets)[[:space:]]*\(' $(LIB_SRC) server/main.c $(UNIT_SRC); \
+	clang-format --dry-run --Werror $(LIB_SRC) server/main.c $(wildcard */*.h) $(UNIT_SRC) $(INTEG_SRC)
+	@if grep -nE '\b(strcpy|sprintf|strcat|atoi|gets)[[:space:]]*\(' $(LIB_SRC) server/main.c $(UNIT_SRC) $(INTEG_SRC); \
 	then echo "banned function (STYLE.md)"; exit 1; fi
 
 bench: all
@@ -108,4 +122,5 @@ bench: all
 clean:
 	rm -rf build build-asan
 
+.SECONDARY: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
 -include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/obj/server/main.d

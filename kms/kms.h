@@ -99,4 +99,35 @@ ks_status ks_kms_local_open(const char *key_file, const char *const *ensure_arns
 /* The ARN of the key file's first key (the embedded default's key), copied into out. */
 ks_status ks_kms_local_default_arn(struct ks_kms *k, char *out, size_t out_size);
 
+/*
+ * AWS KMS (kms/aws_kms.c): the five operations over the AWS transport (common/aws.h) with an
+ * awsJson 1.1 client for service "kms" (target TrentService) in cfg->region, at cfg->endpoint
+ * when set; up to 3 attempts per call (reference/aws-apis.md section 4). cfg must be an aws
+ * relationship; it is read only here (nothing is kept but the key ARN that ping describes).
+ * creds is borrowed and must outlive the backend. Caller owns *out (ks_kms_destroy).
+ */
+struct ks_kms_rel_config;
+struct ks_aws_credentials_provider;
+struct ks_clock;
+
+ks_status ks_kms_aws_create(const struct ks_kms_rel_config *cfg,
+                            struct ks_aws_credentials_provider *creds, struct ks_kms **out,
+                            struct ks_error *err);
+
+/* Transport knobs for tests and tuning; 0 / NULL members keep common/aws.h's defaults (and 3
+ * attempts). */
+struct ks_kms_aws_tuning {
+    long connect_timeout_ms;
+    long request_timeout_ms; /* one attempt */
+    unsigned max_attempts;
+    unsigned base_delay_ms; /* transient retries; throttling waits are the transport's */
+    const struct ks_clock *clock;
+};
+
+/* ks_kms_aws_create with tuning (may be NULL). */
+ks_status ks_kms_aws_create_tuned(const struct ks_kms_rel_config *cfg,
+                                  struct ks_aws_credentials_provider *creds,
+                                  const struct ks_kms_aws_tuning *tuning, struct ks_kms **out,
+                                  struct ks_error *err);
+
 #endif
