@@ -19,6 +19,7 @@
 #include "keystore/keystore.h"
 
 struct json_object;
+struct ks_aws_credentials_provider;
 
 /* Everything a handler may use: built once at start (server/app.c), then read-only. */
 struct ks_app {
@@ -27,6 +28,7 @@ struct ks_app {
     struct ks_kms_relationship *relationships;  /* parallel to config->kms_relationships */
     struct ks_kms **kms_backends;               /* parallel to config->kms_relationships */
     char **relationship_arns;                   /* resolved ARNs (owned) */
+    struct ks_aws_credentials_provider **credentials; /* AWS backends' providers (owned) */
     const char *openapi_yaml;
     size_t openapi_yaml_len;
 };

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/aws.h"
 #include "keystore/arn.h"
 
 extern const char ks_openapi_yaml[];
@@ -16,14 +17,18 @@ static ks_status open_relationship(struct ks_app *app, size_t i, struct ks_error
     char arn[KS_ARN_MAX + 1];
     ks_status st;
 
-    if (rc->type != KS_KMS_LOCAL)
-        return ks_error_set(err, KS_E_CONFIG,
-                            "kms relationship '%s': type aws is not supported by this build",
-                            rc->name);
-    st = ks_kms_local_open(rc->key_file, ensure ? &ensure : NULL, ensure ? 1 : 0,
-                           &app->kms_backends[i], err);
-    if (st != KS_OK)
-        return st;
+    if (rc->type == KS_KMS_AWS) {
+        struct ks_aws_credentials_provider **creds = &app->credentials[i];
+        if ((st = ks_aws_credentials_provider_create(&rc->credentials, NULL, creds, err)) !=
+                KS_OK ||
+            (st = ks_kms_aws_create(rc, *creds, &app->kms_backends[i], err)) != KS_OK)
+            return st;
+    } else {
+        st = ks_kms_local_open(rc->key_file, ensure ? &ensure : NULL, ensure ? 1 : 0,
+                               &app->kms_backends[i], err);
+        if (st != KS_OK)
+            return st;
+    }
     if (rc->has_kms_configuration) {
         rel->kind = rc->kms.kind;
         app->relationship_arns[i] = rc->kms.arn ? strdup(rc->kms.arn) : NULL;
@@ -54,12 +59,16 @@ static ks_status open_key_store(struct ks_app *app, size_t i, const struct ks_cl
     struct ks_storage *storage = NULL;
     ks_status st;
 
-    if (kc->storage.type != KS_STORAGE_SQLITE)
-        return ks_error_set(err, KS_E_CONFIG,
-                            "key store '%s': storage type dynamodb is not supported by this build",
-                            kc->name);
-    if ((st = ks_storage_sqlite_open(kc->storage.path, &storage, err)) != KS_OK)
+    if (kc->storage.type == KS_STORAGE_DYNAMODB) {
+        struct ks_aws_credentials_provider **creds =
+            &app->credentials[app->config->n_kms_relationships + i];
+        if ((st = ks_aws_credentials_provider_create(&kc->storage.credentials, NULL, creds,
+                                                     err)) != KS_OK ||
+            (st = ks_storage_dynamodb_open(&kc->storage, *creds, &storage, err)) != KS_OK)
+            return st;
+    } else if ((st = ks_storage_sqlite_open(kc->storage.path, &storage, err)) != KS_OK) {
         return st;
+    }
     params.name = kc->name;
     params.logical_key_store_name = kc->logical_key_store_name;
     params.key_store_id = kc->key_store_id;
@@ -86,7 +95,11 @@ ks_status ks_app_create(const struct ks_config *cfg, const struct ks_clock *cloc
     app->relationships = calloc(cfg->n_kms_relationships + 1, sizeof *app->relationships);
     app->kms_backends = calloc(cfg->n_kms_relationships + 1, sizeof *app->kms_backends);
     app->relationship_arns = calloc(cfg->n_kms_relationships + 1, sizeof *app->relationship_arns);
-    if (!app->keystores || !app->relationships || !app->kms_backends || !app->relationship_arns) {
+    /* One credentials provider per aws relationship and per DynamoDB key store. */
+    app->credentials =
+        calloc(cfg->n_kms_relationships + cfg->n_key_stores + 1, sizeof *app->credentials);
+    if (!app->keystores || !app->relationships || !app->kms_backends || !app->relationship_arns ||
+        !app->credentials) {
         ks_app_destroy(app);
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
@@ -113,6 +126,11 @@ void ks_app_destroy(struct ks_app *app)
         ks_kms_destroy(app->kms_backends[i]);
     for (i = 0; app->relationship_arns && i < app->config->n_kms_relationships; i++)
         free(app->relationship_arns[i]);
+    /* Providers last: the backends above borrowed them. */
+    for (i = 0;
+         app->credentials && i < app->config->n_kms_relationships + app->config->n_key_stores; i++)
+        ks_aws_credentials_provider_destroy(app->credentials[i]);
+    free(app->credentials);
     free(app->keystores);
     free(app->relationships);
     free(app->kms_backends);
