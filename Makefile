@@ -91,7 +91,8 @@ test:
 test-suites: $(BUILD)/keystored $(BUILD)/unit-tests $(INTEG_BIN)
 	./scripts/run-unit.sh ./$(BUILD)/unit-tests
 	node --test tests/peers/
-	for t in $(INTEG_BIN); do ./scripts/run-unit.sh $$t || exit 1; done
+	./scripts/run-unit.sh ./$(BUILD)/integration/test_aws_kms
+	node tests/integration/run-dynamodb.mjs ./$(BUILD)/integration/test_dynamodb
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
 
 unit: $(BUILD)/unit-tests
@@ -99,7 +100,8 @@ unit: $(BUILD)/unit-tests
 
 integration: $(INTEG_BIN)
 	node --test tests/peers/
-	for t in $(INTEG_BIN); do ./scripts/run-unit.sh $$t || exit 1; done
+	./scripts/run-unit.sh ./$(BUILD)/integration/test_aws_kms
+	node tests/integration/run-dynamodb.mjs ./$(BUILD)/integration/test_dynamodb
 
 http: $(BUILD)/keystored
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs

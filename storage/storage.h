@@ -122,4 +122,21 @@ ks_status ks_storage_check_new_version(const struct ks_item *version, const stru
 ks_status ks_storage_check_read(const struct ks_item *item, const char *branch_key_id,
                                 const char *type, struct ks_error *err);
 
+/* --- Appended: DynamoDB backend (storage/dynamodb.c) --------------------------------------- */
+
+struct ks_storage_config;
+struct ks_aws_credentials_provider;
+
+/*
+ * DynamoDB backend: the MPL's table cfg->table in cfg->region (cfg->endpoint overrides the
+ * regional endpoint, e.g. DynamoDB Local), over common/aws.h (max 4 attempts). Nothing is sent
+ * until the first call; create_key_store creates the table if it is missing and waits (at most
+ * 60 s) until it is ACTIVE. creds is borrowed and must outlive the backend; cfg is copied.
+ * A table name that is not 3..255 of [a-zA-Z0-9_.-] or a missing region is KS_E_CONFIG.
+ * Caller owns *out (ops->destroy). Every method is thread-safe.
+ */
+ks_status ks_storage_dynamodb_open(const struct ks_storage_config *cfg,
+                                   struct ks_aws_credentials_provider *creds,
+                                   struct ks_storage **out, struct ks_error *err);
+
 #endif

@@ -1,0 +1,1283 @@
+/*
+ * test_dynamodb.c - the DynamoDB storage backend (storage/dynamodb.c) against DynamoDB Local,
+ * started on 127.0.0.1 by tests/integration/run-dynamodb.mjs, which passes its endpoint in
+ * KS_DYNAMODB_ENDPOINT. Every test uses its own table, so tests run in parallel on one shared
+ * in-memory database. Besides the backend, each test has a raw client (common/aws.h) to look
+ * at and plant what DynamoDB holds, independently of the backend under test.
+ *
+ * What is checked: CreateKeyStore (creation, idempotence, a non-conforming table refused and
+ * left as it was; reference/branch-key-store.md section 1), the MPL's item layout stored byte
+ * for byte (section 2), the conditions of both writes and the atomicity of their transactions
+ * (sections 4, 5, 9), a VersionKey race between threads, and the failure statuses.
+ */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <openssl/rand.h>
+
+#include "common/aws.h"
+#include "common/util.h"
+#include "config/config.h"
+#include "storage/storage.h"
+
+#define ENC_LEN 32
+#define KMS_ARN "arn:aws:kms:us-west-2:111122223333:key/0b9e5ac2-4a1e-4a4b-9f6a-2a1b7a0c3d11"
+#define CREATE_TIME "2024-01-02T03:04:05.678901Z"
+#define REGION "us-west-2"
+#define NOT_CONFORMING "Configured table name does not conform to expected Key Store construction."
+
+struct fixture {
+    char table[64];
+    char endpoint[128];
+    struct ks_aws_credentials_provider *creds;
+    struct ks_storage *s;
+    struct ks_aws_client *raw; /* for looking at the table behind the backend's back */
+};
+
+static const char *endpoint_from_env(void)
+{
+    const char *e = getenv("KS_DYNAMODB_ENDPOINT");
+
+    cr_assert(e && *e, "KS_DYNAMODB_ENDPOINT is not set: run tests/integration/run-dynamodb.mjs");
+    /* Tests reach only this machine. */
+    cr_assert(strncmp(e, "http://127.0.0.1:", 17) == 0, "not a loopback endpoint: %s", e);
+    return e;
+}
+
+static void open_storage(struct fixture *f, const char *table, const char *endpoint)
+{
+    struct ks_storage_config cfg;
+    struct ks_error err;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.type = KS_STORAGE_DYNAMODB;
+    cfg.table = (char *)(uintptr_t)table;
+    cfg.region = REGION;
+    cfg.endpoint = (char *)(uintptr_t)endpoint;
+    cr_assert_eq(ks_storage_dynamodb_open(&cfg, f->creds, &f->s, &err), KS_OK, "%s", err.message);
+}
+
+static void fx_open_at(struct fixture *f, const char *endpoint)
+{
+    struct ks_cred_config cc;
+    struct ks_aws_client_options opts;
+    struct ks_error err;
+    char uuid[KS_UUID_LEN + 1];
+
+    memset(f, 0, sizeof *f);
+    cr_assert_eq(ks_uuid_v4(uuid), 0);
+    snprintf(f->table, sizeof f->table, "ks-test-%s", uuid);
+    snprintf(f->endpoint, sizeof f->endpoint, "%s", endpoint);
+
+    memset(&cc, 0, sizeof cc);
+    cc.source = KS_CRED_STATIC;
+    cc.access_key_id = "AKIDTEST";
+    cc.secret_access_key = "secret";
+    cr_assert_eq(ks_aws_credentials_provider_create(&cc, NULL, &f->creds, &err), KS_OK, "%s",
+                 err.message);
+    open_storage(f, f->table, f->endpoint);
+
+    memset(&opts, 0, sizeof opts);
+    opts.service = "dynamodb";
+    opts.region = REGION;
+    opts.endpoint = f->endpoint;
+    opts.json_version = "1.0";
+    opts.target_prefix = "DynamoDB_20120810";
+    opts.credentials = f->creds;
+    opts.service_error = KS_E_STORAGE;
+    opts.max_attempts = 2;
+    cr_assert_eq(ks_aws_client_create(&opts, &f->raw, &err), KS_OK, "%s", err.message);
+}
+
+static void fx_open(struct fixture *f)
+{
+    fx_open_at(f, endpoint_from_env());
+}
+
+static void fx_close(struct fixture *f)
+{
+    ks_storage_destroy(f->s);
+    ks_aws_client_destroy(f->raw);
+    ks_aws_credentials_provider_destroy(f->creds);
+}
+
+/* A raw call: KS_OK with *out (parsed, may be NULL: not wanted), or the status; *type gets the
+ * error type. */
+static ks_status raw_call(struct fixture *f, const char *op, const char *json,
+                          struct json_object **out, char type[128])
+{
+    struct ks_aws_response resp = {NULL, 0};
+    struct ks_aws_error aws_err;
+    struct ks_error err;
+    ks_status st;
+
+    memset(&aws_err, 0, sizeof aws_err);
+    if (out)
+        *out = NULL;
+    st = ks_aws_call(f->raw, op, json, strlen(json), &resp, &aws_err, &err);
+    if (type)
+        snprintf(type, 128, "%s", aws_err.type);
+    if (st == KS_OK && out) {
+        *out = json_tokener_parse(resp.body ? resp.body : "{}");
+        cr_assert_not_null(*out, "%s: unparsable response", op);
+    }
+    ks_aws_response_free(&resp);
+    return st;
+}
+
+static struct json_object *describe(struct fixture *f)
+{
+    char req[256];
+    struct json_object *resp, *table;
+
+    snprintf(req, sizeof req, "{\"TableName\":\"%s\"}", f->table);
+    cr_assert_eq(raw_call(f, "DescribeTable", req, &resp, NULL), KS_OK);
+    cr_assert(json_object_object_get_ex(resp, "Table", &table));
+    json_object_get(table);
+    json_object_put(resp);
+    return table;
+}
+
+static const char *member_json(struct json_object *obj, const char *name)
+{
+    struct json_object *v;
+
+    cr_assert(json_object_object_get_ex(obj, name, &v), "no %s", name);
+    return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+}
+
+static void create_store(struct fixture *f)
+{
+    struct ks_error err;
+    char *arn = NULL;
+
+    cr_assert_eq(f->s->ops->create_key_store(f->s, &arn, &err), KS_OK, "%s", err.message);
+    free(arn);
+}
+
+/* Number of items of branch key id whose type starts with prefix ("" = all), counted by a
+ * strongly consistent Query. */
+static int count_items(struct fixture *f, const char *id, const char *prefix)
+{
+    char req[1024], type[128];
+    struct json_object *resp, *count;
+    int n;
+
+    if (*prefix)
+        snprintf(req, sizeof req,
+                 "{\"TableName\":\"%s\",\"ConsistentRead\":true,\"Select\":\"COUNT\","
+                 "\"KeyConditionExpression\":\"#pk = :id AND begins_with(#t, :prefix)\","
+                 "\"ExpressionAttributeNames\":{\"#pk\":\"branch-key-id\",\"#t\":\"type\"},"
+                 "\"ExpressionAttributeValues\":{\":id\":{\"S\":\"%s\"},"
+                 "\":prefix\":{\"S\":\"%s\"}}}",
+                 f->table, id, prefix);
+    else
+        snprintf(req, sizeof req,
+                 "{\"TableName\":\"%s\",\"ConsistentRead\":true,\"Select\":\"COUNT\","
+                 "\"KeyConditionExpression\":\"#pk = :id\","
+                 "\"ExpressionAttributeNames\":{\"#pk\":\"branch-key-id\"},"
+                 "\"ExpressionAttributeValues\":{\":id\":{\"S\":\"%s\"}}}",
+                 f->table, id);
+    cr_assert_eq(raw_call(f, "Query", req, &resp, type), KS_OK, "Query: %s", type);
+    cr_assert_not(json_object_object_get_ex(resp, "LastEvaluatedKey", NULL), "paged count");
+    cr_assert(json_object_object_get_ex(resp, "Count", &count));
+    n = json_object_get_int(count);
+    json_object_put(resp);
+    return n;
+}
+
+/* --- items as keystore/ builds them (reference/branch-key-store.md section 2) ------------- */
+/* These return 0 or -1 rather than assert, so that the race threads can use them too. */
+
+static int common_attrs(struct ks_item *item, const char *id, const char *type)
+{
+    return ks_item_set_s(item, KS_ATTR_BRANCH_KEY_ID, id) |
+           ks_item_set_s(item, KS_ATTR_TYPE, type) | ks_item_set_s(item, KS_ATTR_KMS_ARN, KMS_ARN) |
+           ks_item_set_s(item, KS_ATTR_CREATE_TIME, CREATE_TIME) |
+           ks_item_set_n(item, KS_ATTR_HIERARCHY_VERSION, "1") |
+           ks_item_set_s(item, KS_EC_PREFIX "department", "finance") |
+           ks_item_set_s(item, KS_EC_PREFIX "unicode \xc3\xa9\xe2\x82\xac",
+                         "\"q\" / \\ \xf0\x9f\x94\x91");
+}
+
+static int make_version(struct ks_item *item, const char *id, const char *version,
+                        const unsigned char *enc)
+{
+    char type[80];
+
+    snprintf(type, sizeof type, "%s%s", KS_TYPE_VERSION_PREFIX, version);
+    ks_item_init(item);
+    return common_attrs(item, id, type) | ks_item_set_b(item, KS_ATTR_ENC, enc, ENC_LEN);
+}
+
+static int make_active(struct ks_item *item, const char *id, const char *version,
+                       const unsigned char *enc)
+{
+    char type[80];
+
+    snprintf(type, sizeof type, "%s%s", KS_TYPE_VERSION_PREFIX, version);
+    ks_item_init(item);
+    return common_attrs(item, id, KS_TYPE_ACTIVE) | ks_item_set_s(item, KS_ATTR_VERSION, type) |
+           ks_item_set_b(item, KS_ATTR_ENC, enc, ENC_LEN);
+}
+
+struct branch_key {
+    char id[64];
+    char vid[KS_UUID_LEN + 1];
+    unsigned char active_enc[ENC_LEN], version_enc[ENC_LEN], beacon_enc[ENC_LEN];
+    struct ks_item active, version, beacon;
+};
+
+static void make_branch_key(struct branch_key *bk, const char *id)
+{
+    snprintf(bk->id, sizeof bk->id, "%s", id);
+    cr_assert_eq(ks_uuid_v4(bk->vid), 0);
+    cr_assert_eq(RAND_bytes(bk->active_enc, ENC_LEN), 1);
+    cr_assert_eq(RAND_bytes(bk->version_enc, ENC_LEN), 1);
+    cr_assert_eq(RAND_bytes(bk->beacon_enc, ENC_LEN), 1);
+    cr_assert_eq(make_active(&bk->active, id, bk->vid, bk->active_enc), 0);
+    cr_assert_eq(make_version(&bk->version, id, bk->vid, bk->version_enc), 0);
+    ks_item_init(&bk->beacon);
+    cr_assert_eq(common_attrs(&bk->beacon, id, KS_TYPE_BEACON), 0);
+    cr_assert_eq(ks_item_set_b(&bk->beacon, KS_ATTR_ENC, bk->beacon_enc, ENC_LEN), 0);
+}
+
+static void free_branch_key(struct branch_key *bk)
+{
+    ks_item_free(&bk->active);
+    ks_item_free(&bk->version);
+    ks_item_free(&bk->beacon);
+}
+
+static ks_status write_branch_key(struct ks_storage *s, const struct branch_key *bk,
+                                  struct ks_error *err)
+{
+    ks_error_clear(err);
+    return s->ops->write_new_branch_key(s, &bk->active, &bk->version, &bk->beacon, err);
+}
+
+/* The wire form of an item: compact AttributeValue JSON in name order. Caller frees. */
+static char *item_text(const struct ks_item *item)
+{
+    struct json_object *obj;
+    char *text;
+
+    cr_assert_eq(ks_item_to_json(item, &obj), 0);
+    text = strdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(obj);
+    cr_assert_not_null(text);
+    return text;
+}
+
+/* Read back through the backend: byte for byte the same item. */
+static void assert_stored(struct fixture *f, const struct ks_item *expected)
+{
+    const char *id = ks_item_get_s(expected, KS_ATTR_BRANCH_KEY_ID);
+    const char *type = ks_item_get_s(expected, KS_ATTR_TYPE);
+    struct ks_item got;
+    struct ks_error err;
+    char *a, *b;
+    ks_status st;
+
+    if (strcmp(type, KS_TYPE_ACTIVE) == 0)
+        st = f->s->ops->get_active(f->s, id, &got, &err);
+    else if (strcmp(type, KS_TYPE_BEACON) == 0)
+        st = f->s->ops->get_beacon(f->s, id, &got, &err);
+    else
+        st = f->s->ops->get_version(f->s, id, type + strlen(KS_TYPE_VERSION_PREFIX), &got, &err);
+    cr_assert_eq(st, KS_OK, "%s: %s", type, err.message);
+    a = item_text(expected);
+    b = item_text(&got);
+    cr_assert_str_eq(b, a, "%s differs", type);
+    free(a);
+    free(b);
+    ks_item_free(&got);
+}
+
+static void assert_version_missing(struct fixture *f, const char *id, const char *version)
+{
+    struct ks_item got;
+    struct ks_error err;
+
+    cr_assert_eq(f->s->ops->get_version(f->s, id, version, &got, &err), KS_E_NOT_FOUND,
+                 "version %s exists", version);
+    ks_item_free(&got);
+}
+
+/* --- CreateKeyStore ------------------------------------------------------------------------ */
+
+Test(dynamodb, create_key_store_creates_then_is_idempotent)
+{
+    struct fixture f;
+    struct ks_storage_info info;
+    struct json_object *table, *billing;
+    struct ks_error err;
+    char *arn1 = NULL, *arn2 = NULL, suffix[128];
+
+    fx_open(&f);
+    /* Before: no table, so ping fails as a storage error (ResourceNotFoundException). */
+    cr_assert_eq(f.s->ops->ping(f.s, &err), KS_E_STORAGE);
+    cr_assert(strstr(err.message, "ResourceNotFoundException"), "%s", err.message);
+
+    cr_assert_eq(f.s->ops->create_key_store(f.s, &arn1, &err), KS_OK, "%s", err.message);
+    snprintf(suffix, sizeof suffix, ":table/%s", f.table);
+    cr_assert(strncmp(arn1, "arn:aws:dynamodb:", 17) == 0, "%s", arn1);
+    cr_assert_str_eq(arn1 + strlen(arn1) - strlen(suffix), suffix);
+
+    /* Exactly the MPL's table (section 1): two S keys, HASH + RANGE, on demand, ACTIVE. */
+    table = describe(&f);
+    cr_assert_str_eq(member_json(table, "KeySchema"),
+                     "[{\"AttributeName\":\"branch-key-id\",\"KeyType\":\"HASH\"},"
+                     "{\"AttributeName\":\"type\",\"KeyType\":\"RANGE\"}]");
+    cr_assert_str_eq(member_json(table, "AttributeDefinitions"),
+                     "[{\"AttributeName\":\"branch-key-id\",\"AttributeType\":\"S\"},"
+                     "{\"AttributeName\":\"type\",\"AttributeType\":\"S\"}]");
+    cr_assert_str_eq(member_json(table, "TableStatus"), "\"ACTIVE\"");
+    cr_assert(json_object_object_get_ex(table, "BillingModeSummary", &billing));
+    cr_assert_str_eq(member_json(billing, "BillingMode"), "\"PAY_PER_REQUEST\"");
+    cr_assert_not(json_object_object_get_ex(table, "GlobalSecondaryIndexes", NULL));
+    json_object_put(table);
+
+    /* Again: the same table, nothing changed. */
+    cr_assert_eq(f.s->ops->create_key_store(f.s, &arn2, &err), KS_OK, "%s", err.message);
+    cr_assert_str_eq(arn2, arn1);
+    cr_assert_eq(f.s->ops->ping(f.s, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(f.s->ops->info(f.s, &info, &err), KS_OK);
+    cr_assert_str_eq(info.name, f.table);
+    cr_assert_str_eq(info.kind, "dynamodb");
+    cr_assert_str_eq(f.s->ops->name, "dynamodb");
+    free(arn1);
+    free(arn2);
+    fx_close(&f);
+}
+
+/* A table with extra GSIs and provisioned billing conforms: only the keys matter (section 1). */
+Test(dynamodb, create_key_store_accepts_conforming_table_with_extras)
+{
+    struct fixture f;
+    struct ks_error err;
+    char req[1024], *arn = NULL;
+
+    fx_open(&f);
+    snprintf(req, sizeof req,
+             "{\"TableName\":\"%s\",\"AttributeDefinitions\":["
+             "{\"AttributeName\":\"branch-key-id\",\"AttributeType\":\"S\"},"
+             "{\"AttributeName\":\"type\",\"AttributeType\":\"S\"},"
+             "{\"AttributeName\":\"extra\",\"AttributeType\":\"N\"}],"
+             "\"KeySchema\":[{\"AttributeName\":\"branch-key-id\",\"KeyType\":\"HASH\"},"
+             "{\"AttributeName\":\"type\",\"KeyType\":\"RANGE\"}],"
+             "\"GlobalSecondaryIndexes\":[{\"IndexName\":\"by-extra\",\"KeySchema\":["
+             "{\"AttributeName\":\"extra\",\"KeyType\":\"HASH\"}],"
+             "\"Projection\":{\"ProjectionType\":\"KEYS_ONLY\"},"
+             "\"ProvisionedThroughput\":{\"ReadCapacityUnits\":1,\"WriteCapacityUnits\":1}}],"
+             "\"ProvisionedThroughput\":{\"ReadCapacityUnits\":1,\"WriteCapacityUnits\":1}}",
+             f.table);
+    cr_assert_eq(raw_call(&f, "CreateTable", req, NULL, NULL), KS_OK);
+    cr_assert_eq(f.s->ops->create_key_store(f.s, &arn, &err), KS_OK, "%s", err.message);
+    cr_assert_not_null(strstr(arn, f.table));
+    free(arn);
+    fx_close(&f);
+}
+
+/* Plants a table with the given key schema; create_key_store must refuse it and leave it. */
+static void refuse_table(const char *attribute_definitions, const char *key_schema)
+{
+    struct fixture f;
+    struct json_object *before, *after;
+    struct ks_error err;
+    char req[1024], *arn = (char *)"untouched";
+    char *defs_before, *keys_before;
+
+    fx_open(&f);
+    snprintf(req, sizeof req,
+             "{\"TableName\":\"%s\",\"AttributeDefinitions\":%s,\"KeySchema\":%s,"
+             "\"BillingMode\":\"PAY_PER_REQUEST\"}",
+             f.table, attribute_definitions, key_schema);
+    cr_assert_eq(raw_call(&f, "CreateTable", req, NULL, NULL), KS_OK);
+    before = describe(&f);
+    defs_before = strdup(member_json(before, "AttributeDefinitions"));
+    keys_before = strdup(member_json(before, "KeySchema"));
+
+    ks_error_clear(&err);
+    cr_assert_eq(f.s->ops->create_key_store(f.s, &arn, &err), KS_E_STORAGE);
+    cr_assert_str_eq(err.message, NOT_CONFORMING);
+    cr_assert_null(arn);
+    /* Twice: still refused, never "fixed". */
+    cr_assert_eq(f.s->ops->create_key_store(f.s, &arn, &err), KS_E_STORAGE);
+
+    after = describe(&f);
+    cr_assert_str_eq(member_json(after, "AttributeDefinitions"), defs_before);
+    cr_assert_str_eq(member_json(after, "KeySchema"), keys_before);
+    cr_assert_str_eq(member_json(after, "TableArn"), member_json(before, "TableArn"));
+    cr_assert_str_eq(member_json(after, "CreationDateTime"),
+                     member_json(before, "CreationDateTime"));
+    free(defs_before);
+    free(keys_before);
+    json_object_put(before);
+    json_object_put(after);
+    fx_close(&f);
+}
+
+Test(dynamodb, wrong_schema_hash_only_refused_unaltered)
+{
+    refuse_table("[{\"AttributeName\":\"branch-key-id\",\"AttributeType\":\"S\"}]",
+                 "[{\"AttributeName\":\"branch-key-id\",\"KeyType\":\"HASH\"}]");
+}
+
+Test(dynamodb, wrong_schema_range_of_type_n_refused_unaltered)
+{
+    refuse_table("[{\"AttributeName\":\"branch-key-id\",\"AttributeType\":\"S\"},"
+                 "{\"AttributeName\":\"type\",\"AttributeType\":\"N\"}]",
+                 "[{\"AttributeName\":\"branch-key-id\",\"KeyType\":\"HASH\"},"
+                 "{\"AttributeName\":\"type\",\"KeyType\":\"RANGE\"}]");
+}
+
+Test(dynamodb, wrong_schema_swapped_keys_refused_unaltered)
+{
+    refuse_table("[{\"AttributeName\":\"branch-key-id\",\"AttributeType\":\"S\"},"
+                 "{\"AttributeName\":\"type\",\"AttributeType\":\"S\"}]",
+                 "[{\"AttributeName\":\"type\",\"KeyType\":\"HASH\"},"
+                 "{\"AttributeName\":\"branch-key-id\",\"KeyType\":\"RANGE\"}]");
+}
+
+/* --- writes and reads ---------------------------------------------------------------------- */
+
+Test(dynamodb, write_and_get_three_items_byte_exact)
+{
+    struct fixture f;
+    struct branch_key bk;
+    struct json_object *resp, *item, *expected;
+    struct ks_error err;
+    char req[512];
+
+    fx_open(&f);
+    create_store(&f);
+    make_branch_key(&bk, "bk-roundtrip");
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_OK, "%s", err.message);
+    assert_stored(&f, &bk.active);
+    assert_stored(&f, &bk.version);
+    assert_stored(&f, &bk.beacon);
+
+    /* What DynamoDB itself holds is the item as given, attribute for attribute and type for
+     * type (N stays N, B stays B), nothing added: the MPL's layout (section 2). */
+    snprintf(req, sizeof req,
+             "{\"TableName\":\"%s\",\"ConsistentRead\":true,\"Key\":{\"branch-key-id\":"
+             "{\"S\":\"bk-roundtrip\"},\"type\":{\"S\":\"branch:ACTIVE\"}}}",
+             f.table);
+    cr_assert_eq(raw_call(&f, "GetItem", req, &resp, NULL), KS_OK);
+    cr_assert(json_object_object_get_ex(resp, "Item", &item));
+    cr_assert_eq(ks_item_to_json(&bk.active, &expected), 0);
+    cr_assert(json_object_equal(item, expected), "stored %s\nexpected %s",
+              json_object_to_json_string(item), json_object_to_json_string(expected));
+    cr_assert_str_eq(member_json(item, "hierarchy-version"), "{\"N\":\"1\"}");
+    json_object_put(expected);
+    json_object_put(resp);
+    cr_assert_eq(count_items(&f, "bk-roundtrip", ""), 3);
+    free_branch_key(&bk);
+    fx_close(&f);
+}
+
+Test(dynamodb, duplicate_branch_key_is_already_exists_and_writes_nothing)
+{
+    struct fixture f;
+    struct branch_key bk1, bk2, other;
+    struct ks_error err;
+
+    fx_open(&f);
+    create_store(&f);
+    make_branch_key(&bk1, "bk-dup");
+    make_branch_key(&bk2, "bk-dup"); /* same id, new version uuid and encs */
+    cr_assert_eq(write_branch_key(f.s, &bk1, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(write_branch_key(f.s, &bk2, &err), KS_E_ALREADY_EXISTS);
+    cr_assert_eq(err.code, KS_E_ALREADY_EXISTS);
+    /* All or nothing: bk2's version item (no condition of its own failed) was not written. */
+    assert_version_missing(&f, "bk-dup", bk2.vid);
+    assert_stored(&f, &bk1.active);
+    assert_stored(&f, &bk1.beacon);
+    assert_stored(&f, &bk1.version);
+    cr_assert_eq(count_items(&f, "bk-dup", ""), 3);
+
+    /* The exact same write again (a client retry): still ALREADY_EXISTS, not a silent OK. */
+    cr_assert_eq(write_branch_key(f.s, &bk1, &err), KS_E_ALREADY_EXISTS);
+
+    /* Only the beacon exists (planted): the whole write is still refused. */
+    make_branch_key(&other, "bk-beacon-only");
+    {
+        char req[1024], *text = item_text(&other.beacon);
+        snprintf(req, sizeof req, "{\"TableName\":\"%s\",\"Item\":%s}", f.table, text);
+        free(text);
+        cr_assert_eq(raw_call(&f, "PutItem", req, NULL, NULL), KS_OK);
+    }
+    cr_assert_eq(write_branch_key(f.s, &other, &err), KS_E_ALREADY_EXISTS);
+    cr_assert_eq(count_items(&f, "bk-beacon-only", ""), 1);
+    free_branch_key(&bk1);
+    free_branch_key(&bk2);
+    free_branch_key(&other);
+    fx_close(&f);
+}
+
+Test(dynamodb, invalid_items_are_refused_before_any_call)
+{
+    struct fixture f;
+    struct branch_key bk;
+    struct ks_error err;
+
+    /* An unreachable endpoint: KS_E_INVALID proves no call was made. */
+    fx_open_at(&f, "http://127.0.0.1:9");
+    make_branch_key(&bk, "bk-invalid");
+    cr_assert_eq(ks_item_set_s(&bk.beacon, KS_ATTR_BRANCH_KEY_ID, "another-id"), 0);
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_E_INVALID);
+    cr_assert_eq(
+        f.s->ops->write_new_version(f.s, &bk.active, &bk.version, bk.active_enc, ENC_LEN, &err),
+        KS_E_INVALID); /* items swapped */
+    free_branch_key(&bk);
+    fx_close(&f);
+}
+
+/* A new version for bk: its items with fresh encs. */
+struct new_version {
+    char vid[KS_UUID_LEN + 1];
+    unsigned char enc[ENC_LEN], active_enc[ENC_LEN];
+    struct ks_item version, active;
+};
+
+static void make_new_version(struct new_version *nv, const char *id)
+{
+    cr_assert_eq(ks_uuid_v4(nv->vid), 0);
+    cr_assert_eq(RAND_bytes(nv->enc, ENC_LEN), 1);
+    cr_assert_eq(RAND_bytes(nv->active_enc, ENC_LEN), 1);
+    cr_assert_eq(make_version(&nv->version, id, nv->vid, nv->enc), 0);
+    cr_assert_eq(make_active(&nv->active, id, nv->vid, nv->active_enc), 0);
+}
+
+static void free_new_version(struct new_version *nv)
+{
+    ks_item_free(&nv->version);
+    ks_item_free(&nv->active);
+}
+
+Test(dynamodb, write_new_version_ok)
+{
+    struct fixture f;
+    struct branch_key bk;
+    struct new_version nv, nv2;
+    struct ks_error err;
+
+    fx_open(&f);
+    create_store(&f);
+    make_branch_key(&bk, "bk-version");
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_OK, "%s", err.message);
+    make_new_version(&nv, "bk-version");
+    cr_assert_eq(
+        f.s->ops->write_new_version(f.s, &nv.version, &nv.active, bk.active_enc, ENC_LEN, &err),
+        KS_OK, "%s", err.message);
+    assert_stored(&f, &nv.active);
+    assert_stored(&f, &nv.version);
+    assert_stored(&f, &bk.version); /* the old version stays */
+    assert_stored(&f, &bk.beacon);
+    /* And again on top of the new ACTIVE. */
+    make_new_version(&nv2, "bk-version");
+    cr_assert_eq(
+        f.s->ops->write_new_version(f.s, &nv2.version, &nv2.active, nv.active_enc, ENC_LEN, &err),
+        KS_OK, "%s", err.message);
+    assert_stored(&f, &nv2.active);
+    cr_assert_eq(count_items(&f, "bk-version", KS_TYPE_VERSION_PREFIX), 3);
+    free_new_version(&nv);
+    free_new_version(&nv2);
+    free_branch_key(&bk);
+    fx_close(&f);
+}
+
+Test(dynamodb, stale_old_enc_is_version_race_and_writes_nothing)
+{
+    struct fixture f;
+    struct branch_key bk;
+    struct new_version nv, late;
+    struct ks_error err;
+
+    fx_open(&f);
+    create_store(&f);
+    make_branch_key(&bk, "bk-race");
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_OK, "%s", err.message);
+    make_new_version(&nv, "bk-race");
+    cr_assert_eq(
+        f.s->ops->write_new_version(f.s, &nv.version, &nv.active, bk.active_enc, ENC_LEN, &err),
+        KS_OK, "%s", err.message);
+    /* A second VersionKey that read the ACTIVE before the first one wrote. */
+    make_new_version(&late, "bk-race");
+    ks_error_clear(&err);
+    cr_assert_eq(
+        f.s->ops->write_new_version(f.s, &late.version, &late.active, bk.active_enc, ENC_LEN, &err),
+        KS_E_VERSION_RACE);
+    cr_assert_str_eq(err.message, KS_STORAGE_MSG_VERSION_RACE);
+    /* The transaction is atomic: the loser's version item was not written either. */
+    assert_version_missing(&f, "bk-race", late.vid);
+    assert_stored(&f, &nv.active);
+    cr_assert_eq(count_items(&f, "bk-race", KS_TYPE_VERSION_PREFIX), 2);
+    /* An old enc of another length is stale too. */
+    cr_assert_eq(f.s->ops->write_new_version(f.s, &late.version, &late.active, nv.active_enc,
+                                             ENC_LEN - 1, &err),
+                 KS_E_VERSION_RACE);
+    assert_version_missing(&f, "bk-race", late.vid);
+    free_new_version(&nv);
+    free_new_version(&late);
+    free_branch_key(&bk);
+    fx_close(&f);
+}
+
+Test(dynamodb, existing_version_is_already_exists_and_active_unchanged)
+{
+    struct fixture f;
+    struct branch_key bk;
+    struct new_version nv;
+    struct ks_error err;
+
+    fx_open(&f);
+    create_store(&f);
+    make_branch_key(&bk, "bk-vexists");
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_OK, "%s", err.message);
+    /* A new ACTIVE whose version item reuses the existing version's key. */
+    make_new_version(&nv, "bk-vexists");
+    ks_item_free(&nv.version);
+    cr_assert_eq(make_version(&nv.version, "bk-vexists", bk.vid, nv.enc), 0);
+    cr_assert_eq(
+        f.s->ops->write_new_version(f.s, &nv.version, &nv.active, bk.active_enc, ENC_LEN, &err),
+        KS_E_ALREADY_EXISTS);
+    assert_stored(&f, &bk.active);
+    assert_stored(&f, &bk.version);
+    free_new_version(&nv);
+    free_branch_key(&bk);
+    fx_close(&f);
+}
+
+Test(dynamodb, version_of_missing_branch_key_is_version_race)
+{
+    struct fixture f;
+    struct new_version nv;
+    struct ks_error err;
+    unsigned char old[ENC_LEN] = {0};
+
+    fx_open(&f);
+    create_store(&f);
+    make_new_version(&nv, "bk-nobody");
+    /* attribute_exists(#pk) fails: no ACTIVE to replace (sqlite.c answers the same). */
+    cr_assert_eq(f.s->ops->write_new_version(f.s, &nv.version, &nv.active, old, ENC_LEN, &err),
+                 KS_E_VERSION_RACE);
+    cr_assert_eq(count_items(&f, "bk-nobody", ""), 0);
+    free_new_version(&nv);
+    fx_close(&f);
+}
+
+Test(dynamodb, missing_items_are_not_found)
+{
+    struct fixture f;
+    struct branch_key bk;
+    struct ks_item got;
+    struct ks_error err;
+
+    fx_open(&f);
+    create_store(&f);
+    cr_assert_eq(f.s->ops->get_active(f.s, "nobody", &got, &err), KS_E_NOT_FOUND);
+    cr_assert_str_eq(err.message, "No item found for corresponding branch key identifier.");
+    cr_assert_eq(got.count, 0);
+    cr_assert_eq(f.s->ops->get_beacon(f.s, "nobody", &got, &err), KS_E_NOT_FOUND);
+    cr_assert_eq(f.s->ops->get_version(f.s, "nobody", "v", &got, &err), KS_E_NOT_FOUND);
+    make_branch_key(&bk, "somebody");
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(f.s->ops->get_version(f.s, "somebody", "not-a-version", &got, &err),
+                 KS_E_NOT_FOUND);
+    ks_item_free(&got);
+    free_branch_key(&bk);
+    fx_close(&f);
+}
+
+/* Planted damage is KS_E_CORRUPT, never a crash or a wrong item. */
+Test(dynamodb, corrupt_items_are_corrupt)
+{
+    struct fixture f;
+    struct ks_item got;
+    struct ks_error err;
+    char req[512];
+
+    fx_open(&f);
+    create_store(&f);
+    /* A string set is not an attribute type the MPL writes. */
+    snprintf(req, sizeof req,
+             "{\"TableName\":\"%s\",\"Item\":{\"branch-key-id\":{\"S\":\"bad\"},"
+             "\"type\":{\"S\":\"branch:ACTIVE\"},\"enc\":{\"SS\":[\"a\",\"b\"]}}}",
+             f.table);
+    cr_assert_eq(raw_call(&f, "PutItem", req, NULL, NULL), KS_OK);
+    cr_assert_eq(f.s->ops->get_active(f.s, "bad", &got, &err), KS_E_CORRUPT);
+    cr_assert_eq(got.count, 0);
+    ks_item_free(&got);
+    fx_close(&f);
+}
+
+/* --- a VersionKey race between threads (seed "Mitigate Update Race", section 9) ----------- */
+
+#define RACE_THREADS 8
+#define RACE_ROUNDS 20
+
+struct racer {
+    struct ks_storage *s;
+    char vids[RACE_ROUNDS][KS_UUID_LEN + 1];
+    unsigned char encs[RACE_ROUNDS][ENC_LEN]; /* the new ACTIVE enc of each round */
+    ks_status results[RACE_ROUNDS];
+    char messages[RACE_ROUNDS][KS_ERROR_MESSAGE_MAX + 16];
+    int setup_failed;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    int i;
+
+    for (i = 0; i < RACE_ROUNDS; i++) {
+        struct ks_item active, version, next_active;
+        struct ks_error err;
+        const struct ks_attr *enc;
+
+        ks_error_clear(&err);
+        r->results[i] = r->s->ops->get_active(r->s, "bk-threads", &active, &err);
+        if (r->results[i] != KS_OK) {
+            snprintf(r->messages[i], sizeof r->messages[i], "get: %s", err.message);
+            continue;
+        }
+        enc = ks_item_get(&active, KS_ATTR_ENC);
+        if (!enc || ks_uuid_v4(r->vids[i]) != 0 || RAND_bytes(r->encs[i], ENC_LEN) != 1 ||
+            make_version(&version, "bk-threads", r->vids[i], r->encs[i]) != 0 ||
+            make_active(&next_active, "bk-threads", r->vids[i], r->encs[i]) != 0) {
+            r->setup_failed = 1;
+            ks_item_free(&active);
+            return NULL;
+        }
+        r->results[i] =
+            r->s->ops->write_new_version(r->s, &version, &next_active, enc->value, enc->len, &err);
+        snprintf(r->messages[i], sizeof r->messages[i], "%s", err.message);
+        ks_item_free(&version);
+        ks_item_free(&next_active);
+        ks_item_free(&active);
+    }
+    return NULL;
+}
+
+Test(dynamodb, thread_race_versions_equal_one_plus_wins)
+{
+    static struct racer racers[RACE_THREADS];
+    pthread_t threads[RACE_THREADS];
+    struct fixture f;
+    struct branch_key bk;
+    struct ks_item final;
+    struct ks_error err;
+    const struct ks_attr *final_enc;
+    int t, i, wins = 0, races = 0, final_is_a_winner = 0;
+
+    fx_open(&f);
+    create_store(&f);
+    make_branch_key(&bk, "bk-threads");
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_OK, "%s", err.message);
+    memset(racers, 0, sizeof racers);
+    for (t = 0; t < RACE_THREADS; t++) {
+        racers[t].s = f.s;
+        cr_assert_eq(pthread_create(&threads[t], NULL, race, &racers[t]), 0);
+    }
+    for (t = 0; t < RACE_THREADS; t++)
+        pthread_join(threads[t], NULL);
+
+    cr_assert_eq(f.s->ops->get_active(f.s, "bk-threads", &final, &err), KS_OK, "%s", err.message);
+    final_enc = ks_item_get(&final, KS_ATTR_ENC);
+    cr_assert_not_null(final_enc);
+    for (t = 0; t < RACE_THREADS; t++) {
+        cr_assert_not(racers[t].setup_failed);
+        for (i = 0; i < RACE_ROUNDS; i++) {
+            ks_status st = racers[t].results[i];
+            struct ks_item got;
+            cr_assert(st == KS_OK || st == KS_E_VERSION_RACE, "thread %d round %d: %s (%s)", t, i,
+                      ks_strerror(st), racers[t].messages[i]);
+            /* Each attempt's version item exists exactly when its transaction won. */
+            ks_status vst = f.s->ops->get_version(f.s, "bk-threads", racers[t].vids[i], &got, &err);
+            cr_assert_eq(vst, st == KS_OK ? KS_OK : KS_E_NOT_FOUND, "thread %d round %d", t, i);
+            ks_item_free(&got);
+            if (st == KS_OK) {
+                wins++;
+                if (final_enc->len == ENC_LEN &&
+                    memcmp(final_enc->value, racers[t].encs[i], ENC_LEN) == 0)
+                    final_is_a_winner = 1;
+            } else {
+                races++;
+            }
+        }
+    }
+    fprintf(stderr, "thread race: %d wins, %d races\n", wins, races);
+    cr_assert_geq(wins, 1);
+    cr_assert_eq(count_items(&f, "bk-threads", KS_TYPE_VERSION_PREFIX), 1 + wins);
+    cr_assert(final_is_a_winner, "the final ACTIVE enc is no winner's");
+    ks_item_free(&final);
+    free_branch_key(&bk);
+    fx_close(&f);
+}
+
+/* --- failures ------------------------------------------------------------------------------ */
+
+/* A loopback port with nothing listening: bind one, note it, close it. */
+static int closed_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    cr_assert_geq(fd, 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+Test(dynamodb, unreachable_is_unavailable)
+{
+    struct fixture f;
+    struct branch_key bk;
+    struct ks_item got;
+    struct ks_error err;
+    char endpoint[64], *arn = NULL;
+
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", closed_port());
+    fx_open_at(&f, endpoint);
+    cr_assert_eq(f.s->ops->ping(f.s, &err), KS_E_UNAVAILABLE, "%s", err.message);
+    cr_assert_eq(f.s->ops->create_key_store(f.s, &arn, &err), KS_E_UNAVAILABLE, "%s", err.message);
+    cr_assert_null(arn);
+    cr_assert_eq(f.s->ops->get_active(f.s, "x", &got, &err), KS_E_UNAVAILABLE, "%s", err.message);
+    ks_item_free(&got);
+    make_branch_key(&bk, "bk-unreachable");
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_E_UNAVAILABLE, "%s", err.message);
+    free_branch_key(&bk);
+    fx_close(&f);
+}
+
+/* --- scripted answers: what DynamoDB Local never does --------------------------------------- */
+/*
+ * DynamoDB Local serializes transactions, so it never cancels one for TransactionConflict, and
+ * its CreateTable is ACTIVE at once. A tiny scripted HTTP endpoint on 127.0.0.1 stands in for
+ * those answers: it records every request and answers from the test's script.
+ */
+
+#define FAKE_MAX_REQUESTS 32
+
+struct fake_answer {
+    int status;
+    const char *body;
+};
+
+struct fake {
+    int listen_fd;
+    int port;
+    pthread_t thread;
+    /* the script: answer i for request i; the last one repeats */
+    const struct fake_answer *script;
+    int script_len;
+    /* what arrived */
+    int requests;
+    char targets[FAKE_MAX_REQUESTS][64];
+    char *bodies[FAKE_MAX_REQUESTS];
+};
+
+static int read_request(int fd, char *buf, size_t cap, size_t *header_len, size_t *total)
+{
+    size_t len = 0, content_length = 0;
+    char *end = NULL, *cl;
+
+    for (;;) {
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n <= 0)
+            return -1;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (!end && (end = strstr(buf, "\r\n\r\n"))) {
+            *header_len = (size_t)(end + 4 - buf);
+            cl = strcasestr(buf, "\r\ncontent-length:");
+            content_length = cl ? strtoul(cl + 17, NULL, 10) : 0;
+        }
+        if (end && len >= *header_len + content_length) {
+            *total = *header_len + content_length;
+            return 0;
+        }
+        if (len + 1 >= cap)
+            return -1;
+    }
+}
+
+static void *fake_serve(void *arg)
+{
+    struct fake *fk = arg;
+    static char buf[65536];
+
+    for (;;) {
+        int fd = accept(fk->listen_fd, NULL, NULL);
+        size_t header_len, total;
+        if (fd < 0)
+            return NULL;
+        while (read_request(fd, buf, sizeof buf, &header_len, &total) == 0) {
+            int i = fk->requests < FAKE_MAX_REQUESTS ? fk->requests : FAKE_MAX_REQUESTS - 1;
+            const struct fake_answer *a =
+                &fk->script[fk->requests < fk->script_len ? fk->requests : fk->script_len - 1];
+            char *t = strcasestr(buf, "\r\nx-amz-target:"), head[256];
+            int n;
+            if (t)
+                sscanf(t + 15, " %63[^\r\n]", fk->targets[i]);
+            free(fk->bodies[i]);
+            fk->bodies[i] = strndup(buf + header_len, total - header_len);
+            fk->requests++;
+            n = snprintf(head, sizeof head,
+                         "HTTP/1.1 %d X\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                         "Content-Length: %zu\r\n\r\n",
+                         a->status, strlen(a->body));
+            if (write(fd, head, (size_t)n) != n ||
+                write(fd, a->body, strlen(a->body)) != (ssize_t)strlen(a->body))
+                break;
+        }
+        close(fd);
+    }
+}
+
+static void fake_start(struct fake *fk, const struct fake_answer *script, int script_len)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+
+    memset(fk, 0, sizeof *fk);
+    fk->script = script;
+    fk->script_len = script_len;
+    fk->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fk->listen_fd, 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fk->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(fk->listen_fd, 4), 0);
+    cr_assert_eq(getsockname(fk->listen_fd, (struct sockaddr *)&a, &len), 0);
+    fk->port = ntohs(a.sin_port);
+    cr_assert_eq(pthread_create(&fk->thread, NULL, fake_serve, fk), 0);
+}
+
+/* Call after the client is gone (its connection closed), so the server thread is in accept. */
+static void fake_stop(struct fake *fk)
+{
+    shutdown(fk->listen_fd, SHUT_RDWR);
+    close(fk->listen_fd);
+    pthread_join(fk->thread, NULL);
+}
+
+static void fake_free(struct fake *fk)
+{
+    int i;
+
+    for (i = 0; i < FAKE_MAX_REQUESTS; i++)
+        free(fk->bodies[i]);
+}
+
+static void fx_open_fake(struct fixture *f, struct fake *fk, const struct fake_answer *script,
+                         int script_len)
+{
+    char endpoint[64];
+
+    fake_start(fk, script, script_len);
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", fk->port);
+    fx_open_at(f, endpoint);
+}
+
+#define CANCELLED(reasons)                                                                         \
+    {                                                                                              \
+        400, "{\"__type\":\"com.amazonaws.dynamodb.v20120810#TransactionCanceledException\","      \
+             "\"Message\":\"Transaction cancelled, please refer cancellation reasons for "         \
+             "specific reasons [" reasons "]\"}"                                                   \
+    }
+
+static const char *token_of(const char *body)
+{
+    static char token[64];
+    const char *p = strstr(body, "\"ClientRequestToken\":\"");
+
+    cr_assert_not_null(p, "no ClientRequestToken in %s", body);
+    sscanf(p + 22, "%63[^\"]", token);
+    return token;
+}
+
+/* A conflict is resent with the same token (idempotent), and the resend's answer counts. */
+Test(dynamodb_scripted, conflict_is_resent_with_the_same_token)
+{
+    static const struct fake_answer script[] = {CANCELLED("None, TransactionConflict"),
+                                                CANCELLED("None, TransactionConflict"),
+                                                {200, "{}"}};
+    struct fixture f;
+    struct fake fk;
+    struct new_version nv;
+    struct ks_error err;
+    unsigned char old[ENC_LEN] = {1};
+    char first[64];
+
+    fx_open_fake(&f, &fk, script, 3);
+    make_new_version(&nv, "bk");
+    cr_assert_eq(f.s->ops->write_new_version(f.s, &nv.version, &nv.active, old, ENC_LEN, &err),
+                 KS_OK, "%s", err.message);
+    fx_close(&f);
+    fake_stop(&fk);
+    cr_assert_eq(fk.requests, 3);
+    snprintf(first, sizeof first, "%s", token_of(fk.bodies[0]));
+    cr_assert(ks_uuid_is_valid(first), "%s", first);
+    cr_assert_str_eq(token_of(fk.bodies[1]), first);
+    cr_assert_str_eq(token_of(fk.bodies[2]), first);
+    cr_assert_str_eq(fk.targets[0], "DynamoDB_20120810.TransactWriteItems");
+    /* The request is the MPL's (sections 4, 5, 9): [Put version, Put ACTIVE]. */
+    cr_assert_not_null(strstr(fk.bodies[0], "\"ConditionExpression\":\"attribute_not_exists("
+                                            "#BranchKeyIdentifierField)\""));
+    cr_assert_not_null(strstr(fk.bodies[0], "\"ExpressionAttributeNames\":{"
+                                            "\"#BranchKeyIdentifierField\":\"branch-key-id\"}"));
+    cr_assert_not_null(strstr(fk.bodies[0], "\"ConditionExpression\":\"attribute_exists(#pk) AND "
+                                            "enc = :encOld\""));
+    cr_assert_not_null(strstr(fk.bodies[0], "\"ExpressionAttributeNames\":{\"#pk\":"
+                                            "\"branch-key-id\"}"));
+    cr_assert_not_null(strstr(fk.bodies[0], "\"ExpressionAttributeValues\":{\":encOld\":{\"B\":"
+                                            "\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}}"));
+    cr_assert_lt(strstr(fk.bodies[0], "branch:version:"), strstr(fk.bodies[0], "branch:ACTIVE"));
+    free_new_version(&nv);
+    fake_free(&fk);
+}
+
+/* A conflict that persists: VersionKey's is a race (409), CreateKey's is transient (503);
+ * capacity reasons that persist are throttling (429). */
+Test(dynamodb_scripted, persistent_conflict_is_race_or_unavailable)
+{
+    static const struct fake_answer conflict[] = {CANCELLED("None, TransactionConflict")};
+    static const struct fake_answer conflict3[] = {CANCELLED("TransactionConflict, None, None")};
+    static const struct fake_answer throttled[] = {
+        CANCELLED("None, ThrottlingError, ProvisionedThroughputExceeded")};
+    struct fixture f;
+    struct fake fk;
+    struct new_version nv;
+    struct branch_key bk;
+    struct ks_error err;
+    unsigned char old[ENC_LEN] = {1};
+
+    fx_open_fake(&f, &fk, conflict, 1);
+    make_new_version(&nv, "bk");
+    cr_assert_eq(f.s->ops->write_new_version(f.s, &nv.version, &nv.active, old, ENC_LEN, &err),
+                 KS_E_VERSION_RACE);
+    fx_close(&f);
+    fake_stop(&fk);
+    fake_free(&fk);
+    cr_assert_eq(fk.requests, 4); /* TX_MAX_ATTEMPTS */
+
+    fx_open_fake(&f, &fk, conflict3, 1);
+    make_branch_key(&bk, "bk");
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_E_UNAVAILABLE);
+    fx_close(&f);
+    fake_stop(&fk);
+    fake_free(&fk);
+    cr_assert_eq(fk.requests, 4);
+
+    fx_open_fake(&f, &fk, throttled, 1);
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_E_THROTTLED);
+    fx_close(&f);
+    fake_stop(&fk);
+    fake_free(&fk);
+    cr_assert_eq(fk.requests, 4);
+    free_new_version(&nv);
+    free_branch_key(&bk);
+}
+
+/* Reasons by position; a condition failure is never resent; other codes are storage errors. */
+Test(dynamodb_scripted, reasons_by_position)
+{
+    static const struct {
+        const char *reasons;
+        int version_write; /* 1: write_new_version, 0: write_new_branch_key */
+        ks_status expected;
+    } cases[] = {
+        {"ConditionalCheckFailed, None", 1, KS_E_ALREADY_EXISTS},
+        {"None, ConditionalCheckFailed", 1, KS_E_VERSION_RACE},
+        {"ConditionalCheckFailed, ConditionalCheckFailed", 1, KS_E_VERSION_RACE},
+        {"None, ValidationError", 1, KS_E_STORAGE},
+        {"None, None, ConditionalCheckFailed", 0, KS_E_ALREADY_EXISTS},
+        {"TransactionConflict, ConditionalCheckFailed, None", 0, KS_E_ALREADY_EXISTS},
+        {"None, ItemCollectionSizeLimitExceeded, None", 0, KS_E_STORAGE},
+        {"None, None", 0, KS_E_STORAGE}, /* not one reason per action */
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[512];
+        struct fake_answer script[1];
+        struct fixture f;
+        struct fake fk;
+        struct ks_error err;
+        ks_status st;
+
+        snprintf(body, sizeof body,
+                 "{\"__type\":\"com.amazonaws.dynamodb.v20120810#TransactionCanceledException\","
+                 "\"Message\":\"Transaction cancelled, please refer cancellation reasons for "
+                 "specific reasons [%s]\"}",
+                 cases[i].reasons);
+        script[0].status = 400;
+        script[0].body = body;
+        fx_open_fake(&f, &fk, script, 1);
+        if (cases[i].version_write) {
+            struct new_version nv;
+            unsigned char old[ENC_LEN] = {1};
+            make_new_version(&nv, "bk");
+            st = f.s->ops->write_new_version(f.s, &nv.version, &nv.active, old, ENC_LEN, &err);
+            free_new_version(&nv);
+        } else {
+            struct branch_key bk;
+            make_branch_key(&bk, "bk");
+            st = write_branch_key(f.s, &bk, &err);
+            free_branch_key(&bk);
+        }
+        fx_close(&f);
+        fake_stop(&fk);
+        fake_free(&fk);
+        cr_assert_eq(st, cases[i].expected, "[%s]: %s (%s)", cases[i].reasons, ks_strerror(st),
+                     err.message);
+        cr_assert_eq(fk.requests, 1, "[%s] was resent", cases[i].reasons);
+    }
+}
+
+/* CreateTable is asynchronous: create_key_store waits through CREATING until ACTIVE. */
+Test(dynamodb_scripted, create_waits_until_active)
+{
+    static const struct fake_answer script[] = {
+        {400, "{\"__type\":\"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException\","
+              "\"message\":\"Requested resource not found\"}"},
+        {200, "{\"TableDescription\":{\"TableStatus\":\"CREATING\"}}"},
+        {400, "{\"__type\":\"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException\","
+              "\"message\":\"Requested resource not found\"}"},
+        {200, "{\"Table\":{\"TableStatus\":\"CREATING\"}}"},
+        {200, "{\"Table\":{\"TableStatus\":\"ACTIVE\",\"TableName\":\"%TABLE%\","
+              "\"TableArn\":\"arn:aws:dynamodb:us-west-2:111122223333:table/%TABLE%\","
+              "\"AttributeDefinitions\":[{\"AttributeName\":\"branch-key-id\","
+              "\"AttributeType\":\"S\"},{\"AttributeName\":\"type\",\"AttributeType\":\"S\"}],"
+              "\"KeySchema\":[{\"AttributeName\":\"branch-key-id\",\"KeyType\":\"HASH\"},"
+              "{\"AttributeName\":\"type\",\"KeyType\":\"RANGE\"}]}}"},
+    };
+    struct fake_answer answers[5];
+    char active[1024], expected_arn[160];
+    struct fixture f;
+    struct fake fk;
+    struct ks_error err;
+    char *arn = NULL;
+    const char *p;
+    size_t n = 0;
+
+    /* The table name is random per fixture: open first, then fill it into the answer. */
+    memcpy(answers, script, sizeof answers);
+    fx_open_fake(&f, &fk, answers, 5);
+    for (p = script[4].body; *p && n + 64 < sizeof active; p++) {
+        if (strncmp(p, "%TABLE%", 7) == 0) {
+            n += (size_t)snprintf(active + n, sizeof active - n, "%s", f.table);
+            p += 6;
+        } else {
+            active[n++] = *p;
+        }
+    }
+    active[n] = '\0';
+    answers[4].body = active;
+    cr_assert_eq(f.s->ops->create_key_store(f.s, &arn, &err), KS_OK, "%s", err.message);
+    snprintf(expected_arn, sizeof expected_arn, "arn:aws:dynamodb:us-west-2:111122223333:table/%s",
+             f.table);
+    cr_assert_str_eq(arn, expected_arn);
+    free(arn);
+    fx_close(&f);
+    fake_stop(&fk);
+    cr_assert_eq(fk.requests, 5);
+    cr_assert_str_eq(fk.targets[0], "DynamoDB_20120810.DescribeTable");
+    cr_assert_str_eq(fk.targets[1], "DynamoDB_20120810.CreateTable");
+    cr_assert_str_eq(fk.targets[4], "DynamoDB_20120810.DescribeTable");
+    /* Exactly the MPL's CreateTable (section 1). */
+    cr_assert_not_null(strstr(fk.bodies[1], "\"BillingMode\":\"PAY_PER_REQUEST\""));
+    cr_assert_null(strstr(fk.bodies[1], "ProvisionedThroughput"));
+    cr_assert_null(strstr(fk.bodies[1], "GlobalSecondaryIndexes"));
+    fake_free(&fk);
+}
+
+/* A table whose ARN names another table is refused with the MPL's message (section 1). */
+Test(dynamodb_scripted, arn_of_another_table_is_refused)
+{
+    static const struct fake_answer script[] = {
+        {200, "{\"Table\":{\"TableStatus\":\"ACTIVE\",\"TableName\":\"other\","
+              "\"TableArn\":\"arn:aws:dynamodb:us-west-2:111122223333:table/other\","
+              "\"AttributeDefinitions\":[{\"AttributeName\":\"branch-key-id\","
+              "\"AttributeType\":\"S\"},{\"AttributeName\":\"type\",\"AttributeType\":\"S\"}],"
+              "\"KeySchema\":[{\"AttributeName\":\"branch-key-id\",\"KeyType\":\"HASH\"},"
+              "{\"AttributeName\":\"type\",\"KeyType\":\"RANGE\"}]}}"},
+    };
+    struct fixture f;
+    struct fake fk;
+    struct ks_error err;
+    char *arn = NULL;
+
+    fx_open_fake(&f, &fk, script, 1);
+    cr_assert_eq(f.s->ops->create_key_store(f.s, &arn, &err), KS_E_STORAGE);
+    cr_assert_str_eq(err.message,
+                     "Configured DDB Table Name does not match parsed Table Name from DDB Table "
+                     "Arn.");
+    cr_assert_null(arn);
+    fx_close(&f);
+    fake_stop(&fk);
+    fake_free(&fk);
+}
+
+/* A GetItem answer that is not JSON is a storage error, not a crash. */
+Test(dynamodb_scripted, garbage_response_is_storage_error)
+{
+    static const struct fake_answer script[] = {{200, "{\"Item\": nope"}};
+    struct fixture f;
+    struct fake fk;
+    struct ks_item got;
+    struct ks_error err;
+
+    fx_open_fake(&f, &fk, script, 1);
+    cr_assert_eq(f.s->ops->get_active(f.s, "bk", &got, &err), KS_E_STORAGE);
+    cr_assert_eq(got.count, 0);
+    ks_item_free(&got);
+    fx_close(&f);
+    fake_stop(&fk);
+    /* GetItem is strongly consistent, keyed exactly (branch-key-id, type). */
+    cr_assert_str_eq(fk.targets[0], "DynamoDB_20120810.GetItem");
+    cr_assert_not_null(strstr(fk.bodies[0], "\"ConsistentRead\":true"));
+    cr_assert_not_null(strstr(fk.bodies[0], "\"Key\":{\"branch-key-id\":{\"S\":\"bk\"},"
+                                            "\"type\":{\"S\":\"branch:ACTIVE\"}}"));
+    fake_free(&fk);
+}
+
+Test(dynamodb, open_refuses_bad_config)
+{
+    struct ks_storage_config cfg;
+    struct ks_storage *s = (struct ks_storage *)&cfg;
+    struct ks_error err;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.type = KS_STORAGE_DYNAMODB;
+    cfg.region = REGION;
+    cfg.table = "ab"; /* 3..255 */
+    cr_assert_eq(ks_storage_dynamodb_open(&cfg, NULL, &s, &err), KS_E_CONFIG);
+    cr_assert_null(s);
+    cfg.table = "has space";
+    cr_assert_eq(ks_storage_dynamodb_open(&cfg, NULL, &s, &err), KS_E_CONFIG);
+    cfg.table = "fine-name";
+    cfg.region = NULL;
+    cr_assert_eq(ks_storage_dynamodb_open(&cfg, NULL, &s, &err), KS_E_CONFIG);
+}
