@@ -86,6 +86,10 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct request_state *
     if (bearer_challenge)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 "Bearer realm=\"keystored\"");
+    /* A dependency still throttling after the transport's retries (429), or unreachable (503):
+     * tell clients to back off rather than hammer it. */
+    if (status == 429 || status == 503)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     rs->status = status;
     ret = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
