@@ -68,19 +68,19 @@ struct ks_aws_client_options {
     const char *json_version;  /* "1.1" (KMS) or "1.0" (DynamoDB): Content-Type */
     const char *target_prefix; /* "TrentService" (KMS), "DynamoDB_20120810" */
     struct ks_aws_credentials_provider *credentials; /* borrowed */
-    ks_status service_error;   /* status for a non-retryable service error: KS_E_KMS or
-                                  KS_E_STORAGE */
-    long connect_timeout_ms;   /* 0: 2000 */
-    long request_timeout_ms;   /* 0: 10000 (one attempt) */
-    unsigned max_attempts;     /* 0: 3 (section 4: 3 for KMS, 4 for DynamoDB) */
-    unsigned base_delay_ms;    /* 0: 50 (transient); throttling uses 1000 (section 4) */
+    ks_status service_error;      /* status for a non-retryable service error: KS_E_KMS or
+                                     KS_E_STORAGE */
+    long connect_timeout_ms;      /* 0: 2000 */
+    long request_timeout_ms;      /* 0: 10000 (one attempt) */
+    unsigned max_attempts;        /* 0: 3 (section 4: 3 for KMS, 4 for DynamoDB) */
+    unsigned base_delay_ms;       /* 0: 50 (transient); throttling uses 1000 (section 4) */
     const struct ks_clock *clock; /* NULL: system clock (X-Amz-Date) */
 };
 
 struct ks_aws_client;
 
-ks_status ks_aws_client_create(const struct ks_aws_client_options *opts,
-                               struct ks_aws_client **out, struct ks_error *err);
+ks_status ks_aws_client_create(const struct ks_aws_client_options *opts, struct ks_aws_client **out,
+                               struct ks_error *err);
 void ks_aws_client_destroy(struct ks_aws_client *c);
 
 /* A service error as the wire carried it (section 1: sanitized __type, message/Message). */

@@ -76,7 +76,8 @@ int ks_base64_decode(const char *text, size_t len, unsigned char **out, size_t *
             else if ((v[k] = value_of(text[i + k])) < 0)
                 goto bad;
         }
-        unsigned w = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
+        unsigned w =
+            (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
         if (last && pad == 2 && (w & 0xffff))
             goto bad; /* non-zero trailing bits: not canonical */
         if (last && pad == 1 && (w & 0xff))

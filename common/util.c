@@ -65,10 +65,10 @@ void ks_timestamp_iso8601(uint64_t epoch_us, char out[28])
     struct tm tm;
     gmtime_r(&secs, &tm);
     /* Bounded fields (years past 9999 are not representable in the format anyway). */
-    snprintf(out, 28, "%04u-%02u-%02uT%02u:%02u:%02u.%06uZ",
-             (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
-             (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-             (unsigned)tm.tm_sec % 100u, (unsigned)(epoch_us % 1000000u));
+    snprintf(out, 28, "%04u-%02u-%02uT%02u:%02u:%02u.%06uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
+             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u,
+             (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u,
+             (unsigned)(epoch_us % 1000000u));
 }
 
 void ks_hex_encode(const void *data, size_t len, char *out)

@@ -72,10 +72,10 @@ struct ks_storage_config {
 };
 
 struct ks_key_store_config {
-    char *name;                   /* the {ks} of the REST API */
-    char *logical_key_store_name; /* bound into every KMS encryption context */
-    char *key_store_id;           /* optional; a UUIDv4 is generated at start when absent */
-    char *kms_relationship;       /* default relationship name */
+    char *name;                    /* the {ks} of the REST API */
+    char *logical_key_store_name;  /* bound into every KMS encryption context */
+    char *key_store_id;            /* optional; a UUIDv4 is generated at start when absent */
+    char *kms_relationship;        /* default relationship name */
     size_t kms_relationship_index; /* index into ks_config.kms_relationships */
     struct ks_storage_config storage;
 };
@@ -104,9 +104,9 @@ struct ks_tenant_config {
 
 /* Optional `server:` section: limits of the HTTP front end. */
 struct ks_server_config {
-    unsigned threads;        /* default 4 */
-    size_t max_body_bytes;   /* default 65536 */
-    unsigned max_json_depth; /* default 16 */
+    unsigned threads;                    /* default 4 */
+    size_t max_body_bytes;               /* default 65536 */
+    unsigned max_json_depth;             /* default 16 */
     unsigned connection_timeout_seconds; /* default 30 */
 };
 
@@ -156,8 +156,8 @@ ks_status ks_config_parse_listen(const char *text, char **host, uint16_t *port,
                                  struct ks_error *err);
 
 /* Lookups by name; NULL when absent. */
-const struct ks_key_store_config *ks_config_key_store(const struct ks_config *cfg,
-                                                     const char *name, size_t *index);
+const struct ks_key_store_config *ks_config_key_store(const struct ks_config *cfg, const char *name,
+                                                      size_t *index);
 const struct ks_kms_rel_config *ks_config_kms_relationship(const struct ks_config *cfg,
                                                            const char *name, size_t *index);
 

@@ -11,8 +11,8 @@
 #include "common/jsonw.h"
 #include "handlers/handlers.h"
 
-static const char *const members[] = {"branchKeyIdentifier", "encryptionContext",
-                                      "kmsRelationship", "hierarchyVersion", NULL};
+static const char *const members[] = {"branchKeyIdentifier", "encryptionContext", "kmsRelationship",
+                                      "hierarchyVersion", NULL};
 
 /* The custom encryption context: an object of strings, given without the aws-crypto-ec: prefix
  * (DESIGN.md section 3). */
@@ -24,13 +24,14 @@ static ks_status parse_ec(struct json_object *body, struct ks_ec *ec, struct ks_
     if (!json_object_is_type(obj, json_type_object))
         return ks_error_set(err, KS_E_INVALID,
                             "encryptionContext: expected an object of string values");
-    json_object_object_foreach(obj, key, val) {
+    json_object_object_foreach(obj, key, val)
+    {
         if (!json_object_is_type(val, json_type_string))
             return ks_error_set(err, KS_E_INVALID,
                                 "encryptionContext.%.64s: expected a string value", key);
         if (strlen(json_object_get_string(val)) != (size_t)json_object_get_string_len(val))
-            return ks_error_set(err, KS_E_INVALID,
-                                "encryptionContext.%.64s: must not contain NUL", key);
+            return ks_error_set(err, KS_E_INVALID, "encryptionContext.%.64s: must not contain NUL",
+                                key);
         if (ks_ec_set(ec, key, json_object_get_string(val)) != 0)
             return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }

@@ -48,9 +48,8 @@ ks_status ks_handler_resolve(const struct ks_request *req, const char *body_rela
     }
     if (!tenant_has(req->tenant->kms_relationship_indexes, req->tenant->n_kms_relationships,
                     rel_index))
-        return ks_error_set(err, KS_E_FORBIDDEN,
-                            "tenant '%s' may not use KMS relationship '%s'", req->tenant->name,
-                            cfg->kms_relationships[rel_index].name);
+        return ks_error_set(err, KS_E_FORBIDDEN, "tenant '%s' may not use KMS relationship '%s'",
+                            req->tenant->name, cfg->kms_relationships[rel_index].name);
     if (ks)
         *ks = req->app->keystores[ks_index];
     if (rel)
@@ -63,7 +62,8 @@ ks_status ks_handler_check_members(struct json_object *body, const char *const *
 {
     if (!body)
         return KS_OK;
-    json_object_object_foreach(body, key, val) {
+    json_object_object_foreach(body, key, val)
+    {
         const char *const *a;
         (void)val;
         for (a = allowed; *a; a++)
@@ -75,8 +75,8 @@ ks_status ks_handler_check_members(struct json_object *body, const char *const *
     return KS_OK;
 }
 
-ks_status ks_handler_optional_string(struct json_object *body, const char *name,
-                                     const char **out, size_t *len, struct ks_error *err)
+ks_status ks_handler_optional_string(struct json_object *body, const char *name, const char **out,
+                                     size_t *len, struct ks_error *err)
 {
     struct json_object *v;
     *out = NULL;

@@ -24,10 +24,10 @@ struct ks_aws_credentials_provider;
 /* Everything a handler may use: built once at start (server/app.c), then read-only. */
 struct ks_app {
     const struct ks_config *config;
-    struct ks_keystore **keystores;             /* parallel to config->key_stores */
-    struct ks_kms_relationship *relationships;  /* parallel to config->kms_relationships */
-    struct ks_kms **kms_backends;               /* parallel to config->kms_relationships */
-    char **relationship_arns;                   /* resolved ARNs (owned) */
+    struct ks_keystore **keystores;                   /* parallel to config->key_stores */
+    struct ks_kms_relationship *relationships;        /* parallel to config->kms_relationships */
+    struct ks_kms **kms_backends;                     /* parallel to config->kms_relationships */
+    char **relationship_arns;                         /* resolved ARNs (owned) */
     struct ks_aws_credentials_provider **credentials; /* AWS backends' providers (owned) */
     const char *openapi_yaml;
     size_t openapi_yaml_len;
@@ -37,17 +37,17 @@ enum { KS_PARAM_KS = 0, KS_PARAM_ID, KS_PARAM_VERSION, KS_PARAM_COUNT };
 
 struct ks_request {
     struct ks_app *app;
-    const char *route;                    /* the matched pattern, e.g. "/v1/keystores/{ks}" */
-    const char *params[KS_PARAM_COUNT];   /* decoded path parameters, NULL when absent */
-    size_t param_lens[KS_PARAM_COUNT];    /* their lengths (a NUL inside is refused earlier) */
-    struct json_object *body;             /* parsed JSON object, NULL when no body */
-    const char *kms_relationship_query;   /* ?kmsRelationship=, decoded, or NULL */
+    const char *route;                     /* the matched pattern, e.g. "/v1/keystores/{ks}" */
+    const char *params[KS_PARAM_COUNT];    /* decoded path parameters, NULL when absent */
+    size_t param_lens[KS_PARAM_COUNT];     /* their lengths (a NUL inside is refused earlier) */
+    struct json_object *body;              /* parsed JSON object, NULL when no body */
+    const char *kms_relationship_query;    /* ?kmsRelationship=, decoded, or NULL */
     const struct ks_tenant_config *tenant; /* NULL on routes without auth */
 };
 
 struct ks_response {
-    int status;            /* HTTP status of a success (200, 201) */
-    char *body;            /* owned, NUL-terminated; freed with ks_secret_free_string */
+    int status; /* HTTP status of a success (200, 201) */
+    char *body; /* owned, NUL-terminated; freed with ks_secret_free_string */
     size_t body_len;
     const char *content_type; /* NULL: application/json */
     int no_store;             /* Cache-Control: no-store (key material) */
@@ -65,12 +65,9 @@ ks_status ks_handle_branch_key_create(const struct ks_request *, struct ks_respo
                                       struct ks_error *);
 ks_status ks_handle_version_create(const struct ks_request *, struct ks_response *,
                                    struct ks_error *);
-ks_status ks_handle_version_get(const struct ks_request *, struct ks_response *,
-                                struct ks_error *);
-ks_status ks_handle_active_get(const struct ks_request *, struct ks_response *,
-                               struct ks_error *);
-ks_status ks_handle_beacon_get(const struct ks_request *, struct ks_response *,
-                               struct ks_error *);
+ks_status ks_handle_version_get(const struct ks_request *, struct ks_response *, struct ks_error *);
+ks_status ks_handle_active_get(const struct ks_request *, struct ks_response *, struct ks_error *);
+ks_status ks_handle_beacon_get(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_healthz(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_readyz(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_openapi(const struct ks_request *, struct ks_response *, struct ks_error *);
@@ -94,8 +91,8 @@ ks_status ks_handler_check_members(struct json_object *body, const char *const *
                                    struct ks_error *err);
 
 /* An optional string member: *out NULL when absent; wrong type is KS_E_INVALID naming it. */
-ks_status ks_handler_optional_string(struct json_object *body, const char *name,
-                                     const char **out, size_t *len, struct ks_error *err);
+ks_status ks_handler_optional_string(struct json_object *body, const char *name, const char **out,
+                                     size_t *len, struct ks_error *err);
 
 /* Moves a finished JSON text into resp (or KS_E_INTERNAL when the writer failed). */
 struct ks_jsonw;

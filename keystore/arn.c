@@ -34,8 +34,8 @@ enum ks_arn_result ks_arn_parse(const char *arn, struct ks_arn *out)
             break;
         p = colon + 1;
     }
-    if (n != 6 || !field_is(&parts[0], "arn") || parts[1].len == 0 ||
-        !field_is(&parts[2], "kms") || parts[3].len == 0 || parts[4].len == 0)
+    if (n != 6 || !field_is(&parts[0], "arn") || parts[1].len == 0 || !field_is(&parts[2], "kms") ||
+        parts[3].len == 0 || parts[4].len == 0)
         return KS_ARN_INVALID;
     /* resource = type "/" value; the value is non-empty and may itself contain '/'. */
     slash = memchr(parts[5].ptr, '/', parts[5].len);

@@ -10,9 +10,9 @@
 #include "common/secret.h"
 #include "keystore/arn.h"
 
-#define KEY_LEN 32         /* AES-256 branch and beacon keys */
-#define ENC_MAX 6144       /* section 3: enc B 1..6144 bytes */
-#define EC_KEY_MAX 65535   /* section 4: "aws-crypto-ec:" + key at most 65535 chars */
+#define KEY_LEN 32       /* AES-256 branch and beacon keys */
+#define ENC_MAX 6144     /* section 3: enc B 1..6144 bytes */
+#define EC_KEY_MAX 65535 /* section 4: "aws-crypto-ec:" + key at most 65535 chars */
 #define HV1 "1"
 
 struct ks_keystore {
@@ -208,8 +208,7 @@ static ks_status validate_item(const struct ks_item *item, enum item_kind kind, 
             strlen(v) <= strlen(KS_TYPE_VERSION_PREFIX))
             return ks_error_set(err, KS_E_CORRUPT, "%s (bad version attribute)", msg);
     } else if (version) {
-        return ks_error_set(err, KS_E_CORRUPT, "%s (version attribute on a non-ACTIVE item)",
-                            msg);
+        return ks_error_set(err, KS_E_CORRUPT, "%s (version attribute on a non-ACTIVE item)", msg);
     } else if (strcmp(type, KS_TYPE_BEACON) != 0 &&
                !(starts_with(type, KS_TYPE_VERSION_PREFIX) &&
                  strlen(type) > strlen(KS_TYPE_VERSION_PREFIX))) {
@@ -243,8 +242,8 @@ static int rel_accepts_arn(const struct ks_kms_relationship *rel, const char *st
 }
 
 /* The KeyId for Decrypt: configured ARN, stored ARN, or stored MRK moved to the region. */
-static int rel_decrypt_key_id(const struct ks_kms_relationship *rel, const char *stored,
-                              char *out, size_t out_size)
+static int rel_decrypt_key_id(const struct ks_kms_relationship *rel, const char *stored, char *out,
+                              size_t out_size)
 {
     struct ks_arn parsed;
     const char *src = stored;
@@ -413,7 +412,8 @@ ks_status ks_keystore_create_key(struct ks_keystore *ks, const struct ks_kms_rel
     ks_item_init(&beacon_item);
 
     /* The DECRYPT_ONLY (version) context; ACTIVE and beacon differ in type (+ version). */
-    if (ks_ec_set(&version_ec, KS_ATTR_BRANCH_KEY_ID, id) || ks_ec_set(&version_ec, KS_ATTR_TYPE, vtype) ||
+    if (ks_ec_set(&version_ec, KS_ATTR_BRANCH_KEY_ID, id) ||
+        ks_ec_set(&version_ec, KS_ATTR_TYPE, vtype) ||
         ks_ec_set(&version_ec, KS_ATTR_CREATE_TIME, now) ||
         ks_ec_set(&version_ec, KS_ATTR_KMS_ARN, rel->arn) ||
         ks_ec_set(&version_ec, KS_ATTR_HIERARCHY_VERSION, HV1) ||
@@ -423,7 +423,8 @@ ks_status ks_keystore_create_key(struct ks_keystore *ks, const struct ks_kms_rel
     }
     if ((st = add_prefixed(&version_ec, custom_ec, err)) != KS_OK)
         goto out;
-    if (ks_ec_copy(&active_ec, &version_ec) || ks_ec_set(&active_ec, KS_ATTR_TYPE, KS_TYPE_ACTIVE) ||
+    if (ks_ec_copy(&active_ec, &version_ec) ||
+        ks_ec_set(&active_ec, KS_ATTR_TYPE, KS_TYPE_ACTIVE) ||
         ks_ec_set(&active_ec, KS_ATTR_VERSION, vtype) || ks_ec_copy(&beacon_ec, &version_ec) ||
         ks_ec_set(&beacon_ec, KS_ATTR_TYPE, KS_TYPE_BEACON)) {
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
@@ -539,8 +540,8 @@ ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_re
         (st = ec_to_item(&active_ec, &active_enc, &active_item, err)) != KS_OK)
         goto out;
     /* 5.9 + section 9: put the version, overwrite ACTIVE only if its enc is still old_enc. */
-    st = ks->storage->ops->write_new_version(ks->storage, &version_item, &active_item,
-                                             old_enc.data, old_enc.len, err);
+    st = ks->storage->ops->write_new_version(ks->storage, &version_item, &active_item, old_enc.data,
+                                             old_enc.len, err);
     if (st == KS_E_VERSION_RACE)
         ks_error_set(err, st,
                      "The ACTIVE branch key changed while it was being versioned (another "
@@ -562,11 +563,10 @@ out:
     return st;
 }
 
-/* --- gets (section 6) ------------------------------------------------------------------- */
+/* --- GetActiveBranchKey / GetBranchKeyVersion / GetBeaconKey (section 6) ----------  */
 
-static ks_status materials_from(const struct ks_item *item, enum item_kind kind,
-                                unsigned char *key, struct ks_materials **out,
-                                struct ks_error *err)
+static ks_status materials_from(const struct ks_item *item, enum item_kind kind, unsigned char *key,
+                                struct ks_materials **out, struct ks_error *err)
 {
     struct ks_materials *m = calloc(1, sizeof *m);
     const char *vfield;

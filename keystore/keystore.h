@@ -83,7 +83,7 @@ ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_re
 /* Branch key or beacon key materials (section 6). The key is wiped by ks_materials_free. */
 struct ks_materials {
     char *branch_key_id;
-    char *version;                  /* bare UUID; NULL for a beacon key */
+    char *version;                   /* bare UUID; NULL for a beacon key */
     struct ks_ec encryption_context; /* custom context, aws-crypto-ec: prefix stripped */
     unsigned char *key;              /* 32 bytes, secret */
     size_t key_len;

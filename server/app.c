@@ -62,8 +62,8 @@ static ks_status open_key_store(struct ks_app *app, size_t i, const struct ks_cl
     if (kc->storage.type == KS_STORAGE_DYNAMODB) {
         struct ks_aws_credentials_provider **creds =
             &app->credentials[app->config->n_kms_relationships + i];
-        if ((st = ks_aws_credentials_provider_create(&kc->storage.credentials, NULL, creds,
-                                                     err)) != KS_OK ||
+        if ((st = ks_aws_credentials_provider_create(&kc->storage.credentials, NULL, creds, err)) !=
+                KS_OK ||
             (st = ks_storage_dynamodb_open(&kc->storage, *creds, &storage, err)) != KS_OK)
             return st;
     } else if ((st = ks_storage_sqlite_open(kc->storage.path, &storage, err)) != KS_OK) {

@@ -153,11 +153,13 @@ static int check_config(const char *path)
 
 int main(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},   {"listen", required_argument, NULL, 'l'},
-        {"data-dir", required_argument, NULL, 'd'}, {"check-config", required_argument, NULL, 'k'},
-        {"version", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+                                            {"listen", required_argument, NULL, 'l'},
+                                            {"data-dir", required_argument, NULL, 'd'},
+                                            {"check-config", required_argument, NULL, 'k'},
+                                            {"version", no_argument, NULL, 'v'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
     const char *config_path = NULL, *listen = NULL, *data_dir = "./data";
     struct ks_config *cfg = NULL;
     struct ks_app *app = NULL;

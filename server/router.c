@@ -10,8 +10,7 @@ static const struct ks_route routes[] = {
     {"GET", "/v1/openapi.yaml", KS_ACCESS_PUBLIC, 0, 0, ks_handle_openapi},
     {"PUT", "/v1/keystores/{ks}", KS_ACCESS_ADMIN, 1, 0, ks_handle_keystore_put},
     {"GET", "/v1/keystores/{ks}", KS_ACCESS_READER, 0, 1, ks_handle_keystore_get},
-    {"POST", "/v1/keystores/{ks}/branch-keys", KS_ACCESS_ADMIN, 1, 0,
-     ks_handle_branch_key_create},
+    {"POST", "/v1/keystores/{ks}/branch-keys", KS_ACCESS_ADMIN, 1, 0, ks_handle_branch_key_create},
     {"POST", "/v1/keystores/{ks}/branch-keys/{id}/versions", KS_ACCESS_ADMIN, 1, 0,
      ks_handle_version_create},
     {"GET", "/v1/keystores/{ks}/branch-keys/{id}/active", KS_ACCESS_READER, 0, 1,
@@ -100,8 +99,7 @@ static int path_fits(const char *pattern, const char *path)
     return !*pattern && !*path;
 }
 
-static enum ks_match_result extract(const char *pattern, const char *path,
-                                    struct ks_route_match *m)
+static enum ks_match_result extract(const char *pattern, const char *path, struct ks_route_match *m)
 {
     while (*pattern) {
         const char *pe = strchr(pattern + 1, '/'), *se = strchr(path + 1, '/');

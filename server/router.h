@@ -15,7 +15,7 @@ struct ks_route {
     const char *method;
     const char *pattern; /* literal segments and {ks}, {id}, {v} */
     enum ks_access access;
-    int takes_body; /* 1: an optional JSON object body; 0: a body is refused */
+    int takes_body;                   /* 1: an optional JSON object body; 0: a body is refused */
     int takes_kms_relationship_query; /* ?kmsRelationship= allowed */
     ks_handler_fn handler;
 };

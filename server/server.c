@@ -327,8 +327,8 @@ static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *co
     q.allowed_kms_relationship = match.route->takes_kms_relationship_query;
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
     if (q.bad_key) {
-        st = ks_error_set(&err, KS_E_INVALID, "query parameter '%.64s' is not supported",
-                          q.bad_key);
+        st =
+            ks_error_set(&err, KS_E_INVALID, "query parameter '%.64s' is not supported", q.bad_key);
         goto fail;
     }
     if (q.repeated) {
@@ -363,8 +363,8 @@ static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *co
     if (st != KS_OK)
         goto fail;
     ret = queue(conn, rs, resp.status, resp.body, resp.body_len, resp.content_type,
-                resp.no_store || strncmp(rs->route, "/v1/keystores", 13) == 0, resp.location,
-                NULL, 0);
+                resp.no_store || strncmp(rs->route, "/v1/keystores", 13) == 0, resp.location, NULL,
+                0);
     json_object_put(req.body);
     free(rel_query);
     ks_router_match_free(&match);
@@ -380,9 +380,8 @@ fail:
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct ks_server *srv = cls;
     struct request_state *rs = *con_cls;
@@ -427,8 +426,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return rs->discarded > CHUNKED_DISCARD_FACTOR * max ? MHD_NO : MHD_YES;
         }
         if (rs->body_len + n + 1 > rs->body_cap) {
-            size_t cap = rs->body_len + n + 1 > 2 * rs->body_cap ? rs->body_len + n + 1
-                                                                  : 2 * rs->body_cap;
+            size_t cap =
+                rs->body_len + n + 1 > 2 * rs->body_cap ? rs->body_len + n + 1 : 2 * rs->body_cap;
             char *nb = realloc(rs->body, cap > max + 1 ? max + 1 : cap);
             if (!nb)
                 return MHD_NO;
@@ -505,10 +504,10 @@ ks_status ks_server_start(struct ks_app *app, FILE *log, struct ks_server **out,
         flags |= MHD_USE_IPv6;
     srv->daemon = MHD_start_daemon(
         flags, cfg->listen_port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->server.threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->server.connection_timeout_seconds,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_UNESCAPE_CALLBACK,
-        no_unescape, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->server.threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->server.connection_timeout_seconds, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        srv, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon) {
         free(srv);

@@ -45,8 +45,8 @@ struct ks_storage_ops {
      * written and KS_E_ALREADY_EXISTS is returned.
      */
     ks_status (*write_new_branch_key)(struct ks_storage *s, const struct ks_item *active,
-                                      const struct ks_item *version,
-                                      const struct ks_item *beacon, struct ks_error *err);
+                                      const struct ks_item *version, const struct ks_item *beacon,
+                                      struct ks_error *err);
 
     /*
      * WriteNewEncryptedBranchKeyVersion: one atomic write of put `version` (conditioned on not
@@ -65,8 +65,8 @@ struct ks_storage_ops {
                             struct ks_error *err);
 
     /* GetEncryptedBranchKeyVersion: item (id, "branch:version:" + version). */
-    ks_status (*get_version)(struct ks_storage *s, const char *branch_key_id,
-                             const char *version, struct ks_item *out, struct ks_error *err);
+    ks_status (*get_version)(struct ks_storage *s, const char *branch_key_id, const char *version,
+                             struct ks_item *out, struct ks_error *err);
 
     /* GetEncryptedBeaconKey: item (id, "beacon:ACTIVE"). */
     ks_status (*get_beacon)(struct ks_storage *s, const char *branch_key_id, struct ks_item *out,
