@@ -123,8 +123,8 @@ static char *dup_string(const char *s)
     return d;
 }
 
-/* Uniform in [0, 1) from OpenSSL's CSPRNG (never the C library's PRNG). 0 if the RNG fails: no wait is
- * still a correct (if impolite) backoff. */
+/* Uniform in [0, 1) from OpenSSL's CSPRNG (never the C library's PRNG). 0 if the RNG fails: no wait
+ * is still a correct (if impolite) backoff. */
 static double random_unit(void)
 {
     uint32_t r;
