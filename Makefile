@@ -41,7 +41,7 @@ INTEG_BIN    := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/integration/%)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/openapi.o
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all run test asan check-style bench clean test-suites unit http integration
+.PHONY: all run test asan check-style bench clean test-suites unit http integration interop
 
 all: $(BUILD)/keystored
 
@@ -94,6 +94,7 @@ test-suites: $(BUILD)/keystored $(BUILD)/unit-tests $(INTEG_BIN)
 	./scripts/run-unit.sh ./$(BUILD)/integration/test_aws_kms
 	node tests/integration/run-dynamodb.mjs ./$(BUILD)/integration/test_dynamodb
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
+	KEYSTORED=./$(BUILD)/keystored node tests/interop/run.mjs
 
 unit: $(BUILD)/unit-tests
 	./scripts/run-unit.sh ./$(BUILD)/unit-tests
@@ -102,6 +103,9 @@ integration: $(INTEG_BIN)
 	node --test tests/peers/
 	./scripts/run-unit.sh ./$(BUILD)/integration/test_aws_kms
 	node tests/integration/run-dynamodb.mjs ./$(BUILD)/integration/test_dynamodb
+
+interop: $(BUILD)/keystored
+	KEYSTORED=./$(BUILD)/keystored node tests/interop/run.mjs
 
 http: $(BUILD)/keystored
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs

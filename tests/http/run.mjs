@@ -1,16 +1,25 @@
 #!/usr/bin/env node
 // run.mjs - the HTTP-level suite of keystored (STYLE.md "Tests"; curl's tests/data is the model).
 //
-//   KEYSTORED=./build/keystored node tests/http/run.mjs     (make http; make asan uses build-asan)
+//   KEYSTORED=./build/keystored node tests/http/run.mjs [--backend sqlite|dynamodb|all]
+//   (make http; make asan uses build-asan)
 //
+// Runs once per backend pair (lib/backends.mjs; default all: sqlite, then dynamodb):
+//   sqlite:   local KMS relationships + SQLite key stores;
+//   dynamodb: AWS KMS relationships at the KMS test peer + DynamoDB Local tables (both peers
+//             started once, on loopback, for the whole dynamodb run).
+// For each backend:
 // 1. Starts keystored with a generated config in a fresh temp dir on port 0, runs every
-//    tests/http/cases/*.json in name order (one test per step), then the VersionKey race on the
-//    same server, stops it with SIGTERM (exit 0 expected) and checks its access log.
-// 2. Programmatic suites, each on its own server(s): tamper, key file, --check-config, embedded
-//    default, graceful shutdown, the README walkthrough.
-// 3. No keystored process may have printed a sanitizer report.
-// Prints one line per test and a final "N passed, N failed"; exits 1 on any failure.
-// Node 18+ built-ins only.
+//    tests/http/cases/*.json in name order (one test per step; backend-specific values reach
+//    the cases as variables), then the VersionKey race on the same server, stops it with
+//    SIGTERM (exit 0 expected) and checks its access log.
+// 2. Programmatic suites, each on its own server(s): tamper, graceful shutdown; sqlite only:
+//    key file, --check-config, embedded default, the README walkthrough; dynamodb only: two
+//    instances on one table (multi.mjs), with and without KMS throttling.
+// 3. Once: no keystored process may have printed a sanitizer report.
+// Prints one line per test (prefixed [backend]), the counts per backend, and a final
+// "N passed, N failed"; exits 1 on any failure.
+// Node 18+ built-ins, plus @aws-sdk/client-dynamodb and the peers' packages for dynamodb.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,8 +28,10 @@ import { Harness, assert, assertEq } from './lib/harness.mjs';
 import { Recorder, makeApi } from './lib/http.mjs';
 import { runCaseFile } from './lib/cases.mjs';
 import {
-  KEYSTORED, accessLines, allProcessOutputs, makeSuiteSetup, sanitizerFindings, startServer, tempDirs,
+  KEYSTORED, accessLines, allProcessOutputs, sanitizerFindings, startServer, tempDirs,
 } from './lib/server.mjs';
+import { BACKENDS, makeBackend } from './lib/backends.mjs';
+import { runMultiInstance } from './multi.mjs';
 import { runCreateRace, runRace } from './race.mjs';
 import { runTamper } from './tamper.mjs';
 import { runConfigCheck, runEmbedded, runKeyFile } from './startup.mjs';
@@ -39,12 +50,12 @@ async function guarded(name, fn) {
   }
 }
 
-async function mainServerSuite() {
-  h.section('declarative cases (tests/http/cases)');
-  const setup = makeSuiteSetup('main');
+async function mainServerSuite(backend) {
+  h.section(`[${backend.name}] declarative cases (tests/http/cases)`);
+  const setup = backend.makeSetup('main');
   let srv;
   try {
-    srv = await startServer(['--config', setup.configPath], 'main');
+    srv = await startServer(['--config', setup.configPath], `main (${backend.name})`);
   } catch (e) {
     h.fail('main server: start', e.message);
     return;
@@ -52,8 +63,21 @@ async function mainServerSuite() {
   const recorder = new Recorder();
   const ctx = {
     harness: h, host: srv.host, port: srv.port, tokens: setup.tokens, recorder,
-    vars: { dir: setup.dir, readerToken: setup.tokens.reader },
+    vars: { ...backend.caseVars(setup), readerToken: setup.tokens.reader },
   };
+  if (backend.name === 'dynamodb') {
+    // SQLite makes its tables when the server opens the file; a DynamoDB table exists only once
+    // CreateKeyStore made it (before that /readyz says storage:<ks> unavailable and every item
+    // operation is 502 ResourceNotFoundException). The cases start with /readyz, so the tables
+    // are made first, by the server itself; 20-keystores.json then checks PUT on existing tables.
+    await h.test('create the key stores\' tables first: PUT /v1/keystores/default and /other -> 200', async () => {
+      const api = makeApi(srv.base, recorder);
+      for (const ks of ['default', 'other']) {
+        const r = await api('PUT', `/v1/keystores/${ks}`, { token: setup.tokens.admin });
+        assertEq(r.status, 200, `PUT ${ks} (${r.text.slice(0, 200)})`);
+      }
+    });
+  }
   const dir = path.join(here, 'cases');
   const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
   for (const f of files) {
@@ -67,12 +91,12 @@ async function mainServerSuite() {
     await guarded(f, () => runCaseFile(f, doc, ctx));
   }
 
-  h.section('VersionKey race (16 clients x 50 rounds)');
-  const raceArgs = { api: makeApi(srv.base, recorder), tokens: setup.tokens, dir: setup.dir };
+  h.section(`[${backend.name}] VersionKey race (16 clients x 50 rounds)`);
+  const raceArgs = { api: makeApi(srv.base, recorder), tokens: setup.tokens, store: backend.store(setup) };
   await guarded('race', () => runRace(h, raceArgs));
   await guarded('create race', () => runCreateRace(h, raceArgs));
 
-  h.section('main server: shutdown and access log');
+  h.section(`[${backend.name}] main server: shutdown and access log`);
   let info;
   await h.test('main server: SIGTERM -> exit 0', async () => {
     info = await srv.stop();
@@ -112,26 +136,73 @@ async function mainServerSuite() {
   });
 }
 
+function parseBackends(argv) {
+  let which = 'all';
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--backend(?:=(.*))?$/.exec(argv[i]);
+    if (m) which = m[1] !== undefined ? m[1] : argv[++i];
+    else throw new Error(`unknown argument ${argv[i]} (usage: run.mjs [--backend sqlite|dynamodb|all])`);
+  }
+  if (which === 'all') return BACKENDS;
+  if (!BACKENDS.includes(which)) throw new Error(`unknown backend ${which} (sqlite | dynamodb | all)`);
+  return [which];
+}
+
+async function backendSuite(backend) {
+  h.section(`[${backend.name}] backend`);
+  const started = backend.name === 'sqlite' || await h.test(
+    'start the KMS peer and DynamoDB Local (loopback), create one KMS key per relationship', async () => {
+    const t0 = Date.now();
+    await backend.start();
+    if (backend.kms) console.log(`     KMS peer ${backend.kms.endpoint}, DynamoDB Local ${backend.ddb.endpoint} (${Date.now() - t0} ms); keys ${JSON.stringify(backend.keyArns)}`);
+  });
+  if (!started) {
+    await backend.stop().catch(() => {});
+    return;
+  }
+  try {
+    await guarded('main server suite', () => mainServerSuite(backend));
+    h.section(`[${backend.name}] tamper`);
+    await guarded('tamper', () => runTamper(h, backend));
+    h.section(`[${backend.name}] graceful shutdown`);
+    await guarded('shutdown', () => runShutdown(h, backend));
+    if (backend.name === 'sqlite') {
+      h.section('[sqlite] key file');
+      await guarded('key file', () => runKeyFile(h));
+      h.section('[sqlite] --check-config');
+      await guarded('check-config', () => runConfigCheck(h));
+      h.section('[sqlite] embedded default');
+      await guarded('embedded', () => runEmbedded(h));
+      h.section('[sqlite] README walkthrough');
+      await guarded('walkthrough', () => runWalkthrough(h, repoRoot));
+    }
+    if (backend.name === 'dynamodb') {
+      h.section('[dynamodb] two instances, one table');
+      await guarded('multi-instance', () => runMultiInstance(h, backend));
+    }
+  } finally {
+    await backend.stop();
+  }
+}
+
 async function main() {
+  const t0 = Date.now();
+  const names = parseBackends(process.argv.slice(2));
+  const counts = [];
   if (!fs.existsSync(KEYSTORED)) {
     console.log(`keystored binary not found: ${KEYSTORED} (run make first)`);
     h.fail('setup', `no ${KEYSTORED}`);
   } else {
-    console.log(`keystored: ${KEYSTORED}`);
-    await guarded('main server suite', mainServerSuite);
-    h.section('tamper');
-    await guarded('tamper', () => runTamper(h));
-    h.section('key file');
-    await guarded('key file', () => runKeyFile(h));
-    h.section('--check-config');
-    await guarded('check-config', () => runConfigCheck(h));
-    h.section('embedded default');
-    await guarded('embedded', () => runEmbedded(h));
-    h.section('graceful shutdown');
-    await guarded('shutdown', () => runShutdown(h));
-    h.section('README walkthrough');
-    await guarded('walkthrough', () => runWalkthrough(h, repoRoot));
+    console.log(`keystored: ${KEYSTORED}; backends: ${names.join(', ')}`);
+    for (const name of names) {
+      const p0 = h.passed, f0 = h.failed, b0 = Date.now();
+      h.prefix = `[${name}] `;
+      await guarded(`${name} backend`, () => backendSuite(makeBackend(name)));
+      counts.push({ name, passed: h.passed - p0, failed: h.failed - f0, ms: Date.now() - b0 });
+      h.prefix = '';
+    }
     h.section('sanitizers');
+    const p0 = h.passed, f0 = h.failed;
     await h.test('no keystored process printed a sanitizer report', async () => {
       const found = allProcessOutputs
         .map(({ label, out }) => ({ label, f: sanitizerFindings(out.text), text: out.text }))
@@ -143,6 +214,7 @@ async function main() {
           first.text.slice(Math.max(0, at - 200), at + 3000));
       }
     });
+    counts.push({ name: 'common', passed: h.passed - p0, failed: h.failed - f0 });
   }
   if (h.failures.length) {
     console.log('\nfailures:');
@@ -151,6 +223,10 @@ async function main() {
   } else {
     for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
   }
+  console.log('');
+  for (const c of counts)
+    console.log(`${c.name}: ${c.passed} passed, ${c.failed} failed${c.ms !== undefined ? ` (${(c.ms / 1000).toFixed(1)} s)` : ''}`);
+  console.log(`total time ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   console.log(`\n${h.passed} passed, ${h.failed} failed`);
   process.exit(h.failed ? 1 : 0);
 }

@@ -5,17 +5,19 @@
 
 import { assert, assertEq } from './lib/harness.mjs';
 import { makeApi } from './lib/http.mjs';
-import { accessLines, makeSuiteSetup, startServer } from './lib/server.mjs';
+import { accessLines, startServer } from './lib/server.mjs';
 
-export async function runShutdown(h) {
-  const setup = makeSuiteSetup('shutdown');
+export async function runShutdown(h, backend) {
+  const setup = backend.makeSetup('shutdown');
   const seen = []; // {requestId, status}
   let srv;
 
   await h.test('shutdown: SIGTERM during 16-client VersionKey load -> exit 0, every answer logged', async () => {
-    srv = await startServer(['--config', setup.configPath], 'shutdown');
+    srv = await startServer(['--config', setup.configPath], `shutdown (${backend.name})`);
     const api = makeApi(srv.base);
     const T = { token: setup.tokens.admin };
+    const ks = await api('PUT', '/v1/keystores/default', T);
+    assertEq(ks.status, 200, `create the key store (${ks.text.slice(0, 200)})`);
     const c = await api('POST', '/v1/keystores/default/branch-keys', T);
     assertEq(c.status, 201, 'create');
     const p = `/v1/keystores/default/branch-keys/${c.json.branchKeyIdentifier}/versions`;

@@ -1,17 +1,16 @@
 // tamper.mjs - stored items changed behind the server's back (DESIGN.md section 5: every
 // attribute but enc is bound into the KMS encryption context). The server is stopped while the
-// SQLite file is edited, so no cache can hide the change, and started again on the same files.
+// stored items are edited through the backend (SQLite file; DynamoDB UpdateItem / DeleteItem), so
+// no cache can hide the change, and started again on the same storage.
 //   - a changed aws-crypto-ec: value  -> 502 KeyManagementException (InvalidCiphertextException)
 //   - a changed enc byte              -> 502 KeyManagementException
 //   - an invalid kms-arn              -> 502 BranchKeyCiphertextException
 //   - a deleted ACTIVE item           -> 404
 // Nothing of the key leaks in a refusal, and the untouched version item still reads.
 
-import path from 'node:path';
 import { assert, assertEq } from './lib/harness.mjs';
 import { makeApi } from './lib/http.mjs';
-import { makeSuiteSetup, startServer } from './lib/server.mjs';
-import { countVersionItems, getItem, putItemJson, sqlite, sqlQuote } from './lib/sqlite.mjs';
+import { startServer } from './lib/server.mjs';
 
 const KS = '/v1/keystores/default';
 
@@ -26,17 +25,19 @@ function checkRefusal(r, status, type, messageStart, secrets) {
   assert(!/branchKey"|beaconKey"/.test(r.text), 'the refusal has key fields');
 }
 
-export async function runTamper(h) {
-  const setup = makeSuiteSetup('tamper');
-  const db = path.join(setup.dir, 'ks.db');
+export async function runTamper(h, backend) {
+  const setup = backend.makeSetup('tamper');
+  const store = backend.store(setup);
   const T = { token: setup.tokens.admin };
   const before = {}; // id -> {active, version, beacon}
   const ids = ['tamper-ec', 'tamper-enc', 'tamper-arn', 'tamper-del'];
   let srv, api;
 
   const ready = await h.test('tamper: start, create 4 keys with encryptionContext {department: x}', async () => {
-    srv = await startServer(['--config', setup.configPath], 'tamper-1');
+    srv = await startServer(['--config', setup.configPath], `tamper-1 (${backend.name})`);
     api = makeApi(srv.base);
+    const p = await api('PUT', KS, T);
+    assertEq(p.status, 200, `create the key store (${p.text.slice(0, 200)})`);
     for (const id of ids) {
       const c = await api('POST', `${KS}/branch-keys`, { ...T, body: { branchKeyIdentifier: id, encryptionContext: { department: 'x' } } });
       assertEq(c.status, 201, `create ${id}`);
@@ -56,28 +57,51 @@ export async function runTamper(h) {
   }
   const secrets = Object.values(before).flatMap((b) => [b.active, b.beacon]);
 
-  await h.test('tamper: edit the stopped server\'s SQLite file', async () => {
-    const where = (id) => `branch_key_id = ${sqlQuote(id)} AND type = 'branch:ACTIVE'`;
-    sqlite(db, `UPDATE items SET item = json_set(item, '$."aws-crypto-ec:department".S', 'y') WHERE ${where('tamper-ec')};`);
-    const ec = getItem(db, 'tamper-ec', 'branch:ACTIVE');
+  await h.test(`tamper: the stored items have the MPL's shape (${store.describe})`, async () => {
+    const id = 'tamper-ec';
+    const v = before[id].version;
+    const arn = backend.keyArns ? backend.keyArns.local : null; // dynamodb: the peer's key
+    const common = ['branch-key-id', 'type', 'enc', 'kms-arn', 'create-time', 'hierarchy-version', 'aws-crypto-ec:department'];
+    const items = {
+      'branch:ACTIVE': [...common, 'version'], [`branch:version:${v}`]: common, 'beacon:ACTIVE': common,
+    };
+    for (const [type, attrs] of Object.entries(items)) {
+      const it = await store.getItem(id, type);
+      assert(it, `no item ${type}`);
+      assertEq(Object.keys(it).sort(), [...attrs].sort(), `attributes of ${type}`);
+      assertEq(it['branch-key-id'], { S: id }, `${type} branch-key-id`);
+      assertEq(it.type, { S: type }, `${type} type`);
+      assertEq(it['hierarchy-version'], { N: '1' }, `${type} hierarchy-version`);
+      assertEq(it['aws-crypto-ec:department'], { S: 'x' }, `${type} EC`);
+      assert(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/.test(it['create-time'].S), `${type} create-time ${it['create-time'].S}`);
+      assert(it.enc.B && Buffer.from(it.enc.B, 'base64').length > 32, `${type} enc`);
+      assert(/^arn:aws:kms:/.test(it['kms-arn'].S), `${type} kms-arn ${it['kms-arn'].S}`);
+      if (arn) assertEq(it['kms-arn'].S, arn, `${type} kms-arn (the relationship's KMS key)`);
+    }
+    assertEq((await store.getItem(id, 'branch:ACTIVE')).version, { S: `branch:version:${v}` }, 'ACTIVE version');
+    assertEq(await store.countVersionItems(id), 1, 'version items');
+  });
+
+  await h.test(`tamper: edit the stopped server's items (${store.describe})`, async () => {
+    await store.setAttribute('tamper-ec', 'branch:ACTIVE', 'aws-crypto-ec:department', { S: 'y' });
+    const ec = await store.getItem('tamper-ec', 'branch:ACTIVE');
     assertEq(ec['aws-crypto-ec:department'], { S: 'y' }, 'edited EC value');
 
-    const encItem = getItem(db, 'tamper-enc', 'branch:ACTIVE');
+    const encItem = await store.getItem('tamper-enc', 'branch:ACTIVE');
     const enc = Buffer.from(encItem.enc.B, 'base64');
     enc[enc.length - 20] ^= 0x01; // a ciphertext byte
-    encItem.enc.B = enc.toString('base64');
-    putItemJson(db, 'tamper-enc', 'branch:ACTIVE', encItem);
+    await store.setAttribute('tamper-enc', 'branch:ACTIVE', 'enc', { B: enc.toString('base64') });
+    assertEq((await store.getItem('tamper-enc', 'branch:ACTIVE')).enc, { B: enc.toString('base64') }, 'edited enc');
 
-    const arnItem = getItem(db, 'tamper-arn', 'branch:ACTIVE');
-    arnItem['kms-arn'].S = 'not-an-arn';
-    putItemJson(db, 'tamper-arn', 'branch:ACTIVE', arnItem);
+    await store.setAttribute('tamper-arn', 'branch:ACTIVE', 'kms-arn', { S: 'not-an-arn' });
+    assertEq((await store.getItem('tamper-arn', 'branch:ACTIVE'))['kms-arn'], { S: 'not-an-arn' }, 'edited kms-arn');
 
-    sqlite(db, `DELETE FROM items WHERE ${where('tamper-del')};`);
-    assertEq(getItem(db, 'tamper-del', 'branch:ACTIVE'), null, 'deleted item');
+    await store.deleteItem('tamper-del', 'branch:ACTIVE');
+    assertEq(await store.getItem('tamper-del', 'branch:ACTIVE'), null, 'deleted item');
   });
 
   const restarted = await h.test('tamper: restart on the edited files', async () => {
-    srv = await startServer(['--config', setup.configPath], 'tamper-2');
+    srv = await startServer(['--config', setup.configPath], `tamper-2 (${backend.name})`);
     api = makeApi(srv.base);
   });
   if (!restarted) return;
@@ -95,10 +119,10 @@ export async function runTamper(h) {
     assertEq(b.json.beaconKey, before['tamper-ec'].beacon, 'beacon key');
   });
   await h.test('tamper: VersionKey on a tampered ACTIVE is refused (authenticated first) and writes nothing', async () => {
-    const n0 = countVersionItems(db, 'tamper-ec');
+    const n0 = await store.countVersionItems('tamper-ec');
     const r = await api('POST', `${KS}/branch-keys/tamper-ec/versions`, T);
     checkRefusal(r, 502, 'KeyManagementException', 'InvalidCiphertextException', secrets);
-    assertEq(countVersionItems(db, 'tamper-ec'), n0, 'version items');
+    assertEq(await store.countVersionItems('tamper-ec'), n0, 'version items');
   });
   await h.test('tamper: changed enc byte -> GET active 502 KeyManagementException, version item reads', async () => {
     const r = await api('GET', `${KS}/branch-keys/tamper-enc/active`, T);

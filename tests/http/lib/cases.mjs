@@ -10,7 +10,9 @@
 //               "json"?: {"dotted.path": matcher}, "text"?: matcher},
 //    "save"?: {"var": "dotted.path" | "header:<name>"}}
 // "${var}" in paths, headers, bodies and expected values is replaced by a saved variable (or a
-// built-in one: dir). A string that is exactly "${var}" takes the variable's value as is.
+// built-in one: dir, readerToken, and the backend's (lib/backends.mjs caseVars): storageKind,
+// keyStoreNameDefault / keyStoreNameOther, tableArnDefaultRe / tableArnOtherRe and kmsArnRe (regular
+// expressions, for "matches")). A string that is exactly "${var}" takes the variable's value as is.
 // A matcher is a literal (deep equality) or an object of operators: matches (regex), type,
 // absent, present, base64Bytes (n), startsWith, contains, notContains, not, oneOf, keys, uuid.
 // "body": {...} sends JSON with Content-Type: application/json unless headers name another

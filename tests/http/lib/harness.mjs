@@ -6,10 +6,12 @@ export class Harness {
     this.passed = 0;
     this.failed = 0;
     this.failures = [];
+    this.prefix = ''; // e.g. "[dynamodb] ": names every test of one backend's run
   }
 
   // Runs fn as one test; a thrown error (or a rejected promise) is a failure.
   async test(name, fn) {
+    name = this.prefix + name;
     const t0 = Date.now();
     try {
       await fn();
@@ -27,6 +29,7 @@ export class Harness {
 
   // Records a failure without running anything (e.g. a step that could not start).
   fail(name, why) {
+    name = this.prefix + name;
     this.failed++;
     this.failures.push({ name, why });
     console.log(`FAIL ${name}\n     ${why}`);
