@@ -33,6 +33,7 @@ struct ks_server {
     struct ks_app *app;
     FILE *log;
     atomic_long in_flight;
+    atomic_int draining; /* set by ks_server_stop: new requests get 503 + Connection: close */
     uint16_t port;
 };
 
@@ -41,6 +42,7 @@ struct request_state {
     char *body;
     size_t body_len, body_cap, discarded;
     int too_large;
+    int closing; /* answer with Connection: close */
     const char *method;
     const char *route;
     int status;
@@ -90,6 +92,8 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct request_state *
      * tell clients to back off rather than hammer it. */
     if (status == 429 || status == 503)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (rs->closing)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     rs->status = status;
     ret = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -404,6 +408,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             memcpy(rs->request_id, "-", 2);
         *con_cls = rs;
         atomic_fetch_add(&srv->in_flight, 1);
+        if (atomic_load(&srv->draining)) {
+            /* A request that arrives on a kept-alive connection after SIGTERM was never
+             * accepted: refuse it so that the client (or the proxy) retries elsewhere. */
+            struct ks_error err;
+            ks_error_set(&err, KS_E_UNAVAILABLE, "server is shutting down; retry");
+            rs->closing = 1;
+            return queue_error(srv, conn, rs, &err, NULL);
+        }
         if (cl) {
             char *end;
             unsigned long long n = strtoull(cl, &end, 10);
@@ -490,6 +502,7 @@ ks_status ks_server_start(struct ks_app *app, FILE *log, struct ks_server **out,
     srv->app = app;
     srv->log = log ? log : stderr;
     atomic_init(&srv->in_flight, 0);
+    atomic_init(&srv->draining, 0);
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -531,6 +544,7 @@ void ks_server_stop(struct ks_server *s, unsigned timeout_seconds)
     MHD_socket fd;
     if (!s)
         return;
+    atomic_store(&s->draining, 1);
     fd = MHD_quiesce_daemon(s->daemon);
     while (atomic_load(&s->in_flight) > 0 && ks_monotonic_us() < deadline)
         usleep(10000);
