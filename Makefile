@@ -5,7 +5,7 @@
 #   make test       install what the tests need, build, run every suite
 #   make asan       every suite under AddressSanitizer + UBSan (LeakSanitizer included)
 #   make check-style   clang-format check + banned functions (STYLE.md)
-#   make bench      benchmarks (bench/README.md)
+#   make bench      benchmarks; figures and commands in bench/RESULTS.md
 #   make clean
 
 BUILD    ?= build
@@ -124,6 +124,7 @@ check-style:
 
 bench: all
 	./bench/run.sh
+	node bench/miss_path.mjs
 
 clean:
 	rm -rf build build-asan
