@@ -104,10 +104,19 @@ ks_status ks_handler_finish(struct ks_jsonw *w, int status, struct ks_response *
     return KS_OK;
 }
 
-ks_status ks_handler_materials(const struct ks_materials *m, int beacon, struct ks_response *resp,
+struct ks_reader ks_handler_reader(const struct ks_request *req)
+{
+    struct ks_reader reader = {(const unsigned char *)req->tenant->partition,
+                               strlen(req->tenant->partition)};
+    return reader;
+}
+
+ks_status ks_handler_materials(struct ks_key_ref *ref, int beacon, struct ks_response *resp,
                                struct ks_error *err)
 {
+    const struct ks_materials *m = ks_key_ref_materials(ref);
     struct ks_jsonw w;
+    ks_status st;
     size_t i;
 
     ks_jsonw_init(&w, RESPONSE_MAX);
@@ -131,5 +140,7 @@ ks_status ks_handler_materials(const struct ks_materials *m, int beacon, struct 
     ks_jsonw_string(&w, m->hierarchy_version == 2 ? "2" : "1");
     ks_jsonw_object_end(&w);
     resp->no_store = 1;
-    return ks_handler_finish(&w, 200, resp, err);
+    st = ks_handler_finish(&w, 200, resp, err);
+    ks_key_ref_release(ref);
+    return st;
 }

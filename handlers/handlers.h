@@ -6,6 +6,7 @@
  *   active.c      GET .../branch-keys/{id}/active
  *   beacon.c      GET .../branch-keys/{id}/beacon
  *   system.c      GET /healthz /readyz /v1/openapi.yaml
+ *   metrics.c     GET /metrics (Prometheus text)
  * A handler turns the parsed request into a validated keystore call and its result into JSON.
  * No crypto and no storage calls here. Handlers are thread-safe (they only read the app).
  */
@@ -29,6 +30,8 @@ struct ks_app {
     struct ks_kms **kms_backends;                     /* parallel to config->kms_relationships */
     char **relationship_arns;                         /* resolved ARNs (owned) */
     struct ks_aws_credentials_provider **credentials; /* AWS backends' providers (owned) */
+    struct ks_kms_counters *kms_counters;      /* parallel to config->kms_relationships */
+    struct ks_cache *cache;                    /* the shared branch key cache (owned) */
     const char *openapi_yaml;
     size_t openapi_yaml_len;
 };
@@ -71,6 +74,7 @@ ks_status ks_handle_beacon_get(const struct ks_request *, struct ks_response *, 
 ks_status ks_handle_healthz(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_readyz(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_openapi(const struct ks_request *, struct ks_response *, struct ks_error *);
+ks_status ks_handle_metrics(const struct ks_request *, struct ks_response *, struct ks_error *);
 
 /* --- shared by the handler files (handlers/common.c) --- */
 
@@ -99,9 +103,14 @@ struct ks_jsonw;
 ks_status ks_handler_finish(struct ks_jsonw *w, int status, struct ks_response *resp,
                             struct ks_error *err);
 
-/* Writes materials as the get response ({branchKeyIdentifier, branchKeyVersion,
- * encryptionContext, branchKey, hierarchyVersion} or the beacon form) with no-store. */
-ks_status ks_handler_materials(const struct ks_materials *m, int beacon, struct ks_response *resp,
+/* The cache reader of the request's tenant: its configured partition (a trust boundary, never
+ * taken from request data; reference/cache.md section 7). */
+struct ks_reader ks_handler_reader(const struct ks_request *req);
+
+/* Writes the materials of ref as the get response ({branchKeyIdentifier, branchKeyVersion,
+ * encryptionContext, branchKey, hierarchyVersion} or the beacon form) with no-store, then
+ * releases ref (the cache entry stays alive until the response text holds its copy). */
+ks_status ks_handler_materials(struct ks_key_ref *ref, int beacon, struct ks_response *resp,
                                struct ks_error *err);
 
 #endif

@@ -43,15 +43,15 @@ ks_status ks_handle_version_get(const struct ks_request *req, struct ks_response
 {
     const struct ks_kms_relationship *rel;
     struct ks_keystore *ks;
-    struct ks_materials *m;
+    struct ks_reader reader;
+    struct ks_key_ref *ref;
     ks_status st;
 
     if ((st = ks_handler_resolve(req, NULL, &ks, &rel, err)) != KS_OK)
         return st;
-    if ((st = ks_keystore_get_version(ks, rel, req->params[KS_PARAM_ID],
-                                      req->params[KS_PARAM_VERSION], &m, err)) != KS_OK)
+    reader = ks_handler_reader(req);
+    if ((st = ks_keystore_get_version(ks, rel, &reader, req->params[KS_PARAM_ID],
+                                      req->params[KS_PARAM_VERSION], &ref, err)) != KS_OK)
         return st;
-    st = ks_handler_materials(m, 0, resp, err);
-    ks_materials_free(m);
-    return st;
+    return ks_handler_materials(ref, 0, resp, err);
 }

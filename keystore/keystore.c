@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdatomic.h>
+
 #include "common/secret.h"
 #include "keystore/arn.h"
+#include "keystore/cache.h"
 
 #define KEY_LEN 32       /* AES-256 branch and beacon keys */
 #define ENC_MAX 6144     /* section 3: enc B 1..6144 bytes */
@@ -21,7 +24,35 @@ struct ks_keystore {
     char *key_store_id;
     struct ks_storage *storage;
     const struct ks_clock *clock;
+    struct ks_cache *cache; /* borrowed, may be NULL */
+    _Atomic unsigned long long storage_reads;
 };
+
+struct ks_key_ref {
+    struct ks_cache_ref *cache_ref; /* from the shared cache, or */
+    struct ks_materials *owned;     /* fetched for this call only */
+};
+
+const char *ks_kms_op_name(enum ks_kms_op op)
+{
+    static const char *const names[KS_KMS_OP_COUNT] = {
+        [KS_KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT] = "GenerateDataKeyWithoutPlaintext",
+        [KS_KMS_OP_RE_ENCRYPT] = "ReEncrypt",
+        [KS_KMS_OP_DECRYPT] = "Decrypt",
+    };
+    return (int)op >= 0 && op < KS_KMS_OP_COUNT ? names[op] : "unknown";
+}
+
+/* Counts one KMS call and whether it failed; returns st. */
+static ks_status counted(const struct ks_kms_relationship *rel, enum ks_kms_op op, ks_status st)
+{
+    if (rel->counters) {
+        atomic_fetch_add_explicit(&rel->counters->calls[op], 1, memory_order_relaxed);
+        if (st != KS_OK)
+            atomic_fetch_add_explicit(&rel->counters->errors[op], 1, memory_order_relaxed);
+    }
+    return st;
+}
 
 enum item_kind { ITEM_ACTIVE, ITEM_VERSION, ITEM_BEACON };
 
@@ -55,6 +86,8 @@ ks_status ks_keystore_create(const struct ks_keystore_params *params, struct ks_
     }
     ks->storage = params->storage;
     ks->clock = params->clock ? params->clock : ks_clock_system();
+    ks->cache = params->cache;
+    atomic_init(&ks->storage_reads, 0);
     *out = ks;
     return KS_OK;
 }
@@ -95,6 +128,7 @@ void ks_materials_free(struct ks_materials *m)
         return;
     free(m->branch_key_id);
     free(m->version);
+    free(m->kms_arn);
     ks_ec_free(&m->encryption_context);
     ks_secret_free(m->key, m->key_len);
     free(m);
@@ -273,8 +307,9 @@ static ks_status new_wrapped_key(const struct ks_kms_relationship *rel, const st
     ks_status st;
 
     ks_kms_result_init(&r);
-    st = rel->kms->ops->generate_data_key_without_plaintext(rel->kms, &call, rel->arn, KEY_LEN, ec,
-                                                            &r, err);
+    st = counted(rel, KS_KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT,
+                 rel->kms->ops->generate_data_key_without_plaintext(rel->kms, &call, rel->arn,
+                                                                    KEY_LEN, ec, &r, err));
     if (st == KS_OK && (!r.key_id || r.ciphertext.len < 1 || r.ciphertext.len > ENC_MAX))
         st = ks_error_set(err, KS_E_KMS,
                           "Invalid response from KMS GenerateDataKeyWithoutPlaintext");
@@ -301,8 +336,9 @@ static ks_status re_encrypt(const struct ks_kms_relationship *rel, const struct 
     ks_status st;
 
     ks_kms_result_init(&r);
-    st = rel->kms->ops->re_encrypt(rel->kms, &call, enc->data, enc->len, source_ec, rel->arn,
-                                   rel->arn, destination_ec, &r, err);
+    st = counted(rel, KS_KMS_OP_RE_ENCRYPT,
+                 rel->kms->ops->re_encrypt(rel->kms, &call, enc->data, enc->len, source_ec,
+                                           rel->arn, rel->arn, destination_ec, &r, err));
     if (st == KS_OK && (!r.key_id || !r.source_key_id || strcmp(r.key_id, rel->arn) != 0 ||
                         strcmp(r.source_key_id, rel->arn) != 0))
         st = ks_error_set(err, KS_E_KMS, "Invalid response from KMS ReEncrypt:: Invalid Key Id");
@@ -548,6 +584,10 @@ ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_re
                      "VersionKey won the race); nothing was written, retry.");
     else if (st == KS_E_NOT_FOUND)
         st = not_found(st, err);
+    /* Issue 5: this instance drops the key's ACTIVE entries in every partition at once;
+     * other instances serve theirs until the TTL ends. */
+    if (st == KS_OK && ks->cache)
+        ks_cache_invalidate_active(ks->cache, ks->logical_key_store_name, branch_key_id);
     if (st == KS_OK && !(*version_out = strdup(version_uuid)))
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
 out:
@@ -581,7 +621,8 @@ static ks_status materials_from(const struct ks_item *item, enum item_kind kind,
     m->key_len = KEY_LEN;
     m->hierarchy_version = 1;
     m->branch_key_id = strdup(ks_item_get_s(item, KS_ATTR_BRANCH_KEY_ID));
-    if (!m->branch_key_id)
+    m->kms_arn = strdup(ks_item_get_s(item, KS_ATTR_KMS_ARN));
+    if (!m->branch_key_id || !m->kms_arn)
         goto oom;
     if (kind != ITEM_BEACON) {
         /* The bare UUID: version (ACTIVE) or type (version item) without its prefix. */
@@ -604,9 +645,20 @@ oom:
     return ks_error_set(err, KS_E_INTERNAL, "out of memory");
 }
 
-static ks_status get_key(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
-                         const char *id, const char *version, enum item_kind kind,
-                         struct ks_materials **out, struct ks_error *err)
+/* Section 6: the stored kms-arn does not agree with the relationship's KMS configuration. */
+static ks_status arn_mismatch(enum item_kind kind, struct ks_error *err)
+{
+    return ks_error_set(err, KS_E_INVALID, "%s",
+                        kind == ITEM_ACTIVE
+                            ? "Branch key's KMS Key ARN read from Dynamodb does not match Key "
+                              "Store's configured KMS Key ARN."
+                            : "AWS KMS Key ARN does not match configured value");
+}
+
+/* One read of storage + one KMS Decrypt: the fetch behind the cache (section 6). */
+static ks_status fetch_key(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                           const char *id, const char *version, enum item_kind kind,
+                           struct ks_materials **out, struct ks_error *err)
 {
     char expected_type[KS_BRANCH_KEY_ID_MAX + 64], key_id[KS_ARN_MAX + 1];
     struct ks_item item;
@@ -618,13 +670,9 @@ static ks_status get_key(struct ks_keystore *ks, const struct ks_kms_relationshi
     const char *stored_arn;
     ks_status st;
 
-    if ((st = ks_keystore_check_branch_key_id(id, strlen(id), err)) != KS_OK)
-        return st;
+    /* id and version were checked by get_key (versions are UUIDs by construction; anything
+     * else cannot name an item we wrote). */
     if (kind == ITEM_VERSION) {
-        /* Versions are UUIDs by construction; anything else cannot name an item we wrote. */
-        if (!ks_uuid_is_valid(version))
-            return ks_error_set(err, KS_E_INVALID,
-                                "branchKeyVersion: must be a lowercase UUID string");
         version_type(version, expected_type);
     } else {
         memcpy(expected_type, kind == ITEM_ACTIVE ? KS_TYPE_ACTIVE : KS_TYPE_BEACON,
@@ -634,6 +682,7 @@ static ks_status get_key(struct ks_keystore *ks, const struct ks_kms_relationshi
     ks_item_init(&item);
     ks_ec_init(&ec);
     ks_kms_result_init(&r);
+    atomic_fetch_add_explicit(&ks->storage_reads, 1, memory_order_relaxed);
     if (kind == ITEM_ACTIVE)
         st = ks->storage->ops->get_active(ks->storage, id, &item, err);
     else if (kind == ITEM_VERSION)
@@ -654,11 +703,7 @@ static ks_status get_key(struct ks_keystore *ks, const struct ks_kms_relationshi
         goto out;
     }
     if (!rel_accepts_arn(rel, stored_arn)) {
-        st = ks_error_set(err, KS_E_INVALID, "%s",
-                          kind == ITEM_ACTIVE
-                              ? "Branch key's KMS Key ARN read from Dynamodb does not match Key "
-                                "Store's configured KMS Key ARN."
-                              : "AWS KMS Key ARN does not match configured value");
+        st = arn_mismatch(kind, err);
         goto out;
     }
     if (rel_decrypt_key_id(rel, stored_arn, key_id, sizeof key_id) != 0) {
@@ -670,7 +715,9 @@ static ks_status get_key(struct ks_keystore *ks, const struct ks_kms_relationshi
     if ((st = item_to_ec(ks, &item, &ec, err)) != KS_OK)
         goto out;
     enc = ks_item_get(&item, KS_ATTR_ENC);
-    st = rel->kms->ops->decrypt(rel->kms, &call, key_id, enc->value, enc->len, &ec, &r, err);
+    st = counted(rel, KS_KMS_OP_DECRYPT,
+                 rel->kms->ops->decrypt(rel->kms, &call, key_id, enc->value, enc->len, &ec, &r,
+                                        err));
     if (st != KS_OK)
         goto out;
     if (!r.plaintext || r.plaintext_len != KEY_LEN) {
@@ -688,23 +735,108 @@ out:
     return st;
 }
 
-ks_status ks_keystore_get_active(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
-                                 const char *branch_key_id, struct ks_materials **out,
-                                 struct ks_error *err)
+struct fetch_args {
+    struct ks_keystore *ks;
+    const struct ks_kms_relationship *rel;
+    const char *id;
+    const char *version;
+    enum item_kind kind;
+};
+
+static ks_status fetch_for_cache(void *ctx, struct ks_materials **out, struct ks_error *err)
 {
-    return get_key(ks, rel, branch_key_id, NULL, ITEM_ACTIVE, out, err);
+    const struct fetch_args *a = ctx;
+    return fetch_key(a->ks, a->rel, a->id, a->version, a->kind, out, err);
+}
+
+static ks_status get_key(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                         const struct ks_reader *reader, const char *id, const char *version,
+                         enum item_kind kind, struct ks_key_ref **out, struct ks_error *err)
+{
+    struct ks_key_ref *ref;
+    ks_status st;
+
+    /* Refuse bad input before the cache: it would only be refused again by the fetch. */
+    if ((st = ks_keystore_check_branch_key_id(id, strlen(id), err)) != KS_OK)
+        return st;
+    if (kind == ITEM_VERSION && !ks_uuid_is_valid(version))
+        return ks_error_set(err, KS_E_INVALID, "branchKeyVersion: must be a lowercase UUID string");
+    if (!(ref = calloc(1, sizeof *ref)))
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    if (ks->cache && reader) {
+        /* reference/cache.md section 1: the MPL's identifier over (scope, partition, logical
+         * key store name, branch key id[, version]). */
+        struct fetch_args args = {ks, rel, id, version, kind};
+        struct ks_cache_key key = {
+            kind == ITEM_ACTIVE    ? KS_CACHE_ACTIVE
+            : kind == ITEM_VERSION ? KS_CACHE_VERSION
+                                   : KS_CACHE_BEACON,
+            reader->partition,
+            reader->partition_len,
+            ks->logical_key_store_name,
+            strlen(ks->logical_key_store_name),
+            id,
+            strlen(id),
+            kind == ITEM_VERSION ? version : NULL,
+        };
+        st = ks_cache_get(ks->cache, &key, fetch_for_cache, &args, &ref->cache_ref, err);
+        /* The identifier does not name the KMS relationship (reference/cache.md section 1), so
+         * an entry may have been fetched through another one: apply this relationship's
+         * section 7 check, as the fetch would have. */
+        if (st == KS_OK &&
+            !rel_accepts_arn(rel, ks_cache_ref_materials(ref->cache_ref)->kms_arn)) {
+            ks_cache_release(ref->cache_ref);
+            st = arn_mismatch(kind, err);
+        }
+    } else {
+        st = fetch_key(ks, rel, id, version, kind, &ref->owned, err);
+    }
+    if (st != KS_OK) {
+        free(ref);
+        return st;
+    }
+    *out = ref;
+    return KS_OK;
+}
+
+const struct ks_materials *ks_key_ref_materials(const struct ks_key_ref *ref)
+{
+    return ref->cache_ref ? ks_cache_ref_materials(ref->cache_ref) : ref->owned;
+}
+
+void ks_key_ref_release(struct ks_key_ref *ref)
+{
+    if (!ref)
+        return;
+    if (ref->cache_ref)
+        ks_cache_release(ref->cache_ref);
+    ks_materials_free(ref->owned);
+    free(ref);
+}
+
+unsigned long long ks_keystore_storage_reads(const struct ks_keystore *ks)
+{
+    return atomic_load_explicit(&ks->storage_reads, memory_order_relaxed);
+}
+
+ks_status ks_keystore_get_active(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                                 const struct ks_reader *reader, const char *branch_key_id,
+                                 struct ks_key_ref **out, struct ks_error *err)
+{
+    return get_key(ks, rel, reader, branch_key_id, NULL, ITEM_ACTIVE, out, err);
 }
 
 ks_status ks_keystore_get_version(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
-                                  const char *branch_key_id, const char *version,
-                                  struct ks_materials **out, struct ks_error *err)
+                                  const struct ks_reader *reader, const char *branch_key_id,
+                                  const char *version, struct ks_key_ref **out,
+                                  struct ks_error *err)
 {
-    return get_key(ks, rel, branch_key_id, version, ITEM_VERSION, out, err);
+    return get_key(ks, rel, reader, branch_key_id, version, ITEM_VERSION, out, err);
 }
 
 ks_status ks_keystore_get_beacon(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
-                                 const char *branch_key_id, struct ks_materials **out,
-                                 struct ks_error *err)
+                                 const struct ks_reader *reader, const char *branch_key_id,
+                                 struct ks_key_ref **out, struct ks_error *err)
 {
-    return get_key(ks, rel, branch_key_id, NULL, ITEM_BEACON, out, err);
+    return get_key(ks, rel, reader, branch_key_id, NULL, ITEM_BEACON, out, err);
 }

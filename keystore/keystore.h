@@ -21,6 +21,20 @@
 #include "kms/kms.h"
 #include "storage/storage.h"
 
+/* KMS calls made through a relationship, by operation (for /metrics). */
+enum ks_kms_op {
+    KS_KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT = 0,
+    KS_KMS_OP_RE_ENCRYPT,
+    KS_KMS_OP_DECRYPT,
+    KS_KMS_OP_COUNT
+};
+const char *ks_kms_op_name(enum ks_kms_op op);
+
+struct ks_kms_counters {
+    _Atomic unsigned long long calls[KS_KMS_OP_COUNT];
+    _Atomic unsigned long long errors[KS_KMS_OP_COUNT];
+};
+
 /* A KMS relationship at run time: the backend plus the KMS configuration and grant tokens. */
 struct ks_kms_relationship {
     const char *name;
@@ -30,9 +44,12 @@ struct ks_kms_relationship {
     const char *region;              /* mr_discovery */
     const char *const *grant_tokens; /* passed through to KMS */
     size_t n_grant_tokens;
+    struct ks_kms_counters *counters; /* may be NULL; owned by whoever built the relationship */
 };
 
 struct ks_keystore;
+struct ks_cache;
+struct ks_cache_ref;
 
 struct ks_keystore_params {
     const char *name;                   /* configured key store name */
@@ -40,6 +57,7 @@ struct ks_keystore_params {
     const char *key_store_id;           /* NULL: a UUIDv4 is generated */
     struct ks_storage *storage;         /* owned by the keystore from a successful create on */
     const struct ks_clock *clock;       /* NULL: system clock */
+    struct ks_cache *cache;             /* shared branch key cache, borrowed; NULL: none */
 };
 
 /* Creates a keystore. On success it owns params->storage. Caller frees with ks_keystore_destroy. */
@@ -88,20 +106,48 @@ struct ks_materials {
     unsigned char *key;              /* 32 bytes, secret */
     size_t key_len;
     int hierarchy_version; /* 1 */
+    char *kms_arn;         /* the item's kms-arn: re-checked against the relationship on every
+                              cache hit, so a hit answers exactly as a miss would */
 };
 
 void ks_materials_free(struct ks_materials *m);
 
-/* GetActiveBranchKey / GetBranchKeyVersion / GetBeaconKey. *out is owned by the caller. */
+/*
+ * A held reference to materials: an entry of the shared cache (kept alive, and its key unwiped,
+ * until released) or materials fetched for this call only. Release exactly once.
+ */
+struct ks_key_ref;
+const struct ks_materials *ks_key_ref_materials(const struct ks_key_ref *ref);
+void ks_key_ref_release(struct ks_key_ref *ref);
+
+/*
+ * Who reads: the cache partition of the tenant (reference/cache.md section 7: derived from the
+ * authenticated tenant, never from request data). NULL, or a keystore without a cache, reads
+ * storage and KMS on every call.
+ */
+struct ks_reader {
+    const unsigned char *partition;
+    size_t partition_len;
+};
+
+/*
+ * GetActiveBranchKey / GetBranchKeyVersion / GetBeaconKey. Through the shared cache when the
+ * keystore has one and reader is given: a miss is fetched once per identifier while concurrent
+ * callers wait (storm tracking); *out is owned by the caller (ks_key_ref_release).
+ */
 ks_status ks_keystore_get_active(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
-                                 const char *branch_key_id, struct ks_materials **out,
-                                 struct ks_error *err);
+                                 const struct ks_reader *reader, const char *branch_key_id,
+                                 struct ks_key_ref **out, struct ks_error *err);
 ks_status ks_keystore_get_version(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
-                                  const char *branch_key_id, const char *version,
-                                  struct ks_materials **out, struct ks_error *err);
+                                  const struct ks_reader *reader, const char *branch_key_id,
+                                  const char *version, struct ks_key_ref **out,
+                                  struct ks_error *err);
 ks_status ks_keystore_get_beacon(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
-                                 const char *branch_key_id, struct ks_materials **out,
-                                 struct ks_error *err);
+                                 const struct ks_reader *reader, const char *branch_key_id,
+                                 struct ks_key_ref **out, struct ks_error *err);
+
+/* Storage reads made by this keystore's gets (for /metrics and the stampede benchmark). */
+unsigned long long ks_keystore_storage_reads(const struct ks_keystore *ks);
 
 /*
  * Input validation shared with the handlers so that bad input is refused before any I/O:

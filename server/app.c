@@ -5,6 +5,7 @@
 
 #include "common/aws.h"
 #include "keystore/arn.h"
+#include "keystore/cache.h"
 
 extern const char ks_openapi_yaml[];
 extern const size_t ks_openapi_yaml_len;
@@ -48,6 +49,7 @@ static ks_status open_relationship(struct ks_app *app, size_t i, struct ks_error
     rel->arn = app->relationship_arns[i];
     rel->grant_tokens = (const char *const *)rc->grant_tokens;
     rel->n_grant_tokens = rc->n_grant_tokens;
+    rel->counters = &app->kms_counters[i];
     return KS_OK;
 }
 
@@ -74,6 +76,7 @@ static ks_status open_key_store(struct ks_app *app, size_t i, const struct ks_cl
     params.key_store_id = kc->key_store_id;
     params.storage = storage;
     params.clock = clock;
+    params.cache = app->cache;
     if ((st = ks_keystore_create(&params, &app->keystores[i], err)) != KS_OK)
         ks_storage_destroy(storage);
     return st;
@@ -98,11 +101,15 @@ ks_status ks_app_create(const struct ks_config *cfg, const struct ks_clock *cloc
     /* One credentials provider per aws relationship and per DynamoDB key store. */
     app->credentials =
         calloc(cfg->n_kms_relationships + cfg->n_key_stores + 1, sizeof *app->credentials);
+    app->kms_counters = calloc(cfg->n_kms_relationships + 1, sizeof *app->kms_counters);
     if (!app->keystores || !app->relationships || !app->kms_backends || !app->relationship_arns ||
-        !app->credentials) {
+        !app->credentials || !app->kms_counters) {
         ks_app_destroy(app);
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
+    /* One cache for every key store, relationship and tenant (issue 5); partitions keep
+     * tenants apart. */
+    st = ks_cache_create(&cfg->cache, clock, &app->cache, err);
     for (i = 0; st == KS_OK && i < cfg->n_kms_relationships; i++)
         st = open_relationship(app, i, err);
     for (i = 0; st == KS_OK && i < cfg->n_key_stores; i++)
@@ -122,6 +129,8 @@ void ks_app_destroy(struct ks_app *app)
         return;
     for (i = 0; app->keystores && i < app->config->n_key_stores; i++)
         ks_keystore_destroy(app->keystores[i]);
+    ks_cache_destroy(app->cache);
+    free(app->kms_counters);
     for (i = 0; app->kms_backends && i < app->config->n_kms_relationships; i++)
         ks_kms_destroy(app->kms_backends[i]);
     for (i = 0; app->relationship_arns && i < app->config->n_kms_relationships; i++)

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -218,6 +219,15 @@ int main(int argc, char **argv)
         free(cfg->listen_host);
         cfg->listen_host = host;
         cfg->listen_port = port;
+    }
+
+    /* Each connection is a descriptor: use the hard limit, not the (often 1024) soft one. */
+    {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
     }
 
     /* Signals are taken synchronously by this thread; every other thread inherits the mask. */

@@ -36,6 +36,7 @@ import { runCreateRace, runRace } from './race.mjs';
 import { runTamper } from './tamper.mjs';
 import { runConfigCheck, runEmbedded, runKeyFile } from './startup.mjs';
 import { runShutdown } from './shutdown.mjs';
+import { runCache } from './cache.mjs';
 import { runWalkthrough } from './walkthrough.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -173,6 +174,8 @@ async function backendSuite(backend) {
       await guarded('check-config', () => runConfigCheck(h));
       h.section('[sqlite] embedded default');
       await guarded('embedded', () => runEmbedded(h));
+      h.section('[sqlite] shared cache');
+      await guarded('cache', () => runCache(h));
       h.section('[sqlite] README walkthrough');
       await guarded('walkthrough', () => runWalkthrough(h, repoRoot));
     }

@@ -48,6 +48,7 @@ Test(router, table_is_the_design)
     static const char *const expected[][2] = {
         {"GET", "/healthz"},
         {"GET", "/readyz"},
+        {"GET", "/metrics"},
         {"GET", "/v1/openapi.yaml"},
         {"PUT", "/v1/keystores/{ks}"},
         {"GET", "/v1/keystores/{ks}"},

@@ -1,0 +1,157 @@
+/*
+ * metrics.c - GET /metrics in the Prometheus text format (version 0.0.4): the shared cache's
+ * counters per partition (issue 5), storage reads per key store and KMS calls per relationship
+ * and operation. Counters and partition names only: no key, token or key id is ever a label.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "handlers/handlers.h"
+#include "keystore/cache.h"
+
+struct partition_stats {
+    char *name;
+    struct ks_cache_stats stats;
+};
+
+struct snapshot {
+    struct partition_stats *items;
+    size_t count, cap;
+    int failed;
+};
+
+/* Runs under the cache lock: copies only. */
+static void collect(void *ctx, const unsigned char *partition, size_t len,
+                    const struct ks_cache_stats *stats)
+{
+    struct snapshot *snap = ctx;
+    if (snap->failed)
+        return;
+    if (snap->count == snap->cap) {
+        size_t cap = snap->cap ? 2 * snap->cap : 16;
+        struct partition_stats *n = realloc(snap->items, cap * sizeof *n);
+        if (!n) {
+            snap->failed = 1;
+            return;
+        }
+        snap->items = n;
+        snap->cap = cap;
+    }
+    snap->items[snap->count].name = strndup((const char *)partition, len);
+    if (!snap->items[snap->count].name) {
+        snap->failed = 1;
+        return;
+    }
+    snap->items[snap->count].stats = *stats;
+    snap->count++;
+}
+
+/* A label value: backslash, double quote and newline escaped (exposition format). */
+static void label(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fprintf(f, "\\%c", *s);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+#define CACHE_METRIC(field, type, help)                                                            \
+    {#field, offsetof(struct ks_cache_stats, field), type, help}
+
+static const struct {
+    const char *name;
+    size_t offset;
+    const char *type;
+    const char *help;
+} cache_metrics[] = {
+    CACHE_METRIC(hits, "counter", "Gets served from the cache."),
+    CACHE_METRIC(misses, "counter", "Gets that found no valid entry."),
+    CACHE_METRIC(waits, "counter", "Gets that waited for another request's fetch."),
+    CACHE_METRIC(refreshes, "counter", "Grace-period refreshes started."),
+    CACHE_METRIC(evictions, "counter", "Entries evicted at capacity (least recently used)."),
+    CACHE_METRIC(expirations, "counter", "Entries dropped after their TTL."),
+    CACHE_METRIC(invalidations, "counter", "ACTIVE entries dropped by VersionKey."),
+    CACHE_METRIC(fetch_errors, "counter", "Fetches (storage read + KMS Decrypt) that failed."),
+    CACHE_METRIC(wait_timeouts, "counter", "Waits that exceeded the in-flight TTL."),
+    CACHE_METRIC(entries, "gauge", "Entries currently cached."),
+    CACHE_METRIC(in_flight, "gauge", "Fetches currently running."),
+};
+
+ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *resp,
+                            struct ks_error *err)
+{
+    const struct ks_app *app = req->app;
+    const struct ks_config *cfg = app->config;
+    struct snapshot snap = {0};
+    char *text = NULL;
+    size_t len = 0, i, m;
+    FILE *f;
+
+    ks_cache_stats_foreach(app->cache, collect, &snap);
+    f = snap.failed ? NULL : open_memstream(&text, &len);
+    if (f) {
+        for (m = 0; m < sizeof cache_metrics / sizeof cache_metrics[0]; m++) {
+            const char *suffix = strcmp(cache_metrics[m].type, "counter") == 0 ? "_total" : "";
+            fprintf(f, "# HELP keystored_cache_%s%s %s\n# TYPE keystored_cache_%s%s %s\n",
+                    cache_metrics[m].name, suffix, cache_metrics[m].help, cache_metrics[m].name,
+                    suffix, cache_metrics[m].type);
+            for (i = 0; i < snap.count; i++) {
+                const uint64_t *v =
+                    (const uint64_t *)((const char *)&snap.items[i].stats + cache_metrics[m].offset);
+                fprintf(f, "keystored_cache_%s%s{partition=\"", cache_metrics[m].name, suffix);
+                label(f, snap.items[i].name);
+                fprintf(f, "\"} %llu\n", (unsigned long long)*v);
+            }
+        }
+        fputs("# HELP keystored_storage_reads_total Item reads by the get operations.\n"
+              "# TYPE keystored_storage_reads_total counter\n",
+              f);
+        for (i = 0; i < cfg->n_key_stores; i++) {
+            fputs("keystored_storage_reads_total{key_store=\"", f);
+            label(f, cfg->key_stores[i].name);
+            fprintf(f, "\"} %llu\n", ks_keystore_storage_reads(app->keystores[i]));
+        }
+        fputs("# HELP keystored_kms_requests_total KMS calls by relationship and operation.\n"
+              "# TYPE keystored_kms_requests_total counter\n",
+              f);
+        for (i = 0; i < cfg->n_kms_relationships; i++) {
+            for (m = 0; m < KS_KMS_OP_COUNT; m++) {
+                fputs("keystored_kms_requests_total{relationship=\"", f);
+                label(f, cfg->kms_relationships[i].name);
+                fprintf(f, "\",operation=\"%s\"} %llu\n", ks_kms_op_name((enum ks_kms_op)m),
+                        (unsigned long long)app->kms_counters[i].calls[m]);
+            }
+        }
+        fputs("# HELP keystored_kms_errors_total KMS calls that failed.\n"
+              "# TYPE keystored_kms_errors_total counter\n",
+              f);
+        for (i = 0; i < cfg->n_kms_relationships; i++) {
+            for (m = 0; m < KS_KMS_OP_COUNT; m++) {
+                fputs("keystored_kms_errors_total{relationship=\"", f);
+                label(f, cfg->kms_relationships[i].name);
+                fprintf(f, "\",operation=\"%s\"} %llu\n", ks_kms_op_name((enum ks_kms_op)m),
+                        (unsigned long long)app->kms_counters[i].errors[m]);
+            }
+        }
+        if (fclose(f) != 0) {
+            free(text);
+            text = NULL;
+        }
+    }
+    for (i = 0; i < snap.count; i++)
+        free(snap.items[i].name);
+    free(snap.items);
+    if (!text)
+        return ks_error_set(err, KS_E_INTERNAL, "could not build the metrics");
+    resp->body = text;
+    resp->body_len = len;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    resp->status = 200;
+    return KS_OK;
+}
