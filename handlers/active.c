@@ -13,7 +13,8 @@ ks_status ks_handle_active_get(const struct ks_request *req, struct ks_response 
     if ((st = ks_handler_resolve(req, NULL, &ks, &rel, err)) != KS_OK)
         return st;
     reader = ks_handler_reader(req);
-    if ((st = ks_keystore_get_active(ks, rel, &reader, req->params[KS_PARAM_ID], &ref, err)) != KS_OK)
+    if ((st = ks_keystore_get_active(ks, rel, &reader, req->params[KS_PARAM_ID], &ref, err)) !=
+        KS_OK)
         return st;
     return ks_handler_materials(ref, 0, resp, err);
 }

@@ -30,8 +30,8 @@ struct ks_app {
     struct ks_kms **kms_backends;                     /* parallel to config->kms_relationships */
     char **relationship_arns;                         /* resolved ARNs (owned) */
     struct ks_aws_credentials_provider **credentials; /* AWS backends' providers (owned) */
-    struct ks_kms_counters *kms_counters;      /* parallel to config->kms_relationships */
-    struct ks_cache *cache;                    /* the shared branch key cache (owned) */
+    struct ks_kms_counters *kms_counters;             /* parallel to config->kms_relationships */
+    struct ks_cache *cache;                           /* the shared branch key cache (owned) */
     const char *openapi_yaml;
     size_t openapi_yaml_len;
 };

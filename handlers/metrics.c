@@ -62,7 +62,9 @@ static void label(FILE *f, const char *s)
 }
 
 #define CACHE_METRIC(field, type, help)                                                            \
-    {#field, offsetof(struct ks_cache_stats, field), type, help}
+    {                                                                                              \
+#field, offsetof(struct ks_cache_stats, field), type, help                                 \
+    }
 
 static const struct {
     const char *name;
@@ -102,8 +104,8 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
                     cache_metrics[m].name, suffix, cache_metrics[m].help, cache_metrics[m].name,
                     suffix, cache_metrics[m].type);
             for (i = 0; i < snap.count; i++) {
-                const uint64_t *v =
-                    (const uint64_t *)((const char *)&snap.items[i].stats + cache_metrics[m].offset);
+                const uint64_t *v = (const uint64_t *)((const char *)&snap.items[i].stats +
+                                                       cache_metrics[m].offset);
                 fprintf(f, "keystored_cache_%s%s{partition=\"", cache_metrics[m].name, suffix);
                 label(f, snap.items[i].name);
                 fprintf(f, "\"} %llu\n", (unsigned long long)*v);

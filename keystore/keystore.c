@@ -715,9 +715,9 @@ static ks_status fetch_key(struct ks_keystore *ks, const struct ks_kms_relations
     if ((st = item_to_ec(ks, &item, &ec, err)) != KS_OK)
         goto out;
     enc = ks_item_get(&item, KS_ATTR_ENC);
-    st = counted(rel, KS_KMS_OP_DECRYPT,
-                 rel->kms->ops->decrypt(rel->kms, &call, key_id, enc->value, enc->len, &ec, &r,
-                                        err));
+    st = counted(
+        rel, KS_KMS_OP_DECRYPT,
+        rel->kms->ops->decrypt(rel->kms, &call, key_id, enc->value, enc->len, &ec, &r, err));
     if (st != KS_OK)
         goto out;
     if (!r.plaintext || r.plaintext_len != KEY_LEN) {
@@ -783,8 +783,7 @@ static ks_status get_key(struct ks_keystore *ks, const struct ks_kms_relationshi
         /* The identifier does not name the KMS relationship (reference/cache.md section 1), so
          * an entry may have been fetched through another one: apply this relationship's
          * section 7 check, as the fetch would have. */
-        if (st == KS_OK &&
-            !rel_accepts_arn(rel, ks_cache_ref_materials(ref->cache_ref)->kms_arn)) {
+        if (st == KS_OK && !rel_accepts_arn(rel, ks_cache_ref_materials(ref->cache_ref)->kms_arn)) {
             ks_cache_release(ref->cache_ref);
             st = arn_mismatch(kind, err);
         }

@@ -26,6 +26,7 @@
 #include "server/router.h"
 
 #define REQUEST_ID_MAX 128
+#define CONNECTION_LIMIT 8192     /* across the pool; bounded further by RLIMIT_NOFILE */
 #define CHUNKED_DISCARD_FACTOR 16 /* a chunked body over the cap is read up to 16x, then cut */
 
 struct ks_server {
@@ -520,7 +521,7 @@ ks_status ks_server_start(struct ks_app *app, FILE *log, struct ks_server **out,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->server.threads, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->server.connection_timeout_seconds, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         srv, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->daemon) {
         free(srv);
