@@ -26,7 +26,7 @@
 #include "server/router.h"
 
 #define REQUEST_ID_MAX 128
-#define CONNECTION_LIMIT 8192     /* across the pool; bounded further by RLIMIT_NOFILE */
+#define CONNECTION_LIMIT 65536 /* split across the pool threads; bounded by RLIMIT_NOFILE */
 #define CHUNKED_DISCARD_FACTOR 16 /* a chunked body over the cap is read up to 16x, then cut */
 
 struct ks_server {
