@@ -31,6 +31,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+if [ "${1:-run}" = test ]; then
+    # The test peers and interop suites use AWS's SDK v3, which needs Node.js 20 or newer
+    # (Debian 12's own nodejs package is 18: install a newer one, e.g. from NodeSource).
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+    if [ "$major" -lt 20 ]; then
+        echo "the test suites need Node.js >= 20 (found $(node --version 2>/dev/null || echo none))" >&2
+        exit 1
+    fi
+fi
+
 if [ "${1:-run}" = test ] && [ -f package-lock.json ]; then
     if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
         npm ci --no-audit --no-fund --loglevel=error
