@@ -67,6 +67,7 @@ tenants:
   - {name: bench, token_sha256: "${hash}", role: admin, key_stores: [bench], kms_relationships: [kms]}
 `);
   const ks = spawn(KEYSTORED, ['--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+  process.once('exit', () => ks.kill('SIGKILL')); // also when the run fails half-way
   let log = '';
   const port = await new Promise((resolve, reject) => {
     ks.stderr.on('data', (d) => {

@@ -21,10 +21,9 @@
  * DynamoDB caller that sets 25 ms still backs off 1 s on throttling, as the SDKs do.
  *
  * Bodies: the request body is never copied (CURLOPT_POSTFIELDS points at the caller's buffer)
- * and never logged. The response body (KMS plaintexts travel in it) is collected in a buffer
- * that grows by allocate-copy-wipe (never realloc, which could leave an unwiped copy), is capped
- * at KS_AWS_MAX_RESPONSE, and is wiped on every path. Only error bodies, which carry no key
- * material, are handed to json-c.
+ * and never written anywhere else. The response body (it carries KMS plaintexts) is collected in
+ * a ks_secbuf (grows by allocate-copy-wipe, capped at KS_AWS_MAX_RESPONSE) and is wiped on every
+ * path. Only error bodies, which carry no key material, are handed to json-c.
  */
 #include "common/aws.h"
 
@@ -41,6 +40,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/secbuf.h"
 #include "common/secret.h"
 #include "common/sigv4.h"
 
@@ -391,52 +391,6 @@ static void quota_release(struct ks_aws_client *c, unsigned amount)
 
 /* --- response collection ----------------------------------------------------------------- */
 
-struct body_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-    int too_large;
-};
-
-static void body_free(struct body_buf *b)
-{
-    if (b->data != NULL) {
-        ks_secret_free(b->data, b->cap);
-    }
-    memset(b, 0, sizeof(*b));
-}
-
-static size_t write_body(char *ptr, size_t size, size_t nmemb, void *ctx)
-{
-    struct body_buf *b = ctx;
-    size_t n = size * nmemb;
-    if (n > KS_AWS_MAX_RESPONSE - b->len) {
-        b->too_large = 1;
-        return 0; /* makes curl fail with CURLE_WRITE_ERROR */
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap != 0 ? b->cap : 1024;
-        while (cap < b->len + n + 1) {
-            cap *= 2;
-        }
-        /* Allocate, copy, wipe the old block: realloc could leave an unwiped plaintext copy. */
-        char *data = malloc(cap);
-        if (data == NULL) {
-            return 0;
-        }
-        if (b->data != NULL) {
-            memcpy(data, b->data, b->len);
-            ks_secret_free(b->data, b->cap);
-        }
-        b->data = data;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
-}
-
 struct response_headers {
     char error_type[128];
     char request_id[64];
@@ -517,7 +471,7 @@ static void copy_message(const char *raw, char *out, size_t out_size)
 }
 
 /* Fills e->type and e->message from the header and the (error) body. */
-static void parse_error(const struct response_headers *h, const struct body_buf *body,
+static void parse_error(const struct response_headers *h, const struct ks_secbuf *body,
                         struct ks_aws_error *e)
 {
     e->type[0] = '\0';
@@ -717,7 +671,7 @@ static ks_status build_headers(struct ks_aws_client *c, const char *target, cons
 }
 
 static void setup_handle(struct ks_aws_client *c, CURL *h, struct curl_slist *headers,
-                         const char *body, size_t body_len, struct body_buf *resp,
+                         const char *body, size_t body_len, struct ks_secbuf *resp,
                          struct response_headers *rh)
 {
     /* curl_easy_reset keeps the connection, DNS and TLS session caches. */
@@ -735,14 +689,14 @@ static void setup_handle(struct ks_aws_client *c, CURL *h, struct curl_slist *he
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ks_secbuf_curl_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, write_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, rh);
 }
 
 static enum outcome attempt(struct ks_aws_client *c, CURL *h, const char *target, const char *body,
-                            size_t body_len, struct body_buf *resp, struct ks_aws_error *e,
+                            size_t body_len, struct ks_secbuf *resp, struct ks_aws_error *e,
                             struct ks_error *err)
 {
     struct curl_slist *headers = NULL;
@@ -809,7 +763,7 @@ void ks_aws_response_free(struct ks_aws_response *r)
 
 /* Moves the collected body into *out: exact-size copy, the collection buffer wiped. Section 1:
  * an empty body means empty output, returned as "{}". */
-static int take_body(struct body_buf *b, struct ks_aws_response *out)
+static int take_body(struct ks_secbuf *b, struct ks_aws_response *out)
 {
     const char *src = b->len > 0 ? b->data : "{}";
     size_t len = b->len > 0 ? b->len : 2;
@@ -821,7 +775,7 @@ static int take_body(struct body_buf *b, struct ks_aws_response *out)
     copy[len] = '\0';
     out->body = copy;
     out->len = len;
-    body_free(b);
+    ks_secbuf_free(b);
     return 0;
 }
 
@@ -858,12 +812,13 @@ ks_status ks_aws_call(struct ks_aws_client *c, const char *operation, const char
     ks_status st = KS_E_INTERNAL;
     unsigned last_cost = 0; /* tokens taken for the latest retry, refunded on success */
     for (unsigned i = 0;; i++) {
-        struct body_buf body = {0};
+        struct ks_secbuf body;
+        ks_secbuf_init(&body, KS_AWS_MAX_RESPONSE);
         e->attempts = i + 1;
         enum outcome o = attempt(c, h, target, request_json, request_len, &body, e, err);
         if (o == OUT_OK) {
             if (take_body(&body, resp) != 0) {
-                body_free(&body);
+                ks_secbuf_free(&body);
                 st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
                 break;
             }
@@ -872,7 +827,7 @@ ks_status ks_aws_call(struct ks_aws_client *c, const char *operation, const char
             st = KS_OK;
             break;
         }
-        body_free(&body);
+        ks_secbuf_free(&body);
         switch (o) {
         case OUT_THROTTLED:
             st = KS_E_THROTTLED;

@@ -35,6 +35,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/secbuf.h"
 #include "common/secret.h"
 
 /* Section 5.5 (B-CRED): refresh windows before Expiration. */
@@ -478,49 +479,6 @@ static int js_object(const char *text, size_t len, struct js_field *fields, size
 
 /* --- HTTP for the metadata services ------------------------------------------------------ */
 
-struct body_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-};
-
-static void body_free(struct body_buf *b)
-{
-    if (b->data != NULL) {
-        ks_secret_free(b->data, b->cap);
-    }
-    memset(b, 0, sizeof(*b));
-}
-
-static size_t write_body(char *ptr, size_t size, size_t nmemb, void *ctx)
-{
-    struct body_buf *b = ctx;
-    size_t n = size * nmemb;
-    if (n > METADATA_MAX_BODY - b->len) {
-        return 0;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap != 0 ? b->cap : 512;
-        while (cap < b->len + n + 1) {
-            cap *= 2;
-        }
-        char *data = malloc(cap); /* not realloc: the old block is wiped */
-        if (data == NULL) {
-            return 0;
-        }
-        if (b->data != NULL) {
-            memcpy(data, b->data, b->len);
-            ks_secret_free(b->data, b->cap);
-        }
-        b->data = data;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
-}
-
 static void slist_free_wiped(struct curl_slist *list)
 {
     for (struct curl_slist *l = list; l != NULL; l = l->next) {
@@ -555,7 +513,7 @@ static int header_add(struct curl_slist **list, const char *name, const char *va
  */
 static ks_status http_fetch(const char *method, const char *url, struct curl_slist *headers,
                             struct curl_slist *resolve, long connect_ms, long timeout_ms,
-                            long *status, struct body_buf *body, struct ks_error *err)
+                            long *status, struct ks_secbuf *body, struct ks_error *err)
 {
     CURL *h = curl_easy_init();
     if (h == NULL) {
@@ -576,14 +534,14 @@ static ks_status http_fetch(const char *method, const char *url, struct curl_sli
     if (resolve != NULL) {
         curl_easy_setopt(h, CURLOPT_RESOLVE, resolve);
     }
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ks_secbuf_curl_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
     CURLcode rc = curl_easy_perform(h);
     *status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     curl_easy_cleanup(h);
     if (rc != CURLE_OK) {
-        body_free(body);
+        ks_secbuf_free(body);
         return ks_error_set(err, KS_E_UNAVAILABLE, "credentials endpoint: %s",
                             curl_easy_strerror(rc));
     }
@@ -599,7 +557,7 @@ static ks_status metadata_http_error(const char *what, long status, struct ks_er
 }
 
 /* Parses the credential document of the container and IMDS endpoints (5.3, 5.4). */
-static ks_status parse_credential_document(const char *what, const struct body_buf *body,
+static ks_status parse_credential_document(const char *what, const struct ks_secbuf *body,
                                            struct ks_aws_credentials *out, struct ks_error *err)
 {
     char *id = NULL, *secret = NULL, *token = NULL, *expiration = NULL, *code = NULL;
@@ -1115,7 +1073,8 @@ static ks_status fetch_container(struct ks_aws_credentials_provider *p,
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
     ks_secret_free_string(token);
-    struct body_buf body = {0};
+    struct ks_secbuf body;
+    ks_secbuf_init(&body, METADATA_MAX_BODY);
     long status = 0;
     if (st == KS_OK) {
         st = http_fetch("GET", url, headers, resolve, CONTAINER_CONNECT_TIMEOUT_MS,
@@ -1126,7 +1085,7 @@ static ks_status fetch_container(struct ks_aws_credentials_provider *p,
                  ? parse_credential_document("container credentials endpoint", &body, out, err)
                  : metadata_http_error("container credentials endpoint", status, err);
     }
-    body_free(&body);
+    ks_secbuf_free(&body);
     slist_free_wiped(headers);
     curl_slist_free_all(resolve);
     return st;
@@ -1135,7 +1094,7 @@ static ks_status fetch_container(struct ks_aws_credentials_provider *p,
 /* --- 5.4 IMDSv2 -------------------------------------------------------------------------- */
 
 static ks_status imds_request(const char *method, const char *url, const char *token, long *status,
-                              struct body_buf *body, struct ks_error *err)
+                              struct ks_secbuf *body, struct ks_error *err)
 {
     struct curl_slist *headers = NULL;
     int rc = token != NULL
@@ -1177,7 +1136,8 @@ static ks_status imds_token(struct ks_aws_credentials_provider *p, const char *b
     p->imds_token = NULL;
     char url[1024];
     snprintf(url, sizeof(url), "%s/latest/api/token", base);
-    struct body_buf body = {0};
+    struct ks_secbuf body;
+    ks_secbuf_init(&body, METADATA_MAX_BODY);
     long status = 0;
     ks_status st = imds_request("PUT", url, NULL, &status, &body, err);
     if (st != KS_OK) {
@@ -1192,7 +1152,7 @@ static ks_status imds_token(struct ks_aws_credentials_provider *p, const char *b
     } else {
         p->imds_token_expiry = now + IMDS_TOKEN_CACHE_S;
     }
-    body_free(&body);
+    ks_secbuf_free(&body);
     return st;
 }
 
@@ -1239,7 +1199,8 @@ static ks_status fetch_imds(struct ks_aws_credentials_provider *p, struct ks_aws
         }
         char url[1024];
         snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/", base);
-        struct body_buf body = {0};
+        struct ks_secbuf body;
+        ks_secbuf_init(&body, METADATA_MAX_BODY);
         long status = 0;
         st = imds_request("GET", url, p->imds_token, &status, &body, err);
         if (st != KS_OK) {
@@ -1249,26 +1210,26 @@ static ks_status fetch_imds(struct ks_aws_credentials_provider *p, struct ks_aws
             /* The first line is the role name. */
             size_t len = body.data != NULL ? strcspn(body.data, "\r\n") : 0;
             if (!role_name_valid(body.data, len)) {
-                body_free(&body);
+                ks_secbuf_free(&body);
                 return ks_error_set(err, KS_E_CONFIG, "IMDS returned no usable role name");
             }
             n = snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%.*s",
                          base, (int)len, body.data);
-            body_free(&body);
+            ks_secbuf_free(&body);
             st = imds_request("GET", url, p->imds_token, &status, &body, err);
             if (st != KS_OK) {
                 return st;
             }
             if (status == 200) {
                 st = parse_credential_document("IMDS", &body, out, err);
-                body_free(&body);
+                ks_secbuf_free(&body);
                 if (st == KS_OK) {
                     imds_extend_expiration(p, out);
                 }
                 return st;
             }
         }
-        body_free(&body);
+        ks_secbuf_free(&body);
         if (status != 401) {
             return status == 404
                        ? ks_error_set(err, KS_E_CONFIG, "no IAM role is attached to this instance")

@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 
+#include <openssl/crypto.h>
+
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 char *ks_base64_encode(const void *data, size_t len)
@@ -92,6 +94,8 @@ int ks_base64_decode(const char *text, size_t len, unsigned char **out, size_t *
     *out_len = n;
     return 0;
 bad:
+    /* The partly decoded bytes may be key material (KMS plaintexts). */
+    OPENSSL_cleanse(buf, n ? n : 1);
     free(buf);
     return -1;
 }

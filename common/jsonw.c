@@ -9,42 +9,14 @@
 
 void ks_jsonw_init(struct ks_jsonw *w, size_t max)
 {
-    memset(w, 0, sizeof *w);
-    w->max = max;
+    ks_secbuf_init(&w->out, max);
+    w->need_comma = 0;
 }
 
 static void put(struct ks_jsonw *w, const char *s, size_t n)
 {
-    if (w->failed)
-        return;
-    if (w->len + n + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        char *nb;
-        while (cap < w->len + n + 1)
-            cap *= 2;
-        if (cap > w->max + 1) {
-            if (w->len + n + 1 > w->max + 1) {
-                w->failed = 1;
-                return;
-            }
-            cap = w->max + 1;
-        }
-        /* Never realloc: the old block would be freed unwiped. */
-        nb = malloc(cap);
-        if (!nb) {
-            w->failed = 1;
-            return;
-        }
-        if (w->buf) {
-            memcpy(nb, w->buf, w->len);
-            ks_secret_free(w->buf, w->cap);
-        }
-        w->buf = nb;
-        w->cap = cap;
-    }
-    memcpy(w->buf + w->len, s, n);
-    w->len += n;
-    w->buf[w->len] = '\0';
+    if (!w->out.failed)
+        ks_secbuf_append(&w->out, s, n);
 }
 
 static void comma(struct ks_jsonw *w)
@@ -155,7 +127,7 @@ void ks_jsonw_base64(struct ks_jsonw *w, const void *data, size_t len)
 {
     char *b64 = ks_base64_encode(data, len);
     if (!b64) {
-        w->failed = 1;
+        w->out.failed = 1;
         return;
     }
     ks_jsonw_string(w, b64);
@@ -165,20 +137,20 @@ void ks_jsonw_base64(struct ks_jsonw *w, const void *data, size_t len)
 char *ks_jsonw_take(struct ks_jsonw *w, size_t *len)
 {
     char *out;
-    if (w->failed || !w->buf) {
+    if (w->out.failed || !w->out.data) {
         ks_jsonw_free(w);
         return NULL;
     }
-    out = w->buf;
+    out = w->out.data;
     if (len)
-        *len = w->len;
-    w->buf = NULL;
-    ks_jsonw_init(w, w->max);
+        *len = w->out.len;
+    w->out.data = NULL; /* moved to the caller */
+    ks_jsonw_init(w, w->out.max);
     return out;
 }
 
 void ks_jsonw_free(struct ks_jsonw *w)
 {
-    ks_secret_free(w->buf, w->cap);
-    ks_jsonw_init(w, w->max);
+    ks_secbuf_free(&w->out);
+    w->need_comma = 0;
 }

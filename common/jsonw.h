@@ -9,11 +9,11 @@
 
 #include <stddef.h>
 
+#include "common/secbuf.h"
+
 struct ks_jsonw {
-    char *buf;
-    size_t len, cap, max;
-    int need_comma; /* a value was written at the current nesting level */
-    int failed;     /* OOM or over max: every later call is a no-op */
+    struct ks_secbuf out; /* wiped when grown or freed; failed: every later call is a no-op */
+    int need_comma;       /* a value was written at the current nesting level */
 };
 
 void ks_jsonw_init(struct ks_jsonw *w, size_t max);

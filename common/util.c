@@ -1,6 +1,7 @@
 #include "common/util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -83,7 +84,7 @@ void ks_hex_encode(const void *data, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int hex_value(char c)
+int ks_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -94,13 +95,39 @@ static int hex_value(char c)
     return -1;
 }
 
+char *ks_percent_decode(const char *s, size_t len, int plus_is_space, size_t *out_len)
+{
+    char *out = malloc(len + 1);
+    size_t i, o = 0;
+    if (!out)
+        return NULL;
+    for (i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            int hi = i + 2 < len ? ks_hex_digit(s[i + 1]) : -1;
+            int lo = i + 2 < len ? ks_hex_digit(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi | lo) == 0) {
+                free(out);
+                return NULL;
+            }
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = plus_is_space && s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    out[o] = '\0';
+    if (out_len)
+        *out_len = o;
+    return out;
+}
+
 int ks_hex_decode(const char *hex, unsigned char *out, size_t len)
 {
     size_t i;
     if (strlen(hex) != 2 * len)
         return -1;
     for (i = 0; i < len; i++) {
-        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        int hi = ks_hex_digit(hex[2 * i]), lo = ks_hex_digit(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (unsigned char)(hi << 4 | lo);

@@ -41,6 +41,16 @@ void ks_timestamp_iso8601(uint64_t epoch_us, char out[28]);
 /* Lowercase hex of len bytes into out (2*len+1). */
 void ks_hex_encode(const void *data, size_t len, char *out);
 
+/* The value of one hex digit (either case), or -1. */
+int ks_hex_digit(char c);
+
+/*
+ * Percent-decodes len bytes of s into a new NUL-terminated string (*out_len excludes the NUL);
+ * '+' becomes a space when plus_is_space (query strings). NULL on a bad escape, an escaped NUL
+ * (%00) or OOM. Caller frees.
+ */
+char *ks_percent_decode(const char *s, size_t len, int plus_is_space, size_t *out_len);
+
 /* Parses exactly 2*len hex digits (either case). 0, or -1. */
 int ks_hex_decode(const char *hex, unsigned char *out, size_t len);
 

@@ -104,15 +104,11 @@ ks_status ks_handler_finish(struct ks_jsonw *w, int status, struct ks_response *
     return KS_OK;
 }
 
-struct ks_reader ks_handler_reader(const struct ks_request *req)
-{
-    struct ks_reader reader = {(const unsigned char *)req->tenant->partition,
-                               strlen(req->tenant->partition)};
-    return reader;
-}
-
-ks_status ks_handler_materials(struct ks_key_ref *ref, int beacon, struct ks_response *resp,
-                               struct ks_error *err)
+/* Writes the materials of ref as the get response ({branchKeyIdentifier, branchKeyVersion,
+ * encryptionContext, branchKey, hierarchyVersion} or the beacon form) with no-store, then
+ * releases ref (the cache entry stays alive until the response text holds its copy). */
+static ks_status write_materials(struct ks_key_ref *ref, int beacon, struct ks_response *resp,
+                                 struct ks_error *err)
 {
     const struct ks_materials *m = ks_key_ref_materials(ref);
     struct ks_jsonw w;
@@ -143,4 +139,29 @@ ks_status ks_handler_materials(struct ks_key_ref *ref, int beacon, struct ks_res
     st = ks_handler_finish(&w, 200, resp, err);
     ks_key_ref_release(ref);
     return st;
+}
+
+ks_status ks_handler_get_key(const struct ks_request *req, enum ks_handler_key which,
+                             struct ks_response *resp, struct ks_error *err)
+{
+    const struct ks_kms_relationship *rel;
+    struct ks_reader reader = {(const unsigned char *)req->tenant->partition,
+                               strlen(req->tenant->partition)};
+    const char *id = req->params[KS_PARAM_ID];
+    struct ks_keystore *ks;
+    struct ks_key_ref *ref;
+    ks_status st;
+
+    if ((st = ks_handler_resolve(req, NULL, &ks, &rel, err)) != KS_OK)
+        return st;
+    if (which == KS_HANDLER_ACTIVE)
+        st = ks_keystore_get_active(ks, rel, &reader, id, &ref, err);
+    else if (which == KS_HANDLER_VERSION)
+        st =
+            ks_keystore_get_version(ks, rel, &reader, id, req->params[KS_PARAM_VERSION], &ref, err);
+    else
+        st = ks_keystore_get_beacon(ks, rel, &reader, id, &ref, err);
+    if (st != KS_OK)
+        return st;
+    return write_materials(ref, which == KS_HANDLER_BEACON, resp, err);
 }

@@ -103,14 +103,15 @@ struct ks_jsonw;
 ks_status ks_handler_finish(struct ks_jsonw *w, int status, struct ks_response *resp,
                             struct ks_error *err);
 
-/* The cache reader of the request's tenant: its configured partition (a trust boundary, never
- * taken from request data; reference/cache.md section 7). */
-struct ks_reader ks_handler_reader(const struct ks_request *req);
+/* Which key a get handler reads. */
+enum ks_handler_key { KS_HANDLER_ACTIVE, KS_HANDLER_VERSION, KS_HANDLER_BEACON };
 
-/* Writes the materials of ref as the get response ({branchKeyIdentifier, branchKeyVersion,
- * encryptionContext, branchKey, hierarchyVersion} or the beacon form) with no-store, then
- * releases ref (the cache entry stays alive until the response text holds its copy). */
-ks_status ks_handler_materials(struct ks_key_ref *ref, int beacon, struct ks_response *resp,
-                               struct ks_error *err);
+/*
+ * The three gets: resolve the key store and relationship, read through the cache with the
+ * tenant's partition (a trust boundary, never taken from request data; reference/cache.md
+ * section 7), and answer the materials with no-store.
+ */
+ks_status ks_handler_get_key(const struct ks_request *req, enum ks_handler_key which,
+                             struct ks_response *resp, struct ks_error *err);
 
 #endif

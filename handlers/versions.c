@@ -41,17 +41,5 @@ ks_status ks_handle_version_create(const struct ks_request *req, struct ks_respo
 ks_status ks_handle_version_get(const struct ks_request *req, struct ks_response *resp,
                                 struct ks_error *err)
 {
-    const struct ks_kms_relationship *rel;
-    struct ks_keystore *ks;
-    struct ks_reader reader;
-    struct ks_key_ref *ref;
-    ks_status st;
-
-    if ((st = ks_handler_resolve(req, NULL, &ks, &rel, err)) != KS_OK)
-        return st;
-    reader = ks_handler_reader(req);
-    if ((st = ks_keystore_get_version(ks, rel, &reader, req->params[KS_PARAM_ID],
-                                      req->params[KS_PARAM_VERSION], &ref, err)) != KS_OK)
-        return st;
-    return ks_handler_materials(ref, 0, resp, err);
+    return ks_handler_get_key(req, KS_HANDLER_VERSION, resp, err);
 }

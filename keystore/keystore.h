@@ -146,7 +146,7 @@ ks_status ks_keystore_get_beacon(struct ks_keystore *ks, const struct ks_kms_rel
                                  const struct ks_reader *reader, const char *branch_key_id,
                                  struct ks_key_ref **out, struct ks_error *err);
 
-/* Storage reads made by this keystore's gets (for /metrics and the stampede benchmark). */
+/* Storage reads made by this keystore's get operations, for /metrics and the stampede benchmark. */
 unsigned long long ks_keystore_storage_reads(const struct ks_keystore *ks);
 
 /*

@@ -459,46 +459,6 @@ bad:
     return -1;
 }
 
-static int b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/*
- * 1 when text is canonical base64 (common/base64.h's rules). Checked before decoding a
- * plaintext: ks_base64_decode frees its partly filled buffer unwiped when it finds an error
- * late, so a plaintext is only handed to it once it cannot fail but for OOM.
- */
-static int b64_canonical(const char *text, size_t len)
-{
-    size_t pad = 0, i;
-    int last;
-
-    if (len % 4 != 0)
-        return 0;
-    if (len >= 1 && text[len - 1] == '=')
-        pad++;
-    if (len >= 2 && text[len - 2] == '=')
-        pad++;
-    for (i = 0; i < len - pad; i++)
-        if (b64_value(text[i]) < 0)
-            return 0;
-    if (pad == 0)
-        return 1;
-    last = b64_value(text[len - pad - 1]);
-    return pad == 1 ? (last & 0x03) == 0 : (last & 0x0f) == 0;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Results                                                                                     */
 
@@ -556,11 +516,10 @@ static ks_status read_result(const char *operation, const struct ks_aws_response
             st = malformed(err, operation, "CiphertextBlob is not base64");
     }
     if (st == KS_OK && (want & WANT_PLAINTEXT)) {
-        if (!b64_canonical(f[F_PLAINTEXT].value, f[F_PLAINTEXT].len))
+        /* ks_base64_decode wipes a partly decoded plaintext when the text turns out bad. */
+        if (ks_base64_decode(f[F_PLAINTEXT].value, f[F_PLAINTEXT].len, &res.plaintext,
+                             &res.plaintext_len) != 0)
             st = malformed(err, operation, "Plaintext is not base64");
-        else if (ks_base64_decode(f[F_PLAINTEXT].value, f[F_PLAINTEXT].len, &res.plaintext,
-                                  &res.plaintext_len) != 0)
-            st = ks_error_set(err, KS_E_INTERNAL, "AWS KMS %s: out of memory", operation);
         else if (plaintext_len && res.plaintext_len != plaintext_len)
             st = ks_error_set(err, KS_E_KMS,
                               "AWS KMS %s: malformed response: Plaintext is %zu bytes, asked "

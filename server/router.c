@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+
 static const struct ks_route routes[] = {
     {"GET", "/healthz", KS_ACCESS_PUBLIC, 0, 0, ks_handle_healthz},
     {"GET", "/readyz", KS_ACCESS_PUBLIC, 0, 0, ks_handle_readyz},
@@ -26,48 +28,6 @@ const struct ks_route *ks_router_routes(size_t *count)
 {
     *count = sizeof routes / sizeof routes[0];
     return routes;
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes [s, s+len) into a new string; NULL on bad encoding, NUL, or OOM. */
-static char *decode(const char *s, size_t len, size_t *out_len)
-{
-    char *out = malloc(len + 1);
-    size_t i, o = 0;
-    if (!out)
-        return NULL;
-    for (i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int hi, lo;
-            if (i + 2 >= len) {
-                free(out);
-                return NULL;
-            }
-            hi = hex_value(s[i + 1]);
-            lo = hex_value(s[i + 2]);
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                free(out);
-                return NULL;
-            }
-            out[o++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    *out_len = o;
-    return out;
 }
 
 static int param_index(const char *seg, size_t len)
@@ -108,7 +68,7 @@ static enum ks_match_result extract(const char *pattern, const char *path, struc
         size_t sl = se ? (size_t)(se - path) : strlen(path);
         int idx = param_index(pattern + 1, pl - 1);
         if (idx >= 0) {
-            m->params[idx] = decode(path + 1, sl - 1, &m->param_lens[idx]);
+            m->params[idx] = ks_percent_decode(path + 1, sl - 1, 0, &m->param_lens[idx]);
             if (!m->params[idx])
                 return KS_MATCH_BAD_PATH;
         }

@@ -26,7 +26,7 @@
 #include "server/router.h"
 
 #define REQUEST_ID_MAX 128
-#define CONNECTION_LIMIT 65536 /* split across the pool threads; bounded by RLIMIT_NOFILE */
+#define CONNECTION_LIMIT 65536    /* split across the pool threads; bounded by RLIMIT_NOFILE */
 #define CHUNKED_DISCARD_FACTOR 16 /* a chunked body over the cap is read up to 16x, then cut */
 
 struct ks_server {
@@ -182,40 +182,6 @@ static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 32);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Query values arrive undecoded (our unescape callback is a no-op, so that path segments can
- * carry %2F). Decodes %XX and '+' into a new string; NULL on bad encoding or NUL. */
-static char *decode_query_value(const char *s)
-{
-    size_t len = strlen(s), i, o = 0;
-    char *out = malloc(len + 1);
-    if (!out)
-        return NULL;
-    for (i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int hi = i + 2 < len ? hex_digit(s[i + 1]) : -1;
-            int lo = i + 2 < len ? hex_digit(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi | lo) == 0) {
-                free(out);
-                return NULL;
-            }
-            out[o++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[o++] = s[i] == '+' ? ' ' : s[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 {
     (void)cls;
@@ -341,7 +307,9 @@ static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *co
         goto fail;
     }
     if (q.kms_relationship) {
-        rel_query = decode_query_value(q.kms_relationship);
+        /* Query values arrive undecoded: the unescape callback is a no-op so that path segments
+         * can carry %2F. */
+        rel_query = ks_percent_decode(q.kms_relationship, strlen(q.kms_relationship), 1, NULL);
         if (!rel_query || !*rel_query) {
             st = ks_error_set(&err, KS_E_INVALID, "kmsRelationship: bad value");
             goto fail;

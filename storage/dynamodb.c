@@ -759,15 +759,13 @@ static ks_status ddb_get_version(struct ks_storage *s, const char *branch_key_id
                                  const char *version, struct ks_item *out, struct ks_error *err)
 {
     /* GetItem key (id, "branch:version:" + version verbatim), reference section 6. */
-    size_t n = strlen(KS_TYPE_VERSION_PREFIX) + strlen(version) + 1;
-    char *type = malloc(n);
+    char *type = ks_storage_version_type(version);
     ks_status st;
 
     if (!type) {
         ks_item_init(out);
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
-    snprintf(type, n, "%s%s", KS_TYPE_VERSION_PREFIX, version);
     st = ddb_get(s, branch_key_id, type, out, err);
     free(type);
     return st;

@@ -5,6 +5,7 @@
  */
 #include "storage/storage.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void ks_storage_destroy(struct ks_storage *s)
@@ -104,4 +105,15 @@ ks_status ks_storage_check_read(const struct ks_item *item, const char *branch_k
         return ks_error_set(err, KS_E_CORRUPT,
                             "stored item is not valid: its key attributes do not match its key");
     return KS_OK;
+}
+
+char *ks_storage_version_type(const char *version)
+{
+    size_t p = strlen(KS_TYPE_VERSION_PREFIX), v = strlen(version);
+    char *type = malloc(p + v + 1);
+    if (type) {
+        memcpy(type, KS_TYPE_VERSION_PREFIX, p);
+        memcpy(type + p, version, v + 1);
+    }
+    return type;
 }

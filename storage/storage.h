@@ -122,6 +122,10 @@ ks_status ks_storage_check_new_version(const struct ks_item *version, const stru
 ks_status ks_storage_check_read(const struct ks_item *item, const char *branch_key_id,
                                 const char *type, struct ks_error *err);
 
+/* The item type of a version, "branch:version:" + version verbatim (reference section 6), as a
+ * malloc'd string; NULL on OOM. Shared by the backends' get_version. */
+char *ks_storage_version_type(const char *version);
+
 /* --- Appended: DynamoDB backend (storage/dynamodb.c) --------------------------------------- */
 
 struct ks_storage_config;

@@ -415,7 +415,7 @@ Test(common_jsonw, failed_writer_stays_failed)
     struct ks_jsonw w;
     ks_jsonw_init(&w, 8);
     ks_jsonw_string(&w, "0123456789"); /* 12 chars: over the cap */
-    cr_expect(w.failed);
+    cr_expect(w.out.failed);
     ks_jsonw_free(&w);
     ks_jsonw_init(&w, 8);
     ks_jsonw_string(&w, "0123456789");
