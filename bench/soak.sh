@@ -12,7 +12,13 @@ command -v wrk >/dev/null || { echo "needs wrk" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 port=18383
-cleanup() { [ -n "${kpid:-}" ] && kill -TERM "$kpid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
+cleanup() {
+    [ -n "${kpid:-}" ] && kill -TERM "$kpid" 2>/dev/null
+    wait 2>/dev/null
+    # With a sanitizer build (KEYSTORED=./build-asan/keystored), show its exit report.
+    grep -A20 -E 'Sanitizer|runtime error' "$tmp/keystored.log" || true
+    rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 token="ks_$(openssl rand -hex 32)"

@@ -39,11 +39,14 @@ static void collect(void *ctx, const unsigned char *partition, size_t len,
         snap->items = n;
         snap->cap = cap;
     }
-    snap->items[snap->count].name = strndup((const char *)partition, len);
+    /* Partition bytes are not NUL-terminated: copy exactly len of them. */
+    snap->items[snap->count].name = malloc(len + 1);
     if (!snap->items[snap->count].name) {
         snap->failed = 1;
         return;
     }
+    memcpy(snap->items[snap->count].name, partition, len);
+    snap->items[snap->count].name[len] = '\0';
     snap->items[snap->count].stats = *stats;
     snap->count++;
 }
