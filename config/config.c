@@ -782,7 +782,10 @@ static void parse_cache(struct parser *p, yaml_node_t *n)
         return;
     for (i = 0; i < C_COUNT; i++)
         if (f[i].value &&
-            get_uint(p, f[i].value, join_path(path, "cache", f[i].key), 1, CACHE_MAX, dst[i]))
+            get_uint(p, f[i].value, join_path(path, "cache", f[i].key),
+                     /* capacity 0 is the MPL's "No" cache (LocalCMC(0)): every get reads
+                      * storage and KMS, concurrent misses still share one fetch */
+                     i == C_CAPACITY ? 0 : 1, CACHE_MAX, dst[i]))
             ok = 0;
     if (!ok)
         return;

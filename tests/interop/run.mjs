@@ -157,6 +157,10 @@ ${rel('strict', WEST, `{kms_key_arn: "${k1}"}`)}${rel('mrk', EAST, `{kms_mr_key_
       region: ${WEST}
       endpoint: ${ddb.endpoint}
       credentials: ${creds(DDB_CREDS)}
+# The MPL's "No" cache: AWS's library writes (versionKey) behind keystored's back, and every
+# read here must show what the table and KMS hold now, not a cached ACTIVE of up to ttl_seconds
+# ago (README "Cache"); the cache has its own tests in tests/http/cache.mjs.
+cache: {capacity: 0}
 tenants:
   - name: admin
     token_sha256: "${sha256Hex(token)}"

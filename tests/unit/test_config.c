@@ -504,12 +504,12 @@ Test(config, wrong_types)
 
     expect_one_error("cache: {capacity: [1]}\n" MINIMAL,
                      "t.yaml:1:19: cache.capacity is a list; expected an integer in "
-                     "1..2147483647\n");
+                     "0..2147483647\n");
     expect_one_error("cache: {capacity: \"10\"}\n" MINIMAL,
                      "t.yaml:1:19: cache.capacity is the string \"10\"; expected an integer");
     expect_one_error("cache: {capacity: 1.5}\n" MINIMAL,
                      "t.yaml:1:19: cache.capacity is \"1.5\"; expected an integer in "
-                     "1..2147483647\n");
+                     "0..2147483647\n");
     expect_one_error("server: {threads: four}\n" MINIMAL,
                      "t.yaml:1:19: server.threads is \"four\"; expected an integer in 1..256\n");
     expect_one_error("listen: {host: x}\n" MINIMAL,
@@ -618,7 +618,7 @@ Test(config, out_of_range_numbers)
         {"server: {max_json_depth: 65}\n", "expected an integer in 2..64"},
         {"server: {connection_timeout_seconds: 0}\n", "expected an integer in 1..3600"},
         {"server: {connection_timeout_seconds: 3601}\n", "expected an integer in 1..3600"},
-        {"cache: {capacity: 0}\n", "cache.capacity is \"0\", out of range"},
+        {"cache: {capacity: -1}\n", "cache.capacity is \"-1\", out of range"},
         {"cache: {fan_out: 0}\n", "cache.fan_out is \"0\", out of range"},
         {"cache: {capacity: 99999999999999999999999}\n", "out of range"},
     };
@@ -630,6 +630,12 @@ Test(config, out_of_range_numbers)
     /* The bounds themselves are valid. */
     ks_config_free(load_ok("server: {threads: 1, max_body_bytes: 16777216, max_json_depth: 2,\n"
                            "         connection_timeout_seconds: 3600}\n" MINIMAL));
+    /* capacity 0 is the MPL's "No" cache. */
+    {
+        struct ks_config *cfg = load_ok("cache: {capacity: 0}\n" MINIMAL);
+        cr_expect_eq(cfg->cache.capacity, 0);
+        ks_config_free(cfg);
+    }
 }
 
 Test(config, duplicate_names)
@@ -1024,7 +1030,7 @@ Test(config, parse_listen_for_the_flag)
 Test(config, all_errors_reported_sorted_with_positions)
 {
     char *errors = load_errors("listen: nohost\n"
-                               "cache: {capacity: 0}\n"
+                               "cache: {fan_out: 0}\n"
                                "kms_relationships:\n"
                                "  - name: local\n"
                                "    type: local\n"
@@ -1045,7 +1051,7 @@ Test(config, all_errors_reported_sorted_with_positions)
         errors,
         "t.yaml:1:9: listen \"nohost\" has no :port; expected host:port with an IPv4 address, a "
         "host name or a quoted \"[IPv6]:port\", port 0..65535\n"
-        "t.yaml:2:19: cache.capacity is \"0\", out of range; expected an integer in "
+        "t.yaml:2:18: cache.fan_out is \"0\", out of range; expected an integer in "
         "1..2147483647\n"
         "t.yaml:7:5: kms_relationships[0]: unknown key \"colour\"; expected one of name, type, "
         "key_file, kms_configuration, region, endpoint, credentials, grant_tokens\n"
