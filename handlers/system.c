@@ -38,20 +38,18 @@ ks_status ks_handle_readyz(const struct ks_request *req, struct ks_response *res
     ks_jsonw_key(&w, "checks");
     ks_jsonw_object_begin(&w);
     for (i = 0; i < cfg->n_key_stores; i++) {
-        struct ks_storage *s = ks_keystore_storage(req->app->keystores[i]);
         struct ks_error e;
         char name[300];
-        int ok = s->ops->ping(s, &e) == KS_OK;
+        int ok = ks_keystore_ping(req->app->keystores[i], &e) == KS_OK;
         ready &= ok;
         snprintf(name, sizeof name, "storage:%s", cfg->key_stores[i].name);
         ks_jsonw_key(&w, name);
         ks_jsonw_string(&w, ok ? "ok" : "unavailable");
     }
     for (i = 0; i < cfg->n_kms_relationships; i++) {
-        struct ks_kms *k = req->app->relationships[i].kms;
         struct ks_error e;
         char name[300];
-        int ok = k->ops->ping(k, &e) == KS_OK;
+        int ok = ks_kms_relationship_ping(&req->app->relationships[i], &e) == KS_OK;
         ready &= ok;
         snprintf(name, sizeof name, "kms:%s", cfg->kms_relationships[i].name);
         ks_jsonw_key(&w, name);

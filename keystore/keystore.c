@@ -108,6 +108,16 @@ struct ks_storage *ks_keystore_storage(struct ks_keystore *ks)
     return ks->storage;
 }
 
+ks_status ks_keystore_ping(struct ks_keystore *ks, struct ks_error *err)
+{
+    return ks->storage->ops->ping(ks->storage, err);
+}
+
+ks_status ks_kms_relationship_ping(const struct ks_kms_relationship *rel, struct ks_error *err)
+{
+    return rel->kms->ops->ping(rel->kms, err);
+}
+
 ks_status ks_keystore_info(struct ks_keystore *ks, struct ks_keystore_info *out,
                            struct ks_error *err)
 {

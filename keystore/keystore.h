@@ -74,8 +74,15 @@ struct ks_keystore_info {
 ks_status ks_keystore_info(struct ks_keystore *ks, struct ks_keystore_info *out,
                            struct ks_error *err);
 
-/* The storage backend (for readiness checks). Borrowed. */
+/* The storage backend, borrowed: for tests that change items behind the keystore's back. The
+ * layers above reach storage only through the keystore's operations. */
 struct ks_storage *ks_keystore_storage(struct ks_keystore *ks);
+
+/* Readiness: the key store's storage is reachable. */
+ks_status ks_keystore_ping(struct ks_keystore *ks, struct ks_error *err);
+
+/* Readiness: the relationship's KMS is reachable. */
+ks_status ks_kms_relationship_ping(const struct ks_kms_relationship *rel, struct ks_error *err);
 
 /* CreateKeyStore: creates the table if missing; *table_id is malloc'd. */
 ks_status ks_keystore_create_key_store(struct ks_keystore *ks, char **table_id,
