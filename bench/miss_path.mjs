@@ -1,5 +1,5 @@
 // miss_path.mjs - GetActiveBranchKey's miss path (a DynamoDB GetItem + a KMS Decrypt per call:
-// keystored has no cache yet) against the peers on loopback, side by side with AWS's own JS
+// keystored runs with cache capacity 0) against the peers on loopback, side by side with AWS's own JS
 // library (@aws-crypto/branch-keystore-node) doing the same gets on the same peers, in one run.
 //
 //   node bench/miss_path.mjs [requests=2000] [concurrency=16] [rounds=3]
@@ -9,17 +9,12 @@
 // in it). The peers' CPU is shown too: on a 2-core machine they take most of it.
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import crypto from 'node:crypto';
-import { spawn } from 'node:child_process';
-import { startKmsPeer, kmsAdmin, KMS_CREDS, DDB_CREDS, REPO } from '../tests/interop/lib/peers.mjs';
+import { startBench } from './lib/peers.mjs';
 import { awsKeyStore, ddbClient } from '../tests/interop/lib/aws.mjs';
-import { startDynamoDBLocal } from '../tests/peers/dynamodb-local.mjs';
 
 const N = Number(process.argv[2] || 2000);
 const C = Number(process.argv[3] || 16);
 const ROUNDS = Number(process.argv[4] || 3);
-const KEYSTORED = process.env.KEYSTORED || path.join(REPO, 'build', 'keystored');
 const TICK = 100; // USER_HZ: /proc/<pid>/stat times are in 1/100 s on Linux
 
 function cpuSecondsOf(pid) {
@@ -64,41 +59,10 @@ async function runLoad(fn) {
 }
 
 async function main() {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-miss-'));
-  const kms = await startKmsPeer();
-  const ddb = await startDynamoDBLocal({ log: { write() {} } });
-  const { arn } = await kmsAdmin(kms.endpoint, 'POST', 'keys', { region: 'us-west-2' });
-  const token = 'ks_' + crypto.randomBytes(32).toString('hex');
-  const hash = crypto.createHash('sha256').update(token).digest('hex');
-  const cfg = path.join(tmp, 'keystored.yaml');
-  fs.writeFileSync(cfg, `listen: 127.0.0.1:0
-server: {threads: 8}
-kms_relationships:
-  - name: kms
-    type: aws
-    region: us-west-2
-    endpoint: ${kms.endpoint}
-    credentials: {source: static, access_key_id: ${KMS_CREDS.accessKeyId}, secret_access_key: ${KMS_CREDS.secretAccessKey}}
-    kms_configuration: {kms_key_arn: "${arn}"}
-key_stores:
-  - name: bench
-    logical_key_store_name: bench-logical
-    kms_relationship: kms
-    storage: {type: dynamodb, table: BenchTable, region: us-west-2, endpoint: ${ddb.endpoint},
-              credentials: {source: static, access_key_id: ${DDB_CREDS.accessKeyId}, secret_access_key: ${DDB_CREDS.secretAccessKey}}}
-tenants:
-  - {name: bench, token_sha256: "${hash}", role: admin, key_stores: [bench], kms_relationships: [kms]}
-`);
-  const ks = spawn(KEYSTORED, ['--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
-  process.once('exit', () => ks.kill('SIGKILL')); // also when the run fails half-way
-  let log = '';
-  const port = await new Promise((resolve, reject) => {
-    ks.stderr.on('data', (d) => {
-      log += d;
-      const m = /listening on [^:]+:(\d+)/.exec(log);
-      if (m) resolve(Number(m[1]));
-    });
-    ks.once('exit', (c) => reject(new Error(`keystored exited ${c}: ${log}`)));
+  // cache capacity 0 (the MPL's "No" cache): every keystored get is a miss, like every call of
+  // AWS's library here, which has no cache of its own in this benchmark.
+  const { kms, ddb, arn, ks, port, token, stop } = await startBench({
+    threads: 8, table: 'BenchTable', extraYaml: 'cache: {capacity: 0}\n',
   });
   const base = `http://127.0.0.1:${port}/v1/keystores/bench`;
   const auth = { Authorization: `Bearer ${token}` };
@@ -150,11 +114,7 @@ tenants:
   console.log(`median req/s: keystored ${med('keystored', 'rps').toFixed(0)}, aws-js ${med('aws-js', 'rps').toFixed(0)}, ratio ${(med('keystored', 'rps') / med('aws-js', 'rps')).toFixed(2)}`);
   console.log(`median work CPU ms/req: keystored ${med('keystored', 'workCpuMsPerReq').toFixed(3)}, aws-js ${med('aws-js', 'workCpuMsPerReq').toFixed(3)}, ratio ${(med('aws-js', 'workCpuMsPerReq') / med('keystored', 'workCpuMsPerReq')).toFixed(2)}x less CPU in keystored`);
 
-  ks.kill('SIGTERM');
-  await new Promise((res) => ks.once('exit', res));
-  await kms.stop();
-  await ddb.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
+  await stop();
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

@@ -7,19 +7,14 @@
 //
 // Each round uses a fresh key (cold in the cache); all requests are sent at once, each on its
 // own connection. Exits 1 if any round saw more than one fetch or a non-200 answer.
-import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import http from 'node:http';
-import crypto from 'node:crypto';
-import { spawn } from 'node:child_process';
-import { startKmsPeer, kmsAdmin, KMS_CREDS, DDB_CREDS, REPO } from '../tests/interop/lib/peers.mjs';
-import { startDynamoDBLocal } from '../tests/peers/dynamodb-local.mjs';
+import { kmsAdmin } from '../tests/interop/lib/peers.mjs';
+import { startBench } from './lib/peers.mjs';
 
 const N = Number(process.argv[2] || 1000);
 const THREADS = Number(process.argv[3] || 32);
 const ROUNDS = Number(process.argv[4] || 3);
-const KEYSTORED = process.env.KEYSTORED || path.join(REPO, 'build', 'keystored');
 
 function request(port, method, p, token, agent) {
   return new Promise((resolve, reject) => {
@@ -40,42 +35,8 @@ function metric(text, name) {
 }
 
 async function main() {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-stampede-'));
-  const kms = await startKmsPeer();
-  const ddb = await startDynamoDBLocal({ log: { write() {} } });
-  const { arn } = await kmsAdmin(kms.endpoint, 'POST', 'keys', { region: 'us-west-2' });
-  const token = 'ks_' + crypto.randomBytes(32).toString('hex');
-  const hash = crypto.createHash('sha256').update(token).digest('hex');
-  const cfg = path.join(tmp, 'keystored.yaml');
-  fs.writeFileSync(cfg, `listen: 127.0.0.1:0
-server: {threads: ${THREADS}}
-kms_relationships:
-  - name: kms
-    type: aws
-    region: us-west-2
-    endpoint: ${kms.endpoint}
-    credentials: {source: static, access_key_id: ${KMS_CREDS.accessKeyId}, secret_access_key: ${KMS_CREDS.secretAccessKey}}
-    kms_configuration: {kms_key_arn: "${arn}"}
-key_stores:
-  - name: bench
-    logical_key_store_name: bench-logical
-    kms_relationship: kms
-    storage: {type: dynamodb, table: StampedeTable, region: us-west-2, endpoint: ${ddb.endpoint},
-              credentials: {source: static, access_key_id: ${DDB_CREDS.accessKeyId}, secret_access_key: ${DDB_CREDS.secretAccessKey}}}
-cache: {capacity: 1000, ttl_seconds: 600}
-tenants:
-  - {name: bench, token_sha256: "${hash}", role: admin, key_stores: [bench], kms_relationships: [kms]}
-`);
-  const ks = spawn(KEYSTORED, ['--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
-  process.once('exit', () => ks.kill('SIGKILL')); // also when the run fails half-way
-  let log = '';
-  const port = await new Promise((resolve, reject) => {
-    ks.stderr.on('data', (d) => {
-      log += d;
-      const m = /listening on [^:]+:(\d+)/.exec(log);
-      if (m) resolve(Number(m[1]));
-    });
-    ks.once('exit', (c) => reject(new Error(`keystored exited ${c}: ${log}`)));
+  const { kms, port, token, stop } = await startBench({
+    threads: THREADS, table: 'StampedeTable', extraYaml: 'cache: {capacity: 1000, ttl_seconds: 600}\n',
   });
   const base = '/v1/keystores/bench';
   const one = new http.Agent({ keepAlive: false });
@@ -120,11 +81,7 @@ tenants:
       ok = false;
     agent.destroy();
   }
-  ks.kill('SIGTERM');
-  await new Promise((res) => ks.once('exit', res));
-  await kms.stop();
-  await ddb.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
+  await stop();
   console.log(ok ? 'result: every round 1 Decrypt and 1 storage read' : 'result: FAILED');
   process.exit(ok ? 0 : 1);
 }

@@ -603,17 +603,7 @@ static ks_status sqlite_get_active(struct ks_storage *s, const char *branch_key_
 static ks_status sqlite_get_version(struct ks_storage *s, const char *branch_key_id,
                                     const char *version, struct ks_item *out, struct ks_error *err)
 {
-    /* GetItem key (id, "branch:version:" + version verbatim), reference section 6. */
-    char *type = ks_storage_version_type(version);
-    ks_status st;
-
-    if (!type) {
-        ks_item_init(out);
-        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    }
-    st = sqlite_get(s, branch_key_id, type, out, err);
-    free(type);
-    return st;
+    return ks_storage_get_version_via(sqlite_get, s, branch_key_id, version, out, err);
 }
 
 static ks_status sqlite_get_beacon(struct ks_storage *s, const char *branch_key_id,

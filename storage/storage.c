@@ -107,13 +107,21 @@ ks_status ks_storage_check_read(const struct ks_item *item, const char *branch_k
     return KS_OK;
 }
 
-char *ks_storage_version_type(const char *version)
+ks_status ks_storage_get_version_via(ks_storage_get_fn get, struct ks_storage *s,
+                                     const char *branch_key_id, const char *version,
+                                     struct ks_item *out, struct ks_error *err)
 {
     size_t p = strlen(KS_TYPE_VERSION_PREFIX), v = strlen(version);
     char *type = malloc(p + v + 1);
-    if (type) {
-        memcpy(type, KS_TYPE_VERSION_PREFIX, p);
-        memcpy(type + p, version, v + 1);
+    ks_status st;
+
+    if (!type) {
+        ks_item_init(out);
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
-    return type;
+    memcpy(type, KS_TYPE_VERSION_PREFIX, p);
+    memcpy(type + p, version, v + 1);
+    st = get(s, branch_key_id, type, out, err);
+    free(type);
+    return st;
 }

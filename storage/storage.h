@@ -122,9 +122,15 @@ ks_status ks_storage_check_new_version(const struct ks_item *version, const stru
 ks_status ks_storage_check_read(const struct ks_item *item, const char *branch_key_id,
                                 const char *type, struct ks_error *err);
 
-/* The item type of a version, "branch:version:" + version verbatim (reference section 6), as a
- * malloc'd string; NULL on OOM. Shared by the backends' get_version. */
-char *ks_storage_version_type(const char *version);
+/* A backend's read of the item (branch_key_id, type). */
+typedef ks_status (*ks_storage_get_fn)(struct ks_storage *s, const char *branch_key_id,
+                                       const char *type, struct ks_item *out, struct ks_error *err);
+
+/* GetEncryptedBranchKeyVersion for every backend: get(s, id, "branch:version:" + version
+ * verbatim), reference section 6. out is left initialized (empty) on failure. */
+ks_status ks_storage_get_version_via(ks_storage_get_fn get, struct ks_storage *s,
+                                     const char *branch_key_id, const char *version,
+                                     struct ks_item *out, struct ks_error *err);
 
 /* --- Appended: DynamoDB backend (storage/dynamodb.c) --------------------------------------- */
 
