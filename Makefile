@@ -4,7 +4,7 @@
 #   make run        install missing Debian packages, build, start the embedded default
 #   make test       install what the tests need, build, run every suite
 #   make asan       every suite under AddressSanitizer + UBSan (LeakSanitizer included)
-#   make check-style   clang-format check + banned functions (STYLE.md)
+#   make check-style   clang-format check + banned functions (docs/style.md)
 #   make bench      benchmarks; figures and commands in bench/RESULTS.md
 #   make clean
 
@@ -21,16 +21,17 @@ KS_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARNINGS) $(OPT) $(HARDEN) $(SAN) -I. \
 KS_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 KS_LDFLAGS = $(SAN) $(LDFLAGS)
 
-# Sources by layer (DESIGN.md section 2): a request goes server -> handlers -> keystore ->
+# Sources by layer (docs/architecture.md section 2): a request goes server -> handlers -> keystore ->
 # storage/kms; config/ and common/ are used by all.
 COMMON_SRC   := $(wildcard common/*.c)
+AWS_SRC      := $(wildcard aws/*.c)
 CONFIG_SRC   := $(wildcard config/*.c)
 STORAGE_SRC  := $(wildcard storage/*.c)
 KMS_SRC      := $(wildcard kms/*.c)
 KEYSTORE_SRC := $(wildcard keystore/*.c)
 HANDLERS_SRC := $(wildcard handlers/*.c)
 SERVER_SRC   := $(filter-out server/main.c,$(wildcard server/*.c))
-LIB_SRC      := $(COMMON_SRC) $(CONFIG_SRC) $(STORAGE_SRC) $(KMS_SRC) $(KEYSTORE_SRC) \
+LIB_SRC      := $(COMMON_SRC) $(AWS_SRC) $(CONFIG_SRC) $(STORAGE_SRC) $(KMS_SRC) $(KEYSTORE_SRC) \
                 $(HANDLERS_SRC) $(SERVER_SRC)
 UNIT_SRC     := $(wildcard tests/unit/*.c)
 # Integration suites: one binary per file, each against real peers it starts on loopback
@@ -40,6 +41,12 @@ INTEG_BIN    := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/integration/%)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/openapi.o
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+INTEG_OBJ := $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
+
+# Tests find their data (tests/data/) and the example configs by absolute path, so they run from
+# any directory and read nothing outside the repository.
+$(UNIT_OBJ) $(INTEG_OBJ): KS_CFLAGS += -DKS_SOURCE_DIR='"$(CURDIR)"' \
+                                       -DKS_TEST_DATA_DIR='"$(CURDIR)/tests/data"'
 
 .PHONY: all run test asan check-style bench clean test-suites unit http integration interop
 
@@ -120,7 +127,7 @@ asan:
 check-style:
 	clang-format --dry-run --Werror $(LIB_SRC) server/main.c $(wildcard */*.h) $(UNIT_SRC) $(INTEG_SRC)
 	@if grep -nE '\b(strcpy|sprintf|strcat|atoi|gets)[[:space:]]*\(' $(LIB_SRC) server/main.c $(UNIT_SRC) $(INTEG_SRC); \
-	then echo "banned function (STYLE.md)"; exit 1; fi
+	then echo "banned function (docs/style.md)"; exit 1; fi
 
 bench: all
 	./bench/run.sh

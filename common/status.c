@@ -1,8 +1,8 @@
 /*
- * status.c - the one table: status -> HTTP code -> exception name (DESIGN.md section 3).
+ * status.c - the one table: status -> HTTP code -> exception name (docs/architecture.md section 3).
  *
  * Exception names follow the MPL where it has one: KeyStoreException for validation and item
- * problems (reference/branch-key-store.md section 8), VersionRaceException (hv-2 model),
+ * problems (docs/reference/branch-key-store.md section 8), VersionRaceException (hv-2 model),
  * KeyManagementException and KeyStorageException for dependency failures (hv-2 model). Failures
  * the MPL has no name for (HTTP-level ones) use plain service names.
  */

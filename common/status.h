@@ -1,6 +1,6 @@
 /*
  * status.h - the one status enum of keystored and the one table that maps each status to its
- * HTTP status code and exception name (STYLE.md "Errors"; DESIGN.md section 3).
+ * HTTP status code and exception name (docs/style.md "Errors"; docs/architecture.md section 3).
  *
  * Every fallible function returns ks_status and, on failure, fills a caller-owned struct ks_error
  * with a human-readable message. Messages never contain key material or tokens.

@@ -18,7 +18,7 @@ int ks_uuid_v4(char out[KS_UUID_LEN + 1]);
 int ks_uuid_is_valid(const char *s);
 
 /*
- * The clock, passed down from the server context so tests can inject one (STYLE.md "No mutable
+ * The clock, passed down from the server context so tests can inject one (docs/style.md "No mutable
  * globals"). now_us returns microseconds since the Unix epoch.
  */
 struct ks_clock {
@@ -34,7 +34,7 @@ uint64_t ks_monotonic_us(void);
 
 /*
  * ISO 8601 UTC with microseconds, "YYYY-MM-DDTHH:MM:SS.ssssssZ" (27 chars + NUL): the SPEC's
- * create-time format (reference/branch-key-store.md section 2).
+ * create-time format (docs/reference/branch-key-store.md section 2).
  */
 void ks_timestamp_iso8601(uint64_t epoch_us, char out[28]);
 

@@ -1,10 +1,10 @@
 /*
  * config.c - YAML (libyaml document API) -> one immutable, validated struct ks_config
- * (DESIGN.md section 4).
+ * (docs/architecture.md section 4).
  *
  * The whole file is loaded into a libyaml document first, then walked by schema-driven functions
  * that fill the struct and record every problem they meet instead of stopping at the first one:
- * an operator fixing a config wants the full list at once (DESIGN.md section 4, "Invalid config
+ * an operator fixing a config wants the full list at once (docs/architecture.md section 4, "Invalid config
  * stops the start with every error listed"). Each error carries the 1-based line and column of the
  * offending node; the list is sorted by position before it is returned. Any error discards the
  * partially built struct, so a returned config is always complete and valid.
@@ -39,7 +39,7 @@
 /* Grant tokens: at most 10, each 1..8192 characters (MPL M/Index.dfy; the KMS API's own limits). */
 #define MAX_GRANT_TOKENS 10
 #define MAX_GRANT_TOKEN_CHARS 8192
-/* reference/branch-key-store.md section 7: an ARN is 1..2048 characters. */
+/* docs/reference/branch-key-store.md section 7: an ARN is 1..2048 characters. */
 #define MAX_ARN_CHARS 2048
 /*
  * The MPL models the cache counts and durations as CountingNumber (int32 >= 1); ttlSeconds is a
@@ -753,7 +753,7 @@ static yaml_node_t *first_of(yaml_node_t *a, yaml_node_t *b, yaml_node_t *fallba
 }
 
 /*
- * Cache settings and their consistency rules (reference/cache.md section 4: SPEC storm tracking
+ * Cache settings and their consistency rules (docs/reference/cache.md section 4: SPEC storm tracking
  * "Consistency", MPL ConsistentSettings and CheckCache).
  */
 static void parse_cache(struct parser *p, yaml_node_t *n)
@@ -823,7 +823,7 @@ static void parse_cache(struct parser *p, yaml_node_t *n)
 enum arn_check { ARN_OK = 0, ARN_INVALID, ARN_ALIAS };
 
 /*
- * ARN validity of the key store (reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy
+ * ARN validity of the key store (docs/reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy
  * and KmsArn.dfy): 1..2048 characters, exactly 6 ':'-separated parts "arn", partition, "kms",
  * region, account, resource; resource is "<type>/<non-empty value>" with type key or alias, and
  * the key store refuses alias.
@@ -919,7 +919,7 @@ static char *get_arn(struct parser *p, yaml_node_t *n, const char *path, int loc
     return s;
 }
 
-/* KMSConfiguration union (reference/branch-key-store.md section 7): exactly one member. */
+/* KMSConfiguration union (docs/reference/branch-key-store.md section 7): exactly one member. */
 static void parse_kms_configuration(struct parser *p, yaml_node_t *n, const char *path,
                                     struct ks_kms_config *kms, int local)
 {
@@ -980,17 +980,17 @@ static void parse_kms_configuration(struct parser *p, yaml_node_t *n, const char
 }
 
 static void parse_credentials(struct parser *p, yaml_node_t *n, const char *path,
-                              struct ks_cred_config *cred)
+                              struct ks_aws_credentials_options *cred)
 {
     enum { CR_SOURCE, CR_PROFILE, CR_ACCESS_KEY_ID, CR_SECRET, CR_SESSION, CR_COUNT };
     static const struct {
         const char *name;
-        enum ks_cred_source source;
-    } sources[] = {{"env", KS_CRED_ENV},
-                   {"profile", KS_CRED_PROFILE},
-                   {"container", KS_CRED_CONTAINER},
-                   {"imds", KS_CRED_IMDS},
-                   {"static", KS_CRED_STATIC}};
+        enum ks_aws_cred_source source;
+    } sources[] = {{"env", KS_AWS_CRED_ENV},
+                   {"profile", KS_AWS_CRED_PROFILE},
+                   {"container", KS_AWS_CRED_CONTAINER},
+                   {"imds", KS_AWS_CRED_IMDS},
+                   {"static", KS_AWS_CRED_STATIC}};
     struct field f[CR_COUNT] = {
         [CR_SOURCE] = {.key = "source"},
         [CR_PROFILE] = {.key = "profile"},
@@ -1017,19 +1017,19 @@ static void parse_credentials(struct parser *p, yaml_node_t *n, const char *path
         return;
     }
     cred->source = sources[i].source;
-    if (cred->source == KS_CRED_PROFILE)
+    if (cred->source == KS_AWS_CRED_PROFILE)
         allowed |= BIT(CR_PROFILE);
-    if (cred->source == KS_CRED_STATIC)
+    if (cred->source == KS_AWS_CRED_STATIC)
         allowed |= BIT(CR_ACCESS_KEY_ID) | BIT(CR_SECRET) | BIT(CR_SESSION);
     snprintf(variant, sizeof variant, "source %s", sources[i].name);
     reject_fields(p, path, f, CR_COUNT, allowed, variant);
 
-    if (cred->source == KS_CRED_PROFILE) {
+    if (cred->source == KS_AWS_CRED_PROFILE) {
         cred->profile = f[CR_PROFILE].value
                             ? get_string(p, f[CR_PROFILE].value, join_path(sub, path, "profile"),
                                          "an AWS profile name")
                             : dup_string(p, "default");
-    } else if (cred->source == KS_CRED_STATIC) {
+    } else if (cred->source == KS_AWS_CRED_STATIC) {
         if (require(p, n, path, &f[CR_ACCESS_KEY_ID], "an access key id"))
             cred->access_key_id =
                 get_string(p, f[CR_ACCESS_KEY_ID].value, join_path(sub, path, "access_key_id"),
@@ -1333,7 +1333,7 @@ static void parse_key_stores(struct parser *p, yaml_node_t *n)
                 break;
             }
         }
-        /* DESIGN.md section 1: two physical stores never share a logical name (it is bound into
+        /* docs/architecture.md section 1: two physical stores never share a logical name (it is bound into
          * every KMS encryption context and every cache identifier). */
         for (j = 0; ks->logical_key_store_name && j < i; j++) {
             if (cfg->key_stores[j].logical_key_store_name &&
@@ -1452,7 +1452,7 @@ static int parse_tenant(struct parser *p, yaml_node_t *n, const char *path,
                                   "a non-empty cache partition name");
     } else if (t->name) {
         /* The prefix keeps default partitions apart from any explicit one an operator picks
-         * for sharing (DESIGN.md section 1, "cache partition"). */
+         * for sharing (docs/architecture.md section 1, "cache partition"). */
         t->partition = format_text("tenant:%s", t->name);
         if (!t->partition)
             p->oom = 1;
@@ -1553,7 +1553,7 @@ static int set_defaults(struct ks_config *cfg, const char *host, uint16_t port)
     cfg->server.max_body_bytes = 65536;
     cfg->server.max_json_depth = 16;
     cfg->server.connection_timeout_seconds = 30;
-    /* MPL DefaultStorm() (reference/cache.md section 4) and the hierarchical keyring's 600 s
+    /* MPL DefaultStorm() (docs/reference/cache.md section 4) and the hierarchical keyring's 600 s
      * ttl. */
     cfg->cache.capacity = 1000;
     cfg->cache.ttl_seconds = 600;
@@ -1887,7 +1887,7 @@ const struct ks_kms_rel_config *ks_config_kms_relationship(const struct ks_confi
     return NULL;
 }
 
-static void free_credentials(struct ks_cred_config *c)
+static void free_credentials(struct ks_aws_credentials_options *c)
 {
     free(c->profile);
     ks_secret_free_string(c->access_key_id);

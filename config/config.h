@@ -1,6 +1,6 @@
 /*
  * config.h - keystored configuration: YAML (libyaml) -> one immutable, validated struct
- * (DESIGN.md section 4). Parsed once at start-up and then only read, so it is safe to share
+ * (docs/architecture.md section 4). Parsed once at start-up and then only read, so it is safe to share
  * between threads without locks.
  */
 #ifndef KS_CONFIG_CONFIG_H
@@ -9,26 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aws/aws.h"
 #include "common/status.h"
 
-enum ks_cred_source {
-    KS_CRED_NONE = 0, /* not given (local relationships, sqlite storage) */
-    KS_CRED_ENV,
-    KS_CRED_PROFILE,
-    KS_CRED_CONTAINER,
-    KS_CRED_IMDS,
-    KS_CRED_STATIC,
-};
-
-struct ks_cred_config {
-    enum ks_cred_source source;
-    char *profile;           /* profile: name (default "default") */
-    char *access_key_id;     /* static */
-    char *secret_access_key; /* static; never logged */
-    char *session_token;     /* static, optional */
-};
-
-/* reference/branch-key-store.md section 7: the KMSConfiguration union. */
+/* docs/reference/branch-key-store.md section 7: the KMSConfiguration union. */
 enum ks_kms_config_kind {
     KS_KMS_KEY_ARN = 0, /* kms_key_arn: strict */
     KS_KMS_MR_KEY_ARN,  /* kms_mr_key_arn */
@@ -55,7 +39,7 @@ struct ks_kms_rel_config {
     struct ks_kms_config kms;
     char *region;   /* aws */
     char *endpoint; /* aws, optional override */
-    struct ks_cred_config credentials;
+    struct ks_aws_credentials_options credentials;
     char **grant_tokens; /* at most 10, each 1..8192 chars (M/Index.dfy) */
     size_t n_grant_tokens;
 };
@@ -68,7 +52,7 @@ struct ks_storage_config {
     char *table;    /* dynamodb: 3..255 chars */
     char *region;   /* dynamodb */
     char *endpoint; /* dynamodb, optional */
-    struct ks_cred_config credentials;
+    struct ks_aws_credentials_options credentials;
 };
 
 struct ks_key_store_config {
@@ -138,7 +122,7 @@ ks_status ks_config_load_buffer(const char *name, const char *yaml, size_t len,
                                 struct ks_config **out, char **errors);
 
 /*
- * The embedded default (DESIGN.md section 6): key store "default" (logical name "default") on
+ * The embedded default (docs/architecture.md section 6): key store "default" (logical name "default") on
  * SQLite at <data_dir>/keystore.db, local KMS relationship "local" with key file
  * <data_dir>/local-kms.keys and strict kms_key_arn = kms_key_arn, one admin tenant "admin" with
  * the given token hash allowed both. Listens on listen_host:listen_port. Caller frees.
@@ -149,7 +133,7 @@ ks_status ks_config_default(const char *data_dir, const char *listen_host, uint1
 
 /*
  * Parses "host:port" exactly as `listen:` is parsed (IPv4 literal, host name, or "[IPv6]:port";
- * port 0..65535, 0 asking the kernel for a free port), for the --listen flag (DESIGN.md section
+ * port 0..65535, 0 asking the kernel for a free port), for the --listen flag (docs/architecture.md section
  * 6). On success *host is a malloc'd copy without brackets (caller frees). Thread-safe.
  */
 ks_status ks_config_parse_listen(const char *text, char **host, uint16_t *port,

@@ -15,7 +15,7 @@ static const char *const members[] = {"branchKeyIdentifier", "encryptionContext"
                                       "hierarchyVersion", NULL};
 
 /* The custom encryption context: an object of strings, given without the aws-crypto-ec: prefix
- * (DESIGN.md section 3). */
+ * (docs/architecture.md section 3). */
 static ks_status parse_ec(struct json_object *body, struct ks_ec *ec, struct ks_error *err)
 {
     struct json_object *obj;

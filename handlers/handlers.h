@@ -1,5 +1,5 @@
 /*
- * handlers.h - one handler per REST operation (DESIGN.md section 3), one file per resource:
+ * handlers.h - one handler per REST operation (docs/architecture.md section 3), one file per resource:
  *   keystores.c   PUT/GET /v1/keystores/{ks}
  *   branch_keys.c POST /v1/keystores/{ks}/branch-keys
  *   versions.c    POST .../branch-keys/{id}/versions, GET .../versions/{v}
@@ -108,7 +108,7 @@ enum ks_handler_key { KS_HANDLER_ACTIVE, KS_HANDLER_VERSION, KS_HANDLER_BEACON }
 
 /*
  * The three gets: resolve the key store and relationship, read through the cache with the
- * tenant's partition (a trust boundary, never taken from request data; reference/cache.md
+ * tenant's partition (a trust boundary, never taken from request data; docs/reference/cache.md
  * section 7), and answer the materials with no-store.
  */
 ks_status ks_handler_get_key(const struct ks_request *req, enum ks_handler_key which,

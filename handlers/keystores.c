@@ -1,7 +1,7 @@
 /*
  * keystores.c - the key store resource:
  *   PUT /v1/keystores/{ks}  CreateKeyStore (create the table if missing; idempotent)
- *   GET /v1/keystores/{ks}  GetKeyStoreInfo (reference/branch-key-store.md section 1)
+ *   GET /v1/keystores/{ks}  GetKeyStoreInfo (docs/reference/branch-key-store.md section 1)
  */
 #include <stdlib.h>
 

@@ -1,6 +1,6 @@
 /*
  * arn.h - KMS key ARN parsing and multi-region key (MRK) matching, exactly as the MPL does
- * (reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy, AwsKmsMrkMatchForDecrypt.dfy).
+ * (docs/reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy, AwsKmsMrkMatchForDecrypt.dfy).
  * Thread-safe, no allocation.
  */
 #ifndef KS_KEYSTORE_ARN_H

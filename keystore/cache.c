@@ -1,5 +1,5 @@
 /*
- * cache.c - the shared branch key materials cache (cache.h; reference/cache.md).
+ * cache.c - the shared branch key materials cache (cache.h; docs/reference/cache.md).
  *
  * Locking: one mutex guards the tables, the LRU list, the fetches in flight and the counters,
  * as the MPL's StormTrackingCMC does. Critical sections are O(1) and never do I/O: fetches run
@@ -39,7 +39,7 @@
 #include "common/secret.h"
 
 #define US_PER_S 1000000ull
-#define RESOURCE_HIERARCHICAL 0x02 /* reference/cache.md section 1 */
+#define RESOURCE_HIERARCHICAL 0x02 /* docs/reference/cache.md section 1 */
 #define SLOT_SIZE KS_CACHE_KEY_MAX
 #define CHUNK_PAGES 4
 #define PARTITION_BUCKETS 256
@@ -116,7 +116,7 @@ static int slab_grow(struct keyslab *s)
         free(c);
         return -1;
     }
-    /* Keys must never reach a core dump (STYLE.md "Memory"). Without that guarantee, refuse to
+    /* Keys must never reach a core dump (docs/style.md "Memory"). Without that guarantee, refuse to
      * cache rather than silently weaken it. mlock only keeps them out of swap when
      * RLIMIT_MEMLOCK allows, so its failure is not fatal. */
     if (madvise(base, len, MADV_DONTDUMP) != 0) {
@@ -337,7 +337,7 @@ ks_status ks_cache_identifier(const struct ks_cache_key *key, unsigned char out[
         return ks_error_set(err, KS_E_INVALID, "cache identifier: unknown scope");
     if (!key->partition || key->partition_len == 0)
         return ks_error_set(err, KS_E_INVALID, "cache identifier: empty partition");
-    /* Fields are only NUL-separated (reference/cache.md section 1, note). A NUL in L or B could
+    /* Fields are only NUL-separated (docs/reference/cache.md section 1, note). A NUL in L or B could
      * make two tuples hash alike; in P it cannot (cache.h), and the MPL's raw UUID partitions
      * need it. */
     l_len = key->logical_name_len;
@@ -355,7 +355,7 @@ ks_status ks_cache_identifier(const struct ks_cache_key *key, unsigned char out[
         return ks_error_set(err, KS_E_INVALID,
                             "cache identifier: a version goes with the version scope only");
     if (key->version) {
-        /* V is the 36-char UUID string, ASCII (reference/cache.md section 1). */
+        /* V is the 36-char UUID string, ASCII (docs/reference/cache.md section 1). */
         if (strlen(key->version) != KS_UUID_LEN)
             return ks_error_set(err, KS_E_INVALID, "cache identifier: version is not a UUID");
         for (i = 0; i < KS_UUID_LEN; i++)

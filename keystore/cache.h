@@ -1,8 +1,8 @@
 /*
  * cache.h - the one branch key materials cache shared by every key store, KMS relationship and
- * tenant (DESIGN.md section 2 "keystore/"; reference/cache.md).
+ * tenant (docs/architecture.md section 2 "keystore/"; docs/reference/cache.md).
  *
- * Entries are keyed by the MPL's cache identifiers (reference/cache.md section 1): SHA-384 over
+ * Entries are keyed by the MPL's cache identifiers (docs/reference/cache.md section 1): SHA-384 over
  * resource id 0x02, scope, partition id, logical key store name, branch key id [, version],
  * NUL-separated. The partition is the trust boundary (section 7): tenants with equal partitions
  * share entries, others never do. The caller derives it from the authenticated tenant, never from
@@ -35,9 +35,9 @@
 #include "config/config.h"
 #include "keystore/keystore.h"
 
-#define KS_CACHE_ID_LEN 48 /* full SHA-384 digest, never truncated (reference/cache.md 1) */
+#define KS_CACHE_ID_LEN 48 /* full SHA-384 digest, never truncated (docs/reference/cache.md 1) */
 
-/* Scope byte of the identifier (reference/cache.md section 1). */
+/* Scope byte of the identifier (docs/reference/cache.md section 1). */
 enum ks_cache_scope {
     KS_CACHE_ACTIVE = 1,  /* GetActiveBranchKey (encrypt) */
     KS_CACHE_VERSION = 2, /* GetBranchKeyVersion (decrypt) */
@@ -65,10 +65,10 @@ struct ks_cache_key {
 };
 
 /*
- * The cache identifier of key into out (reference/cache.md section 1): SHA-384 of
+ * The cache identifier of key into out (docs/reference/cache.md section 1): SHA-384 of
  * 02 00 scope 00 P 00 L 00 B [00 V].
  *
- * NUL: the fields are only NUL-separated, so reference/cache.md suggests refusing NUL in P, L
+ * NUL: the fields are only NUL-separated, so docs/reference/cache.md suggests refusing NUL in P, L
  * and B. keystored refuses it in L, B and V. In P it is allowed, and must be: the MPL's default
  * partition is 16 raw UUID bytes, which may hold 0x00 (worked example E2 starts with one). That
  * is still unambiguous: with L, B and V free of NUL and the scope fixed by the header, the
@@ -112,7 +112,7 @@ typedef ks_status (*ks_cache_fetch_fn)(void *ctx, struct ks_materials **out, str
 #define KS_CACHE_KEY_MAX 64
 
 /*
- * Get-or-fetch with storm tracking (reference/cache.md section 4):
+ * Get-or-fetch with storm tracking (docs/reference/cache.md section 4):
  * - a valid entry outside the grace period is a hit;
  * - a valid entry inside the grace period is a hit for everyone except one caller per grace
  *   interval (if fan-out allows), which refreshes synchronously with fetch(ctx) and gets the new

@@ -1,5 +1,5 @@
 /*
- * keystore.c - HV-1 branch key store operations (reference/branch-key-store.md). Each rule cites
+ * keystore.c - HV-1 branch key store operations (docs/reference/branch-key-store.md). Each rule cites
  * the section of that file it comes from; "MPL" means the MPL main branch it restates.
  */
 #include "keystore/keystore.h"
@@ -147,7 +147,7 @@ void ks_materials_free(struct ks_materials *m)
 ks_status ks_keystore_check_branch_key_id(const char *id, size_t len, struct ks_error *err)
 {
     /* section 4.3 / 5.2: the MPL only requires non-empty. keystored also refuses NUL (ids are C
-     * strings and NUL would make cache identifiers ambiguous, reference/cache.md section 1),
+     * strings and NUL would make cache identifiers ambiguous, docs/reference/cache.md section 1),
      * invalid UTF-8, and ids over KS_BRANCH_KEY_ID_MAX bytes (well under DynamoDB's 2048-byte
      * partition key limit, and short enough for a URL path segment). */
     if (len == 0)
@@ -378,7 +378,7 @@ static ks_status check_custom_ec(const struct ks_ec *ec, struct ks_error *err)
                                 "encryptionContext: Unable to UTF8 Encode element of Encryption "
                                 "Context.");
         /* The MPL sets no limit on values, but an encryption context entry is serialized with
-         * u16 lengths (DESIGN.md section 5), so a longer value can never be bound by KMS:
+         * u16 lengths (docs/architecture.md section 5), so a longer value can never be bound by KMS:
          * refuse it here rather than after KMS calls. */
         if (strlen(v) > EC_KEY_MAX)
             return ks_error_set(err, KS_E_INVALID,
@@ -774,7 +774,7 @@ static ks_status get_key(struct ks_keystore *ks, const struct ks_kms_relationshi
     if (!(ref = calloc(1, sizeof *ref)))
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     if (ks->cache && reader) {
-        /* reference/cache.md section 1: the MPL's identifier over (scope, partition, logical
+        /* docs/reference/cache.md section 1: the MPL's identifier over (scope, partition, logical
          * key store name, branch key id[, version]). */
         struct fetch_args args = {ks, rel, id, version, kind};
         struct ks_cache_key key = {
@@ -790,7 +790,7 @@ static ks_status get_key(struct ks_keystore *ks, const struct ks_kms_relationshi
             kind == ITEM_VERSION ? version : NULL,
         };
         st = ks_cache_get(ks->cache, &key, fetch_for_cache, &args, &ref->cache_ref, err);
-        /* The identifier does not name the KMS relationship (reference/cache.md section 1), so
+        /* The identifier does not name the KMS relationship (docs/reference/cache.md section 1), so
          * an entry may have been fetched through another one: apply this relationship's
          * section 7 check, as the fetch would have. */
         if (st == KS_OK && !rel_accepts_arn(rel, ks_cache_ref_materials(ref->cache_ref)->kms_arn)) {

@@ -1,8 +1,8 @@
 /*
- * keystore.h - the branch key store domain (DESIGN.md section 2): CreateKeyStore,
+ * keystore.h - the branch key store domain (docs/architecture.md section 2): CreateKeyStore,
  * GetKeyStoreInfo, CreateKey, VersionKey, GetActiveBranchKey, GetBranchKeyVersion,
  * GetBeaconKey for hierarchy version 1, with the MPL's KMS encryption contexts, item checks and
- * input validation (reference/branch-key-store.md). Plaintext keys exist only in this layer and in
+ * input validation (docs/reference/branch-key-store.md). Plaintext keys exist only in this layer and in
  * the ks_materials it hands out, which wipe them when freed.
  *
  * A struct ks_keystore is one configured key store: a storage backend, its logical key store
@@ -39,7 +39,7 @@ struct ks_kms_counters {
 struct ks_kms_relationship {
     const char *name;
     struct ks_kms *kms;              /* borrowed; owned by whoever built the relationships */
-    enum ks_kms_config_kind kind;    /* reference/branch-key-store.md section 7 */
+    enum ks_kms_config_kind kind;    /* docs/reference/branch-key-store.md section 7 */
     const char *arn;                 /* kms_key_arn / kms_mr_key_arn */
     const char *region;              /* mr_discovery */
     const char *const *grant_tokens; /* passed through to KMS */
@@ -89,7 +89,7 @@ ks_status ks_keystore_create_key_store(struct ks_keystore *ks, char **table_id,
                                        struct ks_error *err);
 
 /*
- * CreateKey (reference/branch-key-store.md section 4). branch_key_id NULL generates a UUIDv4;
+ * CreateKey (docs/reference/branch-key-store.md section 4). branch_key_id NULL generates a UUIDv4;
  * custom_ec (unprefixed keys; may be NULL or empty) becomes aws-crypto-ec:<k> attributes.
  * *id_out is malloc'd. KS_E_ALREADY_EXISTS when the id is taken (nothing written).
  */
@@ -128,7 +128,7 @@ const struct ks_materials *ks_key_ref_materials(const struct ks_key_ref *ref);
 void ks_key_ref_release(struct ks_key_ref *ref);
 
 /*
- * Who reads: the cache partition of the tenant (reference/cache.md section 7: derived from the
+ * Who reads: the cache partition of the tenant (docs/reference/cache.md section 7: derived from the
  * authenticated tenant, never from request data). NULL, or a keystore without a cache, reads
  * storage and KMS on every call.
  */

@@ -1,11 +1,11 @@
 /*
- * aws_kms.c - the AWS KMS backend (kms.h): the five operations of reference/aws-apis.md section 2
- * as awsJson 1.1 calls (TrentService.<Operation>) over the shared AWS transport (common/aws.h),
+ * aws_kms.c - the AWS KMS backend (kms.h): the five operations of docs/reference/aws-apis.md section 2
+ * as awsJson 1.1 calls (TrentService.<Operation>) over the shared AWS transport (aws/aws.h),
  * which signs every attempt, retries what the SDKs retry, and maps throttling to KS_E_THROTTLED,
  * an unreachable or failing (5xx) KMS to KS_E_UNAVAILABLE and every other refusal to KS_E_KMS
  * with the KMS error name first ("IncorrectKeyException: ...").
  *
- * Secrets (DESIGN.md section 6, STYLE.md "Memory"): Encrypt's plaintext and the plaintexts of
+ * Secrets (docs/architecture.md section 6, docs/style.md "Memory"): Encrypt's plaintext and the plaintexts of
  * GenerateDataKey and Decrypt travel base64-encoded inside the JSON bodies. Requests are built
  * with common/jsonw.h, whose buffer is wiped when released, and the finished body is wiped
  * after the call. Responses are read by the small scanner below rather than by json-c, which
@@ -17,14 +17,15 @@
  * released and replaced, on failure it is left untouched (as in kms/local_kms.c).
  *
  * Thread safety: the backend is read-only after creation and the transport client is
- * thread-safe (common/aws.h), so every method may be called from any thread.
+ * thread-safe (aws/aws.h), so every method may be called from any thread.
  */
 #include "kms/kms.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/aws.h"
+#include "aws/aws.h"
+#include "config/config.h"
 #include "common/base64.h"
 #include "common/jsonw.h"
 #include "common/secret.h"
@@ -95,7 +96,7 @@ static void write_grant_tokens(struct ks_jsonw *w, const struct ks_kms_call *c)
 
 /*
  * Sends the request w holds (its buffer is taken and wiped here, whatever happens) and leaves
- * the response in *resp. Errors come from the transport as they are (common/aws.h).
+ * the response in *resp. Errors come from the transport as they are (aws/aws.h).
  */
 static ks_status kms_call(struct aws_kms *k, const char *operation, struct ks_jsonw *w,
                           struct ks_aws_response *resp, struct ks_error *err)

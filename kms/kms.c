@@ -20,7 +20,7 @@ void ks_kms_result_init(struct ks_kms_result *r)
 }
 
 /*
- * The plaintext is a data key or a branch key: it is wiped before it is freed (STYLE.md
+ * The plaintext is a data key or a branch key: it is wiped before it is freed (docs/style.md
  * "Memory"). Key ids are not secret. Leaves r initialized, so freeing twice is harmless.
  */
 void ks_kms_result_free(struct ks_kms_result *r)

@@ -1,6 +1,6 @@
 /*
  * kms.h - the KMS interface: AWS KMS's semantics for the five operations keystored uses
- * (reference/aws-apis.md section 2): the encryption context is bound as AAD, the key ARN is
+ * (docs/reference/aws-apis.md section 2): the encryption context is bound as AAD, the key ARN is
  * returned as KeyId, and a wrong context or key is refused. A table of function pointers with a
  * version field; methods are only ever appended.
  *
@@ -100,9 +100,9 @@ ks_status ks_kms_local_open(const char *key_file, const char *const *ensure_arns
 ks_status ks_kms_local_default_arn(struct ks_kms *k, char *out, size_t out_size);
 
 /*
- * AWS KMS (kms/aws_kms.c): the five operations over the AWS transport (common/aws.h) with an
+ * AWS KMS (kms/aws_kms.c): the five operations over the AWS transport (aws/aws.h) with an
  * awsJson 1.1 client for service "kms" (target TrentService) in cfg->region, at cfg->endpoint
- * when set; up to 3 attempts per call (reference/aws-apis.md section 4). cfg must be an aws
+ * when set; up to 3 attempts per call (docs/reference/aws-apis.md section 4). cfg must be an aws
  * relationship; it is read only here (nothing is kept but the key ARN that ping describes).
  * creds is borrowed and must outlive the backend. Caller owns *out (ks_kms_destroy).
  */
@@ -114,7 +114,7 @@ ks_status ks_kms_aws_create(const struct ks_kms_rel_config *cfg,
                             struct ks_aws_credentials_provider *creds, struct ks_kms **out,
                             struct ks_error *err);
 
-/* Transport knobs for tests and tuning; 0 / NULL members keep common/aws.h's defaults (and 3
+/* Transport knobs for tests and tuning; 0 / NULL members keep aws/aws.h's defaults (and 3
  * attempts). */
 struct ks_kms_aws_tuning {
     long connect_timeout_ms;

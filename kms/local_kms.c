@@ -1,6 +1,6 @@
 /*
  * local_kms.c - the embedded local KMS (kms.h): AWS KMS's symmetric-key semantics
- * (reference/aws-apis.md section 2) over AES-256-GCM master keys kept in a key file.
+ * (docs/reference/aws-apis.md section 2) over AES-256-GCM master keys kept in a key file.
  *
  * Key file (text, one record per line, '\n' separated, a final '\n' optional):
  *     keystored-local-kms v1
@@ -303,7 +303,7 @@ static ks_status load_key_file(const char *path, struct key_set *s, int *missing
         return ks_error_set(err, KS_E_CONFIG, "key file %s is not a regular file", path);
     }
     /* The file holds master keys in the clear: like ssh with a private key, refuse to use one
-     * that others could have read (DESIGN.md section 6: files 0600). */
+     * that others could have read (docs/architecture.md section 6: files 0600). */
     if (st.st_mode & 077) {
         close(fd);
         return ks_error_set(err, KS_E_CONFIG, "key file %s must be mode 0600", path);

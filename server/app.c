@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/aws.h"
+#include "aws/aws.h"
 #include "keystore/arn.h"
 #include "keystore/cache.h"
 

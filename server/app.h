@@ -1,5 +1,5 @@
 /*
- * app.h - builds the run-time objects of a config (DESIGN.md section 2): one KMS backend per
+ * app.h - builds the run-time objects of a config (docs/architecture.md section 2): one KMS backend per
  * relationship, one storage backend + keystore per key store. The app is immutable once built
  * and shared by all server threads.
  */

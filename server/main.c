@@ -1,5 +1,5 @@
 /*
- * main.c - the keystored binary (DESIGN.md section 6).
+ * main.c - the keystored binary (docs/architecture.md section 6).
  *
  *   keystored [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]
  *   keystored --check-config FILE

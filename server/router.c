@@ -1,4 +1,4 @@
-/* router.c - the route table of DESIGN.md section 3 and segment-wise matching. */
+/* router.c - the route table of docs/architecture.md section 3 and segment-wise matching. */
 #include "server/router.h"
 
 #include <stdlib.h>

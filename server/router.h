@@ -1,5 +1,5 @@
 /*
- * router.h - the one route table (DESIGN.md section 3) and path matching. The table is static
+ * router.h - the one route table (docs/architecture.md section 3) and path matching. The table is static
  * and read-only: thread-safe.
  */
 #ifndef KS_SERVER_ROUTER_H

@@ -1,15 +1,15 @@
 /*
- * dynamodb.c - the DynamoDB storage backend: the MPL's own table (reference/branch-key-store.md
- * sections 1 and 2) over the awsJson 1.0 client of common/aws.h (reference/aws-apis.md sections
+ * dynamodb.c - the DynamoDB storage backend: the MPL's own table (docs/reference/branch-key-store.md
+ * sections 1 and 2) over the awsJson 1.0 client of aws/aws.h (docs/reference/aws-apis.md sections
  * 1 and 3). Items travel exactly as ks_item_to_json writes them, so the table holds byte for byte
  * what the MPL writes, and the MPL can read what we write (and the other way round).
  *
  * Writes are one TransactWriteItems each, with the MPL's condition expressions; which condition
  * failed is read from the cancellation reasons, one per action in request order
- * (reference/aws-apis.md section 3, TransactionCanceledException).
+ * (docs/reference/aws-apis.md section 3, TransactionCanceledException).
  *
  * Thread safety: the struct is immutable after open; the client and the credentials provider
- * are thread-safe (common/aws.h), so every method may run on any number of threads at once.
+ * are thread-safe (aws/aws.h), so every method may run on any number of threads at once.
  */
 #include "storage/storage.h"
 
@@ -23,7 +23,8 @@
 #include <json-c/json.h>
 #include <openssl/rand.h>
 
-#include "common/aws.h"
+#include "aws/aws.h"
+#include "config/config.h"
 #include "common/util.h"
 
 /* DescribeTable responses are the deepest we parse (TableDescription > GSIs > projection). */
@@ -43,13 +44,13 @@
 #define TX_MAX_ATTEMPTS 4
 #define TX_BASE_DELAY_MS 25
 
-/* The MPL's messages (reference/branch-key-store.md sections 1 and 6). */
+/* The MPL's messages (docs/reference/branch-key-store.md sections 1 and 6). */
 #define MSG_NOT_CONFORMING                                                                         \
     "Configured table name does not conform to expected Key Store construction."
 #define MSG_ARN_MISMATCH                                                                           \
     "Configured DDB Table Name does not match parsed Table Name from DDB Table Arn."
 
-/* The condition expressions, verbatim (reference/branch-key-store.md sections 4, 5 and 9). */
+/* The condition expressions, verbatim (docs/reference/branch-key-store.md sections 4, 5 and 9). */
 #define COND_NOT_EXISTS "attribute_not_exists(#BranchKeyIdentifierField)"
 #define COND_NOT_EXISTS_NAME "#BranchKeyIdentifierField"
 /* MPL hv-2/hv-2 DefaultKeyStorageInterface.dfy `checkForOldEnc`: the SPEC v0.9.0 lock
@@ -188,7 +189,7 @@ static ks_status call(struct ddb_storage *d, const char *op, struct json_object 
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* CreateKeyStore (reference/branch-key-store.md section 1; M/CreateKeyStoreTable.dfy)        */
+/* CreateKeyStore (docs/reference/branch-key-store.md section 1; M/CreateKeyStoreTable.dfy)        */
 
 static const char *get_string(struct json_object *obj, const char *name)
 {

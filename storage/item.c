@@ -1,7 +1,7 @@
 /*
  * item.c - one stored item as a sorted array of typed attributes, and its DynamoDB
- * AttributeValue JSON form (reference/aws-apis.md section 3 "AttributeValue JSON encoding";
- * item layout in reference/branch-key-store.md section 2).
+ * AttributeValue JSON form (docs/reference/aws-apis.md section 3 "AttributeValue JSON encoding";
+ * item layout in docs/reference/branch-key-store.md section 2).
  *
  * Every value buffer is allocated with one extra byte and NUL-terminated, also for B, so that S
  * and N values can be handed out as C strings and an empty B value still has a non-NULL pointer.
@@ -87,7 +87,7 @@ static unsigned char *dup_value(const void *data, size_t len)
 
 /*
  * Inserts or replaces name with a copy of (type, data, len). Everything that can fail is done
- * before the item is touched, so on OOM the item is unchanged (STYLE.md "Errors").
+ * before the item is touched, so on OOM the item is unchanged (docs/style.md "Errors").
  */
 static int set_attr(struct ks_item *item, const char *name, enum ks_attr_type type,
                     const void *data, size_t len)
@@ -315,7 +315,7 @@ static ks_status attr_from_json(const char *name, struct json_object *av, struct
     member = json_object_iter_peek_name(&it);
     v = json_object_iter_peek_value(&it);
 
-    /* Only the three scalar types the MPL writes (reference/branch-key-store.md section 2). */
+    /* Only the three scalar types the MPL writes (docs/reference/branch-key-store.md section 2). */
     if (strcmp(member, "S") != 0 && strcmp(member, "N") != 0 && strcmp(member, "B") != 0)
         return ks_error_set(err, KS_E_CORRUPT, "attribute %s: unsupported type %.8s", name, member);
     if (!json_object_is_type(v, json_type_string))

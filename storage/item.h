@@ -1,6 +1,6 @@
 /*
  * item.h - one stored item, attribute for attribute as the MPL writes it: each attribute has a
- * name, a DynamoDB type (S, N or B) and a value (reference/branch-key-store.md section 2).
+ * name, a DynamoDB type (S, N or B) and a value (docs/reference/branch-key-store.md section 2).
  * Both backends persist exactly these attributes; sqlite.c keeps them in DynamoDB's
  * AttributeValue JSON so that the two backends hold the very same items.
  *
@@ -30,7 +30,7 @@ struct ks_item {
     size_t cap;
 };
 
-/* Item attribute names and values of the MPL (reference/branch-key-store.md section 2). */
+/* Item attribute names and values of the MPL (docs/reference/branch-key-store.md section 2). */
 #define KS_ATTR_BRANCH_KEY_ID "branch-key-id"
 #define KS_ATTR_TYPE "type"
 #define KS_ATTR_VERSION "version"

@@ -97,7 +97,7 @@ static ks_status memory_write_new_branch_key(struct ks_storage *s, const struct 
         }
 
     pthread_mutex_lock(&m->lock);
-    /* attribute_not_exists on each of the three Puts (reference/branch-key-store.md section 4). */
+    /* attribute_not_exists on each of the three Puts (docs/reference/branch-key-store.md section 4). */
     for (i = 0; i < 3 && st == KS_OK; i++)
         if (lookup(m, ks_item_get_s(items[i], KS_ATTR_BRANCH_KEY_ID),
                    ks_item_get_s(items[i], KS_ATTR_TYPE)))
@@ -147,7 +147,7 @@ static ks_status memory_write_new_version(struct ks_storage *s, const struct ks_
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
         goto out;
     }
-    /* attribute_exists(branch-key-id) AND enc = :encOld (reference/branch-key-store.md
+    /* attribute_exists(branch-key-id) AND enc = :encOld (docs/reference/branch-key-store.md
      * section 9). */
     stored = lookup(m, id, KS_TYPE_ACTIVE);
     enc = stored ? ks_item_get(stored, KS_ATTR_ENC) : NULL;

@@ -2,7 +2,7 @@
  * sqlite.c - the embedded storage backend: one SQLite database file holding the items of one
  * key store, each stored attribute for attribute as DynamoDB AttributeValue map JSON
  * (ks_item_to_json), so that this backend and dynamodb.c hold the very same items
- * (reference/branch-key-store.md section 2; reference/aws-apis.md section 3).
+ * (docs/reference/branch-key-store.md section 2; docs/reference/aws-apis.md section 3).
  *
  * Connections. A SQLite connection carries its own transaction state, so two threads must never
  * interleave statements on one connection. The backend keeps a small pool of connections (at
@@ -13,7 +13,7 @@
  * out by SQLite's own file lock, taken up front by BEGIN IMMEDIATE (waiting up to
  * BUSY_TIMEOUT_MS, then KS_E_UNAVAILABLE). Every condition of a write (attribute_not_exists,
  * enc = :encOld) is checked inside that transaction, so two processes on one file cannot both
- * win a race (seed "Mitigate Update Race", reference/branch-key-store.md section 9).
+ * win a race (seed "Mitigate Update Race", docs/reference/branch-key-store.md section 9).
  */
 #include "storage/storage.h"
 
@@ -159,7 +159,7 @@ static ks_status ensure_schema(sqlite3 *db, struct ks_error *err)
         return ks_error_set(err, KS_E_STORAGE,
                             "database schema version %d is not the supported version %d", version,
                             SCHEMA_VERSION);
-    /* Like CreateKeyStore's check of an existing table (reference/branch-key-store.md section
+    /* Like CreateKeyStore's check of an existing table (docs/reference/branch-key-store.md section
      * 1): the table must have our columns and key. */
     rc = sqlite3_prepare_v2(db, "SELECT branch_key_id, type, item FROM items LIMIT 0", -1, &probe,
                             NULL);
@@ -507,7 +507,7 @@ static ks_status sqlite_write_new_branch_key(struct ks_storage *s, const struct 
     st = tx_begin(c, err);
     if (st == KS_OK) {
         /* attribute_not_exists(branch-key-id) on each of the three Puts
-         * (reference/branch-key-store.md section 4), checked before anything is written. */
+         * (docs/reference/branch-key-store.md section 4), checked before anything is written. */
         for (i = 0; i < 3 && st == KS_OK; i++) {
             const char *type = ks_item_get_s(items[i], KS_ATTR_TYPE);
             int found =
@@ -551,7 +551,7 @@ static ks_status sqlite_write_new_version(struct ks_storage *s, const struct ks_
     st = tx_begin(c, err);
     if (st == KS_OK) {
         /* The ACTIVE Put's condition "attribute_exists(branch-key-id) AND enc = :encOld"
-         * (reference/branch-key-store.md section 9), read inside the write transaction. */
+         * (docs/reference/branch-key-store.md section 9), read inside the write transaction. */
         st = row_get(c, id, KS_TYPE_ACTIVE, &stored, err);
         if (st == KS_OK) {
             const struct ks_attr *enc = ks_item_get(&stored, KS_ATTR_ENC);
@@ -663,7 +663,7 @@ static const struct ks_storage_ops sqlite_ops = {
 };
 
 /*
- * Creates the file 0600 ourselves (DESIGN.md section 6: files 0600), independent of the umask,
+ * Creates the file 0600 ourselves (docs/architecture.md section 6: files 0600), independent of the umask,
  * before SQLite sees it; SQLite then gives its -wal and -shm files the same mode. An existing
  * file is left as it is.
  */

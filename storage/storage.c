@@ -15,7 +15,7 @@ void ks_storage_destroy(struct ks_storage *s)
 }
 
 /*
- * The key attributes (reference/branch-key-store.md section 1: `branch-key-id` S HASH, `type` S
+ * The key attributes (docs/reference/branch-key-store.md section 1: `branch-key-id` S HASH, `type` S
  * RANGE) must be present, S and non-empty: DynamoDB refuses an empty key attribute, and the
  * SQLite primary key is built from them.
  */

@@ -1,6 +1,6 @@
 /*
  * storage.h - the key storage interface, shaped after the MPL's KeyStorageInterface
- * (reference/branch-key-store.md section 9, hv-2/hv-2 Storage.smithy): a table of function
+ * (docs/reference/branch-key-store.md section 9, hv-2/hv-2 Storage.smithy): a table of function
  * pointers with a version field; methods are only ever appended (SQLite's VFS is the model).
  * The keystore layer calls it and never knows which backend runs; backends never see HTTP or
  * JSON requests.
@@ -99,7 +99,7 @@ void ks_storage_destroy(struct ks_storage *s);
 
 /* --- Appended: shared by every backend (storage.c) ----------------------------------------- */
 
-/* Messages of the MPL and of our VersionKey lock (reference/branch-key-store.md sections 6, 9). */
+/* Messages of the MPL and of our VersionKey lock (docs/reference/branch-key-store.md sections 6, 9). */
 #define KS_STORAGE_MSG_NOT_FOUND "No item found for corresponding branch key identifier."
 #define KS_STORAGE_MSG_VERSION_RACE "ACTIVE branch key changed concurrently; retry VersionKey"
 
@@ -139,7 +139,7 @@ struct ks_aws_credentials_provider;
 
 /*
  * DynamoDB backend: the MPL's table cfg->table in cfg->region (cfg->endpoint overrides the
- * regional endpoint, e.g. DynamoDB Local), over common/aws.h (max 4 attempts). Nothing is sent
+ * regional endpoint, e.g. DynamoDB Local), over aws/aws.h (max 4 attempts). Nothing is sent
  * until the first call; create_key_store creates the table if it is missing and waits (at most
  * 60 s) until it is ACTIVE. creds is borrowed and must outlive the backend; cfg is copied.
  * A table name that is not 3..255 of [a-zA-Z0-9_.-] or a missing region is KS_E_CONFIG.

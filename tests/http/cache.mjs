@@ -1,4 +1,4 @@
-// cache.mjs - the shared branch key cache seen from outside (issue 5; reference/cache.md):
+// cache.mjs - the shared branch key cache seen from outside (issue 5; docs/reference/cache.md):
 // partitions are trust boundaries (equal partitions share entries, others never do), a hit
 // still checks the tenant's permissions and the relationship's KMS configuration, VersionKey
 // invalidates the key's ACTIVE entries in every partition, concurrent misses share one fetch,

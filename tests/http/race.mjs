@@ -1,4 +1,4 @@
-// race.mjs - VersionKey under contention (DESIGN.md section 5, "Mitigate Update Race"):
+// race.mjs - VersionKey under contention (docs/architecture.md section 5, "Mitigate Update Race"):
 // 16 clients x 50 rounds of POST .../versions on one key. Every answer is 201 or 409
 // VersionRaceException; every 201 version is readable; the table holds exactly 1 + #201
 // version items; ACTIVE is one of the 201 versions.

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// run.mjs - the HTTP-level suite of keystored (STYLE.md "Tests"; curl's tests/data is the model).
+// run.mjs - the HTTP-level suite of keystored (docs/style.md "Tests"; curl's tests/data is the model).
 //
 //   KEYSTORED=./build/keystored node tests/http/run.mjs [--backend sqlite|dynamodb|all]
 //   (make http; make asan uses build-asan)

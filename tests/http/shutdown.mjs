@@ -1,4 +1,4 @@
-// shutdown.mjs - SIGTERM while requests are in flight (DESIGN.md section 6): the 16-client
+// shutdown.mjs - SIGTERM while requests are in flight (docs/architecture.md section 6): the 16-client
 // VersionKey load runs, SIGTERM arrives mid-way; the server finishes what it accepted and exits
 // 0. A request that arrives after SIGTERM on a kept-alive connection was never accepted: it gets
 // 503 ServiceUnavailableException with Connection: close (so a proxy retries it elsewhere).

@@ -1,4 +1,4 @@
-// startup.mjs - what happens before the first request (DESIGN.md sections 4 and 6):
+// startup.mjs - what happens before the first request (docs/architecture.md sections 4 and 6):
 //   - the local KMS key file: a corrupt one (bad header, bad base64) or one readable by others
 //     stops the start with a message naming the file;
 //   - --check-config lists every error as file:line:column; a valid file prints ok;

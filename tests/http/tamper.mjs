@@ -1,4 +1,4 @@
-// tamper.mjs - stored items changed behind the server's back (DESIGN.md section 5: every
+// tamper.mjs - stored items changed behind the server's back (docs/architecture.md section 5: every
 // attribute but enc is bound into the KMS encryption context). The server is stopped while the
 // stored items are edited through the backend (SQLite file; DynamoDB UpdateItem / DeleteItem), so
 // no cache can hide the change, and started again on the same storage.

@@ -1,6 +1,6 @@
 /*
  * test_aws_kms.c - the AWS KMS backend (kms/aws_kms.c) over the real transport
- * (common/aws_client.c, common/aws_credentials.c) against the KMS test server
+ * (aws/client.c, aws/credentials.c) against the KMS test server
  * (tests/peers/kms-server.mjs), which checks every SigV4 signature with AWS's own signer.
  *
  * Every test starts its own peer on 127.0.0.1 with a kernel-chosen port (so tests may run in
@@ -29,7 +29,8 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
-#include "common/aws.h"
+#include "aws/aws.h"
+#include "config/config.h"
 #include "common/ec.h"
 #include "common/util.h"
 #include "kms/kms.h"
@@ -246,7 +247,7 @@ struct client_opts {
 static void client_open(struct client *c, const struct client_opts *o)
 {
     struct ks_kms_aws_tuning tuning;
-    struct ks_cred_config cc;
+    struct ks_aws_credentials_options cc;
     struct ks_error err;
     ks_status st;
 
@@ -259,7 +260,7 @@ static void client_open(struct client *c, const struct client_opts *o)
     snprintf(c->token, sizeof c->token, "%s", o && o->token ? o->token : "");
 
     memset(&cc, 0, sizeof cc);
-    cc.source = KS_CRED_STATIC;
+    cc.source = KS_AWS_CRED_STATIC;
     cc.access_key_id = c->akid;
     cc.secret_access_key = c->secret;
     cc.session_token = c->token[0] ? c->token : NULL;

@@ -2,11 +2,11 @@
  * test_dynamodb.c - the DynamoDB storage backend (storage/dynamodb.c) against DynamoDB Local,
  * started on 127.0.0.1 by tests/integration/run-dynamodb.mjs, which passes its endpoint in
  * KS_DYNAMODB_ENDPOINT. Every test uses its own table, so tests run in parallel on one shared
- * in-memory database. Besides the backend, each test has a raw client (common/aws.h) to look
+ * in-memory database. Besides the backend, each test has a raw client (aws/aws.h) to look
  * at and plant what DynamoDB holds, independently of the backend under test.
  *
  * What is checked: CreateKeyStore (creation, idempotence, a non-conforming table refused and
- * left as it was; reference/branch-key-store.md section 1), the MPL's item layout stored byte
+ * left as it was; docs/reference/branch-key-store.md section 1), the MPL's item layout stored byte
  * for byte (section 2), the conditions of both writes and the atomicity of their transactions
  * (sections 4, 5, 9), a VersionKey race between threads, and the failure statuses.
  */
@@ -25,7 +25,8 @@
 #include <json-c/json.h>
 #include <openssl/rand.h>
 
-#include "common/aws.h"
+#include "aws/aws.h"
+#include "config/config.h"
 #include "common/util.h"
 #include "config/config.h"
 #include "storage/storage.h"
@@ -69,7 +70,7 @@ static void open_storage(struct fixture *f, const char *table, const char *endpo
 
 static void fx_open_at(struct fixture *f, const char *endpoint)
 {
-    struct ks_cred_config cc;
+    struct ks_aws_credentials_options cc;
     struct ks_aws_client_options opts;
     struct ks_error err;
     char uuid[KS_UUID_LEN + 1];
@@ -80,7 +81,7 @@ static void fx_open_at(struct fixture *f, const char *endpoint)
     snprintf(f->endpoint, sizeof f->endpoint, "%s", endpoint);
 
     memset(&cc, 0, sizeof cc);
-    cc.source = KS_CRED_STATIC;
+    cc.source = KS_AWS_CRED_STATIC;
     cc.access_key_id = "AKIDTEST";
     cc.secret_access_key = "secret";
     cr_assert_eq(ks_aws_credentials_provider_create(&cc, NULL, &f->creds, &err), KS_OK, "%s",
@@ -196,7 +197,7 @@ static int count_items(struct fixture *f, const char *id, const char *prefix)
     return n;
 }
 
-/* --- items as keystore/ builds them (reference/branch-key-store.md section 2) ------------- */
+/* --- items as keystore/ builds them (docs/reference/branch-key-store.md section 2) ------------- */
 /* These return 0 or -1 rather than assert, so that the race threads can use them too. */
 
 static int common_attrs(struct ks_item *item, const char *id, const char *type)

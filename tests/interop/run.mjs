@@ -23,7 +23,7 @@
 // value on the ACTIVE / version / beacon item: both refuse; restored: both read), cross-version
 // (the reading side versions the writer's key), version race (both sides version at once),
 // odd ids + EC. A second table checks configuration mismatches against the MPL's rules
-// (reference/branch-key-store.md section 7) and the logical name binding.
+// (docs/reference/branch-key-store.md section 7) and the logical name binding.
 // The generated matrix is also written to tests/interop/MATRIX.md.
 // Prints one line per test, the matrices, and "N passed, N failed"; exits 1 on any failure.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // kms-server.mjs - a KMS-compatible test server for keystored's AWS KMS backend (kms/aws_kms.c).
 //
-// Speaks awsJson 1.1 (reference/aws-apis.md section 1) with X-Amz-Target TrentService.<Op> for
+// Speaks awsJson 1.1 (docs/reference/aws-apis.md section 1) with X-Amz-Target TrentService.<Op> for
 // GenerateDataKeyWithoutPlaintext, GenerateDataKey, Encrypt, Decrypt, ReEncrypt and DescribeKey
 // (section 2). Every request's SigV4 signature is checked with AWS's own signer
 // (@smithy/signature-v4 + @aws-crypto/sha256-js): the request is rebuilt from what arrived (the

@@ -1,6 +1,6 @@
 /*
  * test_arn.c - KMS key ARN parsing, MRK detection, MrkMatch and region rewriting
- * (reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy, AwsKmsMrkMatchForDecrypt.dfy).
+ * (docs/reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy, AwsKmsMrkMatchForDecrypt.dfy).
  */
 #include <criterion/criterion.h>
 

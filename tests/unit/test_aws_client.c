@@ -1,5 +1,5 @@
 /*
- * test_aws_client.c - the awsJson client of common/aws.h against an in-process libmicrohttpd
+ * test_aws_client.c - the awsJson client of aws/aws.h against an in-process libmicrohttpd
  * server on 127.0.0.1 that plays AWS: it answers from a per-test script, records every request
  * (headers and body), counts TCP connections, and can hang to provoke timeouts. Signatures are
  * checked server-side by re-signing the received request with ks_sigv4_sign.
@@ -22,8 +22,8 @@
 
 #include <microhttpd.h>
 
-#include "common/aws.h"
-#include "common/sigv4.h"
+#include "aws/aws.h"
+#include "aws/sigv4.h"
 
 #define TEST_AKID "AKIDEXAMPLE"
 #define TEST_SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -260,8 +260,8 @@ static void setup_client(struct setup *s, const char *token, unsigned max_attemp
     } else {
         snprintf(s->endpoint, sizeof(s->endpoint), "%s", endpoint);
     }
-    struct ks_cred_config cfg = {0};
-    cfg.source = KS_CRED_STATIC;
+    struct ks_aws_credentials_options cfg = {0};
+    cfg.source = KS_AWS_CRED_STATIC;
     char secret[] = TEST_SECRET;
     char tok[128] = "";
     cfg.secret_access_key = secret;

@@ -1,5 +1,5 @@
 /*
- * test_aws_credentials.c - the credential providers of common/aws.h: environment, shared files,
+ * test_aws_credentials.c - the credential providers of aws/aws.h: environment, shared files,
  * container and IMDSv2 (the last two against an in-process libmicrohttpd server on 127.0.0.1
  * playing the metadata service), static keys, and the two-stage refresh of section 5.5 driven
  * by an injected clock. The process environment is never touched: a fake getenv is injected.
@@ -19,7 +19,7 @@
 
 #include <microhttpd.h>
 
-#include "common/aws.h"
+#include "aws/aws.h"
 
 #define T0 1704164645u /* 2024-01-02T03:04:05Z */
 
@@ -78,10 +78,10 @@ static void env_set(struct fake_env *e, const char *name, const char *value)
     }
 }
 
-static ks_status provider(struct fake_env *e, enum ks_cred_source source, const char *profile,
+static ks_status provider(struct fake_env *e, enum ks_aws_cred_source source, const char *profile,
                           struct ks_aws_credentials_provider **p)
 {
-    struct ks_cred_config cfg = {0};
+    struct ks_aws_credentials_options cfg = {0};
     char name[64] = "";
     cfg.source = source;
     if (profile != NULL) {
@@ -350,7 +350,7 @@ Test(aws_credentials, env_keys_and_session_token)
     env_set(&e, "AWS_SESSION_TOKEN", "envtoken");
     env_set(&e, "AWS_SECURITY_TOKEN", "legacy-loses");
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_ENV, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_ENV, NULL, &p), KS_OK);
     expect_creds(p, "AKIAENV", "envsecret", "envtoken", 0);
     ks_aws_credentials_provider_destroy(p);
 }
@@ -373,7 +373,7 @@ Test(aws_credentials, env_legacy_token_and_expiration_formats)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         env_set(&e, "AWS_CREDENTIAL_EXPIRATION", cases[i].text);
         struct ks_aws_credentials_provider *p = NULL;
-        cr_assert_eq(provider(&e, KS_CRED_ENV, NULL, &p), KS_OK);
+        cr_assert_eq(provider(&e, KS_AWS_CRED_ENV, NULL, &p), KS_OK);
         expect_creds(p, "AKIAENV", "envsecret", "legacy", cases[i].epoch);
         ks_aws_credentials_provider_destroy(p);
     }
@@ -387,19 +387,19 @@ Test(aws_credentials, env_missing_or_malformed_is_config_error)
     env_init(&e);
     struct ks_aws_credentials_provider *p = NULL;
     env_set(&e, "AWS_ACCESS_KEY_ID", "AKIAENV");
-    cr_assert_eq(provider(&e, KS_CRED_ENV, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_ENV, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG, "no secret");
     ks_aws_credentials_provider_destroy(p);
     env_set(&e, "AWS_SECRET_ACCESS_KEY", "envsecret");
     for (size_t i = 0; i < sizeof(bad_expirations) / sizeof(bad_expirations[0]); i++) {
         env_set(&e, "AWS_CREDENTIAL_EXPIRATION", bad_expirations[i]);
-        cr_assert_eq(provider(&e, KS_CRED_ENV, NULL, &p), KS_OK);
+        cr_assert_eq(provider(&e, KS_AWS_CRED_ENV, NULL, &p), KS_OK);
         cr_expect_eq(get_status(p), KS_E_CONFIG, "%s", bad_expirations[i]);
         ks_aws_credentials_provider_destroy(p);
     }
     /* Already expired. */
     env_set(&e, "AWS_CREDENTIAL_EXPIRATION", "2024-01-02T03:00:00Z");
-    cr_assert_eq(provider(&e, KS_CRED_ENV, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_ENV, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(p);
 }
@@ -412,7 +412,7 @@ Test(aws_credentials, env_credentials_with_expiration_are_refreshed)
     env_set(&e, "AWS_SECRET_ACCESS_KEY", "one");
     env_set(&e, "AWS_CREDENTIAL_EXPIRATION", "2024-01-02T04:04:05Z"); /* T0 + 1 h */
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_ENV, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_ENV, NULL, &p), KS_OK);
     expect_creds(p, "AKIAONE", "one", NULL, T0 + 3600);
     /* The environment changes, but 40 min remain: the cached ones are used. */
     env_set(&e, "AWS_ACCESS_KEY_ID", "AKIATWO");
@@ -433,7 +433,7 @@ Test(aws_credentials, static_keys_and_bad_configs)
     struct fake_env e;
     env_init(&e);
     char id[] = "AKIASTATIC", secret[] = "staticsecret", token[] = "statictoken", empty[] = "";
-    struct ks_cred_config cfg = {.source = KS_CRED_STATIC,
+    struct ks_aws_credentials_options cfg = {.source = KS_AWS_CRED_STATIC,
                                  .access_key_id = id,
                                  .secret_access_key = secret,
                                  .session_token = token};
@@ -455,7 +455,7 @@ Test(aws_credentials, static_keys_and_bad_configs)
     cfg.secret_access_key = secret;
     cfg.access_key_id = empty;
     cr_expect_eq(ks_aws_credentials_provider_create(&cfg, &e.env, &p, &err), KS_E_CONFIG);
-    struct ks_cred_config none = {.source = KS_CRED_NONE};
+    struct ks_aws_credentials_options none = {.source = KS_AWS_CRED_NONE};
     cr_expect_eq(ks_aws_credentials_provider_create(&none, &e.env, &p, &err), KS_E_CONFIG);
     cr_expect_eq(ks_aws_credentials_provider_create(NULL, &e.env, &p, &err), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(NULL);
@@ -525,7 +525,7 @@ Test(aws_credentials, profile_files_parsing)
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         struct ks_aws_credentials_provider *p = NULL;
-        cr_assert_eq(provider(&e, KS_CRED_PROFILE, ok[i].profile, &p), KS_OK);
+        cr_assert_eq(provider(&e, KS_AWS_CRED_PROFILE, ok[i].profile, &p), KS_OK);
         expect_creds(p, ok[i].id, ok[i].secret, ok[i].token, 0);
         ks_aws_credentials_provider_destroy(p);
     }
@@ -533,7 +533,7 @@ Test(aws_credentials, profile_files_parsing)
     const char *bad[] = {"partial", "onlyname", "missing", "broken"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct ks_aws_credentials_provider *p = NULL;
-        cr_assert_eq(provider(&e, KS_CRED_PROFILE, bad[i], &p), KS_OK);
+        cr_assert_eq(provider(&e, KS_AWS_CRED_PROFILE, bad[i], &p), KS_OK);
         cr_expect_eq(get_status(p), KS_E_CONFIG, "%s", bad[i]);
         ks_aws_credentials_provider_destroy(p);
     }
@@ -548,7 +548,7 @@ Test(aws_credentials, profile_default_locations_under_home)
     env_init(&e);
     env_set(&e, "HOME", t.path);
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_PROFILE, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_PROFILE, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG, "no files at all");
     ks_aws_credentials_provider_destroy(p);
 
@@ -558,14 +558,14 @@ Test(aws_credentials, profile_default_locations_under_home)
     tmpdir_write(&t, ".aws/config",
                  "[default]\naws_access_key_id=AKIAHOME\n"
                  "aws_secret_access_key=homesecret\n");
-    cr_assert_eq(provider(&e, KS_CRED_PROFILE, "default", &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_PROFILE, "default", &p), KS_OK);
     expect_creds(p, "AKIAHOME", "homesecret", NULL, 0);
     ks_aws_credentials_provider_destroy(p);
 
     /* "~/" in an override is the home directory. */
     tmpdir_write(&t, "elsewhere", "[x]\naws_access_key_id=AKIATILDE\naws_secret_access_key=s\n");
     env_set(&e, "AWS_SHARED_CREDENTIALS_FILE", "~/elsewhere");
-    cr_assert_eq(provider(&e, KS_CRED_PROFILE, "x", &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_PROFILE, "x", &p), KS_OK);
     expect_creds(p, "AKIATILDE", "s", NULL, 0);
     ks_aws_credentials_provider_destroy(p);
     snprintf(t.files[t.n++], sizeof(t.files[0]), "%s", aws); /* removed last */
@@ -588,7 +588,7 @@ Test(aws_credentials, container_relative_uri_with_token)
     creds_json(body, sizeof(body), "ASIAECS", "ecs\\/secret", "ecstoken", T0 + 6 * 3600);
     fake_route(f, "GET", "/v2/credentials/abc", 200, body, "Authorization", "Basic c2VjcmV0");
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     expect_creds(p, "ASIAECS", "ecs/secret", "ecstoken", T0 + 6 * 3600);
     expect_creds(p, "ASIAECS", "ecs/secret", "ecstoken", T0 + 6 * 3600); /* cached */
     cr_expect_eq(fake_count(f), 1);
@@ -612,7 +612,7 @@ Test(aws_credentials, container_full_uri_rereads_token_file)
     creds_json(body, sizeof(body), "ASIAEKS1", "s1", "t1", T0 + 3600);
     fake_route(f, "GET", "/get-credentials", 200, body, "Authorization", "eks-token-1");
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     expect_creds(p, "ASIAEKS1", "s1", "t1", T0 + 3600);
 
     /* EKS rotates the token; at 5 min before expiry the refresh must send the new one. */
@@ -644,7 +644,7 @@ Test(aws_credentials, container_forbidden_hosts_and_bad_tokens)
         env_init(&e);
         env_set(&e, "AWS_CONTAINER_CREDENTIALS_FULL_URI", hosts[i]);
         struct ks_aws_credentials_provider *p = NULL;
-        cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+        cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
         cr_expect_eq(get_status(p), KS_E_CONFIG, "%s", hosts[i]);
         ks_aws_credentials_provider_destroy(p);
     }
@@ -654,16 +654,16 @@ Test(aws_credentials, container_forbidden_hosts_and_bad_tokens)
     env_set(&e, "AWS_CONTAINER_CREDENTIALS_FULL_URI", good);
     env_set(&e, "AWS_CONTAINER_AUTHORIZATION_TOKEN", "abc\r\nX-Injected: 1");
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(p);
     env_set(&e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
             tmpdir_write(&t, "token", "line1\nline2\n"));
-    cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(p);
     env_set(&e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/nonexistent/ks-token");
-    cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(p);
     cr_expect_eq(fake_count(f), 0);
@@ -671,11 +671,11 @@ Test(aws_credentials, container_forbidden_hosts_and_bad_tokens)
     /* No variables at all; a relative URI that is not a path. */
     struct fake_env none;
     env_init(&none);
-    cr_assert_eq(provider(&none, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&none, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(p);
     env_set(&none, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "@evil.example/x");
-    cr_assert_eq(provider(&none, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&none, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(p);
     tmpdir_remove(&t);
@@ -703,7 +703,7 @@ Test(aws_credentials, container_bad_documents)
     for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
         fake_route(f, "GET", "/creds", 200, docs[i], NULL, NULL);
         struct ks_aws_credentials_provider *p = NULL;
-        cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+        cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
         cr_expect_eq(get_status(p), KS_E_CONFIG, "%s", docs[i]);
         ks_aws_credentials_provider_destroy(p);
     }
@@ -714,16 +714,16 @@ Test(aws_credentials, container_bad_documents)
                "\"Flag\":true,\"N\":null,\"Token\":\"\"}",
                NULL, NULL);
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     expect_creds(p, "ASIABC", "s\"q\\", NULL, 0);
     ks_aws_credentials_provider_destroy(p);
     /* 5xx is unavailable, 4xx a configuration problem. */
     fake_route(f, "GET", "/creds", 503, "", NULL, NULL);
-    cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     fake_route(f, "GET", "/creds", 403, "", NULL, NULL);
-    cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(p);
     fake_stop(f);
@@ -743,7 +743,7 @@ Test(aws_credentials, advisory_and_mandatory_refresh)
     creds_json(body, sizeof(body), "ASIAONE", "one", "t1", exp1);
     fake_route(f, "GET", "/creds", 200, body, NULL, NULL);
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     expect_creds(p, "ASIAONE", "one", "t1", exp1);
 
     /* 16 min left: still fresh, no request. */
@@ -800,7 +800,7 @@ Test(aws_credentials, concurrent_first_fetch_is_serialized)
     creds_json(body, sizeof(body), "ASIARACE", "r", "t", T0 + 3600);
     fake_route(f, "GET", "/creds", 200, body, NULL, NULL);
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_CONTAINER, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     pthread_t threads[8];
     struct racer racers[8];
     for (int i = 0; i < 8; i++) {
@@ -842,7 +842,7 @@ Test(aws_credentials, imds_v2_three_step_flow)
     struct fake_env e;
     struct fake *f = imds_start(&e, T0 + 6 * 3600);
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_IMDS, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
     expect_creds(p, "ASIAIMDS", "imdssecret", "imdstoken", T0 + 6 * 3600);
     cr_assert_eq(fake_count(f), 3);
     cr_expect_str_eq(f->requests[0].method, "PUT");
@@ -874,7 +874,7 @@ Test(aws_credentials, imds_token_expiry_and_401_fetch_a_new_token)
     struct fake_env e;
     struct fake *f = imds_start(&e, T0 + 3 * 3600);
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_IMDS, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
     expect_creds(p, "ASIAIMDS", "imdssecret", "imdstoken", T0 + 3 * 3600);
     cr_expect_eq(fake_count(f), 3);
 
@@ -910,7 +910,7 @@ Test(aws_credentials, imds_near_expiry_credentials_are_extended)
     struct fake_env e;
     struct fake *f = imds_start(&e, T0 + 300);
     struct ks_aws_credentials_provider *p = NULL;
-    cr_assert_eq(provider(&e, KS_CRED_IMDS, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
     struct ks_aws_credentials c;
     cr_assert_eq(ks_aws_credentials_get(p, &c, NULL), KS_OK);
     cr_expect_geq(c.expiration, T0 + 15 * 60 + 120);
@@ -929,7 +929,7 @@ Test(aws_credentials, imds_failures)
     struct ks_aws_credentials_provider *p = NULL;
 
     env_set(&e, "AWS_EC2_METADATA_DISABLED", "TRUE");
-    cr_assert_eq(provider(&e, KS_CRED_IMDS, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(p);
     cr_expect_eq(fake_count(f), 0);
@@ -937,17 +937,17 @@ Test(aws_credentials, imds_failures)
 
     /* No role attached. */
     fake_route(f, "GET", ROLE_PATH, 404, "", NULL, NULL);
-    cr_assert_eq(provider(&e, KS_CRED_IMDS, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(p);
     /* A role name that would change the path. */
     fake_route(f, "GET", ROLE_PATH, 200, "../../user-data", NULL, NULL);
-    cr_assert_eq(provider(&e, KS_CRED_IMDS, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(p);
     /* IMDSv2 token refused (IMDSv1 fallback is deliberately not implemented). */
     fake_route(f, "PUT", "/latest/api/token", 403, "", NULL, NULL);
-    cr_assert_eq(provider(&e, KS_CRED_IMDS, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_CONFIG);
     ks_aws_credentials_provider_destroy(p);
     uint16_t port = f->port;
@@ -957,7 +957,7 @@ Test(aws_credentials, imds_failures)
     char endpoint[64];
     snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", port);
     env_set(&e, "AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint);
-    cr_assert_eq(provider(&e, KS_CRED_IMDS, NULL, &p), KS_OK);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
 }

@@ -1,6 +1,6 @@
 /*
  * test_config.c - config/: YAML -> struct ks_config, every error class with its file:line:column,
- * the embedded default and the lookups (DESIGN.md section 4).
+ * the embedded default and the lookups (docs/architecture.md section 4).
  */
 #include <criterion/criterion.h>
 
@@ -198,7 +198,7 @@ static void check_full(const struct ks_config *cfg)
     cr_assert_eq(r->has_kms_configuration, 1);
     cr_assert_eq(r->kms.kind, KS_KMS_KEY_ARN);
     cr_assert_str_eq(r->kms.arn, LOCAL_ARN);
-    cr_assert_eq(r->credentials.source, KS_CRED_NONE);
+    cr_assert_eq(r->credentials.source, KS_AWS_CRED_NONE);
     cr_assert_null(r->region);
 
     r = &cfg->kms_relationships[1];
@@ -207,7 +207,7 @@ static void check_full(const struct ks_config *cfg)
     cr_assert_null(r->key_file);
     cr_assert_str_eq(r->region, "us-west-2");
     cr_assert_str_eq(r->endpoint, "https://kms.example.test:4443");
-    cr_assert_eq(r->credentials.source, KS_CRED_STATIC);
+    cr_assert_eq(r->credentials.source, KS_AWS_CRED_STATIC);
     cr_assert_str_eq(r->credentials.access_key_id, "AKIDEXAMPLE");
     cr_assert_str_eq(r->credentials.secret_access_key, "wJalrXUtnFEMIEXAMPLEKEY");
     cr_assert_str_eq(r->credentials.session_token, "tok");
@@ -222,7 +222,7 @@ static void check_full(const struct ks_config *cfg)
     r = &cfg->kms_relationships[2];
     cr_assert_str_eq(r->name, "prod-mrk");
     cr_assert_null(r->endpoint);
-    cr_assert_eq(r->credentials.source, KS_CRED_PROFILE);
+    cr_assert_eq(r->credentials.source, KS_AWS_CRED_PROFILE);
     cr_assert_str_eq(r->credentials.profile, "keystore");
     cr_assert_eq(r->kms.kind, KS_KMS_MR_KEY_ARN);
     cr_assert_str_eq(r->kms.arn, MRK_ARN);
@@ -231,14 +231,14 @@ static void check_full(const struct ks_config *cfg)
     r = &cfg->kms_relationships[3];
     cr_assert_str_eq(r->name, "readers");
     cr_assert_str_eq(r->region, "eu-west-1");
-    cr_assert_eq(r->credentials.source, KS_CRED_IMDS);
+    cr_assert_eq(r->credentials.source, KS_AWS_CRED_IMDS);
     cr_assert_eq(r->kms.kind, KS_KMS_MR_DISCOVERY);
     cr_assert_str_eq(r->kms.region, "eu-west-1");
     cr_assert_null(r->kms.arn);
 
     r = &cfg->kms_relationships[4];
     cr_assert_str_eq(r->name, "anywhere");
-    cr_assert_eq(r->credentials.source, KS_CRED_CONTAINER);
+    cr_assert_eq(r->credentials.source, KS_AWS_CRED_CONTAINER);
     cr_assert_eq(r->kms.kind, KS_KMS_DISCOVERY);
     cr_assert_null(r->kms.arn);
     cr_assert_null(r->kms.region);
@@ -253,7 +253,7 @@ static void check_full(const struct ks_config *cfg)
     cr_assert_eq(k->storage.type, KS_STORAGE_SQLITE);
     cr_assert_str_eq(k->storage.path, "./data/keystore.db");
     cr_assert_null(k->storage.table);
-    cr_assert_eq(k->storage.credentials.source, KS_CRED_NONE);
+    cr_assert_eq(k->storage.credentials.source, KS_AWS_CRED_NONE);
     k = &cfg->key_stores[1];
     cr_assert_str_eq(k->name, "shared");
     cr_assert_str_eq(k->logical_key_store_name, "shared-prod");
@@ -265,7 +265,7 @@ static void check_full(const struct ks_config *cfg)
     cr_assert_str_eq(k->storage.table, "KeyStoreTable");
     cr_assert_str_eq(k->storage.region, "us-west-2");
     cr_assert_str_eq(k->storage.endpoint, "http://127.0.0.1:8000");
-    cr_assert_eq(k->storage.credentials.source, KS_CRED_PROFILE);
+    cr_assert_eq(k->storage.credentials.source, KS_AWS_CRED_PROFILE);
     cr_assert_str_eq(k->storage.credentials.profile, "default");
 
     cr_assert_eq(cfg->cache.capacity, 5000);
@@ -435,13 +435,12 @@ Test(config, real_file)
 
 Test(config, example_files_load)
 {
-    static const char *const files[] = {"config/examples/full.yaml",
-                                        "config/examples/default.yaml"};
+    /* KS_SOURCE_DIR: the repository root, passed by the Makefile (runs from any directory). */
+    static const char *const files[] = {KS_SOURCE_DIR "/config/examples/full.yaml",
+                                        KS_SOURCE_DIR "/config/examples/default.yaml"};
     for (size_t i = 0; i < 2; i++) {
         struct ks_config *cfg = NULL;
         char *errors = NULL;
-        if (access(files[i], R_OK) != 0)
-            cr_skip_test("run from the repository root to check %s", files[i]);
         cr_assert_eq(ks_config_load_file(files[i], &cfg, &errors), KS_OK, "%s",
                      errors ? errors : "");
         ks_config_free(cfg);

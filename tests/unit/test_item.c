@@ -1,6 +1,6 @@
 /*
  * test_item.c - struct ks_item and its DynamoDB AttributeValue JSON form
- * (reference/aws-apis.md section 3).
+ * (docs/reference/aws-apis.md section 3).
  */
 #include <criterion/criterion.h>
 

@@ -1,6 +1,6 @@
 /*
- * test_sigv4.c - the SigV4 signer against the aws-c-auth test vectors (reference/sigv4/, read
- * as they are from $KS_SIGV4_VECTORS, default ../shared/reference/sigv4 from the repo root),
+ * test_sigv4.c - the SigV4 signer against the aws-c-auth test vectors (tests/data/sigv4/,
+ * vendored with their license; read from $KS_SIGV4_VECTORS when set),
  * against KMS and DynamoDB requests signed once with botocore, and on its failure paths.
  */
 #include <criterion/criterion.h>
@@ -14,9 +14,10 @@
 
 #include <json-c/json.h>
 
-#include "common/sigv4.h"
+#include "aws/sigv4.h"
 
-#define DEFAULT_VECTORS "../shared/reference/sigv4"
+/* The Makefile passes the absolute path of tests/data, so the suite runs from any directory. */
+#define DEFAULT_VECTORS KS_TEST_DATA_DIR "/sigv4"
 #define MAX_HEADERS 32
 
 static const char *vectors_dir(void)
@@ -69,7 +70,7 @@ static char *dup_range(const char *s, size_t n)
     return d;
 }
 
-/* ----- request.txt parsing (format in reference/sigv4/README.md "request.txt format") ----- */
+/* ----- request.txt parsing (format in tests/data/sigv4/README.md "request.txt format") ----- */
 
 struct http_request {
     char *method;

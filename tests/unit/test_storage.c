@@ -2,7 +2,7 @@
  * test_storage.c - the storage interface, the same cases run against the memory and the SQLite
  * backend, plus what only SQLite has: the file, persistence, corrupt rows, a held lock, and a
  * VersionKey race between processes sharing one file (seed "Mitigate Update Race",
- * reference/branch-key-store.md section 9).
+ * docs/reference/branch-key-store.md section 9).
  */
 #include <criterion/criterion.h>
 
@@ -82,7 +82,7 @@ static void fx_close(struct fixture *f)
     }
 }
 
-/* --- items as keystore/ builds them (reference/branch-key-store.md section 2) ------------- */
+/* --- items as keystore/ builds them (docs/reference/branch-key-store.md section 2) ------------- */
 
 static void random_bytes(unsigned char *out, size_t len)
 {

@@ -215,7 +215,7 @@ export function checkResponse(res, exp) {
   if (exp.text !== undefined) checkMatcher('body', true, res.text, exp.text);
 }
 
-// What every response must satisfy (DESIGN.md section 3), whatever the step expects: an
+// What every response must satisfy (docs/architecture.md section 3), whatever the step expects: an
 // X-Request-Id; no-store on /v1/keystores; errors as {"error": {type, message, requestId}} with
 // the header's request id.
 export function checkInvariants(res, reqPath) {
