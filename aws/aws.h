@@ -1,8 +1,8 @@
 /*
  * aws.h - the AWS transport used by kms/aws_kms.c and storage/dynamodb.c: credentials
- * (docs/reference/aws-apis.md section 5), and an awsJson 1.0/1.1 client (section 1) that signs every
- * attempt with SigV4 (aws/sigv4.h), sends it over libcurl with connection reuse and
- * timeouts, and retries what the AWS SDKs' standard mode retries (section 4).
+ * (docs/reference/aws-apis.md section 5), and an awsJson 1.0/1.1 client (section 1) that signs
+ * every attempt with SigV4 (aws/sigv4.h), sends it over libcurl with connection reuse and timeouts,
+ * and retries what the AWS SDKs' standard mode retries (section 4).
  *
  * Thread safety: a credentials provider and a client are each shared by all server threads;
  * every function here is thread-safe.
@@ -37,7 +37,6 @@ struct ks_aws_credentials_options {
     char *secret_access_key; /* static; never logged */
     char *session_token;     /* static, optional */
 };
-
 
 struct ks_aws_credentials {
     char *access_key_id;

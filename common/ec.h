@@ -1,8 +1,8 @@
 /*
  * ec.h - an encryption context: a map of UTF-8 strings kept sorted by key bytes, so that the
- * canonical serialization (docs/architecture.md section 5: u16 count, entries sorted by UTF-8 key bytes,
- * each u16 length + key + u16 length + value, big-endian) falls out of iteration order.
- * Keys and values are NUL-terminated and may not contain NUL. Not thread-safe per instance.
+ * canonical serialization (docs/architecture.md section 5: u16 count, entries sorted by UTF-8 key
+ * bytes, each u16 length + key + u16 length + value, big-endian) falls out of iteration order. Keys
+ * and values are NUL-terminated and may not contain NUL. Not thread-safe per instance.
  */
 #ifndef KS_COMMON_EC_H
 #define KS_COMMON_EC_H

@@ -4,10 +4,10 @@
  *
  * The whole file is loaded into a libyaml document first, then walked by schema-driven functions
  * that fill the struct and record every problem they meet instead of stopping at the first one:
- * an operator fixing a config wants the full list at once (docs/architecture.md section 4, "Invalid config
- * stops the start with every error listed"). Each error carries the 1-based line and column of the
- * offending node; the list is sorted by position before it is returned. Any error discards the
- * partially built struct, so a returned config is always complete and valid.
+ * an operator fixing a config wants the full list at once (docs/architecture.md section 4, "Invalid
+ * config stops the start with every error listed"). Each error carries the 1-based line and column
+ * of the offending node; the list is sorted by position before it is returned. Any error discards
+ * the partially built struct, so a returned config is always complete and valid.
  *
  * Values that are secrets (static credentials, grant tokens) or stand in for them (tenant token
  * hashes) are never echoed into messages, and the scalar buffers of the libyaml document are wiped
@@ -753,8 +753,8 @@ static yaml_node_t *first_of(yaml_node_t *a, yaml_node_t *b, yaml_node_t *fallba
 }
 
 /*
- * Cache settings and their consistency rules (docs/reference/cache.md section 4: SPEC storm tracking
- * "Consistency", MPL ConsistentSettings and CheckCache).
+ * Cache settings and their consistency rules (docs/reference/cache.md section 4: SPEC storm
+ * tracking "Consistency", MPL ConsistentSettings and CheckCache).
  */
 static void parse_cache(struct parser *p, yaml_node_t *n)
 {
@@ -823,10 +823,10 @@ static void parse_cache(struct parser *p, yaml_node_t *n)
 enum arn_check { ARN_OK = 0, ARN_INVALID, ARN_ALIAS };
 
 /*
- * ARN validity of the key store (docs/reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy
- * and KmsArn.dfy): 1..2048 characters, exactly 6 ':'-separated parts "arn", partition, "kms",
- * region, account, resource; resource is "<type>/<non-empty value>" with type key or alias, and
- * the key store refuses alias.
+ * ARN validity of the key store (docs/reference/branch-key-store.md section 7; MPL
+ * AwsArnParsing.dfy and KmsArn.dfy): 1..2048 characters, exactly 6 ':'-separated parts "arn",
+ * partition, "kms", region, account, resource; resource is "<type>/<non-empty value>" with type key
+ * or alias, and the key store refuses alias.
  */
 static enum arn_check check_arn(const char *s, const char **detail)
 {
@@ -1333,8 +1333,8 @@ static void parse_key_stores(struct parser *p, yaml_node_t *n)
                 break;
             }
         }
-        /* docs/architecture.md section 1: two physical stores never share a logical name (it is bound into
-         * every KMS encryption context and every cache identifier). */
+        /* docs/architecture.md section 1: two physical stores never share a logical name (it is
+         * bound into every KMS encryption context and every cache identifier). */
         for (j = 0; ks->logical_key_store_name && j < i; j++) {
             if (cfg->key_stores[j].logical_key_store_name &&
                 strcmp(cfg->key_stores[j].logical_key_store_name, ks->logical_key_store_name) ==

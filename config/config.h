@@ -1,7 +1,7 @@
 /*
  * config.h - keystored configuration: YAML (libyaml) -> one immutable, validated struct
- * (docs/architecture.md section 4). Parsed once at start-up and then only read, so it is safe to share
- * between threads without locks.
+ * (docs/architecture.md section 4). Parsed once at start-up and then only read, so it is safe to
+ * share between threads without locks.
  */
 #ifndef KS_CONFIG_CONFIG_H
 #define KS_CONFIG_CONFIG_H
@@ -122,8 +122,8 @@ ks_status ks_config_load_buffer(const char *name, const char *yaml, size_t len,
                                 struct ks_config **out, char **errors);
 
 /*
- * The embedded default (docs/architecture.md section 6): key store "default" (logical name "default") on
- * SQLite at <data_dir>/keystore.db, local KMS relationship "local" with key file
+ * The embedded default (docs/architecture.md section 6): key store "default" (logical name
+ * "default") on SQLite at <data_dir>/keystore.db, local KMS relationship "local" with key file
  * <data_dir>/local-kms.keys and strict kms_key_arn = kms_key_arn, one admin tenant "admin" with
  * the given token hash allowed both. Listens on listen_host:listen_port. Caller frees.
  */
@@ -133,8 +133,8 @@ ks_status ks_config_default(const char *data_dir, const char *listen_host, uint1
 
 /*
  * Parses "host:port" exactly as `listen:` is parsed (IPv4 literal, host name, or "[IPv6]:port";
- * port 0..65535, 0 asking the kernel for a free port), for the --listen flag (docs/architecture.md section
- * 6). On success *host is a malloc'd copy without brackets (caller frees). Thread-safe.
+ * port 0..65535, 0 asking the kernel for a free port), for the --listen flag (docs/architecture.md
+ * section 6). On success *host is a malloc'd copy without brackets (caller frees). Thread-safe.
  */
 ks_status ks_config_parse_listen(const char *text, char **host, uint16_t *port,
                                  struct ks_error *err);

@@ -1,6 +1,7 @@
 /*
  * common.c - what every handler file shares: resolving the key store and KMS relationship with
- * the tenant's permissions (docs/architecture.md section 4), strict body member checks, JSON output.
+ * the tenant's permissions (docs/architecture.md section 4), strict body member checks, JSON
+ * output.
  */
 #include <stdio.h>
 #include <string.h>

@@ -1,14 +1,12 @@
 /*
- * handlers.h - one handler per REST operation (docs/architecture.md section 3), one file per resource:
- *   keystores.c   PUT/GET /v1/keystores/{ks}
- *   branch_keys.c POST /v1/keystores/{ks}/branch-keys
- *   versions.c    POST .../branch-keys/{id}/versions, GET .../versions/{v}
- *   active.c      GET .../branch-keys/{id}/active
- *   beacon.c      GET .../branch-keys/{id}/beacon
- *   system.c      GET /healthz /readyz /v1/openapi.yaml
- *   metrics.c     GET /metrics (Prometheus text)
- * A handler turns the parsed request into a validated keystore call and its result into JSON.
- * No crypto and no storage calls here. Handlers are thread-safe (they only read the app).
+ * handlers.h - one handler per REST operation (docs/architecture.md section 3), one file per
+ * resource: keystores.c   PUT/GET /v1/keystores/{ks} branch_keys.c POST
+ * /v1/keystores/{ks}/branch-keys versions.c    POST .../branch-keys/{id}/versions, GET
+ * .../versions/{v} active.c      GET .../branch-keys/{id}/active beacon.c      GET
+ * .../branch-keys/{id}/beacon system.c      GET /healthz /readyz /v1/openapi.yaml metrics.c     GET
+ * /metrics (Prometheus text) A handler turns the parsed request into a validated keystore call and
+ * its result into JSON. No crypto and no storage calls here. Handlers are thread-safe (they only
+ * read the app).
  */
 #ifndef KS_HANDLERS_HANDLERS_H
 #define KS_HANDLERS_HANDLERS_H

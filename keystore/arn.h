@@ -1,7 +1,7 @@
 /*
  * arn.h - KMS key ARN parsing and multi-region key (MRK) matching, exactly as the MPL does
- * (docs/reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy, AwsKmsMrkMatchForDecrypt.dfy).
- * Thread-safe, no allocation.
+ * (docs/reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy,
+ * AwsKmsMrkMatchForDecrypt.dfy). Thread-safe, no allocation.
  */
 #ifndef KS_KEYSTORE_ARN_H
 #define KS_KEYSTORE_ARN_H

@@ -337,8 +337,8 @@ ks_status ks_cache_identifier(const struct ks_cache_key *key, unsigned char out[
         return ks_error_set(err, KS_E_INVALID, "cache identifier: unknown scope");
     if (!key->partition || key->partition_len == 0)
         return ks_error_set(err, KS_E_INVALID, "cache identifier: empty partition");
-    /* Fields are only NUL-separated (docs/reference/cache.md section 1, note). A NUL in L or B could
-     * make two tuples hash alike; in P it cannot (cache.h), and the MPL's raw UUID partitions
+    /* Fields are only NUL-separated (docs/reference/cache.md section 1, note). A NUL in L or B
+     * could make two tuples hash alike; in P it cannot (cache.h), and the MPL's raw UUID partitions
      * need it. */
     l_len = key->logical_name_len;
     b_len = key->branch_key_id_len;

@@ -2,8 +2,8 @@
  * cache.h - the one branch key materials cache shared by every key store, KMS relationship and
  * tenant (docs/architecture.md section 2 "keystore/"; docs/reference/cache.md).
  *
- * Entries are keyed by the MPL's cache identifiers (docs/reference/cache.md section 1): SHA-384 over
- * resource id 0x02, scope, partition id, logical key store name, branch key id [, version],
+ * Entries are keyed by the MPL's cache identifiers (docs/reference/cache.md section 1): SHA-384
+ * over resource id 0x02, scope, partition id, logical key store name, branch key id [, version],
  * NUL-separated. The partition is the trust boundary (section 7): tenants with equal partitions
  * share entries, others never do. The caller derives it from the authenticated tenant, never from
  * request data.

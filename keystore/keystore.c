@@ -1,6 +1,6 @@
 /*
- * keystore.c - HV-1 branch key store operations (docs/reference/branch-key-store.md). Each rule cites
- * the section of that file it comes from; "MPL" means the MPL main branch it restates.
+ * keystore.c - HV-1 branch key store operations (docs/reference/branch-key-store.md). Each rule
+ * cites the section of that file it comes from; "MPL" means the MPL main branch it restates.
  */
 #include "keystore/keystore.h"
 
@@ -378,8 +378,8 @@ static ks_status check_custom_ec(const struct ks_ec *ec, struct ks_error *err)
                                 "encryptionContext: Unable to UTF8 Encode element of Encryption "
                                 "Context.");
         /* The MPL sets no limit on values, but an encryption context entry is serialized with
-         * u16 lengths (docs/architecture.md section 5), so a longer value can never be bound by KMS:
-         * refuse it here rather than after KMS calls. */
+         * u16 lengths (docs/architecture.md section 5), so a longer value can never be bound by
+         * KMS: refuse it here rather than after KMS calls. */
         if (strlen(v) > EC_KEY_MAX)
             return ks_error_set(err, KS_E_INVALID,
                                 "encryptionContext.%.64s: value longer than 65535 bytes", k);

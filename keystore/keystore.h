@@ -2,8 +2,8 @@
  * keystore.h - the branch key store domain (docs/architecture.md section 2): CreateKeyStore,
  * GetKeyStoreInfo, CreateKey, VersionKey, GetActiveBranchKey, GetBranchKeyVersion,
  * GetBeaconKey for hierarchy version 1, with the MPL's KMS encryption contexts, item checks and
- * input validation (docs/reference/branch-key-store.md). Plaintext keys exist only in this layer and in
- * the ks_materials it hands out, which wipe them when freed.
+ * input validation (docs/reference/branch-key-store.md). Plaintext keys exist only in this layer
+ * and in the ks_materials it hands out, which wipe them when freed.
  *
  * A struct ks_keystore is one configured key store: a storage backend, its logical key store
  * name, and a clock. KMS relationships are passed per call, since a tenant may choose one.

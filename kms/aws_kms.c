@@ -1,14 +1,14 @@
 /*
- * aws_kms.c - the AWS KMS backend (kms.h): the five operations of docs/reference/aws-apis.md section 2
- * as awsJson 1.1 calls (TrentService.<Operation>) over the shared AWS transport (aws/aws.h),
- * which signs every attempt, retries what the SDKs retry, and maps throttling to KS_E_THROTTLED,
- * an unreachable or failing (5xx) KMS to KS_E_UNAVAILABLE and every other refusal to KS_E_KMS
- * with the KMS error name first ("IncorrectKeyException: ...").
+ * aws_kms.c - the AWS KMS backend (kms.h): the five operations of docs/reference/aws-apis.md
+ * section 2 as awsJson 1.1 calls (TrentService.<Operation>) over the shared AWS transport
+ * (aws/aws.h), which signs every attempt, retries what the SDKs retry, and maps throttling to
+ * KS_E_THROTTLED, an unreachable or failing (5xx) KMS to KS_E_UNAVAILABLE and every other refusal
+ * to KS_E_KMS with the KMS error name first ("IncorrectKeyException: ...").
  *
- * Secrets (docs/architecture.md section 6, docs/style.md "Memory"): Encrypt's plaintext and the plaintexts of
- * GenerateDataKey and Decrypt travel base64-encoded inside the JSON bodies. Requests are built
- * with common/jsonw.h, whose buffer is wiped when released, and the finished body is wiped
- * after the call. Responses are read by the small scanner below rather than by json-c, which
+ * Secrets (docs/architecture.md section 6, docs/style.md "Memory"): Encrypt's plaintext and the
+ * plaintexts of GenerateDataKey and Decrypt travel base64-encoded inside the JSON bodies. Requests
+ * are built with common/jsonw.h, whose buffer is wiped when released, and the finished body is
+ * wiped after the call. Responses are read by the small scanner below rather than by json-c, which
  * would leave unwiped copies of the Plaintext member in freed memory: it picks the top-level
  * string members it is asked for out of the response text and decodes them into buffers that
  * are wiped when freed; the response text itself is wiped by ks_aws_response_free.

@@ -1,6 +1,6 @@
 /*
- * app.h - builds the run-time objects of a config (docs/architecture.md section 2): one KMS backend per
- * relationship, one storage backend + keystore per key store. The app is immutable once built
+ * app.h - builds the run-time objects of a config (docs/architecture.md section 2): one KMS backend
+ * per relationship, one storage backend + keystore per key store. The app is immutable once built
  * and shared by all server threads.
  */
 #ifndef KS_SERVER_APP_H

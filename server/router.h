@@ -1,6 +1,6 @@
 /*
- * router.h - the one route table (docs/architecture.md section 3) and path matching. The table is static
- * and read-only: thread-safe.
+ * router.h - the one route table (docs/architecture.md section 3) and path matching. The table is
+ * static and read-only: thread-safe.
  */
 #ifndef KS_SERVER_ROUTER_H
 #define KS_SERVER_ROUTER_H

@@ -1,8 +1,9 @@
 /*
- * dynamodb.c - the DynamoDB storage backend: the MPL's own table (docs/reference/branch-key-store.md
- * sections 1 and 2) over the awsJson 1.0 client of aws/aws.h (docs/reference/aws-apis.md sections
- * 1 and 3). Items travel exactly as ks_item_to_json writes them, so the table holds byte for byte
- * what the MPL writes, and the MPL can read what we write (and the other way round).
+ * dynamodb.c - the DynamoDB storage backend: the MPL's own table
+ * (docs/reference/branch-key-store.md sections 1 and 2) over the awsJson 1.0 client of aws/aws.h
+ * (docs/reference/aws-apis.md sections 1 and 3). Items travel exactly as ks_item_to_json writes
+ * them, so the table holds byte for byte what the MPL writes, and the MPL can read what we write
+ * (and the other way round).
  *
  * Writes are one TransactWriteItems each, with the MPL's condition expressions; which condition
  * failed is read from the cancellation reasons, one per action in request order
@@ -189,7 +190,7 @@ static ks_status call(struct ddb_storage *d, const char *op, struct json_object 
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* CreateKeyStore (docs/reference/branch-key-store.md section 1; M/CreateKeyStoreTable.dfy)        */
+/* CreateKeyStore (docs/reference/branch-key-store.md section 1; M/CreateKeyStoreTable.dfy) */
 
 static const char *get_string(struct json_object *obj, const char *name)
 {

@@ -97,7 +97,8 @@ static ks_status memory_write_new_branch_key(struct ks_storage *s, const struct 
         }
 
     pthread_mutex_lock(&m->lock);
-    /* attribute_not_exists on each of the three Puts (docs/reference/branch-key-store.md section 4). */
+    /* attribute_not_exists on each of the three Puts (docs/reference/branch-key-store.md section
+     * 4). */
     for (i = 0; i < 3 && st == KS_OK; i++)
         if (lookup(m, ks_item_get_s(items[i], KS_ATTR_BRANCH_KEY_ID),
                    ks_item_get_s(items[i], KS_ATTR_TYPE)))

@@ -663,9 +663,9 @@ static const struct ks_storage_ops sqlite_ops = {
 };
 
 /*
- * Creates the file 0600 ourselves (docs/architecture.md section 6: files 0600), independent of the umask,
- * before SQLite sees it; SQLite then gives its -wal and -shm files the same mode. An existing
- * file is left as it is.
+ * Creates the file 0600 ourselves (docs/architecture.md section 6: files 0600), independent of the
+ * umask, before SQLite sees it; SQLite then gives its -wal and -shm files the same mode. An
+ * existing file is left as it is.
  */
 static ks_status create_file(const char *path, struct ks_error *err)
 {

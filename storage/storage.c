@@ -15,8 +15,8 @@ void ks_storage_destroy(struct ks_storage *s)
 }
 
 /*
- * The key attributes (docs/reference/branch-key-store.md section 1: `branch-key-id` S HASH, `type` S
- * RANGE) must be present, S and non-empty: DynamoDB refuses an empty key attribute, and the
+ * The key attributes (docs/reference/branch-key-store.md section 1: `branch-key-id` S HASH, `type`
+ * S RANGE) must be present, S and non-empty: DynamoDB refuses an empty key attribute, and the
  * SQLite primary key is built from them.
  */
 static ks_status check_key(const struct ks_item *item, const char *what, const char **id,

@@ -99,7 +99,8 @@ void ks_storage_destroy(struct ks_storage *s);
 
 /* --- Appended: shared by every backend (storage.c) ----------------------------------------- */
 
-/* Messages of the MPL and of our VersionKey lock (docs/reference/branch-key-store.md sections 6, 9). */
+/* Messages of the MPL and of our VersionKey lock (docs/reference/branch-key-store.md sections 6,
+ * 9). */
 #define KS_STORAGE_MSG_NOT_FOUND "No item found for corresponding branch key identifier."
 #define KS_STORAGE_MSG_VERSION_RACE "ACTIVE branch key changed concurrently; retry VersionKey"
 

@@ -197,7 +197,8 @@ static int count_items(struct fixture *f, const char *id, const char *prefix)
     return n;
 }
 
-/* --- items as keystore/ builds them (docs/reference/branch-key-store.md section 2) ------------- */
+/* --- items as keystore/ builds them (docs/reference/branch-key-store.md section 2) -------------
+ */
 /* These return 0 or -1 rather than assert, so that the race threads can use them too. */
 
 static int common_attrs(struct ks_item *item, const char *id, const char *type)

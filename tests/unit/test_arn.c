@@ -1,6 +1,7 @@
 /*
  * test_arn.c - KMS key ARN parsing, MRK detection, MrkMatch and region rewriting
- * (docs/reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy, AwsKmsMrkMatchForDecrypt.dfy).
+ * (docs/reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy,
+ * AwsKmsMrkMatchForDecrypt.dfy).
  */
 #include <criterion/criterion.h>
 

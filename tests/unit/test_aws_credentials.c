@@ -434,9 +434,9 @@ Test(aws_credentials, static_keys_and_bad_configs)
     env_init(&e);
     char id[] = "AKIASTATIC", secret[] = "staticsecret", token[] = "statictoken", empty[] = "";
     struct ks_aws_credentials_options cfg = {.source = KS_AWS_CRED_STATIC,
-                                 .access_key_id = id,
-                                 .secret_access_key = secret,
-                                 .session_token = token};
+                                             .access_key_id = id,
+                                             .secret_access_key = secret,
+                                             .session_token = token};
     struct ks_aws_credentials_provider *p = NULL;
     struct ks_error err = {0};
     cr_assert_eq(ks_aws_credentials_provider_create(&cfg, NULL, &p, &err), KS_OK);

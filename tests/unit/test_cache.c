@@ -1,6 +1,6 @@
 /*
- * test_cache.c - the shared branch key cache (keystore/cache.h) against docs/reference/cache.md: the
- * identifier bytes of the worked examples (section 1), partitions as trust boundaries (section
+ * test_cache.c - the shared branch key cache (keystore/cache.h) against docs/reference/cache.md:
+ * the identifier bytes of the worked examples (section 1), partitions as trust boundaries (section
  * 7), TTL (section 5), LRU eviction, refcounted entries whose keys are wiped on the last release
  * and live in dump-excluded pages, storm tracking (section 4: single flight, failed fetches,
  * grace-period refresh, second fetch after the grace interval, fan-out and in-flight TTL),

@@ -1,9 +1,9 @@
 /*
  * test_common.c - the small shared utilities of common/: strict base64 (RFC 4648), the
- * encryption context map and its canonical serialization (docs/architecture.md section 5), the JSON writer
- * (escaping, base64 values, the cap), util (UUIDv4, create-time format of
- * docs/reference/branch-key-store.md section 2, hex, UTF-8 validity), secure buffers, and the status
- * table (docs/style.md "Errors": every status has an HTTP code and an exception name).
+ * encryption context map and its canonical serialization (docs/architecture.md section 5), the JSON
+ * writer (escaping, base64 values, the cap), util (UUIDv4, create-time format of
+ * docs/reference/branch-key-store.md section 2, hex, UTF-8 validity), secure buffers, and the
+ * status table (docs/style.md "Errors": every status has an HTTP code and an exception name).
  */
 #include <criterion/criterion.h>
 

@@ -1,7 +1,7 @@
 /*
  * test_keystore.c - the HV-1 branch key store (keystore/keystore.h) against the MPL's rules
- * (docs/reference/branch-key-store.md): CreateKey's checks and the exact items it writes (section 2,
- * 4), the KMS encryption contexts rebuilt by hand from section 3 (the byte-compatibility check),
+ * (docs/reference/branch-key-store.md): CreateKey's checks and the exact items it writes (section
+ * 2, 4), the KMS encryption contexts rebuilt by hand from section 3 (the byte-compatibility check),
  * VersionKey with the optimistic lock (section 5, 9), the gets and their item validation
  * (section 3, 6), and the KMS configuration rules (section 7).
  *

@@ -1,7 +1,7 @@
 /*
  * test_local_kms.c - the local KMS (kms/local_kms.c) against AWS KMS's semantics
- * (docs/reference/aws-apis.md section 2) and its key file rules (kms.h). Every test works in its own
- * temporary directory, removed afterwards.
+ * (docs/reference/aws-apis.md section 2) and its key file rules (kms.h). Every test works in its
+ * own temporary directory, removed afterwards.
  */
 #include <criterion/criterion.h>
 

@@ -1,9 +1,9 @@
 /*
- * test_openapi.c - openapi/openapi.yaml against the route table (server/router.c), docs/architecture.md
- * section 2 ("openapi/ ... checked against the routes in tests"): every route is documented,
- * every documented operation is a route, every operation documents a 4xx response, and the
- * security of each operation matches the route's access (public routes `security: []`, the rest
- * the document's bearerAuth). Run from the repository root (make unit / make test do).
+ * test_openapi.c - openapi/openapi.yaml against the route table (server/router.c),
+ * docs/architecture.md section 2 ("openapi/ ... checked against the routes in tests"): every route
+ * is documented, every documented operation is a route, every operation documents a 4xx response,
+ * and the security of each operation matches the route's access (public routes `security: []`, the
+ * rest the document's bearerAuth). Run from the repository root (make unit / make test do).
  */
 #include <criterion/criterion.h>
 

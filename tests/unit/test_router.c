@@ -1,7 +1,7 @@
 /*
- * test_router.c - the route table of docs/architecture.md section 3 and path matching: every route matches
- * with its parameters percent-decoded, a known path with another method is 405 with the Allow
- * list, unknown paths are 404, bad percent-encoding and %00 are 400 (BAD_PATH), and empty
+ * test_router.c - the route table of docs/architecture.md section 3 and path matching: every route
+ * matches with its parameters percent-decoded, a known path with another method is 405 with the
+ * Allow list, unknown paths are 404, bad percent-encoding and %00 are 400 (BAD_PATH), and empty
  * segments or a trailing slash match no route.
  */
 #include <criterion/criterion.h>

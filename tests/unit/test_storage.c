@@ -82,7 +82,8 @@ static void fx_close(struct fixture *f)
     }
 }
 
-/* --- items as keystore/ builds them (docs/reference/branch-key-store.md section 2) ------------- */
+/* --- items as keystore/ builds them (docs/reference/branch-key-store.md section 2) -------------
+ */
 
 static void random_bytes(unsigned char *out, size_t len)
 {
