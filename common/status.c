@@ -64,8 +64,19 @@ ks_status ks_error_set(struct ks_error *err, ks_status code, const char *fmt, ..
         va_start(ap, fmt);
         vsnprintf(err->message, sizeof err->message, fmt, ap);
         va_end(ap);
+        err->detail[0] = '\0';
     }
     return code;
+}
+
+void ks_error_set_detail(struct ks_error *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->detail, sizeof err->detail, fmt, ap);
+        va_end(ap);
+    }
 }
 
 void ks_error_clear(struct ks_error *err)
@@ -73,5 +84,6 @@ void ks_error_clear(struct ks_error *err)
     if (err) {
         err->code = KS_OK;
         err->message[0] = '\0';
+        err->detail[0] = '\0';
     }
 }

@@ -33,11 +33,18 @@ typedef enum ks_status {
 } ks_status;
 
 #define KS_ERROR_MESSAGE_MAX 256
+#define KS_ERROR_DETAIL_MAX 512
 
-/* Caller-owned error detail, filled by the callee on failure (like curl's error buffer). */
+/*
+ * Caller-owned error detail, filled by the callee on failure (like curl's error buffer).
+ * message goes to the client: for a dependency failure it names the dependency and its error
+ * code ("KMS AccessDeniedException") and nothing else. detail goes only to the log, with the
+ * request id: a dependency's free text (AWS messages can carry account ids and role ARNs).
+ */
 struct ks_error {
     ks_status code;
     char message[KS_ERROR_MESSAGE_MAX];
+    char detail[KS_ERROR_DETAIL_MAX]; /* log only; "" when none */
 };
 
 /* Static, thread-safe. Short description of a status ("not found"). */
@@ -55,6 +62,10 @@ const char *ks_status_exception(ks_status status);
  */
 ks_status ks_error_set(struct ks_error *err, ks_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Sets err->detail (may be NULL: no-op), the log-only text; code and message are unchanged. */
+void ks_error_set_detail(struct ks_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Resets err to KS_OK with an empty message. */
 void ks_error_clear(struct ks_error *err);
