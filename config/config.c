@@ -710,15 +710,36 @@ static void parse_listen(struct parser *p, yaml_node_t *n)
 
 static void parse_server(struct parser *p, yaml_node_t *n)
 {
-    enum { SV_THREADS, SV_BODY, SV_DEPTH, SV_TIMEOUT, SV_COUNT };
+    enum {
+        SV_THREADS,
+        SV_BODY,
+        SV_DEPTH,
+        SV_TIMEOUT,
+        SV_MAX_CONN,
+        SV_MAX_CONN_IP,
+        SV_HEADER_TIMEOUT,
+        SV_MAX_URI,
+        SV_MAX_HEADER,
+        SV_READY_INTERVAL,
+        SV_READY_TIMEOUT,
+        SV_COUNT
+    };
     struct field f[SV_COUNT] = {
         [SV_THREADS] = {.key = "threads"},
         [SV_BODY] = {.key = "max_body_bytes"},
         [SV_DEPTH] = {.key = "max_json_depth"},
         [SV_TIMEOUT] = {.key = "connection_timeout_seconds"},
+        [SV_MAX_CONN] = {.key = "max_connections"},
+        [SV_MAX_CONN_IP] = {.key = "max_connections_per_ip"},
+        [SV_HEADER_TIMEOUT] = {.key = "header_timeout_seconds"},
+        [SV_MAX_URI] = {.key = "max_uri_bytes"},
+        [SV_MAX_HEADER] = {.key = "max_header_bytes"},
+        [SV_READY_INTERVAL] = {.key = "readiness_interval_ms"},
+        [SV_READY_TIMEOUT] = {.key = "readiness_timeout_ms"},
     };
-    static const uint64_t min[SV_COUNT] = {1, 1024, 2, 1};
-    static const uint64_t max[SV_COUNT] = {256, 16777216, 64, 3600};
+    static const uint64_t min[SV_COUNT] = {1, 1024, 2, 1, 0, 0, 1, 256, 1024, 100, 100};
+    static const uint64_t max[SV_COUNT] = {256,  16777216, 64,      3600,    1000000, 1000000,
+                                           3600, 1048576,  1048576, 3600000, 60000};
     struct ks_server_config *s = &p->cfg->server;
     char path[PATH_LEN];
     uint64_t v[SV_COUNT];
@@ -740,8 +761,29 @@ static void parse_server(struct parser *p, yaml_node_t *n)
         case SV_DEPTH:
             s->max_json_depth = (unsigned)v[i];
             break;
-        default:
+        case SV_TIMEOUT:
             s->connection_timeout_seconds = (unsigned)v[i];
+            break;
+        case SV_MAX_CONN:
+            s->max_connections = (unsigned)v[i];
+            break;
+        case SV_MAX_CONN_IP:
+            s->max_connections_per_ip = (unsigned)v[i];
+            break;
+        case SV_HEADER_TIMEOUT:
+            s->header_timeout_seconds = (unsigned)v[i];
+            break;
+        case SV_MAX_URI:
+            s->max_uri_bytes = (size_t)v[i];
+            break;
+        case SV_MAX_HEADER:
+            s->max_header_bytes = (size_t)v[i];
+            break;
+        case SV_READY_INTERVAL:
+            s->readiness_interval_ms = (unsigned)v[i];
+            break;
+        default:
+            s->readiness_timeout_ms = (unsigned)v[i];
             break;
         }
     }
@@ -1553,6 +1595,13 @@ static int set_defaults(struct ks_config *cfg, const char *host, uint16_t port)
     cfg->server.max_body_bytes = 65536;
     cfg->server.max_json_depth = 16;
     cfg->server.connection_timeout_seconds = 30;
+    cfg->server.max_connections = 0;        /* 0: derived from RLIMIT_NOFILE at start */
+    cfg->server.max_connections_per_ip = 0; /* 0: no per-address cap */
+    cfg->server.header_timeout_seconds = 10;
+    cfg->server.max_uri_bytes = 8192;
+    cfg->server.max_header_bytes = 16384;
+    cfg->server.readiness_interval_ms = 5000;
+    cfg->server.readiness_timeout_ms = 2000;
     /* MPL DefaultStorm() (docs/reference/cache.md section 4) and the hierarchical keyring's 600 s
      * ttl. */
     cfg->cache.capacity = 1000;

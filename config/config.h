@@ -92,6 +92,13 @@ struct ks_server_config {
     size_t max_body_bytes;               /* default 65536 */
     unsigned max_json_depth;             /* default 16 */
     unsigned connection_timeout_seconds; /* default 30 */
+    unsigned max_connections;            /* default 0: derived from RLIMIT_NOFILE; 0..1000000 */
+    unsigned max_connections_per_ip; /* default 0: none (behind a proxy all share one address) */
+    unsigned header_timeout_seconds; /* default 10: a client must finish its headers by then */
+    size_t max_uri_bytes;            /* default 8192: longer request lines get JSON 414 */
+    size_t max_header_bytes;         /* default 16384: larger header sections get JSON 431 */
+    unsigned readiness_interval_ms;  /* default 5000: background dependency probe period */
+    unsigned readiness_timeout_ms;   /* default 2000: deadline of one probe */
 };
 
 struct ks_config {
