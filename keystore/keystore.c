@@ -10,7 +10,7 @@
 #include <stdatomic.h>
 
 #include "common/secret.h"
-#include "keystore/arn.h"
+#include "aws/arn.h"
 #include "keystore/cache.h"
 
 #define KEY_LEN 32       /* AES-256 branch and beacon keys */
@@ -234,7 +234,7 @@ static ks_status validate_item(const struct ks_item *item, enum item_kind kind, 
         return ks_error_set(err, KS_E_CORRUPT, "%s (required attribute missing)", msg);
     if (!hv || hv->type != KS_ATTR_N || !enc || enc->type != KS_ATTR_B || !arn)
         return ks_error_set(err, KS_E_CORRUPT, "%s (required attribute missing)", msg);
-    if (strlen(arn) < 1 || strlen(arn) > KS_ARN_MAX || enc->len < 1 || enc->len > ENC_MAX)
+    if (!ks_arn_length_ok(arn) || enc->len < 1 || enc->len > ENC_MAX)
         return ks_error_set(err, KS_E_CORRUPT, "%s (attribute out of range)", msg);
     if (strcmp((const char *)hv->value, HV1) != 0)
         return ks_error_set(err, KS_E_CORRUPT, "%s (unsupported hierarchy-version)", msg);
@@ -670,7 +670,7 @@ static ks_status fetch_key(struct ks_keystore *ks, const struct ks_kms_relations
                            const char *id, const char *version, enum item_kind kind,
                            struct ks_materials **out, struct ks_error *err)
 {
-    char expected_type[KS_BRANCH_KEY_ID_MAX + 64], key_id[KS_ARN_MAX + 1];
+    char expected_type[KS_BRANCH_KEY_ID_MAX + 64], key_id[KS_ARN_MAX_BYTES + 1];
     struct ks_item item;
     struct ks_ec ec;
     struct ks_kms_result r;

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "aws/aws.h"
-#include "keystore/arn.h"
+#include "aws/arn.h"
 #include "keystore/cache.h"
 
 extern const char ks_openapi_yaml[];

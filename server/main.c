@@ -26,7 +26,7 @@
 #include "common/secret.h"
 #include "common/util.h"
 #include "config/config.h"
-#include "keystore/arn.h"
+#include "aws/arn.h"
 #include "kms/kms.h"
 #include "server/app.h"
 #include "server/server.h"

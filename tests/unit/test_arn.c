@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "keystore/arn.h"
+#include "aws/arn.h"
 
 #define KEY_ID "1234abcd-12ab-34cd-56ef-1234567890ab"
 #define ARN_E1 "arn:aws:kms:us-east-1:111122223333:key/" KEY_ID

@@ -20,7 +20,7 @@
 #include "common/ec.h"
 #include "common/secret.h"
 #include "common/util.h"
-#include "keystore/arn.h"
+#include "aws/arn.h"
 #include "keystore/keystore.h"
 #include "kms/kms.h"
 #include "storage/storage.h"

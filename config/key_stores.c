@@ -1,0 +1,150 @@
+/*
+ * key_stores.c - the `key_stores:` section with each store's storage (SQLite or DynamoDB) and its
+ * reference to a KMS relationship (docs/architecture.md sections 1 and 4).
+ */
+#include "config/parse.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* DynamoDB table names: 3..255 characters of A-Z a-z 0-9 _ . - (DynamoDB naming rules). */
+static int valid_table_name(const char *s)
+{
+    size_t len = strlen(s);
+    return len >= 3 && len <= 255 &&
+           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == len;
+}
+
+static void parse_storage(struct ks_config_parser *p, yaml_node_t *n, const char *path,
+                          struct ks_storage_config *st)
+{
+    enum { ST_TYPE, ST_PATH, ST_TABLE, ST_REGION, ST_ENDPOINT, ST_CREDS, ST_COUNT };
+    struct ks_config_field f[ST_COUNT] = {
+        [ST_TYPE] = {.key = "type"},         [ST_PATH] = {.key = "path"},
+        [ST_TABLE] = {.key = "table"},       [ST_REGION] = {.key = "region"},
+        [ST_ENDPOINT] = {.key = "endpoint"}, [ST_CREDS] = {.key = "credentials"},
+    };
+    char sub[KS_CONFIG_PATH_LEN], shown[KS_CONFIG_SHOW_LEN];
+    yaml_node_t *v;
+
+    if (ks_config_get_fields(p, n, path, f, ST_COUNT) < 0)
+        return;
+    v = ks_config_require(p, n, path, &f[ST_TYPE], "sqlite or dynamodb");
+    if (!v)
+        return;
+    if (ks_config_scalar_is(v, "sqlite")) {
+        st->type = KS_STORAGE_SQLITE;
+        ks_config_reject_fields(p, path, f, ST_COUNT,
+                                KS_CONFIG_BIT(ST_TYPE) | KS_CONFIG_BIT(ST_PATH), "sqlite storage");
+        if (ks_config_require(p, n, path, &f[ST_PATH], "the path of the SQLite database"))
+            st->path = ks_config_get_string(p, f[ST_PATH].value,
+                                            ks_config_join_path(sub, path, "path"), "a file path");
+    } else if (ks_config_scalar_is(v, "dynamodb")) {
+        st->type = KS_STORAGE_DYNAMODB;
+        ks_config_reject_fields(p, path, f, ST_COUNT, ~KS_CONFIG_BIT(ST_PATH), "dynamodb storage");
+        if (ks_config_require(p, n, path, &f[ST_TABLE], "the DynamoDB table name")) {
+            st->table =
+                ks_config_get_string(p, f[ST_TABLE].value, ks_config_join_path(sub, path, "table"),
+                                     "a DynamoDB table name");
+            if (st->table && !valid_table_name(st->table))
+                ks_config_error(p, f[ST_TABLE].value,
+                                "%s %s is not a valid DynamoDB table name; expected 3..255 "
+                                "characters from A-Z a-z 0-9 _ . -",
+                                sub, ks_config_show(f[ST_TABLE].value, shown, sizeof shown));
+        }
+        if (ks_config_require(p, n, path, &f[ST_REGION], "the AWS region of the table"))
+            st->region = ks_config_get_region(p, f[ST_REGION].value,
+                                              ks_config_join_path(sub, path, "region"));
+        if (f[ST_ENDPOINT].value)
+            st->endpoint = ks_config_get_endpoint(p, f[ST_ENDPOINT].value,
+                                                  ks_config_join_path(sub, path, "endpoint"));
+        if (ks_config_require(p, n, path, &f[ST_CREDS], "credentials: {source: ...}"))
+            ks_config_parse_credentials(p, f[ST_CREDS].value,
+                                        ks_config_join_path(sub, path, "credentials"),
+                                        &st->credentials);
+    } else {
+        ks_config_error(p, v, "%s is %s; expected sqlite or dynamodb",
+                        ks_config_join_path(sub, path, "type"),
+                        ks_config_describe(v, shown, sizeof shown));
+    }
+}
+
+static void parse_key_store(struct ks_config_parser *p, yaml_node_t *n, const char *path,
+                            struct ks_key_store_config *ks)
+{
+    enum { S_NAME, S_LOGICAL, S_ID, S_REL, S_STORAGE, S_COUNT };
+    struct ks_config_field f[S_COUNT] = {
+        [S_NAME] = {.key = "name"},       [S_LOGICAL] = {.key = "logical_key_store_name"},
+        [S_ID] = {.key = "key_store_id"}, [S_REL] = {.key = "kms_relationship"},
+        [S_STORAGE] = {.key = "storage"},
+    };
+    char sub[KS_CONFIG_PATH_LEN], shown[KS_CONFIG_SHOW_LEN];
+
+    if (ks_config_get_fields(p, n, path, f, S_COUNT) < 0)
+        return;
+    if (ks_config_require(p, n, path, &f[S_NAME], "a unique key store name"))
+        ks->name = ks_config_get_name(p, f[S_NAME].value, ks_config_join_path(sub, path, "name"));
+    if (ks_config_require(p, n, path, &f[S_LOGICAL], "the logical key store name"))
+        ks->logical_key_store_name = ks_config_get_string(
+            p, f[S_LOGICAL].value, ks_config_join_path(sub, path, "logical_key_store_name"),
+            "a non-empty logical key store name");
+    if (f[S_ID].value)
+        ks->key_store_id = ks_config_get_string(
+            p, f[S_ID].value, ks_config_join_path(sub, path, "key_store_id"), "a key store id");
+    if (ks_config_require(p, n, path, &f[S_REL], "the name of a KMS relationship")) {
+        ks_config_join_path(sub, path, "kms_relationship");
+        ks->kms_relationship =
+            ks_config_get_string(p, f[S_REL].value, sub, "the name of a KMS relationship");
+        if (ks->kms_relationship && p->have_relationships &&
+            !ks_config_kms_relationship(p->cfg, ks->kms_relationship, &ks->kms_relationship_index))
+            ks_config_error(p, f[S_REL].value,
+                            "%s %s names no KMS relationship; expected one of the names under "
+                            "kms_relationships",
+                            sub, ks_config_show(f[S_REL].value, shown, sizeof shown));
+    }
+    if (ks_config_require(p, n, path, &f[S_STORAGE], "storage: {type: sqlite|dynamodb, ...}"))
+        parse_storage(p, f[S_STORAGE].value, ks_config_join_path(sub, path, "storage"),
+                      &ks->storage);
+}
+
+void ks_config_section_key_stores(struct ks_config_parser *p, yaml_node_t *n)
+{
+    struct ks_config *cfg = p->cfg;
+    yaml_node_item_t *items;
+    char path[KS_CONFIG_PATH_LEN];
+    size_t count, i, j;
+
+    items = ks_config_list_items(p, n, "key_stores", "key stores", &count);
+    if (!items)
+        return;
+    cfg->key_stores = calloc(count, sizeof *cfg->key_stores);
+    if (!cfg->key_stores) {
+        p->oom = 1;
+        return;
+    }
+    cfg->n_key_stores = count;
+    p->have_key_stores = 1;
+    for (i = 0; i < count; i++) {
+        struct ks_key_store_config *ks = &cfg->key_stores[i];
+        yaml_node_t *item = ks_config_node(p, items[i]);
+        if (!item)
+            continue;
+        parse_key_store(p, item, ks_config_index_path(path, "key_stores", i), ks);
+        for (j = 0; ks->name && j < i; j++) {
+            if (cfg->key_stores[j].name && strcmp(cfg->key_stores[j].name, ks->name) == 0) {
+                ks_config_report_duplicate(p, n, "key_stores", j, i, "name");
+                break;
+            }
+        }
+        /* docs/architecture.md section 1: two physical stores never share a logical name (it is
+         * bound into every KMS encryption context and every cache identifier). */
+        for (j = 0; ks->logical_key_store_name && j < i; j++) {
+            if (cfg->key_stores[j].logical_key_store_name &&
+                strcmp(cfg->key_stores[j].logical_key_store_name, ks->logical_key_store_name) ==
+                    0) {
+                ks_config_report_duplicate(p, n, "key_stores", j, i, "logical_key_store_name");
+                break;
+            }
+        }
+    }
+}
