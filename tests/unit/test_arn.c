@@ -1,7 +1,8 @@
 /*
  * test_arn.c - KMS key ARN parsing, MRK detection, MrkMatch and region rewriting
  * (docs/reference/branch-key-store.md section 7; MPL AwsArnParsing.dfy,
- * AwsKmsMrkMatchForDecrypt.dfy).
+ * AwsKmsMrkMatchForDecrypt.dfy). aws/arn.h is the one parser config/ and keystore/ share: the
+ * length rule counts UTF-16 code units, the reasons are those config/ puts in its messages.
  */
 #include <criterion/criterion.h>
 
@@ -188,4 +189,151 @@ Test(arn, with_region_buffer_and_input_checks)
     cr_expect_eq(ks_arn_with_region("nope", "us-west-2", out, sizeof out), -1);
     cr_expect_eq(
         ks_arn_with_region("arn:aws:kms:us-east-1:1:alias/a", "us-west-2", out, sizeof out), -1);
+}
+
+/* --- length in UTF-16 code units, reasons, UTF-8 ------------------------------------------ */
+
+#define PREFIX "arn:aws:kms:us-east-1:111122223333:key/"
+
+/*
+ * PREFIX, then fill (one character of fill_units UTF-16 code units) repeated, then 'a' padding:
+ * exactly units UTF-16 code units in all. Caller frees.
+ */
+static char *arn_of_units(const char *fill, size_t fill_units, size_t units)
+{
+    size_t prefix = sizeof PREFIX - 1, fill_len = strlen(fill), at = prefix, have = prefix;
+    char *s = malloc(prefix + units * 4 + 1);
+    cr_assert_not_null(s);
+    cr_assert(units >= prefix);
+    memcpy(s, PREFIX, prefix);
+    while (have + fill_units <= units) {
+        memcpy(s + at, fill, fill_len);
+        at += fill_len;
+        have += fill_units;
+    }
+    while (have < units) {
+        s[at++] = 'a';
+        have++;
+    }
+    s[at] = '\0';
+    return s;
+}
+
+static const struct {
+    const char *what, *fill;
+    size_t fill_units, fill_bytes;
+} wide_fills[] = {
+    {"2-byte UTF-8 (e acute)", "\xc3\xa9", 1, 2},
+    {"3-byte UTF-8 (euro sign)", "\xe2\x82\xac", 1, 3},
+    {"4-byte UTF-8 (emoji, a surrogate pair)", "\xf0\x9f\x98\x80", 2, 4},
+};
+
+Test(arn, length_counts_utf16_code_units)
+{
+    size_t i;
+    for (i = 0; i < sizeof wide_fills / sizeof wide_fills[0]; i++) {
+        char *ok = arn_of_units(wide_fills[i].fill, wide_fills[i].fill_units, KS_ARN_MAX);
+        char *too_long = arn_of_units(wide_fills[i].fill, wide_fills[i].fill_units, KS_ARN_MAX + 1);
+        const char *reason = NULL;
+        struct ks_arn a;
+
+        /* Longer than 2048 bytes, yet 2048 characters as the MPL counts them. */
+        cr_assert_gt(strlen(ok), KS_ARN_MAX, "%s", wide_fills[i].what);
+        cr_expect_leq(strlen(ok), KS_ARN_MAX_BYTES, "%s", wide_fills[i].what);
+        cr_expect(ks_arn_length_ok(ok), "%s", wide_fills[i].what);
+        cr_expect_eq(ks_arn_parse(ok, &a), KS_ARN_OK, "%s", wide_fills[i].what);
+        cr_expect_eq(a.resource_id.len, strlen(ok) - (sizeof PREFIX - 1), "%s", wide_fills[i].what);
+        cr_expect_not(ks_arn_length_ok(too_long), "%s", wide_fills[i].what);
+        cr_expect_eq(ks_arn_parse_reason(too_long, &a, &reason), KS_ARN_INVALID, "%s",
+                     wide_fills[i].what);
+        cr_expect_str_eq(reason ? reason : "(null)", "not 1..2048 characters long", "%s",
+                         wide_fills[i].what);
+        free(ok);
+        free(too_long);
+    }
+}
+
+Test(arn, longest_valid_arn_fits_max_bytes)
+{
+    /* Every unit of the resource a 3-byte character: the most bytes 2048 units can take. */
+    char *widest = arn_of_units("\xe2\x82\xac", 1, KS_ARN_MAX);
+    struct ks_arn a;
+    cr_expect_eq(KS_ARN_MAX_BYTES, 3 * 2048);
+    cr_expect_leq(strlen(widest), KS_ARN_MAX_BYTES);
+    cr_expect_eq(ks_arn_parse(widest, &a), KS_ARN_OK);
+    free(widest);
+}
+
+Test(arn, length_ok_bounds)
+{
+    char *ok = arn_of_length(KS_ARN_MAX), *too_long = arn_of_length(KS_ARN_MAX + 1);
+    cr_expect_not(ks_arn_length_ok(""));
+    cr_expect(ks_arn_length_ok("a"));
+    cr_expect(ks_arn_length_ok(ok));
+    cr_expect_not(ks_arn_length_ok(too_long));
+    cr_expect_not(ks_arn_length_ok("\xff"));
+    free(ok);
+    free(too_long);
+}
+
+Test(arn, invalid_utf8_refused)
+{
+    static const char *const bad[] = {
+        PREFIX "k\xff",             /* not UTF-8 at all */
+        PREFIX "k\xc3",             /* sequence cut in half */
+        PREFIX "k\xc0\xaf",         /* overlong '/' */
+        PREFIX "k\xed\xa0\x80",     /* a UTF-16 surrogate encoded as UTF-8 */
+        PREFIX "k\xf4\x90\x80\x80", /* above U+10FFFF */
+    };
+    size_t i;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *reason = NULL;
+        struct ks_arn a;
+        cr_expect_eq(ks_arn_parse_reason(bad[i], &a, &reason), KS_ARN_INVALID, "case %zu", i);
+        cr_expect_str_eq(reason ? reason : "(null)", "not valid UTF-8", "case %zu", i);
+        cr_expect_not(ks_arn_length_ok(bad[i]), "case %zu", i);
+    }
+}
+
+Test(arn, reason_names_the_first_rule_broken)
+{
+    static const struct {
+        const char *arn, *reason;
+    } cases[] = {
+        {"", "not 1..2048 characters long"},
+        {"arn:aws:kms:us-east-1:111122223333", "not exactly 6 ':'-separated parts"},
+        {PREFIX "k:x", "not exactly 6 ':'-separated parts"},
+        {"urn:aws:kms:us-east-1:1:key/k", "does not start with arn:"},
+        {"arn::kms:us-east-1:1:key/k", "empty partition"},
+        {"arn:aws:s3:us-east-1:1:key/k", "service is not kms"},
+        {"arn:aws:kms::1:key/k", "empty region"},
+        {"arn:aws:kms:us-east-1::key/k", "empty account"},
+        {"arn:aws:kms:us-east-1:1:key", "resource is not key/<key id>"},
+        {"arn:aws:kms:us-east-1:1:key/", "resource is not key/<key id>"},
+        {"arn:aws:kms:us-east-1:1:alias/", "resource is not key/<key id>"},
+        {"arn:aws:kms:us-east-1:1:keys/k", "resource is not key/<key id>"},
+        /* Order: the part count before the fields, the first field before the others. */
+        {"urn::s3:::", "does not start with arn:"},
+        {"arn::s3:::", "empty partition"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *reason = NULL;
+        struct ks_arn a;
+        cr_expect_eq(ks_arn_parse_reason(cases[i].arn, &a, &reason), KS_ARN_INVALID, "\"%s\"",
+                     cases[i].arn);
+        cr_expect_str_eq(reason ? reason : "(null)", cases[i].reason, "\"%s\"", cases[i].arn);
+    }
+}
+
+Test(arn, reason_untouched_when_valid)
+{
+    const char *reason = "unchanged";
+    struct ks_arn a;
+    cr_expect_eq(ks_arn_parse_reason(ARN_E1, &a, &reason), KS_ARN_OK);
+    cr_expect_str_eq(reason, "unchanged");
+    cr_expect_eq(ks_arn_parse_reason("arn:aws:kms:us-east-1:1:alias/a", &a, &reason), KS_ARN_ALIAS);
+    cr_expect_str_eq(reason, "unchanged");
+    /* A NULL reason is allowed. */
+    cr_expect_eq(ks_arn_parse_reason("nope", &a, NULL), KS_ARN_INVALID);
 }

@@ -4,11 +4,13 @@
  */
 #include <criterion/criterion.h>
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "aws/arn.h"
 #include "common/util.h"
 #include "config/config.h"
 
@@ -1245,4 +1247,242 @@ Test(config, self_referencing_alias)
     cr_assert_str_eq(errors, "t.yaml:7:19: kms_relationships[0].grant_tokens[1] is a list; "
                              "expected a grant token of 1..8192 characters\n");
     free(errors);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* server: limits of the HTTP front end                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Each server limit: its key, its range, its default, and where it lands in the struct. */
+static const struct server_limit {
+    const char *key;
+    uint64_t min, max, def;
+} server_limits[] = {
+    {"threads", 1, 256, 4},
+    {"max_body_bytes", 1024, 16777216, 65536},
+    {"max_json_depth", 2, 64, 16},
+    {"connection_timeout_seconds", 1, 3600, 30},
+    {"max_connections", 0, 1000000, 0},
+    {"max_connections_per_ip", 0, 1000000, 0},
+    {"header_timeout_seconds", 1, 3600, 10},
+    {"max_uri_bytes", 256, 1048576, 8192},
+    {"max_header_bytes", 1024, 1048576, 16384},
+    {"readiness_interval_ms", 100, 3600000, 5000},
+    {"readiness_timeout_ms", 100, 60000, 2000},
+};
+
+static uint64_t server_value(const struct ks_server_config *s, size_t i)
+{
+    switch (i) {
+    case 0:
+        return s->threads;
+    case 1:
+        return s->max_body_bytes;
+    case 2:
+        return s->max_json_depth;
+    case 3:
+        return s->connection_timeout_seconds;
+    case 4:
+        return s->max_connections;
+    case 5:
+        return s->max_connections_per_ip;
+    case 6:
+        return s->header_timeout_seconds;
+    case 7:
+        return s->max_uri_bytes;
+    case 8:
+        return s->max_header_bytes;
+    case 9:
+        return s->readiness_interval_ms;
+    default:
+        return s->readiness_timeout_ms;
+    }
+}
+
+#define N_SERVER_LIMITS (sizeof server_limits / sizeof server_limits[0])
+
+Test(config, server_limit_defaults)
+{
+    struct ks_config *cfg = load_ok(MINIMAL);
+    size_t i;
+    cr_assert_eq(N_SERVER_LIMITS, 11);
+    for (i = 0; i < N_SERVER_LIMITS; i++)
+        cr_expect_eq(server_value(&cfg->server, i), server_limits[i].def, "%s",
+                     server_limits[i].key);
+    ks_config_free(cfg);
+}
+
+Test(config, server_limit_bounds_are_accepted_and_stored)
+{
+    size_t i, b;
+    for (i = 0; i < N_SERVER_LIMITS; i++) {
+        for (b = 0; b < 2; b++) {
+            uint64_t v = b ? server_limits[i].max : server_limits[i].min;
+            char yaml[2048];
+            struct ks_config *cfg;
+            snprintf(yaml, sizeof yaml, "server: {%s: %" PRIu64 "}\n" MINIMAL, server_limits[i].key,
+                     v);
+            cfg = load_ok(yaml);
+            cr_expect_eq(server_value(&cfg->server, i), v, "%s", server_limits[i].key);
+            ks_config_free(cfg);
+        }
+    }
+}
+
+Test(config, server_limits_out_of_range)
+{
+    size_t i, b;
+    for (i = 0; i < N_SERVER_LIMITS; i++) {
+        for (b = 0; b < 2; b++) {
+            char yaml[2048], error[256], value[32];
+            if (b == 0 && server_limits[i].min == 0)
+                snprintf(value, sizeof value, "-1");
+            else
+                snprintf(value, sizeof value, "%" PRIu64,
+                         b ? server_limits[i].max + 1 : server_limits[i].min - 1);
+            snprintf(yaml, sizeof yaml, "server:\n  %s: %s\n" MINIMAL, server_limits[i].key, value);
+            snprintf(error, sizeof error,
+                     "t.yaml:2:%zu: server.%s is \"%s\", out of range; expected an integer in "
+                     "%" PRIu64 "..%" PRIu64 "\n",
+                     strlen(server_limits[i].key) + 5, server_limits[i].key, value,
+                     server_limits[i].min, server_limits[i].max);
+            char *errors = load_errors(yaml);
+            cr_expect_str_eq(errors, error);
+            free(errors);
+        }
+    }
+}
+
+Test(config, server_limits_wrong_types)
+{
+    expect_one_error("server: {max_connections: \"10\"}\n" MINIMAL,
+                     "server.max_connections is the string \"10\"; expected an integer in "
+                     "0..1000000");
+    expect_one_error("server: {readiness_timeout_ms: 1.5}\n" MINIMAL,
+                     "server.readiness_timeout_ms is \"1.5\"; expected an integer in 100..60000");
+    expect_one_error("server: {max_uri_bytes: [1]}\n" MINIMAL,
+                     "server.max_uri_bytes is a list; expected an integer in 256..1048576");
+    expect_one_error("server: {max_header_byte: 2048}\n" MINIMAL,
+                     "server: unknown key \"max_header_byte\"; expected one of threads, "
+                     "max_body_bytes, max_json_depth, connection_timeout_seconds, "
+                     "max_connections, max_connections_per_ip, header_timeout_seconds, "
+                     "max_uri_bytes, max_header_bytes, readiness_interval_ms, "
+                     "readiness_timeout_ms");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* One ARN parser: config/ and keystore/ (aws/arn.h) agree                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/* "arn:aws:kms:us-west-2:111122223333:key/" + fill repeated + 'a' padding: units UTF-16 code
+ * units in all. Caller frees. */
+static char *wide_arn(const char *fill, size_t fill_units, size_t units)
+{
+    static const char prefix[] = "arn:aws:kms:us-west-2:111122223333:key/";
+    size_t at = sizeof prefix - 1, have = at;
+    char *s = malloc(units * 4 + 1);
+    cr_assert_not_null(s);
+    memcpy(s, prefix, at);
+    for (; have + fill_units <= units; have += fill_units, at += strlen(fill))
+        memcpy(s + at, fill, strlen(fill));
+    for (; have < units; have++)
+        s[at++] = 'a';
+    s[at] = '\0';
+    return s;
+}
+
+/* 1 when config/ accepts arn as a kms_key_arn; on refusal the error is checked. */
+static int config_accepts_arn(const char *arn)
+{
+    size_t len = strlen(arn) + 4096;
+    char *yaml = malloc(len), *errors = NULL;
+    struct ks_config *cfg = NULL;
+    ks_status st;
+
+    cr_assert_not_null(yaml);
+    snprintf(yaml, len, REL_AWS("{kms_key_arn: \"%s\"}", "") KS_PROD TENANT_PROD, arn);
+    st = ks_config_load_buffer("t.yaml", yaml, strlen(yaml), &cfg, &errors);
+    cr_assert(st == KS_OK || st == KS_E_CONFIG, "status %d", (int)st);
+    if (st != KS_OK) {
+        cr_expect(strstr(errors, "kms_relationships[0].kms_configuration.kms_key_arn") != NULL,
+                  "%s", errors);
+        cr_expect_eq(count_lines(errors), 1, "%s", errors);
+    }
+    ks_config_free(cfg);
+    free(errors);
+    free(yaml);
+    return st == KS_OK;
+}
+
+Test(config, arn_rules_agree_with_the_keystore_parser)
+{
+    /* Before: config counted UTF-16 units and keystore/ bytes, so an ARN of 2048 characters with
+     * non-ASCII ones was valid in the config and "out of range" when read back from storage. */
+    static const struct {
+        const char *what, *fill;
+        size_t fill_units, units;
+        int valid;
+    } cases[] = {
+        {"ASCII, 2048", "a", 1, 2048, 1},
+        {"ASCII, 2049", "a", 1, 2049, 0},
+        {"2-byte UTF-8, 2048 units (> 2048 bytes)", "\xc3\xa9", 1, 2048, 1},
+        {"2-byte UTF-8, 2049 units", "\xc3\xa9", 1, 2049, 0},
+        {"3-byte UTF-8, 2048 units (> 6000 bytes)", "\xe2\x82\xac", 1, 2048, 1},
+        {"3-byte UTF-8, 2049 units", "\xe2\x82\xac", 1, 2049, 0},
+        {"surrogate pairs, 2048 units", "\xf0\x9f\x98\x80", 2, 2048, 1},
+        {"surrogate pairs, 2049 units", "\xf0\x9f\x98\x80", 2, 2049, 0},
+        {"surrogate pairs, 1025 of them (2050 units, 4100+ bytes)", "\xf0\x9f\x98\x80", 2, 2050, 0},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *arn = wide_arn(cases[i].fill, cases[i].fill_units, cases[i].units);
+        struct ks_arn parsed;
+        int keystore_valid = ks_arn_parse(arn, &parsed) == KS_ARN_OK && ks_arn_length_ok(arn);
+        cr_expect_eq(keystore_valid, cases[i].valid, "keystore: %s", cases[i].what);
+        cr_expect_eq(config_accepts_arn(arn), cases[i].valid, "config: %s", cases[i].what);
+        free(arn);
+    }
+}
+
+Test(config, arn_shapes_agree_with_the_keystore_parser)
+{
+    static const char *const arns[] = {
+        AWS_ARN,
+        MRK_ARN,
+        "arn:aws-cn:kms:cn-north-1:111122223333:key/k/with/slashes",
+        "arn:aws:kms:us-west-2:111122223333:alias/a",
+        "arn:aws:kms:us-west-2:111122223333:key/",
+        "arn:aws:kms:us-west-2:111122223333:key",
+        "arn:aws:kms:us-west-2:111122223333:grant/k",
+        "arn:aws:kms:us-west-2:111122223333:key/k:x",
+        "arn::kms:us-west-2:111122223333:key/k",
+        "arn:aws:kms::111122223333:key/k",
+        "arn:aws:kms:us-west-2::key/k",
+        "arn:aws:KMS:us-west-2:111122223333:key/k",
+        "arn:aws:kms:us-west-2:111122223333:Key/k",
+        "arn:aws:kms:\xc3\xa9u-west-2:111122223333:key/\xe2\x82\xac",
+    };
+    static const int valid[] = {1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    size_t i;
+    cr_assert_eq(sizeof arns / sizeof arns[0], sizeof valid / sizeof valid[0]);
+    for (i = 0; i < sizeof arns / sizeof arns[0]; i++) {
+        struct ks_arn parsed;
+        cr_expect_eq(ks_arn_parse(arns[i], &parsed) == KS_ARN_OK, valid[i], "keystore: %s",
+                     arns[i]);
+        cr_expect_eq(config_accepts_arn(arns[i]), valid[i], "config: %s", arns[i]);
+    }
+}
+
+Test(config, arn_length_error_names_utf16_characters)
+{
+    char *arn = wide_arn("\xe2\x82\xac", 1, 2049), *yaml = malloc(16384), *errors;
+    snprintf(yaml, 16384, REL_AWS("{kms_key_arn: \"%s\"}", "") KS_PROD TENANT_PROD, arn);
+    errors = load_errors(yaml);
+    assert_contains(errors, "t.yaml:6:38: kms_relationships[0].kms_configuration.kms_key_arn "
+                            "\"arn:aws:kms:us-west-2:111122223333:key/\\xe2\\x82\\xac");
+    assert_contains(errors, "...\" is not a valid KMS key ARN (not 1..2048 characters long); "
+                            "expected arn:<partition>:kms:<region>:<account>:key/<key id>\n");
+    free(errors);
+    free(yaml);
+    free(arn);
 }
