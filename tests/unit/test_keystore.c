@@ -140,10 +140,10 @@ struct fake_kms {
     fake_hook before_gdk; /* called once (cleared first) before the next GDKWP */
     void *hook_ctx;
     int n_gdk, n_decrypt, n_re_encrypt;
-    char last_decrypt_key_id[KS_ARN_MAX + 1];
-    char last_gdk_key_id[KS_ARN_MAX + 1];
+    char last_decrypt_key_id[KS_ARN_MAX_BYTES + 1];
+    char last_gdk_key_id[KS_ARN_MAX_BYTES + 1];
     char first_gdk_type[128]; /* the `type` of the first GDKWP's EC */
-    char last_re_encrypt_dst[KS_ARN_MAX + 1];
+    char last_re_encrypt_dst[KS_ARN_MAX_BYTES + 1];
 };
 
 static struct fake_kms *fake_of(struct ks_kms *k)
@@ -2016,4 +2016,43 @@ Test(keystore, get_version_refuses_non_uuid_versions)
     if (strcmp(upper, v) != 0)
         get_fails(F.ks, &F.rel, VERSION, "bk", upper, KS_E_INVALID, NULL);
     free(v);
+}
+
+/* "arn:aws:kms:us-east-1:111122223333:key/" + euro signs (3 bytes, 1 UTF-16 unit each): units
+ * UTF-16 code units in all. Caller frees. */
+static char *euro_arn(size_t units)
+{
+    static const char prefix[] = "arn:aws:kms:us-east-1:111122223333:key/";
+    size_t i, at = sizeof prefix - 1;
+    char *s = malloc(at + 3 * units + 1);
+    cr_assert_not_null(s);
+    memcpy(s, prefix, at);
+    for (i = sizeof prefix - 1; i < units; i++, at += 3)
+        memcpy(s + at, "\xe2\x82\xac", 3);
+    s[at] = '\0';
+    return s;
+}
+
+Test(keystore, stored_arn_length_counts_utf16_units)
+{
+    /* aws/arn.h, as config/ counts (docs/reference/branch-key-store.md sections 5 and 7): a
+     * stored kms-arn is 1..2048 characters in UTF-16 code units, so 2048 three-byte characters
+     * (over 6000 bytes) are read, and 2049 are not. */
+    unsigned char key[KEY_LEN], beacon_key[KEY_LEN], key2[KEY_LEN], beacon_key2[KEY_LEN];
+    char *ok = euro_arn(KS_ARN_MAX), *too_long = euro_arn(KS_ARN_MAX + 1);
+    struct fake_kms fake;
+    struct ks_kms_relationship rel;
+    int k;
+
+    cr_assert_gt(strlen(ok), 3 * (KS_ARN_MAX - 64));
+    fake_init(&fake, 1);
+    hand_build(F.ks, "wide", ok, HAND_V, NULL, key, beacon_key);
+    hand_build(F.ks, "wider", too_long, HAND_V, NULL, key2, beacon_key2);
+    rel = relationship(&fake.base, KS_KMS_DISCOVERY, NULL, NULL);
+    expect_hand_gets(&fake, &rel, "wide", key, beacon_key, ok);
+    for (k = ACTIVE; k <= BEACON; k++)
+        get_fails(F.ks, &rel, (enum kind)k, "wider", HAND_V, KS_E_CORRUPT,
+                  "(attribute out of range)");
+    free(ok);
+    free(too_long);
 }
