@@ -226,6 +226,41 @@ ks_status ks_config_load_buffer(const char *name, const char *yaml, size_t len,
     return KS_OK;
 }
 
+/*
+ * Reads f whole into a malloc'd *buf of *cap bytes (*len used), stopping after MAX_FILE_BYTES + 1
+ * so that an oversized file is seen without reading it all. Copies are wiped: a config can hold
+ * static credentials. Returns 0, or -1 on OOM (*buf still owned by the caller).
+ */
+static int read_whole(FILE *f, char **buf, size_t *len, size_t *cap)
+{
+    for (;;) {
+        size_t got;
+        if (*len == *cap) {
+            size_t bigger = *cap ? 2 * *cap : 4096;
+            char *grown;
+            if (*cap >= MAX_FILE_BYTES + 1)
+                return 0;
+            if (bigger > MAX_FILE_BYTES + 1)
+                bigger = MAX_FILE_BYTES + 1;
+            /* *cap changes only with *buf: the caller wipes *cap bytes of it. */
+            grown = malloc(bigger);
+            if (!grown)
+                return -1;
+            if (*buf) {
+                memcpy(grown, *buf, *len);
+                OPENSSL_cleanse(*buf, *len);
+                free(*buf);
+            }
+            *buf = grown;
+            *cap = bigger;
+        }
+        got = fread(*buf + *len, 1, *cap - *len, f);
+        *len += got;
+        if (got == 0)
+            return 0;
+    }
+}
+
 ks_status ks_config_load_file(const char *path, struct ks_config **out, char **errors)
 {
     char reason[128];
@@ -244,45 +279,19 @@ ks_status ks_config_load_file(const char *path, struct ks_config **out, char **e
         /* -D_GNU_SOURCE (Makefile): the GNU strerror_r returns the message. */
         const char *why = strerror_r(errno, reason, sizeof reason);
         if (errors)
-            *errors =
-                ks_config_format("%s:1:1: cannot open the file (%s); expected a readable YAML "
-                                 "file\n",
-                                 path, why);
+            *errors = ks_config_format("%s:1:1: cannot open the file (%s); expected a readable "
+                                       "YAML file\n",
+                                       path, why);
         return KS_E_CONFIG;
     }
-    for (;;) {
-        size_t got;
-        if (len == cap) {
-            char *grown;
-            if (cap >= MAX_FILE_BYTES + 1)
-                break;
-            cap = cap ? 2 * cap : 4096;
-            if (cap > MAX_FILE_BYTES + 1)
-                cap = MAX_FILE_BYTES + 1;
-            grown = malloc(cap);
-            if (!grown) {
-                status = KS_E_INTERNAL;
-                goto done;
-            }
-            if (buf) {
-                memcpy(grown, buf, len);
-                OPENSSL_cleanse(buf, len);
-                free(buf);
-            }
-            buf = grown;
-        }
-        got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
+    if (read_whole(f, &buf, &len, &cap) < 0) {
+        status = KS_E_INTERNAL;
+    } else if (ferror(f)) {
         const char *why = strerror_r(errno, reason, sizeof reason);
         if (errors)
-            *errors =
-                ks_config_format("%s:1:1: cannot read the file (%s); expected a readable YAML "
-                                 "file\n",
-                                 path, why);
+            *errors = ks_config_format("%s:1:1: cannot read the file (%s); expected a readable "
+                                       "YAML file\n",
+                                       path, why);
         status = KS_E_CONFIG;
     } else if (len > MAX_FILE_BYTES) {
         if (errors)
@@ -293,7 +302,6 @@ ks_status ks_config_load_file(const char *path, struct ks_config **out, char **e
     } else {
         status = ks_config_load_buffer(path, buf, len, out, errors);
     }
-done:
     fclose(f);
     if (buf) {
         OPENSSL_cleanse(buf, cap);
@@ -301,6 +309,10 @@ done:
     }
     return status;
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* Embedded default, lookups, free                                                          */
+/* ---------------------------------------------------------------------------------------- */
 
 static char *join_file(const char *dir, const char *file)
 {

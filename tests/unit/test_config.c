@@ -1486,3 +1486,52 @@ Test(config, arn_length_error_names_utf16_characters)
     free(yaml);
     free(arn);
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* Reading the file                                                                         */
+/* ---------------------------------------------------------------------------------------- */
+
+Test(config, oversized_file_refused)
+{
+    char path[] = "/tmp/ks-test-config-XXXXXX";
+    struct ks_config *cfg = NULL;
+    char *errors = NULL, *comment;
+    size_t size = 16u * 1024u * 1024u + 1;
+    int fd = mkstemp(path);
+    FILE *f;
+
+    cr_assert_geq(fd, 0);
+    f = fdopen(fd, "w");
+    cr_assert_not_null(f);
+    /* A valid config padded with a comment to one byte over the limit. */
+    cr_assert_geq(fputs(MINIMAL "#", f), 0);
+    comment = malloc(size);
+    cr_assert_not_null(comment);
+    memset(comment, 'x', size);
+    cr_assert_eq(fwrite(comment, 1, size - strlen(MINIMAL "#"), f), size - strlen(MINIMAL "#"));
+    fclose(f);
+    cr_assert_eq(ks_config_load_file(path, &cfg, &errors), KS_E_CONFIG);
+    cr_assert_null(cfg);
+    assert_contains(errors, ":1:1: the file is larger than 16777216 bytes; expected a "
+                            "configuration file\n");
+    free(errors);
+
+    /* One byte less loads. */
+    cr_assert_eq(truncate(path, (off_t)size - 1), 0);
+    cr_assert_eq(ks_config_load_file(path, &cfg, &errors), KS_OK, "%s", errors ? errors : "");
+    ks_config_free(cfg);
+    unlink(path);
+    free(comment);
+}
+
+Test(config, unreadable_file_refused)
+{
+    struct ks_config *cfg = NULL;
+    char *errors = NULL;
+    /* fopen succeeds on a directory; reading it fails. */
+    cr_assert_eq(ks_config_load_file("/tmp", &cfg, &errors), KS_E_CONFIG);
+    cr_assert_null(cfg);
+    cr_assert_str_eq(errors, "/tmp:1:1: cannot read the file (Is a directory); expected a "
+                             "readable YAML file\n");
+    free(errors);
+}
