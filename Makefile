@@ -128,6 +128,7 @@ check-style:
 	clang-format --dry-run --Werror $(LIB_SRC) server/main.c $(wildcard */*.h) $(UNIT_SRC) $(INTEG_SRC)
 	@if grep -nE '\b(strcpy|sprintf|strcat|atoi|gets)[[:space:]]*\(' $(LIB_SRC) server/main.c $(UNIT_SRC) $(INTEG_SRC); \
 	then echo "banned function (docs/style.md)"; exit 1; fi
+	./scripts/check-layers.sh
 
 bench: all
 	./bench/run.sh

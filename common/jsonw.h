@@ -1,6 +1,6 @@
 /*
  * jsonw.h - a small streaming JSON writer into a growable buffer that is wiped whenever it is
- * released or moved (responses carry base64 key material, DEVELOPERS.md non-negotiable 3; a
+ * released or moved (responses carry base64 key material, docs/style.md "Memory"; a
  * json-c object would leave copies in freed memory). The buffer has a cap set at creation.
  * Not thread-safe per instance.
  */

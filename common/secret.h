@@ -1,7 +1,7 @@
 /*
  * secret.h - heap buffers for key material. Every buffer that ever held a plaintext key or token
- * is released through ks_secret_free, which wipes it with OPENSSL_cleanse first (DEVELOPERS.md
- * non-negotiable 3). Thread-safe.
+ * is released through ks_secret_free, which wipes it with OPENSSL_cleanse first (docs/style.md
+ * "Memory"). Thread-safe.
  */
 #ifndef KS_COMMON_SECRET_H
 #define KS_COMMON_SECRET_H
