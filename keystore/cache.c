@@ -23,6 +23,7 @@
  * finishes broadcasts, and ks_cache_wake_all lets a test that moved its clock wake waiters.
  */
 #include "keystore/cache.h"
+#include "keystore/testing.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -22,6 +22,7 @@
 #include "common/util.h"
 #include "keystore/arn.h"
 #include "keystore/keystore.h"
+#include "keystore/testing.h"
 #include "kms/kms.h"
 #include "storage/storage.h"
 
