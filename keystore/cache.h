@@ -180,8 +180,4 @@ void ks_cache_stats_foreach(struct ks_cache *cache,
                                        size_t partition_len, const struct ks_cache_stats *stats),
                             void *ctx);
 
-/* Counters of one partition into *out (zeros if never seen). Returns 1 if seen, else 0. */
-int ks_cache_stats_partition(struct ks_cache *cache, const unsigned char *partition,
-                             size_t partition_len, struct ks_cache_stats *out);
-
 #endif

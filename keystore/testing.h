@@ -1,7 +1,7 @@
 /*
  * testing.h - TESTS ONLY. Hooks into keystore/ that unit tests use to look behind the public
  * interface: to change items behind a keystore's back, to check that a released key was wiped,
- * to wake waiters after moving an injected clock.
+ * to wake waiters after moving an injected clock, to read one partition's counters.
  *
  * No production code calls these. Only tests include this header, and the files that define the
  * hooks (cache.c, keystore.c) include it for their prototypes; nothing else does.
@@ -13,6 +13,7 @@
  * keystore.c -> cache.c, never back). */
 struct ks_cache;
 struct ks_cache_ref;
+struct ks_cache_stats;
 struct ks_keystore;
 struct ks_storage;
 
@@ -33,5 +34,10 @@ const unsigned char *ks_cache_debug_key_slot(const struct ks_cache_ref *ref);
  * injected clock forward.
  */
 void ks_cache_wake_all(struct ks_cache *cache);
+
+/* Counters of one partition into *out (zeros if never seen). Returns 1 if seen, else 0.
+ * (Production reads the counters through ks_cache_stats_foreach.) */
+int ks_cache_stats_partition(struct ks_cache *cache, const unsigned char *partition,
+                             size_t partition_len, struct ks_cache_stats *out);
 
 #endif

@@ -503,9 +503,6 @@ static int cancellation_reasons(const char *message, char codes[][40], int max)
     return n;
 }
 
-/* What a cancelled transaction means, decided by the caller from the reasons. */
-enum tx_outcome { TX_FAILED, TX_RETRY };
-
 /*
  * Sends TransactWriteItems with `actions` and one ClientRequestToken for every attempt, so that
  * a resent transaction whose first send did commit (its answer lost, or a transport retry inside
