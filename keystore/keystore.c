@@ -110,6 +110,11 @@ struct ks_storage *ks_keystore_storage(struct ks_keystore *ks)
     return ks->storage;
 }
 
+ks_status ks_keystore_has_items(struct ks_keystore *ks, int *out, struct ks_error *err)
+{
+    return ks->storage->ops->has_items(ks->storage, out, err);
+}
+
 ks_status ks_keystore_ping(struct ks_keystore *ks, struct ks_error *err)
 {
     return ks->storage->ops->ping(ks->storage, err);

@@ -75,6 +75,10 @@ struct ks_keystore_info {
 ks_status ks_keystore_info(struct ks_keystore *ks, struct ks_keystore_info *out,
                            struct ks_error *err);
 
+/* Start-up: *out = 1 when the key store's storage holds any item (a missing table holds none).
+ * One cheap read (storage.h has_items). */
+ks_status ks_keystore_has_items(struct ks_keystore *ks, int *out, struct ks_error *err);
+
 /* Readiness: the key store's storage is reachable. */
 ks_status ks_keystore_ping(struct ks_keystore *ks, struct ks_error *err);
 

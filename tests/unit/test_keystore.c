@@ -1204,6 +1204,10 @@ static ks_status rec_ping(struct ks_storage *s, struct ks_error *e)
 {
     return rec_of(s)->inner->ops->ping(rec_of(s)->inner, e);
 }
+static ks_status rec_has_items(struct ks_storage *s, int *out, struct ks_error *e)
+{
+    return rec_of(s)->inner->ops->has_items(rec_of(s)->inner, out, e);
+}
 static void rec_destroy(struct ks_storage *s)
 {
     struct recording_storage *r = rec_of(s);
@@ -1225,6 +1229,7 @@ static const struct ks_storage_ops rec_ops = {
     .get_beacon = rec_get_beacon,
     .ping = rec_ping,
     .destroy = rec_destroy,
+    .has_items = rec_has_items,
 };
 
 #define THREADS 8
