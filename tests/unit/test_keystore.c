@@ -101,8 +101,8 @@ static void setup(void)
     memcpy(F.dir, "/tmp/ks-test-keystore-XXXXXX", sizeof "/tmp/ks-test-keystore-XXXXXX");
     cr_assert_not_null(mkdtemp(F.dir));
     snprintf(F.key_file, sizeof F.key_file, "%s/local.keys", F.dir);
-    cr_assert_eq(ks_kms_local_open(F.key_file, ensure, 1, &F.local, &err), KS_OK, "%s",
-                 err.message);
+    cr_assert_eq(ks_kms_local_open(F.key_file, ensure, 1, KS_KMS_LOCAL_MAY_CREATE, &F.local, &err),
+                 KS_OK, "%s", err.message);
     cr_assert_eq(ks_kms_local_default_arn(F.local, F.arn, sizeof F.arn), KS_OK);
     cr_assert_str_neq(F.arn, ARN2);
     F.now = T0;
