@@ -22,7 +22,9 @@
  * - ks_cache_invalidate_active drops a branch key's ACTIVE entries in every partition (VersionKey).
  * - Per-partition counters for metrics.
  *
- * All functions are thread-safe unless stated otherwise.
+ * All functions are thread-safe unless stated otherwise. The cache knows materials
+ * (keystore/materials.h), never the keystore: keystore.c -> cache.c -> materials.c. Test hooks
+ * are in keystore/testing.h.
  */
 #ifndef KS_KEYSTORE_CACHE_H
 #define KS_KEYSTORE_CACHE_H
