@@ -23,6 +23,7 @@
  * finishes broadcasts, and ks_cache_wake_all lets a test that moved its clock wake waiters.
  */
 #include "keystore/cache.h"
+#include "keystore/testing.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -888,146 +889,226 @@ static void flight_run(struct ks_cache *c, struct flight *f, ks_cache_fetch_fn f
         pthread_cond_broadcast(&c->slot_cond);
 }
 
-ks_status ks_cache_get(struct ks_cache *cache, const struct ks_cache_key *key,
-                       ks_cache_fetch_fn fetch, void *fetch_ctx, struct ks_cache_ref **out,
-                       struct ks_error *err)
-{
+/* One ks_cache_get call: what it looks up and what it has done so far. */
+struct get_call {
+    struct ks_cache *c;
+    const struct ks_cache_key *key;
     unsigned char id[KS_CACHE_ID_LEN];
-    struct ks_cache_ref *e;
-    struct flight *f, *waited = NULL;
+    uint64_t h;
     struct partition *p;
-    uint64_t h, now, start, event;
-    int missed = 0, waiting_counted = 0, refresh = 0, stale;
+    uint64_t start;
+    struct flight *waited; /* the flight this call waits on (one reference held), or NULL */
+    int missed, waiting_counted;
+};
+
+/* What one look at the tables decided. */
+enum get_next {
+    GET_DONE,    /* answered (hit, a waited-on flight's outcome, or a timeout) */
+    GET_FETCH,   /* fetch: a miss, or the MPL's second fetch */
+    GET_REFRESH, /* fetch: a grace-period refresh of a still-valid entry */
+    GET_WAIT     /* wait for a fetch in flight or for room under fan_out, then look again */
+};
+
+/* Ends a call: drops the flight it waited on, if any, and the cache lock. */
+static void get_finish(struct get_call *g)
+{
+    if (g->waited)
+        flight_put(g->waited);
+    g->waited = NULL;
+    pthread_mutex_unlock(&g->c->lock);
+}
+
+/* Hands entry e to the caller as a new reference. Cache lock held. */
+static ks_status serve_entry(struct ks_cache *c, struct ks_cache_ref *e, struct ks_cache_ref **out)
+{
+    lru_touch(c, e);
+    entry_ref(e);
+    *out = e;
+    return KS_OK;
+}
+
+/* A valid entry in its grace period: one caller per grace interval refreshes (MPL
+ * CheckNewEntry) if fan-out allows; a waiter never does (it asked for the fetch's result). */
+static int should_refresh(struct get_call *g, struct ks_cache_ref *e, int stale, uint64_t now)
+{
+    struct ks_cache *c = g->c;
+
+    return !g->waited && in_grace(c, e, now) && stale &&
+           (!e->refresh_mark_us || now - e->refresh_mark_us >= c->grace_interval_us ||
+            now < e->refresh_mark_us) &&
+           fan_out_room(c, now);
+}
+
+/* Validates key and takes the cache lock; on failure the lock is not held. */
+static ks_status get_begin(struct get_call *g, struct ks_cache *cache,
+                           const struct ks_cache_key *key, struct ks_error *err)
+{
     ks_status st;
 
-    *out = NULL;
-    if (!fetch)
-        return ks_error_set(err, KS_E_INVALID, "cache: no fetch callback");
-    st = ks_cache_identifier(key, id, err);
+    memset(g, 0, sizeof(*g));
+    g->c = cache;
+    g->key = key;
+    st = ks_cache_identifier(key, g->id, err);
     if (st != KS_OK)
         return st;
-    h = hash_id(cache, id);
+    g->h = hash_id(cache, g->id);
     pthread_mutex_lock(&cache->lock);
-    p = partition_get(cache, key->partition, key->partition_len);
-    if (!p) {
+    g->p = partition_get(cache, key->partition, key->partition_len);
+    if (!g->p) {
         pthread_mutex_unlock(&cache->lock);
         return ks_error_set(err, KS_E_INTERNAL, "cache: out of memory");
     }
-    start = now = now_us(cache);
+    g->start = now_us(cache);
     /* LocalCMC: each get prunes an expired LRU tail entry (entryPruningTailSize 1). */
-    if (cache->lru_tail && !entry_valid(cache->lru_tail, now))
+    if (cache->lru_tail && !entry_valid(cache->lru_tail, g->start))
         entry_drop(cache, cache->lru_tail, DROP_EXPIRE);
+    return KS_OK;
+}
 
-    for (;;) {
-        now = now_us(cache);
-        /* A waiter gets the outcome of the fetch it waited on, error included. */
-        if (waited && waited->done) {
-            st = flight_outcome(waited, out, err);
-            flight_put(waited);
-            pthread_mutex_unlock(&cache->lock);
-            return st;
-        }
-        e = entry_find(cache, id, h);
-        if (e && !entry_valid(e, now)) {
-            entry_drop(cache, e, DROP_EXPIRE);
-            e = NULL;
-        }
-        f = flight_find(cache, id, h);
-        stale = !f || now < f->marked_us || now - f->marked_us >= cache->grace_interval_us;
-        if (e) {
-            /* Hit. In the grace period one caller per grace interval refreshes (MPL
-             * CheckNewEntry), the others are served the still-valid entry. */
-            if (!waited && in_grace(cache, e, now) && stale &&
-                (!e->refresh_mark_us || now - e->refresh_mark_us >= cache->grace_interval_us ||
-                 now < e->refresh_mark_us) &&
-                fan_out_room(cache, now)) {
-                refresh = 1;
-                e->refresh_mark_us = now;
-                p->stats.refreshes++;
-                break;
-            }
-            lru_touch(cache, e);
-            entry_ref(e);
-            if (waited)
-                flight_put(waited);
-            else
-                p->stats.hits++;
-            pthread_mutex_unlock(&cache->lock);
-            *out = e;
-            return KS_OK;
-        }
-        if (!missed) {
-            p->stats.misses++;
-            missed = 1;
-        }
-        /* Miss: fetch if the identifier is not in flight, or was marked grace_interval ago or
-         * more (the MPL's second fetch), and fan_out allows (MPL CheckInFlight). */
-        if (stale && fan_out_room(cache, now))
-            break;
-        if (now - start >= cache->in_flight_ttl_us && now >= start) {
-            p->stats.wait_timeouts++;
-            if (waited)
-                flight_put(waited);
-            pthread_mutex_unlock(&cache->lock);
-            return ks_error_set(err, KS_E_UNAVAILABLE,
-                                "InFlightTTLExceeded: waited too long for the branch key "
-                                "materials being fetched by another request");
-        }
-        if (!waiting_counted) {
-            p->stats.waits++;
-            waiting_counted = 1;
-        }
-        event = sat_add(start, cache->in_flight_ttl_us);
-        if (f && f != waited) {
-            if (waited)
-                flight_put(waited);
-            f->refs++;
-            waited = f;
-        }
-        if (!stale) {
-            if (sat_add(f->marked_us, cache->grace_interval_us) < event)
-                event = sat_add(f->marked_us, cache->grace_interval_us);
-            wait_until(cache, &f->cond, now, event);
-        } else {
-            /* Blocked by fan_out: woken when any fetch ends or a mark is pruned. */
-            if (next_prune_us(cache) < event)
-                event = next_prune_us(cache);
-            cache->slot_waiters++;
-            wait_until(cache, &cache->slot_cond, now, event);
-            cache->slot_waiters--;
-        }
+/*
+ * One look at the tables (lock held): answers from a valid entry or from the flight this call
+ * waited on (GET_DONE with *st), or says to fetch, refresh or wait. *fp is the identifier's
+ * current flight and *stale whether another fetch may start beside it.
+ */
+static enum get_next get_look(struct get_call *g, uint64_t now, struct flight **fp, int *stale,
+                              struct ks_cache_ref **out, ks_status *st, struct ks_error *err)
+{
+    struct ks_cache *c = g->c;
+    struct ks_cache_ref *e;
+
+    /* A waiter gets the outcome of the fetch it waited on, error included. */
+    if (g->waited && g->waited->done) {
+        *st = flight_outcome(g->waited, out, err);
+        return GET_DONE;
     }
+    e = entry_find(c, g->id, g->h);
+    if (e && !entry_valid(e, now)) {
+        entry_drop(c, e, DROP_EXPIRE);
+        e = NULL;
+    }
+    *fp = flight_find(c, g->id, g->h);
+    *stale = !*fp || now < (*fp)->marked_us || now - (*fp)->marked_us >= c->grace_interval_us;
+    if (e) {
+        if (should_refresh(g, e, *stale, now)) {
+            e->refresh_mark_us = now;
+            g->p->stats.refreshes++;
+            return GET_REFRESH;
+        }
+        if (!g->waited)
+            g->p->stats.hits++;
+        *st = serve_entry(c, e, out);
+        return GET_DONE;
+    }
+    if (!g->missed) {
+        g->p->stats.misses++;
+        g->missed = 1;
+    }
+    /* Miss: fetch if the identifier is not in flight, or was marked grace_interval ago or more
+     * (the MPL's second fetch), and fan_out allows (MPL CheckInFlight). */
+    if (*stale && fan_out_room(c, now))
+        return GET_FETCH;
+    if (now - g->start >= c->in_flight_ttl_us && now >= g->start) {
+        g->p->stats.wait_timeouts++;
+        *st = ks_error_set(err, KS_E_UNAVAILABLE,
+                           "InFlightTTLExceeded: waited too long for the branch key materials "
+                           "being fetched by another request");
+        return GET_DONE;
+    }
+    return GET_WAIT;
+}
 
-    /* This caller fetches: a miss, a second fetch, or a grace-period refresh. */
+/* Waits (lock held) on flight f of this identifier, or for room under fan_out when f may be
+ * joined by another fetch (stale), until woken or the next deadline. */
+static void get_wait(struct get_call *g, struct flight *f, int stale, uint64_t now)
+{
+    struct ks_cache *c = g->c;
+    uint64_t event = sat_add(g->start, c->in_flight_ttl_us);
+
+    if (!g->waiting_counted) {
+        g->p->stats.waits++;
+        g->waiting_counted = 1;
+    }
+    if (f && f != g->waited) {
+        if (g->waited)
+            flight_put(g->waited);
+        f->refs++;
+        g->waited = f;
+    }
+    if (!stale) {
+        if (sat_add(f->marked_us, c->grace_interval_us) < event)
+            event = sat_add(f->marked_us, c->grace_interval_us);
+        wait_until(c, &f->cond, now, event);
+    } else {
+        /* Blocked by fan_out: woken when any fetch ends or a mark is pruned. */
+        if (next_prune_us(c) < event)
+            event = next_prune_us(c);
+        c->slot_waiters++;
+        wait_until(c, &c->slot_cond, now, event);
+        c->slot_waiters--;
+    }
+}
+
+/* This caller fetches (lock held): a miss, a second fetch (superseding the current flight f),
+ * or a grace-period refresh; the new flight is marked at now, when the decision was made. */
+static ks_status get_fetch(struct get_call *g, struct flight *f, int refresh, uint64_t now,
+                           ks_cache_fetch_fn fetch, void *fetch_ctx, struct ks_cache_ref **out,
+                           struct ks_error *err)
+{
+    struct ks_cache *c = g->c;
+    struct ks_cache_ref *e;
+    ks_status st;
+
     if (f)
-        flight_supersede(cache, f);
-    if (waited) {
-        flight_put(waited);
-        waited = NULL;
+        flight_supersede(c, f);
+    if (g->waited) {
+        flight_put(g->waited);
+        g->waited = NULL;
     }
-    f = flight_start(cache, key, id, h, p, now);
-    if (!f) {
-        pthread_mutex_unlock(&cache->lock);
+    f = flight_start(c, g->key, g->id, g->h, g->p, now);
+    if (!f)
         return ks_error_set(err, KS_E_INTERNAL, "cache: out of memory");
-    }
-    flight_run(cache, f, fetch, fetch_ctx);
+    flight_run(c, f, fetch, fetch_ctx);
     if (refresh && f->status != KS_OK) {
         /* A failed refresh: the entry is still within its TTL, which is the MPL's own bound for
          * serving it, so keep serving it; the next refresh waits a grace interval. */
-        now = now_us(cache);
-        e = entry_find(cache, id, h);
-        if (e && entry_valid(e, now)) {
-            lru_touch(cache, e);
-            entry_ref(e);
+        e = entry_find(c, g->id, g->h);
+        if (e && entry_valid(e, now_us(c))) {
             flight_put(f);
-            pthread_mutex_unlock(&cache->lock);
-            *out = e;
-            return KS_OK;
+            return serve_entry(c, e, out);
         }
     }
     st = flight_outcome(f, out, err);
     flight_put(f);
-    pthread_mutex_unlock(&cache->lock);
+    return st;
+}
+
+ks_status ks_cache_get(struct ks_cache *cache, const struct ks_cache_key *key,
+                       ks_cache_fetch_fn fetch, void *fetch_ctx, struct ks_cache_ref **out,
+                       struct ks_error *err)
+{
+    struct get_call g;
+    struct flight *f = NULL;
+    enum get_next next;
+    uint64_t now;
+    int stale = 0;
+    ks_status st = KS_OK;
+
+    *out = NULL;
+    if (!fetch)
+        return ks_error_set(err, KS_E_INVALID, "cache: no fetch callback");
+    st = get_begin(&g, cache, key, err);
+    if (st != KS_OK)
+        return st;
+    for (;;) {
+        now = now_us(cache);
+        next = get_look(&g, now, &f, &stale, out, &st, err);
+        if (next != GET_WAIT)
+            break;
+        get_wait(&g, f, stale, now);
+    }
+    if (next != GET_DONE)
+        st = get_fetch(&g, f, next == GET_REFRESH, now, fetch, fetch_ctx, out, err);
+    get_finish(&g);
     return st;
 }
 

@@ -22,7 +22,9 @@
  * - ks_cache_invalidate_active drops a branch key's ACTIVE entries in every partition (VersionKey).
  * - Per-partition counters for metrics.
  *
- * All functions are thread-safe unless stated otherwise.
+ * All functions are thread-safe unless stated otherwise. The cache knows materials
+ * (keystore/materials.h), never the keystore: keystore.c -> cache.c -> materials.c. Test hooks
+ * are in keystore/testing.h.
  */
 #ifndef KS_KEYSTORE_CACHE_H
 #define KS_KEYSTORE_CACHE_H
@@ -33,7 +35,7 @@
 #include "common/status.h"
 #include "common/util.h"
 #include "config/config.h"
-#include "keystore/keystore.h"
+#include "keystore/materials.h"
 
 #define KS_CACHE_ID_LEN 48 /* full SHA-384 digest, never truncated (docs/reference/cache.md 1) */
 
@@ -155,13 +157,6 @@ void ks_cache_release(struct ks_cache_ref *ref);
 size_t ks_cache_invalidate_active(struct ks_cache *cache, const char *logical_name,
                                   const char *branch_key_id);
 
-/*
- * Wakes every waiting ks_cache_get so it re-reads the clock at once (waits otherwise end at the
- * next deadline computed from the clock, or when a fetch finishes). For tests with an injected
- * clock after moving it forward, and after a wall-clock jump.
- */
-void ks_cache_wake_all(struct ks_cache *cache);
-
 /* Per-partition counters. Counters only grow; entries and in_flight are current values. */
 struct ks_cache_stats {
     uint64_t hits;          /* served from a valid entry */
@@ -186,17 +181,5 @@ void ks_cache_stats_foreach(struct ks_cache *cache,
                             void (*fn)(void *ctx, const unsigned char *partition,
                                        size_t partition_len, const struct ks_cache_stats *stats),
                             void *ctx);
-
-/* Counters of one partition into *out (zeros if never seen). Returns 1 if seen, else 0. */
-int ks_cache_stats_partition(struct ks_cache *cache, const unsigned char *partition,
-                             size_t partition_len, struct ks_cache_stats *out);
-
-/*
- * Test hook: the address of the dump-excluded slot holding ref's key. The slot stays mapped
- * until the cache is destroyed and its last ref released, so a test may read it after
- * ks_cache_release(ref) to check that the key was wiped (until the slot is reused). Do not use
- * outside tests.
- */
-const unsigned char *ks_cache_debug_key_slot(const struct ks_cache_ref *ref);
 
 #endif

@@ -12,6 +12,8 @@
 #include "common/secret.h"
 #include "aws/arn.h"
 #include "keystore/cache.h"
+#include "keystore/materials.h"
+#include "keystore/testing.h"
 
 #define KEY_LEN 32       /* AES-256 branch and beacon keys */
 #define ENC_MAX 6144     /* section 3: enc B 1..6144 bytes */
@@ -108,6 +110,11 @@ struct ks_storage *ks_keystore_storage(struct ks_keystore *ks)
     return ks->storage;
 }
 
+ks_status ks_keystore_has_items(struct ks_keystore *ks, int *out, struct ks_error *err)
+{
+    return ks->storage->ops->has_items(ks->storage, out, err);
+}
+
 ks_status ks_keystore_ping(struct ks_keystore *ks, struct ks_error *err)
 {
     return ks->storage->ops->ping(ks->storage, err);
@@ -130,18 +137,6 @@ ks_status ks_keystore_create_key_store(struct ks_keystore *ks, char **table_id,
                                        struct ks_error *err)
 {
     return ks->storage->ops->create_key_store(ks->storage, table_id, err);
-}
-
-void ks_materials_free(struct ks_materials *m)
-{
-    if (!m)
-        return;
-    free(m->branch_key_id);
-    free(m->version);
-    free(m->kms_arn);
-    ks_ec_free(&m->encryption_context);
-    ks_secret_free(m->key, m->key_len);
-    free(m);
 }
 
 ks_status ks_keystore_check_branch_key_id(const char *id, size_t len, struct ks_error *err)
@@ -618,7 +613,7 @@ out:
 static ks_status materials_from(const struct ks_item *item, enum item_kind kind, unsigned char *key,
                                 struct ks_materials **out, struct ks_error *err)
 {
-    struct ks_materials *m = calloc(1, sizeof *m);
+    struct ks_materials *m = ks_materials_new();
     const char *vfield;
     size_t i;
 
@@ -626,7 +621,6 @@ static ks_status materials_from(const struct ks_item *item, enum item_kind kind,
         ks_secret_free(key, KEY_LEN);
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
-    ks_ec_init(&m->encryption_context);
     m->key = key;
     m->key_len = KEY_LEN;
     m->hierarchy_version = 1;

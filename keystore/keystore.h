@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "common/util.h"
 #include "config/config.h"
+#include "keystore/materials.h"
 #include "kms/kms.h"
 #include "storage/storage.h"
 
@@ -74,9 +75,9 @@ struct ks_keystore_info {
 ks_status ks_keystore_info(struct ks_keystore *ks, struct ks_keystore_info *out,
                            struct ks_error *err);
 
-/* The storage backend, borrowed: for tests that change items behind the keystore's back. The
- * layers above reach storage only through the keystore's operations. */
-struct ks_storage *ks_keystore_storage(struct ks_keystore *ks);
+/* Start-up: *out = 1 when the key store's storage holds any item (a missing table holds none).
+ * One cheap read (storage.h has_items). */
+ks_status ks_keystore_has_items(struct ks_keystore *ks, int *out, struct ks_error *err);
 
 /* Readiness: the key store's storage is reachable. */
 ks_status ks_keystore_ping(struct ks_keystore *ks, struct ks_error *err);
@@ -105,19 +106,7 @@ ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_re
                                   const char *branch_key_id, char **version_out,
                                   struct ks_error *err);
 
-/* Branch key or beacon key materials (section 6). The key is wiped by ks_materials_free. */
-struct ks_materials {
-    char *branch_key_id;
-    char *version;                   /* bare UUID; NULL for a beacon key */
-    struct ks_ec encryption_context; /* custom context, aws-crypto-ec: prefix stripped */
-    unsigned char *key;              /* 32 bytes, secret */
-    size_t key_len;
-    int hierarchy_version; /* 1 */
-    char *kms_arn;         /* the item's kms-arn: re-checked against the relationship on every
-                              cache hit, so a hit answers exactly as a miss would */
-};
-
-void ks_materials_free(struct ks_materials *m);
+/* Branch key or beacon key materials (section 6): struct ks_materials, keystore/materials.h. */
 
 /*
  * A held reference to materials: an entry of the shared cache (kept alive, and its key unwiped,

@@ -85,16 +85,26 @@ void ks_kms_result_free(struct ks_kms_result *r);
 /* Convenience: k->ops->destroy(k), NULL-safe. */
 void ks_kms_destroy(struct ks_kms *k);
 
+/* May ks_kms_local_open create master keys? */
+enum ks_kms_local_create {
+    KS_KMS_LOCAL_MAY_CREATE = 0, /* create the key file, and ensured keys, that are missing */
+    KS_KMS_LOCAL_NO_CREATE       /* never: the caller holds data that only existing keys decrypt */
+};
+
 /*
  * Local KMS (kms/local_kms.c), the embedded default: AES-256-GCM under master keys kept in
- * key_file, which is created (mode 0600, parent directory must exist) with one new key when
- * missing. Key ARNs are arn:aws:kms:local:000000000000:key/<uuid>. Each ARN in ensure_arns that
- * is not in the file is generated and added (the file is rewritten atomically, 0600); an ARN
- * that is not a local-KMS ARN is KS_E_CONFIG. A corrupt or unreadable key file, or one with
- * group/other permissions, is KS_E_CONFIG naming the file and line. Caller owns *out.
+ * key_file. With KS_KMS_LOCAL_MAY_CREATE a missing key_file is created (mode 0600, parent
+ * directory must exist) with one new key, and each ARN in ensure_arns that is not in the file is
+ * generated and added (the file is rewritten atomically, 0600). With KS_KMS_LOCAL_NO_CREATE
+ * either case is KS_E_NOT_FOUND, saying which file or key is missing, and nothing is written: a
+ * new master key could not decrypt what the old one encrypted. Key ARNs are
+ * arn:aws:kms:local:000000000000:key/<uuid>; an ensured ARN that is not a local-KMS ARN is
+ * KS_E_CONFIG. A corrupt or unreadable key file, or one with group/other permissions, is
+ * KS_E_CONFIG naming the file and line. Caller owns *out.
  */
 ks_status ks_kms_local_open(const char *key_file, const char *const *ensure_arns,
-                            size_t n_ensure_arns, struct ks_kms **out, struct ks_error *err);
+                            size_t n_ensure_arns, enum ks_kms_local_create create,
+                            struct ks_kms **out, struct ks_error *err);
 
 /* The ARN of the key file's first key (the embedded default's key), copied into out. */
 ks_status ks_kms_local_default_arn(struct ks_kms *k, char *out, size_t out_size);

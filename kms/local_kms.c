@@ -905,9 +905,29 @@ static const struct ks_kms_ops local_ops = {
 /* ------------------------------------------------------------------------------------------ */
 /* Open                                                                                        */
 
-/* Reads (or creates) the key file and adds the ensured keys; s holds the result. */
+/* A key that would have to be created when the caller forbids it (kms.h). */
+static ks_status refuse_missing_file(const char *path, struct ks_error *err)
+{
+    return ks_error_set(err, KS_E_NOT_FOUND,
+                        "the local KMS key file %s does not exist: refusing to create a new master "
+                        "key (it could not decrypt existing items); restore the key file or point "
+                        "key_file at it",
+                        path);
+}
+
+static ks_status refuse_missing_key(const char *path, const char *uuid, struct ks_error *err)
+{
+    return ks_error_set(
+        err, KS_E_NOT_FOUND,
+        "the local KMS key file %s has no key %s: refusing to create it (it could "
+        "not decrypt existing items); restore the key file that holds it or correct "
+        "kms_key_arn",
+        path, uuid);
+}
+
+/* Reads (or creates, if allowed) the key file and adds the ensured keys; s holds the result. */
 static ks_status load_keys(const char *path, const char *const *ensure_arns, size_t n_ensure_arns,
-                           struct key_set *s, struct ks_error *err)
+                           enum ks_kms_local_create create, struct key_set *s, struct ks_error *err)
 {
     int attempt;
 
@@ -920,6 +940,8 @@ static ks_status load_keys(const char *path, const char *const *ensure_arns, siz
         ks_status st;
 
         st = load_key_file(path, s, &missing, err);
+        if (st == KS_OK && missing && create == KS_KMS_LOCAL_NO_CREATE)
+            st = refuse_missing_file(path, err);
         if (st == KS_OK && missing)
             st = key_set_generate(s, NULL, err); /* the default key comes first */
         for (i = 0; st == KS_OK && i < n_ensure_arns; i++) {
@@ -928,7 +950,9 @@ static ks_status load_keys(const char *path, const char *const *ensure_arns, siz
 
             (void)key_id_uuid(ensure_arns[i], uuid); /* checked by the caller */
             uuid_to_bin(uuid, id);
-            if (!key_set_find(s, id)) {
+            if (!key_set_find(s, id) && create == KS_KMS_LOCAL_NO_CREATE) {
+                st = refuse_missing_key(path, uuid, err);
+            } else if (!key_set_find(s, id)) {
                 st = key_set_generate(s, uuid, err);
                 dirty = 1;
             }
@@ -951,7 +975,8 @@ static ks_status load_keys(const char *path, const char *const *ensure_arns, siz
 }
 
 ks_status ks_kms_local_open(const char *key_file, const char *const *ensure_arns,
-                            size_t n_ensure_arns, struct ks_kms **out, struct ks_error *err)
+                            size_t n_ensure_arns, enum ks_kms_local_create create,
+                            struct ks_kms **out, struct ks_error *err)
 {
     struct key_set set = {NULL, 0, 0};
     struct local_kms *k;
@@ -984,7 +1009,7 @@ ks_status ks_kms_local_open(const char *key_file, const char *const *ensure_arns
         free(k);
         return ks_error_set(err, KS_E_CONFIG, "local KMS: OpenSSL has no AES-256-GCM");
     }
-    st = load_keys(key_file, ensure_arns, n_ensure_arns, &set, err);
+    st = load_keys(key_file, ensure_arns, n_ensure_arns, create, &set, err);
     if (st != KS_OK) {
         EVP_CIPHER_free(k->aes_gcm);
         free(k);

@@ -1,5 +1,6 @@
 #include "server/app.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,11 +11,47 @@
 extern const char ks_openapi_yaml[];
 extern const size_t ks_openapi_yaml_len;
 
+/*
+ * Opens a local relationship's KMS without creating master keys while any key store holds
+ * items: a new key file, or a new key for a kms_key_arn missing from the file, could not
+ * decrypt those items, and creating one silently hides that the right key file is lost or
+ * misnamed. Every key store counts, not only those whose default relationship this is: a tenant
+ * may use any relationship it is allowed with any key store it is allowed, and a config can
+ * change between runs, after which a key created now would pass this check unnoticed. The key
+ * stores are only asked (one cheap read each) when a key would have to be created; one that
+ * cannot be asked stops the start, since emptiness is then unknown.
+ */
+static ks_status open_local_kms(struct ks_app *app, const struct ks_kms_rel_config *rc,
+                                struct ks_kms **out, struct ks_error *err)
+{
+    const char *ensure = rc->has_kms_configuration ? rc->kms.arn : NULL;
+    const char *const *arns = ensure ? &ensure : NULL;
+    char why[KS_ERROR_MESSAGE_MAX];
+    struct ks_error probe;
+    int has = 0;
+    size_t i;
+    ks_status st;
+
+    st = ks_kms_local_open(rc->key_file, arns, arns ? 1 : 0, KS_KMS_LOCAL_NO_CREATE, out, err);
+    if (st != KS_E_NOT_FOUND)
+        return st;
+    snprintf(why, sizeof why, "%s", err->message);
+    for (i = 0; i < app->config->n_key_stores; i++) {
+        const char *name = app->config->key_stores[i].name;
+        if ((st = ks_keystore_has_items(app->keystores[i], &has, &probe)) != KS_OK)
+            return ks_error_set(err, st,
+                                "cannot tell whether key store '%s' holds items (%s), and %s", name,
+                                probe.message, why);
+        if (has)
+            return ks_error_set(err, KS_E_CONFIG, "key store '%s' holds items but %s", name, why);
+    }
+    return ks_kms_local_open(rc->key_file, arns, arns ? 1 : 0, KS_KMS_LOCAL_MAY_CREATE, out, err);
+}
+
 static ks_status open_relationship(struct ks_app *app, size_t i, struct ks_error *err)
 {
     const struct ks_kms_rel_config *rc = &app->config->kms_relationships[i];
     struct ks_kms_relationship *rel = &app->relationships[i];
-    const char *ensure = rc->has_kms_configuration ? rc->kms.arn : NULL;
     char arn[KS_ARN_MAX + 1];
     ks_status st;
 
@@ -24,11 +61,8 @@ static ks_status open_relationship(struct ks_app *app, size_t i, struct ks_error
                 KS_OK ||
             (st = ks_kms_aws_create(rc, *creds, &app->kms_backends[i], err)) != KS_OK)
             return st;
-    } else {
-        st = ks_kms_local_open(rc->key_file, ensure ? &ensure : NULL, ensure ? 1 : 0,
-                               &app->kms_backends[i], err);
-        if (st != KS_OK)
-            return st;
+    } else if ((st = open_local_kms(app, rc, &app->kms_backends[i], err)) != KS_OK) {
+        return st;
     }
     if (rc->has_kms_configuration) {
         rel->kind = rc->kms.kind;
@@ -110,10 +144,11 @@ ks_status ks_app_create(const struct ks_config *cfg, const struct ks_clock *cloc
     /* One cache for every key store, relationship and tenant (issue 5); partitions keep
      * tenants apart. */
     st = ks_cache_create(&cfg->cache, clock, &app->cache, err);
-    for (i = 0; st == KS_OK && i < cfg->n_kms_relationships; i++)
-        st = open_relationship(app, i, err);
+    /* Key stores first: a local relationship asks them whether it may create master keys. */
     for (i = 0; st == KS_OK && i < cfg->n_key_stores; i++)
         st = open_key_store(app, i, clock, err);
+    for (i = 0; st == KS_OK && i < cfg->n_kms_relationships; i++)
+        st = open_relationship(app, i, err);
     if (st != KS_OK) {
         ks_app_destroy(app);
         return st;

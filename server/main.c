@@ -122,7 +122,7 @@ static int embedded_config(const char *data_dir, struct ks_config **out)
                 db_file, key_file);
         return -1;
     }
-    if (ks_kms_local_open(key_file, NULL, 0, &kms, &err) != KS_OK ||
+    if (ks_kms_local_open(key_file, NULL, 0, KS_KMS_LOCAL_MAY_CREATE, &kms, &err) != KS_OK ||
         ks_kms_local_default_arn(kms, arn, sizeof arn) != KS_OK) {
         fprintf(stderr, "keystored: local KMS: %s\n", err.message);
         ks_kms_destroy(kms);

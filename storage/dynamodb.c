@@ -503,9 +503,6 @@ static int cancellation_reasons(const char *message, char codes[][40], int max)
     return n;
 }
 
-/* What a cancelled transaction means, decided by the caller from the reasons. */
-enum tx_outcome { TX_FAILED, TX_RETRY };
-
 /*
  * Sends TransactWriteItems with `actions` and one ClientRequestToken for every attempt, so that
  * a resent transaction whose first send did commit (its answer lost, or a transport retry inside
@@ -769,6 +766,49 @@ static ks_status ddb_get_beacon(struct ks_storage *s, const char *branch_key_id,
     return ddb_get(s, branch_key_id, KS_TYPE_BEACON, out, err);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* has_items: Scan                                                                            */
+
+/*
+ * One Scan of at most one item, counted only (Select COUNT: no item is sent back), strongly
+ * consistent (the DynamoDB API Reference, Scan: Limit, Select, ConsistentRead; aws-apis.md
+ * section 3). Without a filter the one item evaluated is the one counted. A table that does not
+ * exist (ResourceNotFoundException) holds no items.
+ */
+static ks_status ddb_has_items(struct ks_storage *s, int *out, struct ks_error *err)
+{
+    struct ddb_storage *d = from_base(s);
+    struct json_object *req = request_for_table(d), *resp = NULL, *v;
+    struct ks_aws_error aws_err;
+    ks_status st;
+    int rc = req ? 0 : -1;
+
+    *out = 0;
+    if (rc == 0) {
+        rc |= add(req, "Limit", json_object_new_int(1));
+        rc |= add(req, "Select", json_object_new_string("COUNT"));
+        rc |= add(req, "ConsistentRead", json_object_new_boolean(1));
+    }
+    if (rc != 0) {
+        json_object_put(req);
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    st = call(d, "Scan", req, &resp, &aws_err, err);
+    json_object_put(req);
+    if (st != KS_OK && is_type(&aws_err, "ResourceNotFoundException")) {
+        ks_error_clear(err);
+        return KS_OK;
+    }
+    if (st != KS_OK)
+        return st;
+    if (!json_object_object_get_ex(resp, "Count", &v) || !json_object_is_type(v, json_type_int))
+        st = ks_error_set(err, KS_E_STORAGE, "DynamoDB Scan: response has no Count");
+    else
+        *out = json_object_get_int64(v) > 0;
+    json_object_put(resp);
+    return st;
+}
+
 static void ddb_destroy(struct ks_storage *s)
 {
     struct ddb_storage *d = from_base(s);
@@ -795,6 +835,7 @@ static const struct ks_storage_ops ddb_ops = {
     .get_beacon = ddb_get_beacon,
     .ping = ddb_ping,
     .destroy = ddb_destroy,
+    .has_items = ddb_has_items,
 };
 
 /* A plain table name: 3..255 of [a-zA-Z0-9_.-] (aws-apis.md section 3 CreateTable). */

@@ -215,6 +215,17 @@ static ks_status memory_ping(struct ks_storage *s, struct ks_error *err)
     return KS_OK;
 }
 
+static ks_status memory_has_items(struct ks_storage *s, int *out, struct ks_error *err)
+{
+    struct memory_storage *m = from_base(s);
+
+    (void)err;
+    pthread_mutex_lock(&m->lock);
+    *out = m->count > 0;
+    pthread_mutex_unlock(&m->lock);
+    return KS_OK;
+}
+
 static void memory_destroy(struct ks_storage *s)
 {
     struct memory_storage *m = from_base(s);
@@ -239,6 +250,7 @@ static const struct ks_storage_ops memory_ops = {
     .get_beacon = memory_get_beacon,
     .ping = memory_ping,
     .destroy = memory_destroy,
+    .has_items = memory_has_items,
 };
 
 ks_status ks_storage_memory_create(struct ks_storage **out, struct ks_error *err)

@@ -631,6 +631,26 @@ static ks_status sqlite_ping(struct ks_storage *s, struct ks_error *err)
     return st;
 }
 
+static ks_status sqlite_has_items(struct ks_storage *s, int *out, struct ks_error *err)
+{
+    struct sqlite_storage *q = from_base(s);
+    struct conn *c;
+    ks_status st;
+    int rc;
+
+    *out = 0;
+    st = acquire(q, &c, err);
+    if (st != KS_OK)
+        return st;
+    /* The table exists once a connection is open (ensure_schema); LIMIT 1 stops at the first
+     * row. One statement in autocommit mode reads one consistent snapshot. */
+    rc = query_int(c->db, "SELECT 1 FROM items LIMIT 1", out);
+    if (rc != SQLITE_OK)
+        st = db_error(c->db, rc, "looking for items", err);
+    release(q, c);
+    return st;
+}
+
 static void sqlite_destroy(struct ks_storage *s)
 {
     struct sqlite_storage *q = from_base(s);
@@ -660,6 +680,7 @@ static const struct ks_storage_ops sqlite_ops = {
     .get_beacon = sqlite_get_beacon,
     .ping = sqlite_ping,
     .destroy = sqlite_destroy,
+    .has_items = sqlite_has_items,
 };
 
 /*

@@ -17,7 +17,7 @@
 #include "common/status.h"
 #include "storage/item.h"
 
-#define KS_STORAGE_OPS_VERSION 1
+#define KS_STORAGE_OPS_VERSION 2 /* 2: has_items */
 
 struct ks_storage;
 
@@ -77,6 +77,16 @@ struct ks_storage_ops {
 
     /* Frees the backend. */
     void (*destroy)(struct ks_storage *s);
+
+    /* --- Appended in version 2 --- */
+
+    /*
+     * Does the table hold any item? *out is 1 or 0. A table that does not exist holds none. One
+     * cheap, strongly consistent read of at most one item. Start-up asks it before it would
+     * create a local KMS master key (server/app.c): items already stored were encrypted under
+     * keys that a new master key could not decrypt.
+     */
+    ks_status (*has_items)(struct ks_storage *s, int *out, struct ks_error *err);
 };
 
 /* Every backend's struct starts with this. */

@@ -1,6 +1,9 @@
 // startup.mjs - what happens before the first request (docs/architecture.md sections 4 and 6):
 //   - the local KMS key file: a corrupt one (bad header, bad base64) or one readable by others
 //     stops the start with a message naming the file;
+//   - local master keys are never created while a key store holds items: a missing key file, or
+//     a kms_key_arn missing from the key file, stops the start and nothing is written; with empty
+//     key stores both are still created;
 //   - --check-config lists every error as file:line:column; a valid file prints ok;
 //   - the embedded default: first start prints the admin token once, makes a 0700 data dir with
 //     0600 files; the token works; the second start prints no token and reads the first's keys.
@@ -60,6 +63,117 @@ export async function runKeyFile(h) {
       const info = await srv.stop();
       assertEq(info.code, 0, 'exit code');
     }
+  });
+  await runMasterKeyCreation(h);
+}
+
+// Starts keystored on setup's config, creates one branch key in key store "default" through
+// relationship "local" and stops it: the key stores now hold items. Returns the branch key id and
+// its key bytes.
+async function createItems(setup, label) {
+  const srv = await startServer(['--config', setup.configPath], label);
+  try {
+    const api = makeApi(srv.base);
+    const T = { token: setup.tokens.admin };
+    const ks = await api('PUT', '/v1/keystores/default', T);
+    assertEq(ks.status, 200, `PUT key store (${ks.text})`);
+    const c = await api('POST', '/v1/keystores/default/branch-keys', T);
+    assertEq(c.status, 201, `create key (${c.text})`);
+    const id = c.json.branchKeyIdentifier;
+    const a = await api('GET', `/v1/keystores/default/branch-keys/${id}/active`, T);
+    assertEq(a.status, 200, 'get active');
+    return { id, key: a.json.branchKey };
+  } finally {
+    const info = await srv.stop();
+    assertEq(info.code, 0, 'exit code');
+  }
+}
+
+// Starts keystored on setup's config, expects it to refuse with stderr matching every pattern.
+async function expectRefusal(setup, label, patterns) {
+  const r = await runKeystored(['--config', setup.configPath, '--listen', '127.0.0.1:0'], label);
+  assert(!r.timedOut, `${label}: keystored started and kept running; stderr:\n${r.stderr}`);
+  assert(r.code !== 0 && r.code !== null, `exit code ${r.code} (signal ${r.signal}); stderr:\n${r.stderr}`);
+  for (const p of patterns) assert(r.stderr.includes(p), `stderr lacks "${p}":\n${r.stderr}`);
+}
+
+// setup's config with kms_key_arn = arn on relationship "local".
+function withKeyArn(setup, arn) {
+  const file = path.join(setup.dir, 'kms.keys');
+  const text = fs.readFileSync(setup.configPath, 'utf8');
+  const line = `    key_file: ${file}\n`;
+  assert(text.includes(line), 'the suite config changed shape');
+  fs.writeFileSync(setup.configPath,
+    text.replace(line, `${line}    kms_configuration:\n      kms_key_arn: "${arn}"\n`), { mode: 0o600 });
+}
+
+function fileState(p) {
+  const st = fs.statSync(p);
+  return { text: fs.readFileSync(p, 'utf8'), ino: st.ino, mtimeMs: st.mtimeMs };
+}
+
+export async function runMasterKeyCreation(h) {
+  const refusing = 'refusing to create';
+  await h.test('master keys: key file missing next to a database with items -> start refused, no key file created; restored -> starts', async () => {
+    const setup = makeSuiteSetup('mk-file');
+    const { id, key } = await createItems(setup, 'mk-file-1');
+    const file = path.join(setup.dir, 'kms.keys');
+    const backup = path.join(setup.dir, 'kms.keys.backup');
+    fs.renameSync(file, backup);
+    await expectRefusal(setup, 'mk-file-2', [
+      `key store 'default' holds items but the local KMS key file ${file} does not exist`, refusing,
+      'restore the key file or point key_file at it']);
+    assert(!fs.existsSync(file), 'a new key file was created');
+    // The same start with the key file back reads the stored key: the refusal was the file.
+    fs.renameSync(backup, file);
+    const srv = await startServer(['--config', setup.configPath], 'mk-file-3');
+    try {
+      const a = await makeApi(srv.base)('GET', `/v1/keystores/default/branch-keys/${id}/active`, { token: setup.tokens.admin });
+      assertEq(a.status, 200, `get active (${a.text})`);
+      assertEq(a.json.branchKey, key, 'same key bytes');
+    } finally {
+      assertEq((await srv.stop()).code, 0, 'exit code');
+    }
+  });
+  await h.test('master keys: another relationship\'s key file missing while a key store holds items -> refused (any key store may use any relationship)', async () => {
+    const setup = makeSuiteSetup('mk-other');
+    await createItems(setup, 'mk-other-1');
+    const file = path.join(setup.dir, 'kms2.keys'); // relationship local2: no key store's default
+    fs.unlinkSync(file);
+    await expectRefusal(setup, 'mk-other-2', [`holds items but the local KMS key file ${file} does not exist`, refusing]);
+    assert(!fs.existsSync(file), 'a new key file was created');
+  });
+  await h.test('master keys: kms_key_arn missing from an existing key file while items exist -> refused, key file unchanged', async () => {
+    const setup = makeSuiteSetup('mk-arn');
+    await createItems(setup, 'mk-arn-1');
+    const file = path.join(setup.dir, 'kms.keys');
+    const before = fileState(file);
+    const uuid = randomUUID();
+    withKeyArn(setup, `arn:aws:kms:local:000000000000:key/${uuid}`);
+    await expectRefusal(setup, 'mk-arn-2', [
+      `key store 'default' holds items but the local KMS key file ${file} has no key ${uuid}`, refusing]);
+    assertEq(fileState(file), before, 'key file');
+  });
+  await h.test('master keys: empty key stores -> a missing key file and a missing kms_key_arn are still created', async () => {
+    const setup = makeSuiteSetup('mk-empty');
+    const file = path.join(setup.dir, 'kms.keys');
+    // First start: databases and key files created, no items written.
+    let srv = await startServer(['--config', setup.configPath], 'mk-empty-1');
+    assertEq((await srv.stop()).code, 0, 'exit code');
+    assert(fs.existsSync(path.join(setup.dir, 'ks.db')), 'no database');
+    fs.unlinkSync(file);
+    const uuid = randomUUID();
+    withKeyArn(setup, `arn:aws:kms:local:000000000000:key/${uuid}`);
+    srv = await startServer(['--config', setup.configPath], 'mk-empty-2');
+    try {
+      const r = await makeApi(srv.base)('GET', '/v1/keystores/default', { token: setup.tokens.admin });
+      assertEq(r.status, 200, 'status');
+      assertEq(r.json.kmsConfiguration, { kmsKeyArn: `arn:aws:kms:local:000000000000:key/${uuid}` }, 'kmsConfiguration');
+    } finally {
+      assertEq((await srv.stop()).code, 0, 'exit code');
+    }
+    assertEq(mode(file).toString(8), '600', 'key file mode');
+    assert(fs.readFileSync(file, 'utf8').includes(uuid), 'the configured key was not added');
   });
 }
 

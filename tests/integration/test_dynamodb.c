@@ -871,6 +871,42 @@ Test(dynamodb, unreachable_is_unavailable)
     fx_close(&f);
 }
 
+/* has_items: a missing table holds none (and is not created), an empty one none, one with a
+ * branch key some; an unreachable endpoint is an error, never "no items". */
+Test(dynamodb, has_items_missing_empty_written_unreachable)
+{
+    struct fixture f;
+    struct branch_key bk;
+    struct ks_error err;
+    struct json_object *resp = NULL;
+    char endpoint[64], req[256], type[128] = "";
+    int has = -1;
+
+    fx_open(&f);
+    cr_assert_eq(f.s->ops->has_items(f.s, &has, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(has, 0);
+    snprintf(req, sizeof req, "{\"TableName\":\"%s\"}", f.table);
+    cr_assert_neq(raw_call(&f, "DescribeTable", req, &resp, type), KS_OK, "has_items made a table");
+    cr_assert_str_eq(type, "ResourceNotFoundException");
+    create_store(&f);
+    has = -1;
+    cr_assert_eq(f.s->ops->has_items(f.s, &has, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(has, 0);
+    make_branch_key(&bk, "has-items");
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(f.s->ops->has_items(f.s, &has, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(has, 1);
+    free_branch_key(&bk);
+    fx_close(&f);
+
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", closed_port());
+    fx_open_at(&f, endpoint);
+    has = -1;
+    cr_assert_eq(f.s->ops->has_items(f.s, &has, &err), KS_E_UNAVAILABLE, "%s", err.message);
+    cr_assert_eq(has, 0);
+    fx_close(&f);
+}
+
 /* --- scripted answers: what DynamoDB Local never does --------------------------------------- */
 /*
  * DynamoDB Local serializes transactions, so it never cancels one for TransactionConflict, and

@@ -25,6 +25,7 @@
 #include "common/util.h"
 #include "keystore/cache.h"
 #include "keystore/keystore.h"
+#include "keystore/testing.h"
 
 #define L "keystore-prod"
 #define B "mtpk-tenant-42"

@@ -22,6 +22,7 @@
 #include "common/util.h"
 #include "aws/arn.h"
 #include "keystore/keystore.h"
+#include "keystore/testing.h"
 #include "kms/kms.h"
 #include "storage/storage.h"
 
@@ -100,8 +101,8 @@ static void setup(void)
     memcpy(F.dir, "/tmp/ks-test-keystore-XXXXXX", sizeof "/tmp/ks-test-keystore-XXXXXX");
     cr_assert_not_null(mkdtemp(F.dir));
     snprintf(F.key_file, sizeof F.key_file, "%s/local.keys", F.dir);
-    cr_assert_eq(ks_kms_local_open(F.key_file, ensure, 1, &F.local, &err), KS_OK, "%s",
-                 err.message);
+    cr_assert_eq(ks_kms_local_open(F.key_file, ensure, 1, KS_KMS_LOCAL_MAY_CREATE, &F.local, &err),
+                 KS_OK, "%s", err.message);
     cr_assert_eq(ks_kms_local_default_arn(F.local, F.arn, sizeof F.arn), KS_OK);
     cr_assert_str_neq(F.arn, ARN2);
     F.now = T0;
@@ -1203,6 +1204,10 @@ static ks_status rec_ping(struct ks_storage *s, struct ks_error *e)
 {
     return rec_of(s)->inner->ops->ping(rec_of(s)->inner, e);
 }
+static ks_status rec_has_items(struct ks_storage *s, int *out, struct ks_error *e)
+{
+    return rec_of(s)->inner->ops->has_items(rec_of(s)->inner, out, e);
+}
 static void rec_destroy(struct ks_storage *s)
 {
     struct recording_storage *r = rec_of(s);
@@ -1224,6 +1229,7 @@ static const struct ks_storage_ops rec_ops = {
     .get_beacon = rec_get_beacon,
     .ping = rec_ping,
     .destroy = rec_destroy,
+    .has_items = rec_has_items,
 };
 
 #define THREADS 8

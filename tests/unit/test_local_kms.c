@@ -64,7 +64,7 @@ static struct ks_kms *open_ok(const char *const *arns, size_t n)
     struct ks_kms *k = NULL;
     struct ks_error err;
     ks_error_clear(&err);
-    ks_status st = ks_kms_local_open(path, arns, n, &k, &err);
+    ks_status st = ks_kms_local_open(path, arns, n, KS_KMS_LOCAL_MAY_CREATE, &k, &err);
     cr_assert_eq(st, KS_OK, "open: %s", err.message);
     cr_assert_not_null(k);
     return k;
@@ -75,7 +75,7 @@ static void open_fails(const char *const *arns, size_t n, const char *want1, con
     struct ks_kms *k = NULL;
     struct ks_error err;
     ks_error_clear(&err);
-    ks_status st = ks_kms_local_open(path, arns, n, &k, &err);
+    ks_status st = ks_kms_local_open(path, arns, n, KS_KMS_LOCAL_MAY_CREATE, &k, &err);
     cr_assert_eq(st, KS_E_CONFIG, "status %d: %s", st, err.message);
     cr_assert_eq(err.code, KS_E_CONFIG);
     cr_assert_null(k);
@@ -342,6 +342,90 @@ Test(local_kms, ensure_arns_on_a_missing_file_creates_default_then_ensured)
     ks_kms_destroy(k);
 }
 
+/* KS_KMS_LOCAL_NO_CREATE: opens what exists, creates nothing. */
+static ks_status open_no_create(const char *const *arns, size_t n, struct ks_kms **k,
+                                struct ks_error *err)
+{
+    *k = NULL;
+    ks_error_clear(err);
+    return ks_kms_local_open(path, arns, n, KS_KMS_LOCAL_NO_CREATE, k, err);
+}
+
+Test(local_kms, no_create_refuses_a_missing_file_and_writes_nothing)
+{
+    const char *arns[] = {ARN_PREFIX UUID_A};
+    struct ks_error err;
+    struct ks_kms *k;
+
+    cr_assert_eq(open_no_create(NULL, 0, &k, &err), KS_E_NOT_FOUND);
+    cr_assert_null(k);
+    cr_assert_not_null(strstr(err.message, path), "%s", err.message);
+    cr_assert_not_null(strstr(err.message, "does not exist"), "%s", err.message);
+    cr_assert_not_null(strstr(err.message, "refusing to create"), "%s", err.message);
+    cr_assert_eq(access(path, F_OK), -1, "the key file was created");
+    /* Also with an ensured key. */
+    cr_assert_eq(open_no_create(arns, 1, &k, &err), KS_E_NOT_FOUND);
+    cr_assert_null(k);
+    cr_assert_eq(access(path, F_OK), -1, "the key file was created");
+}
+
+Test(local_kms, no_create_refuses_a_missing_key_and_leaves_the_file)
+{
+    const char *arns[] = {ARN_PREFIX UUID_A, ARN_PREFIX UUID_B};
+    const char *original = HEADER UUID_A " " KEY_A "\n";
+    struct ks_error err;
+    struct stat before, after;
+    struct ks_kms *k;
+    char *text;
+
+    write_file(path, original, 0600);
+    cr_assert_eq(stat(path, &before), 0);
+    cr_assert_eq(open_no_create(arns, 2, &k, &err), KS_E_NOT_FOUND);
+    cr_assert_null(k);
+    cr_assert_not_null(strstr(err.message, UUID_B), "%s", err.message);
+    cr_assert_null(strstr(err.message, UUID_A), "%s", err.message);
+    cr_assert_not_null(strstr(err.message, path), "%s", err.message);
+    cr_assert_not_null(strstr(err.message, "refusing to create"), "%s", err.message);
+    cr_assert_null(strstr(err.message, KEY_A), "key bytes in the message");
+    cr_assert_eq(stat(path, &after), 0);
+    cr_assert_eq(before.st_ino, after.st_ino, "the key file was replaced");
+    text = read_text(path);
+    cr_assert_str_eq(text, original);
+    free(text);
+}
+
+Test(local_kms, no_create_opens_what_exists)
+{
+    const char *arns[] = {ARN_PREFIX UUID_B};
+    char arn[ARN_LEN + 1];
+    struct ks_error err;
+    struct stat before, after;
+    struct ks_kms *k;
+
+    write_file(path, HEADER UUID_A " " KEY_A "\n" UUID_B " " KEY_B "\n", 0600);
+    cr_assert_eq(stat(path, &before), 0);
+    cr_assert_eq(open_no_create(arns, 1, &k, &err), KS_OK, "%s", err.message);
+    default_arn(k, arn);
+    cr_assert_str_eq(arn, ARN_PREFIX UUID_A);
+    ks_kms_destroy(k);
+    cr_assert_eq(open_no_create(NULL, 0, &k, &err), KS_OK, "%s", err.message);
+    ks_kms_destroy(k);
+    cr_assert_eq(stat(path, &after), 0);
+    cr_assert_eq(before.st_ino, after.st_ino);
+    cr_assert_eq(before.st_mtime, after.st_mtime);
+}
+
+Test(local_kms, no_create_still_checks_the_file)
+{
+    struct ks_error err;
+    struct ks_kms *k;
+
+    /* A bad file is still a configuration error, not "missing". */
+    write_file(path, HEADER UUID_A " " KEY_A "\n", 0644);
+    cr_assert_eq(open_no_create(NULL, 0, &k, &err), KS_E_CONFIG);
+    cr_assert_not_null(strstr(err.message, "0600"), "%s", err.message);
+}
+
 Test(local_kms, ensure_arns_refuses_non_local_arns)
 {
     const char *aws[] = {"arn:aws:kms:us-east-1:123456789012:key/" UUID_A};
@@ -437,7 +521,7 @@ Test(local_kms, refuses_missing_directory)
     char p[192];
 
     snprintf(p, sizeof p, "%s/missing/local.keys", dir);
-    cr_assert_eq(ks_kms_local_open(p, NULL, 0, &k, &err), KS_E_CONFIG);
+    cr_assert_eq(ks_kms_local_open(p, NULL, 0, KS_KMS_LOCAL_MAY_CREATE, &k, &err), KS_E_CONFIG);
     cr_assert_null(k);
     cr_assert_not_null(strstr(err.message, p), "%s", err.message);
     cr_assert_not_null(strstr(err.message, "does not exist"), "%s", err.message);
@@ -448,7 +532,7 @@ Test(local_kms, refuses_a_directory_as_key_file)
 {
     struct ks_kms *k = NULL;
     struct ks_error err;
-    cr_assert_eq(ks_kms_local_open(dir, NULL, 0, &k, &err), KS_E_CONFIG);
+    cr_assert_eq(ks_kms_local_open(dir, NULL, 0, KS_KMS_LOCAL_MAY_CREATE, &k, &err), KS_E_CONFIG);
     cr_assert_null(k);
 }
 
@@ -458,7 +542,7 @@ Test(local_kms, never_prints_key_bytes)
     write_file(path, HEADER UUID_A " AQEBAQEBAQEBAQEBAQEBAQ==\n", 0600);
     struct ks_kms *k = NULL;
     struct ks_error err;
-    cr_assert_eq(ks_kms_local_open(path, NULL, 0, &k, &err), KS_E_CONFIG);
+    cr_assert_eq(ks_kms_local_open(path, NULL, 0, KS_KMS_LOCAL_MAY_CREATE, &k, &err), KS_E_CONFIG);
     cr_assert_null(strstr(err.message, "AQEBAQ"), "%s", err.message);
 }
 
@@ -893,7 +977,8 @@ Test(local_kms, decrypt_refuses_another_key_files_ciphertext)
 
     snprintf(other_path, sizeof other_path, "%s/other.keys", dir);
     k1 = open_ok(NULL, 0);
-    cr_assert_eq(ks_kms_local_open(other_path, NULL, 0, &k2, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(ks_kms_local_open(other_path, NULL, 0, KS_KMS_LOCAL_MAY_CREATE, &k2, &err), KS_OK,
+                 "%s", err.message);
     default_arn(k2, arn);
     sample_ec(&ec);
     encrypt_ok(k2, arn, &ec, &r);

@@ -671,6 +671,27 @@ static void case_thread_race(struct fixture *f)
     race_check(f->s, logs, RACE_WORKERS, first_enc);
 }
 
+/* has_items: none in a new store, some after a write, still some after a refused write. */
+static void case_has_items(struct fixture *f)
+{
+    struct branch_key bk;
+    struct ks_error err;
+    int has = -1;
+
+    cr_assert_eq(f->s->ops->has_items(f->s, &has, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(has, 0);
+    make_branch_key(&bk, "has");
+    cr_assert_eq(write_branch_key(f->s, &bk, &err), KS_OK, "%s", err.message);
+    has = -1;
+    cr_assert_eq(f->s->ops->has_items(f->s, &has, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(has, 1);
+    cr_assert_eq(write_branch_key(f->s, &bk, &err), KS_E_ALREADY_EXISTS);
+    has = -1;
+    cr_assert_eq(f->s->ops->has_items(f->s, &has, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(has, 1);
+    free_branch_key(&bk);
+}
+
 #define BOTH_BACKENDS(name)                                                                        \
     Test(storage_memory, name)                                                                     \
     {                                                                                              \
@@ -697,6 +718,7 @@ BOTH_BACKENDS(get_missing)
 BOTH_BACKENDS(invalid_items)
 BOTH_BACKENDS(info_create_ping)
 BOTH_BACKENDS(thread_race)
+BOTH_BACKENDS(has_items)
 
 Test(storage, destroy_null_is_noop)
 {
@@ -818,6 +840,36 @@ Test(storage_sqlite, stored_form_is_attribute_value_json)
     cr_assert_eq(f.s->ops->get_beacon(f.s, "form", &item, &err), KS_OK, "%s", err.message);
     assert_items_equal(&item, &bk.beacon);
     ks_item_free(&item);
+    free_branch_key(&bk);
+    fx_close(&f);
+}
+
+/* has_items reads the file, not this process's memory of it: rows written and deleted by
+ * another program are seen, and a damaged database is an error, never "no items". */
+Test(storage_sqlite, has_items_reads_the_file)
+{
+    struct fixture f;
+    struct branch_key bk;
+    struct ks_error err;
+    sqlite3 *db;
+    int has = -1;
+
+    fx_open(&f, SQLITE);
+    make_branch_key(&bk, "other");
+    cr_assert_eq(write_branch_key(f.s, &bk, &err), KS_OK, "%s", err.message);
+    fx_reopen(&f);
+    cr_assert_eq(f.s->ops->has_items(f.s, &has, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(has, 1);
+    db = raw_open(f.path);
+    raw_exec(db, "DELETE FROM items");
+    cr_assert_eq(f.s->ops->has_items(f.s, &has, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(has, 0);
+    raw_exec(db, "DROP TABLE items");
+    sqlite3_close(db);
+    has = -1;
+    cr_assert_eq(f.s->ops->has_items(f.s, &has, &err), KS_E_STORAGE);
+    cr_assert_eq(has, 0);
+    cr_assert(strstr(err.message, "looking for items"), "%s", err.message);
     free_branch_key(&bk);
     fx_close(&f);
 }
