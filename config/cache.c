@@ -1,6 +1,7 @@
 /*
  * cache.c - the `cache:` section and its consistency rules (docs/reference/cache.md section 4).
  */
+#include "config/config.h"
 #include "config/parse.h"
 
 #include <inttypes.h>

@@ -2,6 +2,7 @@
  * key_stores.c - the `key_stores:` section with each store's storage (SQLite or DynamoDB) and its
  * reference to a KMS relationship (docs/architecture.md sections 1 and 4).
  */
+#include "config/config.h"
 #include "config/parse.h"
 
 #include <stdlib.h>

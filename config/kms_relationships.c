@@ -5,6 +5,7 @@
  * storage). Configured ARNs are checked by the one ARN parser (aws/arn.h) that keystore/ uses for
  * stored ones, so both agree on what an ARN is.
  */
+#include "config/config.h"
 #include "config/parse.h"
 
 #include <stdio.h>

@@ -3,6 +3,7 @@
  * mapping-key matching and the typed getters every section parser uses
  * (docs/architecture.md section 4).
  */
+#include "config/config.h"
 #include "config/parse.h"
 
 #include <inttypes.h>

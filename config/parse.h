@@ -17,6 +17,8 @@
 
 #include <yaml.h>
 
+#include "common/status.h"
+
 #include "config/config.h"
 
 /* Longest dotted path of a node in messages ("key_stores[12].storage.credentials.source"). */

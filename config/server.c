@@ -3,6 +3,7 @@
  * its HTTP front end (docs/architecture.md section 4). The --listen flag is parsed by the same
  * code (ks_config_parse_listen).
  */
+#include "config/config.h"
 #include "config/parse.h"
 
 #include <arpa/inet.h>

@@ -3,6 +3,7 @@
  * relationships each tenant may use (docs/architecture.md section 4). Parsed after the two lists
  * it refers to.
  */
+#include "config/config.h"
 #include "config/parse.h"
 
 #include <stdio.h>
