@@ -153,6 +153,28 @@ static size_t escape_unit(const unsigned char *s, size_t len, char unit[8], size
     return 1;
 }
 
+/* Length of s[0..len) without a trailing sequence that a byte cut left incomplete (a lead byte
+ * followed by fewer continuation bytes than it announces). */
+static size_t without_cut_sequence(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t back = 0, need = 1;
+    unsigned lead;
+
+    while (back < 3 && back < len && (p[len - 1 - back] & 0xc0) == 0x80)
+        back++;
+    if (back == len)
+        return len;
+    lead = p[len - 1 - back];
+    if (lead >= 0xc2 && lead <= 0xdf)
+        need = 2;
+    else if (lead >= 0xe0 && lead <= 0xef)
+        need = 3;
+    else if (lead >= 0xf0 && lead <= 0xf4)
+        need = 4;
+    return need > back + 1 ? len - 1 - back : len;
+}
+
 size_t ks_log_escape(const char *s, size_t len, char *out, size_t cap, int *truncated)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -180,6 +202,7 @@ size_t ks_log_scrub_utf8(const char *s, size_t len, char *out, size_t cap)
 
     if (cap == 0)
         return 0;
+    len = without_cut_sequence(s, len); /* text cut upstream (a %.200s, a full buffer) */
     while (i < len) {
         unsigned cp;
         size_t used = 1, seq = p[i] >= 0x80 ? utf8_sequence(p + i, len - i, &cp) : 0;
@@ -199,23 +222,6 @@ size_t ks_log_scrub_utf8(const char *s, size_t len, char *out, size_t cap)
     }
     out[n] = '\0';
     return n;
-}
-
-/* Length of s[0..len) without a trailing sequence that a byte cut left incomplete. */
-static size_t without_cut_sequence(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t back = 0, need;
-
-    while (back < 3 && back < len && (p[len - 1 - back] & 0xc0) == 0x80)
-        back++;
-    if (back == len)
-        return len;
-    need = p[len - 1 - back] >= 0xf0   ? 4
-           : p[len - 1 - back] >= 0xe0 ? 3
-           : p[len - 1 - back] >= 0xc0 ? 2
-                                       : 1;
-    return need > back + 1 ? len - 1 - back : len;
 }
 
 /* --- building a line ------------------------------------------------------------------- */

@@ -84,9 +84,10 @@ size_t ks_log_escape(const char *s, size_t len, char *out, size_t cap, int *trun
 
 /*
  * Copies len bytes of s into out (cap > 0 bytes, NUL-terminated) as valid UTF-8: NUL and bytes
- * that do not start a well-formed sequence become U+FFFD, and a sequence that does not fit is
- * left out whole. For text shown to clients (error messages) that may hold request bytes.
- * Returns the bytes written before the NUL.
+ * that do not start a well-formed sequence become U+FFFD, a sequence cut short at the very end
+ * of s (text truncated upstream) is dropped, and a sequence that does not fit is left out whole.
+ * For text shown to clients (error messages) that may hold request bytes. Returns the bytes written
+ * before the NUL.
  */
 size_t ks_log_scrub_utf8(const char *s, size_t len, char *out, size_t cap);
 
