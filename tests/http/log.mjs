@@ -9,12 +9,16 @@
 //     section over 16384 bytes is JSON 431 (both with an access line);
 //   - beyond libmicrohttpd's own buffer (which keystored raises above its caps) libmicrohttpd
 //     still answers itself, and the log says so;
+//   - a 5xx (a stored item edited behind the server's back) names the failure and the request
+//     id; its log line carries the same id;
 //   - then EVERY stderr line must be valid UTF-8 and parse as one JSON object with only known
 //     members, no "forged" member anywhere, and one access line per answer with the status sent.
 
 import net from 'node:net';
 import { assert, assertEq } from './lib/harness.mjs';
-import { makeSuiteSetup, startServer } from './lib/server.mjs';
+import { makeApi } from './lib/http.mjs';
+import { SqliteBackend } from './lib/backends.mjs';
+import { startServer } from './lib/server.mjs';
 
 const ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -172,11 +176,32 @@ async function capCases(h, srv, answers) {
   await cap('headers of 15,000 bytes -> 200 (under the cap)', '/healthz', [['X-Filler', 'f'.repeat(15000)]], 200, null);
 }
 
+// A 502: the ACTIVE item's kms-arn edited under the running server. Returns {rid, status}.
+async function failingRequest(h, srv, setup, backend) {
+  let answer = null;
+  await h.test('log: a 5xx carries the request id in its body, its log line the same id', async () => {
+    const api = makeApi(srv.base);
+    const T = { token: setup.tokens.admin };
+    assertEq((await api('PUT', '/v1/keystores/default', T)).status, 200, 'create the key store');
+    const c = await api('POST', '/v1/keystores/default/branch-keys', { ...T, body: { branchKeyIdentifier: 'log-5xx', encryptionContext: { department: 'x' } } });
+    assertEq(c.status, 201, `create (${c.text.slice(0, 200)})`);
+    await backend.store(setup).setAttribute('log-5xx', 'branch:ACTIVE', 'kms-arn', { S: 'not-an-arn' });
+    const r = await api('GET', '/v1/keystores/default/branch-keys/log-5xx/active', T);
+    assertEq(r.status, 502, `status (${r.text.slice(0, 200)})`);
+    assertEq(r.json.error.type, 'BranchKeyCiphertextException', 'error.type');
+    assertEq(r.json.error.requestId, r.headers['x-request-id'], 'error.requestId');
+    answer = { rid: r.headers['x-request-id'], status: 502 };
+  });
+  return answer;
+}
+
 export async function runLog(h) {
-  const setup = makeSuiteSetup('log');
+  const backend = new SqliteBackend();
+  const setup = backend.makeSetup('log');
   const srv = await startServer(['--config', setup.configPath], 'log');
   const answers = []; // {rid, status}
   let stopped = false;
+  let failed = null; // the 5xx answer
   try {
     for (const [what, spec] of hostileRequests(setup.tokens.admin)) {
       await h.test(`log: ${what} -> an answer with a clean request id`, async () => {
@@ -185,6 +210,7 @@ export async function runLog(h) {
       });
     }
     await capCases(h, srv, answers);
+    failed = await failingRequest(h, srv, setup, backend);
     await h.test('beyond libmicrohttpd\'s buffer: a 300 KB URI and 300 KB of headers are refused by it, and logged', async () => {
       const before = srv.stderr().length;
       const r1 = await sendBytes(srv.host, srv.port, request({ target: `/${'u'.repeat(300000)}` }));
@@ -226,6 +252,12 @@ export async function runLog(h) {
     const forgedMethod = access.find((o) => o.method === 'X","status":200,"forged":"1');
     assert(forgedMethod, 'the hostile method is logged verbatim inside its string');
     assert(forgedMethod.status !== 200, 'the forged status won');
+    if (failed) {
+      const f = objs.filter((o) => o.event === 'request_failed' && o.requestId === failed.rid);
+      assertEq(f.length, 1, `request_failed lines for ${failed.rid}`);
+      assertEq([f[0].status, f[0].type, f[0].level], [502, 'BranchKeyCiphertextException', 'warn'], 'request_failed line');
+      assert(typeof f[0].message === 'string' && f[0].message.length > 0, 'the log line has the message');
+    }
     const long = access.find((o) => o.status === 414);
     assert(long && long.truncated === true && long.uri.length <= 512, `the 414 line keeps a cut URI: ${JSON.stringify(long).slice(0, 200)}`);
   });
