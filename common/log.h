@@ -13,7 +13,7 @@
  * A line is built on the caller's stack (struct ks_log_line) and written with one write(2) under
  * the log's lock, so lines from concurrent threads never interleave; KS_LOG_LINE_MAX is PIPE_BUF,
  * so a line written to a pipe is atomic even against other writers of that pipe.
- * Tokens and key material never go into a log line (docs/style.md "Security").
+ * Tokens and key material never go into a log line (docs/architecture.md section 9).
  */
 #ifndef KS_COMMON_LOG_H
 #define KS_COMMON_LOG_H

@@ -287,7 +287,7 @@ static ks_status match_route(struct call *c, struct request_state *rs, const cha
     return KS_OK;
 }
 
-/* Bearer token -> tenant, and the route's role (docs/architecture.md section 4). */
+/* Bearer token -> tenant, and the route's role (docs/architecture.md section 7). */
 static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_Connection *conn,
                            const struct ks_config *cfg)
 {
