@@ -22,6 +22,8 @@ typedef enum ks_status {
     KS_E_VERSION_RACE,    /* 409: ACTIVE changed under VersionKey (seed "Mitigate Update Race") */
     KS_E_TOO_LARGE,       /* 413: request body over the cap */
     KS_E_MEDIA_TYPE,      /* 415: body without Content-Type: application/json */
+    KS_E_URI_TOO_LONG,    /* 414: request target over server.max_uri_bytes */
+    KS_E_HEADERS_TOO_BIG, /* 431: header section over server.max_header_bytes */
     KS_E_THROTTLED,       /* 429: dependency still throttling after retries */
     KS_E_KMS,             /* 502: KMS refused or failed */
     KS_E_STORAGE,         /* 502: storage refused or failed */

@@ -1,7 +1,7 @@
 /*
  * common.c - what every handler file shares: resolving the key store and KMS relationship with
  * the tenant's permissions (docs/architecture.md section 4), strict body member checks, JSON
- * output.
+ * output, and the error answer.
  */
 #include <stdio.h>
 #include <string.h>
@@ -9,10 +9,12 @@
 #include <json-c/json.h>
 
 #include "common/jsonw.h"
+#include "common/log.h"
 #include "common/secret.h"
 #include "handlers/handlers.h"
 
 #define RESPONSE_MAX (1u << 20)
+#define ERROR_BODY_MAX 4096
 
 static int tenant_has(const size_t *indexes, size_t n, size_t index)
 {
@@ -27,7 +29,7 @@ ks_status ks_handler_resolve(const struct ks_request *req, const char *body_rela
                              struct ks_keystore **ks, const struct ks_kms_relationship **rel,
                              struct ks_error *err)
 {
-    const struct ks_config *cfg = req->app->config;
+    const struct ks_config *cfg = ks_app_config(req->app);
     const struct ks_key_store_config *kscfg;
     const char *rel_name;
     size_t ks_index, rel_index;
@@ -52,9 +54,9 @@ ks_status ks_handler_resolve(const struct ks_request *req, const char *body_rela
         return ks_error_set(err, KS_E_FORBIDDEN, "tenant '%s' may not use KMS relationship '%s'",
                             req->tenant->name, cfg->kms_relationships[rel_index].name);
     if (ks)
-        *ks = req->app->keystores[ks_index];
+        *ks = ks_app_keystore(req->app, ks_index);
     if (rel)
-        *rel = &req->app->relationships[rel_index];
+        *rel = ks_app_relationship(req->app, rel_index);
     return KS_OK;
 }
 
@@ -165,4 +167,37 @@ ks_status ks_handler_get_key(const struct ks_request *req, enum ks_handler_key w
     if (st != KS_OK)
         return st;
     return write_materials(ref, which == KS_HANDLER_BEACON, resp, err);
+}
+
+ks_status ks_handler_error_response(const struct ks_error *err, const char *request_id,
+                                    struct ks_response *resp)
+{
+    ks_status code = err->code;
+    char message[KS_ERROR_MESSAGE_MAX * 3]; /* every byte may become a 3-byte U+FFFD */
+    struct ks_jsonw w;
+
+    if (code <= KS_OK || code >= KS_STATUS_COUNT || code == KS_E_CONFIG)
+        code = KS_E_INTERNAL;
+    if (code == KS_E_INTERNAL || !err->message[0])
+        snprintf(message, sizeof message, "%s", ks_strerror(code));
+    else
+        ks_log_scrub_utf8(err->message, strnlen(err->message, sizeof err->message), message,
+                          sizeof message);
+    ks_jsonw_init(&w, ERROR_BODY_MAX);
+    ks_jsonw_object_begin(&w);
+    ks_jsonw_key(&w, "error");
+    ks_jsonw_object_begin(&w);
+    ks_jsonw_key(&w, "type");
+    ks_jsonw_string(&w, ks_status_exception(code));
+    ks_jsonw_key(&w, "message");
+    ks_jsonw_string(&w, message);
+    ks_jsonw_key(&w, "requestId");
+    ks_jsonw_string(&w, request_id);
+    ks_jsonw_object_end(&w);
+    ks_jsonw_object_end(&w);
+    resp->body = ks_jsonw_take(&w, &resp->body_len);
+    resp->status = ks_status_http_code(code);
+    resp->content_type = NULL;
+    resp->no_store = 1;
+    return code;
 }

@@ -1,12 +1,11 @@
 /*
  * handlers.h - one handler per REST operation (docs/architecture.md section 3), one file per
- * resource: keystores.c   PUT/GET /v1/keystores/{ks} branch_keys.c POST
- * /v1/keystores/{ks}/branch-keys versions.c    POST .../branch-keys/{id}/versions, GET
- * .../versions/{v} active.c      GET .../branch-keys/{id}/active beacon.c      GET
- * .../branch-keys/{id}/beacon system.c      GET /healthz /readyz /v1/openapi.yaml metrics.c     GET
- * /metrics (Prometheus text) A handler turns the parsed request into a validated keystore call and
- * its result into JSON. No crypto and no storage calls here. Handlers are thread-safe (they only
- * read the app).
+ * resource: keystores.c (PUT/GET /v1/keystores/{ks}), branch_keys.c (POST .../branch-keys),
+ * versions.c (POST .../branch-keys/{id}/versions, GET .../versions/{v}), active.c (GET
+ * .../active), beacon.c (GET .../beacon), system.c (GET /healthz, /readyz, /v1/openapi.yaml),
+ * metrics.c (GET /metrics, Prometheus text). A handler turns the parsed request into a validated
+ * keystore call and its result into JSON; no crypto and no storage calls here. common.c also
+ * renders errors for the server. Handlers are thread-safe (they only read the app).
  */
 #ifndef KS_HANDLERS_HANDLERS_H
 #define KS_HANDLERS_HANDLERS_H
@@ -18,21 +17,21 @@
 #include "keystore/keystore.h"
 
 struct json_object;
-struct ks_aws_credentials_provider;
 
-/* Everything a handler may use: built once at start (server/app.c), then read-only. */
-struct ks_app {
-    const struct ks_config *config;
-    struct ks_keystore **keystores;                   /* parallel to config->key_stores */
-    struct ks_kms_relationship *relationships;        /* parallel to config->kms_relationships */
-    struct ks_kms **kms_backends;                     /* parallel to config->kms_relationships */
-    char **relationship_arns;                         /* resolved ARNs (owned) */
-    struct ks_aws_credentials_provider **credentials; /* AWS backends' providers (owned) */
-    struct ks_kms_counters *kms_counters;             /* parallel to config->kms_relationships */
-    struct ks_cache *cache;                           /* the shared branch key cache (owned) */
-    const char *openapi_yaml;
-    size_t openapi_yaml_len;
-};
+/*
+ * Everything a handler may use, built once at start by server/app.c and read-only afterwards
+ * (so handlers are thread-safe). Opaque: handlers reach it only through these accessors, which
+ * server/app.c implements (handlers include nothing from server/). Indexes are parallel to the
+ * config's key_stores and kms_relationships; an index out of range is a bug (NULL).
+ */
+struct ks_app;
+
+const struct ks_config *ks_app_config(const struct ks_app *app);
+struct ks_keystore *ks_app_keystore(const struct ks_app *app, size_t index);
+const struct ks_kms_relationship *ks_app_relationship(const struct ks_app *app, size_t index);
+struct ks_cache *ks_app_cache(const struct ks_app *app);
+/* The OpenAPI document served at GET /v1/openapi.yaml (static text, not NUL-terminated). */
+const char *ks_app_openapi(const struct ks_app *app, size_t *len);
 
 enum { KS_PARAM_KS = 0, KS_PARAM_ID, KS_PARAM_VERSION, KS_PARAM_COUNT };
 
@@ -100,6 +99,20 @@ ks_status ks_handler_optional_string(struct json_object *body, const char *name,
 struct ks_jsonw;
 ks_status ks_handler_finish(struct ks_jsonw *w, int status, struct ks_response *resp,
                             struct ks_error *err);
+
+/*
+ * The error answer for err (docs/architecture.md section 3):
+ * {"error":{"type","message","requestId"}} with the status table's HTTP code, no-store. The
+ * client is told enough and no more:
+ *   - KS_E_CONFIG (start-up only) or any status outside the table is answered as KS_E_INTERNAL;
+ *   - a 500 carries only the table's generic text: internal free text stays in the log;
+ *   - every other status carries err->message (for a dependency failure the lower layer put the
+ *     dependency and its error code there, e.g. "KMS AccessDeniedException"), as valid UTF-8;
+ *   - err->detail never reaches the client.
+ * Returns the status answered (the server logs it beside err). resp->body is NULL if out of memory.
+ */
+ks_status ks_handler_error_response(const struct ks_error *err, const char *request_id,
+                                    struct ks_response *resp);
 
 /* Which key a get handler reads. */
 enum ks_handler_key { KS_HANDLER_ACTIVE, KS_HANDLER_VERSION, KS_HANDLER_BEACON };

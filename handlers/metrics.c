@@ -88,17 +88,26 @@ static const struct {
     CACHE_METRIC(in_flight, "gauge", "Fetches currently running."),
 };
 
+/* Calls (or errors) of one operation on relationship i. */
+static unsigned long long kms_count(const struct ks_app *app, size_t i, size_t op, int errors)
+{
+    const struct ks_kms_counters *c = ks_app_relationship(app, i)->counters;
+    if (!c)
+        return 0;
+    return errors ? c->errors[op] : c->calls[op];
+}
+
 ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *resp,
                             struct ks_error *err)
 {
     const struct ks_app *app = req->app;
-    const struct ks_config *cfg = app->config;
+    const struct ks_config *cfg = ks_app_config(app);
     struct snapshot snap = {0};
     char *text = NULL;
     size_t len = 0, i, m;
     FILE *f;
 
-    ks_cache_stats_foreach(app->cache, collect, &snap);
+    ks_cache_stats_foreach(ks_app_cache(app), collect, &snap);
     f = snap.failed ? NULL : open_memstream(&text, &len);
     if (f) {
         for (m = 0; m < sizeof cache_metrics / sizeof cache_metrics[0]; m++) {
@@ -120,7 +129,7 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
         for (i = 0; i < cfg->n_key_stores; i++) {
             fputs("keystored_storage_reads_total{key_store=\"", f);
             label(f, cfg->key_stores[i].name);
-            fprintf(f, "\"} %llu\n", ks_keystore_storage_reads(app->keystores[i]));
+            fprintf(f, "\"} %llu\n", ks_keystore_storage_reads(ks_app_keystore(app, i)));
         }
         fputs("# HELP keystored_kms_requests_total KMS calls by relationship and operation.\n"
               "# TYPE keystored_kms_requests_total counter\n",
@@ -130,7 +139,7 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
                 fputs("keystored_kms_requests_total{relationship=\"", f);
                 label(f, cfg->kms_relationships[i].name);
                 fprintf(f, "\",operation=\"%s\"} %llu\n", ks_kms_op_name((enum ks_kms_op)m),
-                        (unsigned long long)app->kms_counters[i].calls[m]);
+                        kms_count(app, i, m, 0));
             }
         }
         fputs("# HELP keystored_kms_errors_total KMS calls that failed.\n"
@@ -141,7 +150,7 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
                 fputs("keystored_kms_errors_total{relationship=\"", f);
                 label(f, cfg->kms_relationships[i].name);
                 fprintf(f, "\",operation=\"%s\"} %llu\n", ks_kms_op_name((enum ks_kms_op)m),
-                        (unsigned long long)app->kms_counters[i].errors[m]);
+                        kms_count(app, i, m, 1));
             }
         }
         if (fclose(f) != 0) {

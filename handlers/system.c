@@ -28,7 +28,7 @@ ks_status ks_handle_healthz(const struct ks_request *req, struct ks_response *re
 ks_status ks_handle_readyz(const struct ks_request *req, struct ks_response *resp,
                            struct ks_error *err)
 {
-    const struct ks_config *cfg = req->app->config;
+    const struct ks_config *cfg = ks_app_config(req->app);
     struct ks_jsonw w;
     int ready = 1;
     size_t i;
@@ -40,7 +40,7 @@ ks_status ks_handle_readyz(const struct ks_request *req, struct ks_response *res
     for (i = 0; i < cfg->n_key_stores; i++) {
         struct ks_error e;
         char name[300];
-        int ok = ks_keystore_ping(req->app->keystores[i], &e) == KS_OK;
+        int ok = ks_keystore_ping(ks_app_keystore(req->app, i), &e) == KS_OK;
         ready &= ok;
         snprintf(name, sizeof name, "storage:%s", cfg->key_stores[i].name);
         ks_jsonw_key(&w, name);
@@ -49,7 +49,7 @@ ks_status ks_handle_readyz(const struct ks_request *req, struct ks_response *res
     for (i = 0; i < cfg->n_kms_relationships; i++) {
         struct ks_error e;
         char name[300];
-        int ok = ks_kms_relationship_ping(&req->app->relationships[i], &e) == KS_OK;
+        int ok = ks_kms_relationship_ping(ks_app_relationship(req->app, i), &e) == KS_OK;
         ready &= ok;
         snprintf(name, sizeof name, "kms:%s", cfg->kms_relationships[i].name);
         ks_jsonw_key(&w, name);
@@ -65,13 +65,15 @@ ks_status ks_handle_readyz(const struct ks_request *req, struct ks_response *res
 ks_status ks_handle_openapi(const struct ks_request *req, struct ks_response *resp,
                             struct ks_error *err)
 {
-    char *copy = malloc(req->app->openapi_yaml_len + 1);
+    size_t len;
+    const char *text = ks_app_openapi(req->app, &len);
+    char *copy = malloc(len + 1);
     if (!copy)
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    memcpy(copy, req->app->openapi_yaml, req->app->openapi_yaml_len);
-    copy[req->app->openapi_yaml_len] = '\0';
+    memcpy(copy, text, len);
+    copy[len] = '\0';
     resp->body = copy;
-    resp->body_len = req->app->openapi_yaml_len;
+    resp->body_len = len;
     resp->content_type = "application/yaml";
     resp->status = 200;
     return KS_OK;

@@ -1,3 +1,7 @@
+/*
+ * app.c - the run-time objects of a config (app.h): backends, key stores, the shared cache, and
+ * the accessors handlers/handlers.h declares for them.
+ */
 #include "server/app.h"
 
 #include <stdio.h>
@@ -10,6 +14,46 @@
 
 extern const char ks_openapi_yaml[];
 extern const size_t ks_openapi_yaml_len;
+
+/* Declared opaque in handlers/handlers.h; handlers read it through the accessors below. */
+struct ks_app {
+    const struct ks_config *config;
+    struct ks_keystore **keystores;                   /* parallel to config->key_stores */
+    struct ks_kms_relationship *relationships;        /* parallel to config->kms_relationships */
+    struct ks_kms **kms_backends;                     /* parallel to config->kms_relationships */
+    char **relationship_arns;                         /* resolved ARNs (owned) */
+    struct ks_aws_credentials_provider **credentials; /* AWS backends' providers (owned) */
+    struct ks_kms_counters *kms_counters;             /* parallel to config->kms_relationships */
+    struct ks_cache *cache;                           /* the shared branch key cache (owned) */
+    const char *openapi_yaml;
+    size_t openapi_yaml_len;
+};
+
+const struct ks_config *ks_app_config(const struct ks_app *app)
+{
+    return app->config;
+}
+
+struct ks_keystore *ks_app_keystore(const struct ks_app *app, size_t index)
+{
+    return index < app->config->n_key_stores ? app->keystores[index] : NULL;
+}
+
+const struct ks_kms_relationship *ks_app_relationship(const struct ks_app *app, size_t index)
+{
+    return index < app->config->n_kms_relationships ? &app->relationships[index] : NULL;
+}
+
+struct ks_cache *ks_app_cache(const struct ks_app *app)
+{
+    return app->cache;
+}
+
+const char *ks_app_openapi(const struct ks_app *app, size_t *len)
+{
+    *len = app->openapi_yaml_len;
+    return app->openapi_yaml;
+}
 
 /*
  * Opens a local relationship's KMS without creating master keys while any key store holds

@@ -1,13 +1,16 @@
 /*
  * main.c - the keystored binary (docs/architecture.md section 6).
  *
- *   keystored [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]
+ *   keystored [--config FILE] [--listen ADDR:PORT] [--data-dir DIR] [--log-level LEVEL]
  *   keystored --check-config FILE
  *   keystored --version
  *
  * With no --config it runs the embedded default: SQLite + local KMS under the data dir (0700,
  * files 0600), key store "default" on local KMS relationship "local", an admin token printed
  * once on first start ("admin token: <token>" on stderr) of which only the SHA-256 is stored.
+ *
+ * Everything else the daemon says goes through the log (common/log.h): JSON lines on stderr. The
+ * token line is the one deliberate exception: it is for the operator's eyes, never a log event.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,26 +26,33 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "common/log.h"
 #include "common/secret.h"
 #include "common/util.h"
 #include "config/config.h"
-#include "aws/arn.h"
-#include "kms/kms.h"
 #include "server/app.h"
 #include "server/server.h"
 
 #define KS_VERSION "0.1.0"
 #define SHUTDOWN_GRACE_SECONDS 30
 
+struct options {
+    const char *config_path;
+    const char *listen;
+    const char *data_dir;
+    enum ks_log_level log_level;
+};
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: keystored [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]\n"
+               "                 [--log-level debug|info|warn|error]\n"
                "       keystored --check-config FILE\n"
                "       keystored --version\n");
 }
 
 /* Reads or creates <dir>/admin-token.sha256; prints a new token once. */
-static int admin_token_hash(const char *dir, unsigned char hash[32])
+static int admin_token_hash(struct ks_log *log, const char *dir, unsigned char hash[32])
 {
     char path[4096], hex[65] = {0}, token[3 + 64 + 1];
     unsigned char raw[32];
@@ -56,13 +66,14 @@ static int admin_token_hash(const char *dir, unsigned char hash[32])
         n = read(fd, hex, 64);
         close(fd);
         if (n != 64 || ks_hex_decode(hex, hash, 32) != 0) {
-            fprintf(stderr, "keystored: %s is corrupt (expected 64 hex digits)\n", path);
+            ks_log_msg(log, KS_LOG_ERROR, "start_failed", "%s is corrupt (expected 64 hex digits)",
+                       path);
             return -1;
         }
         return 0;
     }
     if (errno != ENOENT) {
-        fprintf(stderr, "keystored: cannot read %s: %s\n", path, strerror(errno));
+        ks_log_msg(log, KS_LOG_ERROR, "start_failed", "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     /* A new token: 32 random bytes as hex, shown once, stored only hashed. */
@@ -78,64 +89,78 @@ static int admin_token_hash(const char *dir, unsigned char hash[32])
     ks_hex_encode(hash, 32, hex);
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, hex, 64) != 64 || fsync(fd) != 0) {
-        fprintf(stderr, "keystored: cannot write %s: %s\n", path, strerror(errno));
+        ks_log_msg(log, KS_LOG_ERROR, "start_failed", "cannot write %s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
         ks_secret_wipe(token, sizeof token);
         return -1;
     }
     close(fd);
-    /* The one place a token is printed: the operator must see it once. */
+    /* The one place a token is printed, and not as a log event: the operator must see it once. */
     fprintf(stderr, "admin token: %s\n", token);
     fflush(stderr);
     ks_secret_wipe(token, sizeof token);
     return 0;
 }
 
-static int embedded_config(const char *data_dir, struct ks_config **out)
+/* The data dir exists (0700) and its database has its key file. */
+static int check_data_dir(struct ks_log *log, const char *data_dir)
 {
-    char key_file[4096], db_file[4096], arn[KS_ARN_MAX + 1];
-    unsigned char hash[32];
-    struct ks_kms *kms = NULL;
-    struct ks_error err;
+    char key_file[4096], db_file[4096];
     struct stat st;
 
     if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "keystored: cannot create %s: %s\n", data_dir, strerror(errno));
+        ks_log_msg(log, KS_LOG_ERROR, "start_failed", "cannot create %s: %s", data_dir,
+                   strerror(errno));
         return -1;
     }
     if (stat(data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "keystored: %s is not a directory\n", data_dir);
+        ks_log_msg(log, KS_LOG_ERROR, "start_failed", "%s is not a directory", data_dir);
         return -1;
     }
     if (st.st_mode & 077)
-        fprintf(stderr, "keystored: warning: %s is accessible to group/others (want 0700)\n",
-                data_dir);
+        ks_log_msg(log, KS_LOG_WARN, "data_dir", "%s is accessible to group/others (want 0700)",
+                   data_dir);
     snprintf(key_file, sizeof key_file, "%s/local-kms.keys", data_dir);
     snprintf(db_file, sizeof db_file, "%s/keystore.db", data_dir);
     /* A database without its key file means the master keys were lost or moved: creating a
      * fresh key file would make every stored key undecryptable without saying so. */
     if (access(db_file, F_OK) == 0 && access(key_file, F_OK) != 0 && errno == ENOENT) {
-        fprintf(stderr,
-                "keystored: %s exists but the local KMS key file %s is missing; restore it from "
-                "your backup (refusing to create a new one)\n",
-                db_file, key_file);
-        return -1;
-    }
-    if (ks_kms_local_open(key_file, NULL, 0, KS_KMS_LOCAL_MAY_CREATE, &kms, &err) != KS_OK ||
-        ks_kms_local_default_arn(kms, arn, sizeof arn) != KS_OK) {
-        fprintf(stderr, "keystored: local KMS: %s\n", err.message);
-        ks_kms_destroy(kms);
-        return -1;
-    }
-    ks_kms_destroy(kms);
-    if (admin_token_hash(data_dir, hash) != 0)
-        return -1;
-    if (ks_config_default(data_dir, "127.0.0.1", 8080, hash, arn, out, &err) != KS_OK) {
-        fprintf(stderr, "keystored: %s\n", err.message);
+        ks_log_msg(log, KS_LOG_ERROR, "start_failed",
+                   "%s exists but the local KMS key file %s is missing; restore it from your "
+                   "backup (refusing to create a new one)",
+                   db_file, key_file);
         return -1;
     }
     return 0;
+}
+
+/* The embedded default. Its KMS relationship names no key: the app takes the key file's first
+ * key (creating the file on first start), so nothing here opens a KMS backend. */
+static int embedded_config(struct ks_log *log, const char *data_dir, struct ks_config **out)
+{
+    unsigned char hash[32];
+    struct ks_error err;
+
+    if (check_data_dir(log, data_dir) != 0 || admin_token_hash(log, data_dir, hash) != 0)
+        return -1;
+    if (ks_config_default(data_dir, "127.0.0.1", 8080, hash, NULL, out, &err) != KS_OK) {
+        ks_log_msg(log, KS_LOG_ERROR, "start_failed", "%s", err.message);
+        return -1;
+    }
+    return 0;
+}
+
+/* One log event per line of a multi-line text (the config loader's error list). */
+static void log_lines(struct ks_log *log, const char *event, const char *text)
+{
+    while (text && *text) {
+        const char *nl = strchr(text, '\n');
+        size_t len = nl ? (size_t)(nl - text) : strlen(text);
+        if (len > 0)
+            ks_log_msg(log, KS_LOG_ERROR, event, "%.*s", (int)len, text);
+        text += len + (nl ? 1 : 0);
+    }
 }
 
 static int check_config(const char *path)
@@ -152,43 +177,37 @@ static int check_config(const char *path)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* -1: go on and serve; otherwise the exit code (--version, --help, --check-config, misuse). */
+static int parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option options[] = {{"config", required_argument, NULL, 'c'},
                                             {"listen", required_argument, NULL, 'l'},
                                             {"data-dir", required_argument, NULL, 'd'},
+                                            {"log-level", required_argument, NULL, 'g'},
                                             {"check-config", required_argument, NULL, 'k'},
                                             {"version", no_argument, NULL, 'v'},
                                             {"help", no_argument, NULL, 'h'},
                                             {NULL, 0, NULL, 0}};
-    const char *config_path = NULL, *listen = NULL, *data_dir = "./data";
-    struct ks_config *cfg = NULL;
-    struct ks_app *app = NULL;
-    struct ks_server *server = NULL;
-    struct ks_error err;
-    sigset_t signals;
-    int opt, sig = 0;
+    int opt;
 
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 'l':
-            listen = optarg;
-            break;
-        case 'd':
-            data_dir = optarg;
-            break;
-        case 'k':
+        if (opt == 'c') {
+            o->config_path = optarg;
+        } else if (opt == 'l') {
+            o->listen = optarg;
+        } else if (opt == 'd') {
+            o->data_dir = optarg;
+        } else if (opt == 'g' && ks_log_level_parse(optarg, &o->log_level) == KS_OK) {
+            continue;
+        } else if (opt == 'k') {
             return check_config(optarg);
-        case 'v':
+        } else if (opt == 'v') {
             printf("keystored %s\n", KS_VERSION);
             return 0;
-        case 'h':
+        } else if (opt == 'h') {
             usage(stdout);
             return 0;
-        default:
+        } else {
             usage(stderr);
             return 2;
         }
@@ -197,22 +216,31 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    return -1;
+}
 
-    if (config_path) {
+/* The config of the options: --config's file or the embedded default, then --listen.
+ * 0, or the exit code. */
+static int load_config(struct ks_log *log, const struct options *o, struct ks_config **out)
+{
+    struct ks_config *cfg = NULL;
+    struct ks_error err;
+    char *host;
+    uint16_t port;
+
+    if (o->config_path) {
         char *errors = NULL;
-        if (ks_config_load_file(config_path, &cfg, &errors) != KS_OK) {
-            fputs(errors ? errors : "invalid configuration\n", stderr);
+        if (ks_config_load_file(o->config_path, &cfg, &errors) != KS_OK) {
+            log_lines(log, "config_error", errors ? errors : "invalid configuration");
             free(errors);
             return 2;
         }
-    } else if (embedded_config(data_dir, &cfg) != 0) {
+    } else if (embedded_config(log, o->data_dir, &cfg) != 0) {
         return 1;
     }
-    if (listen) {
-        char *host;
-        uint16_t port;
-        if (ks_config_parse_listen(listen, &host, &port, &err) != KS_OK) {
-            fprintf(stderr, "keystored: --listen: %s\n", err.message);
+    if (o->listen) {
+        if (ks_config_parse_listen(o->listen, &host, &port, &err) != KS_OK) {
+            ks_log_msg(log, KS_LOG_ERROR, "config_error", "--listen: %s", err.message);
             ks_config_free(cfg);
             return 2;
         }
@@ -220,44 +248,89 @@ int main(int argc, char **argv)
         cfg->listen_host = host;
         cfg->listen_port = port;
     }
+    *out = cfg;
+    return 0;
+}
 
-    /* Each connection is a descriptor: use the hard limit, not the (often 1024) soft one. */
-    {
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-            rl.rlim_cur = rl.rlim_max;
-            setrlimit(RLIMIT_NOFILE, &rl);
-        }
+/* Each connection is a descriptor: use the hard limit, not the (often 1024) soft one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
 
-    /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+/* Signals are taken synchronously by the main thread; every other thread inherits the mask. */
+static void block_signals(sigset_t *signals)
+{
+    sigemptyset(signals);
+    sigaddset(signals, SIGINT);
+    sigaddset(signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, signals, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* Builds the app, serves until SIGINT/SIGTERM, drains. The exit code. */
+static int serve(struct ks_log *log, const struct ks_config *cfg, const sigset_t *signals)
+{
+    struct ks_app *app = NULL;
+    struct ks_server *server = NULL;
+    struct ks_log_line line;
+    struct ks_error err;
+    char text[600];
+    int sig = 0;
 
     if (ks_app_create(cfg, NULL, &app, &err) != KS_OK) {
-        fprintf(stderr, "keystored: %s\n", err.message);
-        ks_config_free(cfg);
+        ks_log_msg(log, KS_LOG_ERROR, "start_failed", "%s", err.message);
         return 1;
     }
-    if (ks_server_start(app, stderr, &server, &err) != KS_OK) {
-        fprintf(stderr, "keystored: %s\n", err.message);
+    if (ks_server_start(app, log, &server, &err) != KS_OK) {
+        ks_log_msg(log, KS_LOG_ERROR, "start_failed", "%s", err.message);
         ks_app_destroy(app);
-        ks_config_free(cfg);
         return 1;
     }
-    fprintf(stderr, "keystored %s listening on %s:%u\n", KS_VERSION, cfg->listen_host,
-            (unsigned)ks_server_port(server));
-    fflush(stderr);
+    /* The msg keeps the "listening on HOST:PORT" wording that scripts wait for. */
+    snprintf(text, sizeof text, "keystored %s listening on %s:%u", KS_VERSION, cfg->listen_host,
+             (unsigned)ks_server_port(server));
+    ks_log_begin(&line, log, KS_LOG_INFO, "listening");
+    ks_log_str(&line, "msg", text);
+    ks_log_str(&line, "host", cfg->listen_host);
+    ks_log_int(&line, "port", ks_server_port(server));
+    ks_log_str(&line, "version", KS_VERSION);
+    ks_log_end(&line);
 
-    sigwait(&signals, &sig);
-    fprintf(stderr, "keystored: %s received, finishing in-flight requests\n",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    sigwait(signals, &sig);
+    ks_log_msg(log, KS_LOG_INFO, "stopping", "%s received, finishing in-flight requests",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT");
     ks_server_stop(server, SHUTDOWN_GRACE_SECONDS);
     ks_app_destroy(app);
-    ks_config_free(cfg);
-    fprintf(stderr, "keystored: stopped\n");
+    ks_log_msg(log, KS_LOG_INFO, "stopped", "keystored stopped");
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {NULL, NULL, "./data", KS_LOG_INFO};
+    struct ks_config *cfg = NULL;
+    struct ks_log *log = NULL;
+    struct ks_error err;
+    sigset_t signals;
+    int rc = parse_options(argc, argv, &o);
+
+    if (rc >= 0)
+        return rc;
+    if (ks_log_create(STDERR_FILENO, o.log_level, NULL, &log, &err) != KS_OK) {
+        fprintf(stderr, "keystored: %s\n", err.message);
+        return 1;
+    }
+    if ((rc = load_config(log, &o, &cfg)) == 0) {
+        raise_fd_limit();
+        block_signals(&signals);
+        rc = serve(log, cfg, &signals);
+        ks_config_free(cfg);
+    }
+    ks_log_destroy(log);
+    return rc;
 }

@@ -1,14 +1,18 @@
 /*
- * server.c - libmicrohttpd glue. A request goes: access handler (first call: request state,
- * early 413 on Content-Length) -> body accumulation under the cap -> dispatch: route match,
- * auth, role, Content-Type, JSON parse, query check -> handler -> response. The access log line
- * is written when MHD reports the request complete.
+ * server.c - libmicrohttpd glue. A request goes: URI log callback (request state, the request
+ * target's length) -> access handler, first call: request id, early refusals (draining 503, URI
+ * 414, headers 431, Content-Length 413) -> body accumulation under the cap -> dispatch: route
+ * match, auth, role, query check, Content-Type and JSON parse -> handler -> response. The access
+ * log line is written when MHD reports the request complete; requests that libmicrohttpd refused
+ * itself get a "refused" line there, and its own diagnostics go to the log as "http_library".
  */
 #include "server/server.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -19,7 +23,6 @@
 #include <json-c/json.h>
 #include <microhttpd.h>
 
-#include "common/jsonw.h"
 #include "common/secret.h"
 #include "common/util.h"
 #include "server/auth.h"
@@ -28,11 +31,14 @@
 #define REQUEST_ID_MAX 128
 #define CONNECTION_LIMIT 65536    /* split across the pool threads; bounded by RLIMIT_NOFILE */
 #define CHUNKED_DISCARD_FACTOR 16 /* a chunked body over the cap is read up to 16x, then cut */
+#define URI_KEPT 1024             /* raw bytes of the request target kept for log lines */
+#define URI_LOGGED 512            /* escaped bytes of it a log line carries */
+#define METHOD_KEPT 32            /* bytes of the method kept (any token is accepted by MHD) */
 
 struct ks_server {
     struct MHD_Daemon *daemon;
     struct ks_app *app;
-    FILE *log;
+    struct ks_log *log;
     atomic_long in_flight;
     atomic_int draining; /* set by ks_server_stop: new requests get 503 + Connection: close */
     uint16_t port;
@@ -40,13 +46,17 @@ struct ks_server {
 
 struct request_state {
     uint64_t start_us;
+    int started; /* the access handler has run: in_flight counts it, an access line follows */
     char *body;
     size_t body_len, body_cap, discarded;
     int too_large;
     int closing; /* answer with Connection: close */
-    const char *method;
     const char *route;
     int status;
+    size_t uri_len; /* the whole request target as received, query included */
+    size_t uri_kept;
+    char uri[URI_KEPT];
+    char method[METHOD_KEPT + 1];
     char tenant[65];
     char request_id[REQUEST_ID_MAX + 1];
 };
@@ -101,35 +111,46 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct request_state *
     return ret;
 }
 
+/*
+ * The log line of a failed request: every 5xx, and any status the error writer changed (a
+ * start-up-only KS_E_CONFIG arriving at request time). err->message and err->detail may hold a
+ * dependency's free text (account ids, role ARNs): it is logged here with the request id and
+ * never sent (docs/architecture.md section 3).
+ */
+static void log_failure(struct ks_server *srv, const struct request_state *rs,
+                        const struct ks_error *err, ks_status answered)
+{
+    int http = ks_status_http_code(answered);
+    struct ks_log_line line;
+
+    if (http < 500 && answered == err->code)
+        return;
+    ks_log_begin(&line, srv->log, http == 500 ? KS_LOG_ERROR : KS_LOG_WARN, "request_failed");
+    ks_log_str(&line, "requestId", rs->request_id);
+    ks_log_int(&line, "status", http);
+    ks_log_str(&line, "type", ks_status_exception(answered));
+    if (answered != err->code)
+        ks_log_str(&line, "originalType", ks_status_exception(err->code));
+    ks_log_strn(&line, "message", err->message, strnlen(err->message, sizeof err->message),
+                KS_LOG_VALUE_MAX);
+    if (err->detail[0])
+        ks_log_strn(&line, "detail", err->detail, strnlen(err->detail, sizeof err->detail),
+                    KS_LOG_VALUE_MAX);
+    ks_log_end(&line);
+}
+
 static enum MHD_Result queue_error(struct ks_server *srv, struct MHD_Connection *conn,
                                    struct request_state *rs, const struct ks_error *err,
                                    const char *allow)
 {
-    struct ks_jsonw w;
-    int http = ks_status_http_code(err->code);
-    char *body;
-    size_t len = 0;
+    struct ks_response resp;
+    ks_status answered;
 
-    if (http >= 500)
-        fprintf(srv->log,
-                "{\"level\":\"warn\",\"msg\":\"request failed\",\"requestId\":\"%s\","
-                "\"status\":%d,\"error\":\"%s\"}\n",
-                rs->request_id, http, ks_status_exception(err->code));
-    ks_jsonw_init(&w, 4096);
-    ks_jsonw_object_begin(&w);
-    ks_jsonw_key(&w, "error");
-    ks_jsonw_object_begin(&w);
-    ks_jsonw_key(&w, "type");
-    ks_jsonw_string(&w, ks_status_exception(err->code));
-    ks_jsonw_key(&w, "message");
-    ks_jsonw_string(&w, err->message[0] ? err->message : ks_strerror(err->code));
-    ks_jsonw_key(&w, "requestId");
-    ks_jsonw_string(&w, rs->request_id);
-    ks_jsonw_object_end(&w);
-    ks_jsonw_object_end(&w);
-    body = ks_jsonw_take(&w, &len);
-    return queue(conn, rs, http, body, len, NULL, 1, NULL, allow,
-                 err->code == KS_E_UNAUTHENTICATED);
+    memset(&resp, 0, sizeof resp);
+    answered = ks_handler_error_response(err, rs->request_id, &resp);
+    log_failure(srv, rs, err, answered);
+    return queue(conn, rs, resp.status, resp.body, resp.body_len, NULL, 1, NULL, allow,
+                 answered == KS_E_UNAUTHENTICATED);
 }
 
 /* --- request pieces -------------------------------------------------------------------- */
@@ -234,122 +255,235 @@ static ks_status parse_body(const char *body, size_t len, unsigned max_depth,
     return KS_OK;
 }
 
-/* --- dispatch -------------------------------------------------------------------------- */
+/* --- dispatch: one named step each, in request order ---------------------------------- */
 
-static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *conn,
-                                struct request_state *rs, const char *url, const char *method)
-{
-    const struct ks_config *cfg = srv->app->config;
+struct call {
     struct ks_route_match match;
     struct ks_request req;
     struct ks_response resp;
     struct ks_error err;
+    char *rel_query;   /* ?kmsRelationship=, decoded (owned) */
+    const char *allow; /* Allow header of a 405 */
+};
+
+static ks_status match_route(struct call *c, struct request_state *rs, const char *method,
+                             const char *url)
+{
+    enum ks_match_result mr = ks_router_match(method, url, &c->match);
+    if (mr == KS_MATCH_NO_ROUTE)
+        return ks_error_set(&c->err, KS_E_NO_ROUTE, "no route for %.200s", url);
+    if (mr == KS_MATCH_BAD_METHOD) {
+        c->allow = c->match.allow;
+        return ks_error_set(&c->err, KS_E_METHOD, "method %.16s not allowed; allowed: %s", method,
+                            c->match.allow);
+    }
+    if (mr == KS_MATCH_BAD_PATH)
+        return ks_error_set(&c->err, KS_E_INVALID,
+                            "path: bad percent-encoding or NUL in a segment");
+    rs->route = c->match.route->pattern;
+    memcpy(c->req.params, c->match.params, sizeof c->req.params);
+    memcpy(c->req.param_lens, c->match.param_lens, sizeof c->req.param_lens);
+    c->req.route = c->match.route->pattern;
+    return KS_OK;
+}
+
+/* Bearer token -> tenant, and the route's role (docs/architecture.md section 7). */
+static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_Connection *conn,
+                           const struct ks_config *cfg)
+{
+    const struct ks_route *route = c->match.route;
+    if (route->access == KS_ACCESS_PUBLIC)
+        return KS_OK;
+    c->req.tenant = ks_auth_tenant(
+        cfg, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+    if (!c->req.tenant)
+        return ks_error_set(&c->err, KS_E_UNAUTHENTICATED,
+                            "missing or invalid bearer token (Authorization: Bearer <token>)");
+    snprintf(rs->tenant, sizeof rs->tenant, "%s", c->req.tenant->name);
+    if (route->access == KS_ACCESS_ADMIN && c->req.tenant->role != KS_ROLE_ADMIN)
+        return ks_error_set(&c->err, KS_E_FORBIDDEN, "this operation needs the admin role");
+    return KS_OK;
+}
+
+static ks_status read_query(struct call *c, struct MHD_Connection *conn)
+{
     struct query_check q;
-    char *rel_query = NULL;
-    enum ks_match_result mr;
+
+    memset(&q, 0, sizeof q);
+    q.allowed_kms_relationship = c->match.route->takes_kms_relationship_query;
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
+    if (q.bad_key)
+        return ks_error_set(&c->err, KS_E_INVALID, "query parameter '%.64s' is not supported",
+                            q.bad_key);
+    if (q.repeated)
+        return ks_error_set(&c->err, KS_E_INVALID, "kmsRelationship: given more than once");
+    if (!q.kms_relationship)
+        return KS_OK;
+    /* Query values arrive undecoded: the unescape callback is a no-op so that path segments can
+     * carry %2F. */
+    c->rel_query = ks_percent_decode(q.kms_relationship, strlen(q.kms_relationship), 1, NULL);
+    if (!c->rel_query || !*c->rel_query)
+        return ks_error_set(&c->err, KS_E_INVALID, "kmsRelationship: bad value");
+    c->req.kms_relationship_query = c->rel_query;
+    return KS_OK;
+}
+
+static ks_status read_body(struct call *c, const struct request_state *rs,
+                           struct MHD_Connection *conn, const struct ks_config *cfg)
+{
+    if (rs->body_len == 0)
+        return KS_OK;
+    if (!c->match.route->takes_body)
+        return ks_error_set(&c->err, KS_E_INVALID, "this route takes no request body");
+    if (!is_json_content_type(
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
+        return ks_error_set(&c->err, KS_E_MEDIA_TYPE, "request body must be application/json");
+    return parse_body(rs->body, rs->body_len, cfg->server.max_json_depth, &c->req.body, &c->err);
+}
+
+static void call_free(struct call *c)
+{
+    ks_secret_free_string(c->resp.body);
+    json_object_put(c->req.body);
+    free(c->rel_query);
+    ks_router_match_free(&c->match);
+}
+
+static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *conn,
+                                struct request_state *rs, const char *url, const char *method)
+{
+    const struct ks_config *cfg = ks_app_config(srv->app);
+    struct call c;
     enum MHD_Result ret;
     ks_status st;
 
-    memset(&req, 0, sizeof req);
-    memset(&resp, 0, sizeof resp);
-    ks_error_clear(&err);
-    req.app = srv->app;
-
-    if (rs->too_large) {
-        ks_error_set(&err, KS_E_TOO_LARGE, "request body larger than %zu bytes",
-                     cfg->server.max_body_bytes);
-        return queue_error(srv, conn, rs, &err, NULL);
+    memset(&c, 0, sizeof c);
+    ks_error_clear(&c.err);
+    c.req.app = srv->app;
+    if (rs->too_large)
+        st = ks_error_set(&c.err, KS_E_TOO_LARGE, "request body larger than %zu bytes",
+                          cfg->server.max_body_bytes);
+    else if ((st = match_route(&c, rs, method, url)) == KS_OK &&
+             (st = authorize(&c, rs, conn, cfg)) == KS_OK && (st = read_query(&c, conn)) == KS_OK &&
+             (st = read_body(&c, rs, conn, cfg)) == KS_OK)
+        st = c.match.route->handler(&c.req, &c.resp, &c.err);
+    if (st == KS_OK) {
+        ret = queue(conn, rs, c.resp.status, c.resp.body, c.resp.body_len, c.resp.content_type,
+                    c.resp.no_store || strncmp(rs->route, "/v1/keystores", 13) == 0,
+                    c.resp.location, NULL, 0);
+        c.resp.body = NULL; /* queue took it */
+    } else {
+        if (c.err.code == KS_OK) /* a handler that returned a status without filling err */
+            ks_error_set(&c.err, st, "%s", ks_strerror(st));
+        ret = queue_error(srv, conn, rs, &c.err, c.allow);
     }
-    mr = ks_router_match(method, url, &match);
-    if (mr == KS_MATCH_NO_ROUTE) {
-        ks_error_set(&err, KS_E_NO_ROUTE, "no route for %.200s", url);
-        return queue_error(srv, conn, rs, &err, NULL);
-    }
-    if (mr == KS_MATCH_BAD_METHOD) {
-        ks_error_set(&err, KS_E_METHOD, "method %.16s not allowed; allowed: %s", method,
-                     match.allow);
-        return queue_error(srv, conn, rs, &err, match.allow);
-    }
-    if (mr == KS_MATCH_BAD_PATH) {
-        ks_error_set(&err, KS_E_INVALID, "path: bad percent-encoding or NUL in a segment");
-        return queue_error(srv, conn, rs, &err, NULL);
-    }
-    rs->route = match.route->pattern;
-    memcpy(req.params, match.params, sizeof req.params);
-    memcpy(req.param_lens, match.param_lens, sizeof req.param_lens);
-    req.route = match.route->pattern;
-
-    if (match.route->access != KS_ACCESS_PUBLIC) {
-        req.tenant = ks_auth_tenant(
-            cfg, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
-        if (!req.tenant) {
-            st = ks_error_set(&err, KS_E_UNAUTHENTICATED,
-                              "missing or invalid bearer token (Authorization: Bearer <token>)");
-            goto fail;
-        }
-        snprintf(rs->tenant, sizeof rs->tenant, "%s", req.tenant->name);
-        if (match.route->access == KS_ACCESS_ADMIN && req.tenant->role != KS_ROLE_ADMIN) {
-            st = ks_error_set(&err, KS_E_FORBIDDEN, "this operation needs the admin role");
-            goto fail;
-        }
-    }
-
-    memset(&q, 0, sizeof q);
-    q.allowed_kms_relationship = match.route->takes_kms_relationship_query;
-    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
-    if (q.bad_key) {
-        st =
-            ks_error_set(&err, KS_E_INVALID, "query parameter '%.64s' is not supported", q.bad_key);
-        goto fail;
-    }
-    if (q.repeated) {
-        st = ks_error_set(&err, KS_E_INVALID, "kmsRelationship: given more than once");
-        goto fail;
-    }
-    if (q.kms_relationship) {
-        /* Query values arrive undecoded: the unescape callback is a no-op so that path segments
-         * can carry %2F. */
-        rel_query = ks_percent_decode(q.kms_relationship, strlen(q.kms_relationship), 1, NULL);
-        if (!rel_query || !*rel_query) {
-            st = ks_error_set(&err, KS_E_INVALID, "kmsRelationship: bad value");
-            goto fail;
-        }
-        req.kms_relationship_query = rel_query;
-    }
-
-    if (rs->body_len > 0) {
-        if (!match.route->takes_body) {
-            st = ks_error_set(&err, KS_E_INVALID, "this route takes no request body");
-            goto fail;
-        }
-        if (!is_json_content_type(
-                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE))) {
-            st = ks_error_set(&err, KS_E_MEDIA_TYPE, "request body must be application/json");
-            goto fail;
-        }
-        if ((st = parse_body(rs->body, rs->body_len, cfg->server.max_json_depth, &req.body,
-                             &err)) != KS_OK)
-            goto fail;
-    }
-
-    st = match.route->handler(&req, &resp, &err);
-    if (st != KS_OK)
-        goto fail;
-    ret = queue(conn, rs, resp.status, resp.body, resp.body_len, resp.content_type,
-                resp.no_store || strncmp(rs->route, "/v1/keystores", 13) == 0, resp.location, NULL,
-                0);
-    json_object_put(req.body);
-    free(rel_query);
-    ks_router_match_free(&match);
+    call_free(&c);
     return ret;
-fail:
-    if (err.code == KS_OK)
-        ks_error_set(&err, st, "%s", ks_strerror(st));
-    ks_secret_free_string(resp.body);
-    json_object_put(req.body);
-    free(rel_query);
-    ks_router_match_free(&match);
+}
+
+/* --- the access handler ---------------------------------------------------------------- */
+
+/* Bytes of the header section as received (name: value CRLF per field). */
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    size_t *total = cls;
+    (void)kind;
+    *total += strlen(key) + 2 + (value ? strlen(value) : 0) + 2;
+    return MHD_YES;
+}
+
+static struct request_state *new_request_state(const char *uri)
+{
+    struct request_state *rs = calloc(1, sizeof *rs);
+    if (!rs)
+        return NULL;
+    rs->start_us = ks_monotonic_us();
+    rs->route = "-";
+    if (uri) {
+        rs->uri_len = strlen(uri);
+        rs->uri_kept = rs->uri_len < sizeof rs->uri ? rs->uri_len : sizeof rs->uri;
+        memcpy(rs->uri, uri, rs->uri_kept);
+    }
+    return rs;
+}
+
+/* X-Request-Id: echoed when 1..128 of [A-Za-z0-9._:-] (README "Request ids"), else a new UUID. */
+static void take_request_id(struct request_state *rs, struct MHD_Connection *conn)
+{
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && request_id_ok(rid))
+        memcpy(rs->request_id, rid, strlen(rid) + 1);
+    else if (ks_uuid_v4(rs->request_id) != 0)
+        memcpy(rs->request_id, "-", 2);
+}
+
+/*
+ * The first call of a request: its state, then what can be refused before reading a body. The
+ * URI and header caps are keystored's own (config server.max_uri_bytes / max_header_bytes),
+ * below libmicrohttpd's buffer (connection_memory), so these answers are JSON with a request id.
+ */
+static enum MHD_Result begin_request(struct ks_server *srv, struct MHD_Connection *conn,
+                                     void **con_cls, const char *method)
+{
+    const struct ks_server_config *limits = &ks_app_config(srv->app)->server;
+    struct request_state *rs = *con_cls ? *con_cls : new_request_state(NULL);
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    size_t header_bytes = 0;
+    struct ks_error err;
+
+    if (!rs)
+        return MHD_NO;
+    *con_cls = rs;
+    rs->started = 1;
+    snprintf(rs->method, sizeof rs->method, "%s", method);
+    take_request_id(rs, conn);
+    atomic_fetch_add(&srv->in_flight, 1);
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &header_bytes);
+    if (atomic_load(&srv->draining)) {
+        /* A request that arrives on a kept-alive connection after SIGTERM was never accepted:
+         * refuse it so that the client (or the proxy) retries elsewhere. */
+        ks_error_set(&err, KS_E_UNAVAILABLE, "server is shutting down; retry");
+    } else if (rs->uri_len > limits->max_uri_bytes) {
+        ks_error_set(&err, KS_E_URI_TOO_LONG, "request URI longer than %zu bytes",
+                     limits->max_uri_bytes);
+    } else if (header_bytes > limits->max_header_bytes) {
+        ks_error_set(&err, KS_E_HEADERS_TOO_BIG, "request header fields larger than %zu bytes",
+                     limits->max_header_bytes);
+    } else if (cl && strtoull(cl, NULL, 10) > limits->max_body_bytes) {
+        /* Answer before reading: MHD then closes the connection. */
+        rs->too_large = 1;
+        ks_error_set(&err, KS_E_TOO_LARGE, "request body larger than %zu bytes",
+                     limits->max_body_bytes);
+    } else {
+        return MHD_YES;
+    }
+    rs->closing = 1;
     return queue_error(srv, conn, rs, &err, NULL);
+}
+
+static enum MHD_Result accumulate_body(struct request_state *rs, size_t max,
+                                       const char *upload_data, size_t n)
+{
+    if (rs->too_large || rs->body_len + n > max) {
+        rs->too_large = 1;
+        rs->discarded += n;
+        return rs->discarded > CHUNKED_DISCARD_FACTOR * max ? MHD_NO : MHD_YES;
+    }
+    if (rs->body_len + n + 1 > rs->body_cap) {
+        size_t cap =
+            rs->body_len + n + 1 > 2 * rs->body_cap ? rs->body_len + n + 1 : 2 * rs->body_cap;
+        char *nb = realloc(rs->body, cap > max + 1 ? max + 1 : cap);
+        if (!nb)
+            return MHD_NO;
+        rs->body = nb;
+        rs->body_cap = cap > max + 1 ? max + 1 : cap;
+    }
+    memcpy(rs->body + rs->body_len, upload_data, n);
+    rs->body_len += n;
+    rs->body[rs->body_len] = '\0';
+    return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -358,71 +492,66 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct ks_server *srv = cls;
     struct request_state *rs = *con_cls;
-    size_t max = srv->app->config->server.max_body_bytes;
     (void)version;
 
-    if (!rs) {
-        const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        rs = calloc(1, sizeof *rs);
-        if (!rs)
-            return MHD_NO;
-        rs->start_us = ks_monotonic_us();
-        rs->method = method;
-        rs->route = "-";
-        if (rid && request_id_ok(rid))
-            memcpy(rs->request_id, rid, strlen(rid) + 1);
-        else if (ks_uuid_v4(rs->request_id) != 0)
-            memcpy(rs->request_id, "-", 2);
-        *con_cls = rs;
-        atomic_fetch_add(&srv->in_flight, 1);
-        if (atomic_load(&srv->draining)) {
-            /* A request that arrives on a kept-alive connection after SIGTERM was never
-             * accepted: refuse it so that the client (or the proxy) retries elsewhere. */
-            struct ks_error err;
-            ks_error_set(&err, KS_E_UNAVAILABLE, "server is shutting down; retry");
-            rs->closing = 1;
-            return queue_error(srv, conn, rs, &err, NULL);
-        }
-        if (cl) {
-            char *end;
-            unsigned long long n = strtoull(cl, &end, 10);
-            if (*end == '\0' && n > max) {
-                /* Answer before reading: MHD then closes the connection. */
-                struct ks_error err;
-                rs->too_large = 1;
-                ks_error_set(&err, KS_E_TOO_LARGE, "request body larger than %zu bytes", max);
-                return queue_error(srv, conn, rs, &err, NULL);
-            }
-        }
-        return MHD_YES;
-    }
+    if (!rs || !rs->started)
+        return begin_request(srv, conn, con_cls, method);
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (rs->too_large || rs->body_len + n > max) {
-            rs->too_large = 1;
-            rs->discarded += n;
-            return rs->discarded > CHUNKED_DISCARD_FACTOR * max ? MHD_NO : MHD_YES;
-        }
-        if (rs->body_len + n + 1 > rs->body_cap) {
-            size_t cap =
-                rs->body_len + n + 1 > 2 * rs->body_cap ? rs->body_len + n + 1 : 2 * rs->body_cap;
-            char *nb = realloc(rs->body, cap > max + 1 ? max + 1 : cap);
-            if (!nb)
-                return MHD_NO;
-            rs->body = nb;
-            rs->body_cap = cap > max + 1 ? max + 1 : cap;
-        }
-        memcpy(rs->body + rs->body_len, upload_data, n);
-        rs->body_len += n;
-        rs->body[rs->body_len] = '\0';
-        return MHD_YES;
+        return accumulate_body(rs, ks_app_config(srv->app)->server.max_body_bytes, upload_data, n);
     }
     if (rs->status)
-        return MHD_YES; /* already answered (early 413) */
+        return MHD_YES; /* already answered (an early refusal) */
     return dispatch(srv, conn, rs, url, method);
+}
+
+/* MHD_OPTION_URI_LOG_CALLBACK: called once per request line, before the headers are read. The
+ * state made here becomes the request's; on_completed sees it even when libmicrohttpd refuses
+ * the headers itself. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    return new_request_state(uri);
+}
+
+/* --- completion: the access log -------------------------------------------------------- */
+
+static void log_access(struct ks_server *srv, const struct request_state *rs,
+                       enum MHD_RequestTerminationCode toe)
+{
+    struct ks_log_line line;
+
+    /* Method, route pattern, status, latency, tenant, request id: nothing here can carry a key
+     * or a token. The request target is logged only when no route matched (escaped and cut). */
+    ks_log_begin(&line, srv->log, KS_LOG_INFO, "access");
+    ks_log_str(&line, "method", rs->method);
+    ks_log_str(&line, "route", rs->route);
+    if (strcmp(rs->route, "-") == 0)
+        ks_log_strn(&line, "uri", rs->uri, rs->uri_kept, URI_LOGGED);
+    ks_log_int(&line, "status", rs->status);
+    ks_log_ms(&line, "latencyMs", (double)(ks_monotonic_us() - rs->start_us) / 1000.0);
+    ks_log_str(&line, "tenant", rs->tenant[0] ? rs->tenant : "-");
+    ks_log_str(&line, "requestId", rs->request_id);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        ks_log_bool(&line, "aborted", 1);
+    ks_log_end(&line);
+}
+
+/* A request libmicrohttpd ended before our handler saw it: headers over its buffer (431), a
+ * malformed header, or the client went away. Its answer is not ours to see: log what we know. */
+static void log_refused(struct ks_server *srv, const struct request_state *rs,
+                        enum MHD_RequestTerminationCode toe)
+{
+    struct ks_log_line line;
+    ks_log_begin(&line, srv->log, KS_LOG_WARN, "refused");
+    ks_log_strn(&line, "uri", rs->uri, rs->uri_kept, URI_LOGGED);
+    ks_log_int(&line, "uriBytes", (long long)rs->uri_len);
+    ks_log_int(&line, "termination", (long long)toe);
+    ks_log_ms(&line, "latencyMs", (double)(ks_monotonic_us() - rs->start_us) / 1000.0);
+    ks_log_str(&line, "msg", "libmicrohttpd ended the request before keystored saw its headers");
+    ks_log_end(&line);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -430,46 +559,65 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct ks_server *srv = cls;
     struct request_state *rs = *con_cls;
-    struct timespec ts;
-    struct tm tm;
-    char when[32];
     (void)conn;
 
     if (!rs)
         return;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    /* Method, route pattern (never the raw path), status, latency, tenant, request id: nothing
-     * here can carry a key or a token. */
-    fprintf(srv->log,
-            "{\"time\":\"%s\",\"msg\":\"access\",\"method\":\"%s\",\"route\":\"%s\","
-            "\"status\":%d,\"latencyMs\":%.3f,\"tenant\":\"%s\",\"requestId\":\"%s\"%s}\n",
-            when, rs->method, rs->route, rs->status,
-            (double)(ks_monotonic_us() - rs->start_us) / 1000.0, rs->tenant[0] ? rs->tenant : "-",
-            rs->request_id, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : ",\"aborted\":true");
-    fflush(srv->log);
+    if (rs->started) {
+        log_access(srv, rs, toe);
+        atomic_fetch_sub(&srv->in_flight, 1);
+    } else {
+        log_refused(srv, rs, toe);
+    }
     free(rs->body);
     free(rs);
     *con_cls = NULL;
-    atomic_fetch_sub(&srv->in_flight, 1);
 }
 
-ks_status ks_server_start(struct ks_app *app, FILE *log, struct ks_server **out,
+/* MHD_OPTION_EXTERNAL_LOGGER: libmicrohttpd's own diagnostics (among them the 414 it still
+ * answers for a request line longer than its buffer, which no callback sees). */
+static void on_library_message(void *cls, const char *fmt, va_list ap)
+{
+    struct ks_server *srv = cls;
+    struct ks_log_line line;
+    char text[512];
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    size_t len = n < 0 ? 0 : (size_t)n >= sizeof text ? sizeof text - 1 : (size_t)n;
+
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        len--;
+    ks_log_begin(&line, srv->log, KS_LOG_WARN, "http_library");
+    ks_log_strn(&line, "msg", text, len, KS_LOG_VALUE_MAX);
+    ks_log_end(&line);
+}
+
+/*
+ * libmicrohttpd's per-connection memory holds the request line and headers (it answers 414/431
+ * itself, as HTML, when they do not fit). Twice keystored's own caps plus room for its parsing
+ * and the response headers, so that keystored's caps bite first.
+ */
+static size_t connection_memory(const struct ks_server_config *limits)
+{
+    size_t want = 2 * (limits->max_uri_bytes + limits->max_header_bytes) + 32768;
+    return want < 65536 ? 65536 : want;
+}
+
+ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_server **out,
                           struct ks_error *err)
 {
-    const struct ks_config *cfg = app->config;
+    const struct ks_config *cfg = ks_app_config(app);
     struct ks_server *srv = calloc(1, sizeof *srv);
     struct addrinfo hints, *ai = NULL;
     char port[8];
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_EPOLL_LINUX_ONLY;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_EPOLL_LINUX_ONLY |
+                     MHD_USE_ERROR_LOG;
     const union MHD_DaemonInfo *info;
     int rc;
 
     if (!srv)
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     srv->app = app;
-    srv->log = log ? log : stderr;
+    srv->log = log;
     atomic_init(&srv->in_flight, 0);
     atomic_init(&srv->draining, 0);
     memset(&hints, 0, sizeof hints);
@@ -484,12 +632,23 @@ ks_status ks_server_start(struct ks_app *app, FILE *log, struct ks_server **out,
     }
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* One option per line (clang-format off) so that additions merge line by line. The
+     * external logger goes first: libmicrohttpd prints to stderr until it has seen it. */
+    // clang-format off
     srv->daemon = MHD_start_daemon(
-        flags, cfg->listen_port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->server.threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->server.connection_timeout_seconds, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        srv, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_END);
+        flags, cfg->listen_port, NULL, NULL, on_request, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_library_message, srv,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->server.threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->server.connection_timeout_seconds,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(&cfg->server),
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_END);
+    // clang-format on
     freeaddrinfo(ai);
     if (!srv->daemon) {
         free(srv);
@@ -501,7 +660,6 @@ ks_status ks_server_start(struct ks_app *app, FILE *log, struct ks_server **out,
     *out = srv;
     return KS_OK;
 }
-
 uint16_t ks_server_port(const struct ks_server *s)
 {
     return s->port;

@@ -1,22 +1,23 @@
 /*
  * server.h - the HTTP front end (libmicrohttpd, thread pool): routing, bearer auth and roles,
  * request ids, body cap (413), JSON nesting cap, Content-Type check (415), error rendering
- * ({"error":{"type","message","requestId"}}), one access log line per request, and a graceful
+ * ({"error":{"type","message","requestId"}}, handlers/common.c), URI and header caps (414, 431),
+ * one access log line per request (common/log.h), and a graceful
  * stop that lets in-flight requests finish.
  */
 #ifndef KS_SERVER_SERVER_H
 #define KS_SERVER_SERVER_H
 
 #include <stdint.h>
-#include <stdio.h>
 
+#include "common/log.h"
 #include "handlers/handlers.h"
 
 struct ks_server;
 
-/* Starts listening on the config's address. app is borrowed. log receives the access log
- * (NULL: stderr). */
-ks_status ks_server_start(struct ks_app *app, FILE *log, struct ks_server **out,
+/* Starts listening on the config's address. app and log are borrowed; log receives the access
+ * log and every request-time event (NULL: none). */
+ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_server **out,
                           struct ks_error *err);
 
 /* The bound port (useful with port 0). */

@@ -14,7 +14,8 @@
 //    the cases as variables), then the VersionKey race on the same server, stops it with
 //    SIGTERM (exit 0 expected) and checks its access log.
 // 2. Programmatic suites, each on its own server(s): tamper, graceful shutdown; sqlite only:
-//    key file, --check-config, embedded default, the README walkthrough; dynamodb only: two
+//    key file, --check-config, embedded default, shared cache, the log (log.mjs), the README
+//    walkthrough; dynamodb only: two
 //    instances on one table (multi.mjs), with and without KMS throttling.
 // 3. Once: no keystored process may have printed a sanitizer report.
 // Prints one line per test (prefixed [backend]), the counts per backend, and a final
@@ -38,6 +39,7 @@ import { runConfigCheck, runEmbedded, runKeyFile } from './startup.mjs';
 import { runShutdown } from './shutdown.mjs';
 import { runCache } from './cache.mjs';
 import { runWalkthrough } from './walkthrough.mjs';
+import { runLog } from './log.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -176,6 +178,8 @@ async function backendSuite(backend) {
       await guarded('embedded', () => runEmbedded(h));
       h.section('[sqlite] shared cache');
       await guarded('cache', () => runCache(h));
+      h.section('[sqlite] log: hostile requests, URI and header caps, every line parsed');
+      await guarded('log', () => runLog(h));
       h.section('[sqlite] README walkthrough');
       await guarded('walkthrough', () => runWalkthrough(h, repoRoot));
     }

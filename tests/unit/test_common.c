@@ -658,6 +658,8 @@ Test(common_status, table_values)
         {KS_E_VERSION_RACE, 409, "VersionRaceException"},
         {KS_E_TOO_LARGE, 413, NULL},
         {KS_E_MEDIA_TYPE, 415, NULL},
+        {KS_E_URI_TOO_LONG, 414, "UriTooLongException"},
+        {KS_E_HEADERS_TOO_BIG, 431, "RequestHeaderFieldsTooLargeException"},
         {KS_E_THROTTLED, 429, NULL},
         {KS_E_KMS, 502, "KeyManagementException"},
         {KS_E_STORAGE, 502, "KeyStorageException"},

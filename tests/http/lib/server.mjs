@@ -102,15 +102,29 @@ export function makeSuiteSetup(tag, extra) {
   return { dir, configPath, tokens };
 }
 
+// The {host, port} of the log's "listening" event (a JSON line; README "Logs"), or null.
+function listeningLine(text) {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{') || !line.includes('"listening"')) continue;
+    try {
+      const o = JSON.parse(line);
+      if (o.event === 'listening' && typeof o.port === 'number') return { host: o.host, port: o.port };
+    } catch {
+      /* an incomplete line: wait for more */
+    }
+  }
+  return null;
+}
+
 /*
- * Starts keystored with args. Resolves when it prints "listening on HOST:PORT" with
- * {proc, host, port, base, stderr(), exited, stop()}; rejects (with its stderr) when it exits
+ * Starts keystored with args. Resolves when it logs its "listening" event with
+ * {proc, host, port, base, stderr(), stderrBytes(), exited, stop()}; rejects (with its stderr) when it exits
  * first or does not listen within START_TIMEOUT_MS.
  */
 export function startServer(args, label = 'keystored') {
   return new Promise((resolve, reject) => {
     const proc = spawn(KEYSTORED, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = { text: '', stdout: '' };
+    const out = { text: '', stdout: '', raw: [] };
     allProcessOutputs.push({ label, out });
     let settled = false;
     let exitInfo = null;
@@ -135,13 +149,13 @@ export function startServer(args, label = 'keystored') {
     proc.stdout.on('data', (d) => (out.stdout += d.toString()));
     proc.stderr.on('data', (d) => {
       out.text += d.toString();
+      out.raw.push(d);
       if (settled) return;
-      const m = /listening on (.+):(\d+)\s*$/m.exec(out.text);
+      const m = listeningLine(out.text);
       if (m) {
         settled = true;
         clearTimeout(timer);
-        const host = m[1].replace(/^\[|\]$/g, '');
-        const port = Number(m[2]);
+        const { host, port } = m;
         const hostUrl = host.includes(':') ? `[${host}]` : host;
         resolve({
           proc,
@@ -149,6 +163,7 @@ export function startServer(args, label = 'keystored') {
           port,
           base: `http://${hostUrl}:${port}`,
           stderr: () => out.text,
+          stderrBytes: () => Buffer.concat(out.raw),
           exited,
           exitInfo: () => exitInfo,
           stop: () => stopServer(proc, exited, label),
@@ -213,14 +228,14 @@ export function runKeystored(args, label = 'keystored', timeoutMs = START_TIMEOU
   });
 }
 
-// The JSON access log lines of a stderr text.
+// The access events (JSON log lines with "event":"access") of a stderr text.
 export function accessLines(stderrText) {
   const lines = [];
   for (const line of stderrText.split('\n')) {
     if (!line.startsWith('{')) continue;
     try {
       const o = JSON.parse(line);
-      if (o && o.msg === 'access') lines.push(o);
+      if (o && o.event === 'access') lines.push(o);
     } catch {
       /* not JSON: not an access line */
     }

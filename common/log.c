@@ -1,0 +1,396 @@
+/*
+ * log.c - JSON-lines log (log.h). Escaping works on whole units: one ASCII byte, one escape or
+ * one well-formed UTF-8 sequence (RFC 3629 section 4: no overlongs, no surrogates, nothing above
+ * U+10FFFF) is written completely or not at all, which is what keeps truncated lines valid.
+ */
+#include "common/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Room kept at the end of every line for ,"truncated":true}\n */
+#define LINE_TAIL (sizeof ",\"truncated\":true}\n" - 1)
+#define REPLACEMENT_ESCAPE "\\ufffd"
+
+struct ks_log {
+    int fd;
+    enum ks_log_level min_level;
+    const struct ks_clock *clock;
+    pthread_mutex_t lock; /* one writer at a time: a line is never split by another */
+};
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+ks_status ks_log_create(int fd, enum ks_log_level min_level, const struct ks_clock *clock,
+                        struct ks_log **out, struct ks_error *err)
+{
+    struct ks_log *log;
+    if (fd < 0 || (int)min_level < KS_LOG_DEBUG || min_level > KS_LOG_ERROR)
+        return ks_error_set(err, KS_E_INVALID, "log: bad descriptor or level");
+    log = calloc(1, sizeof *log);
+    if (!log)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    if (pthread_mutex_init(&log->lock, NULL) != 0) {
+        free(log);
+        return ks_error_set(err, KS_E_INTERNAL, "log: cannot create its lock");
+    }
+    log->fd = fd;
+    log->min_level = min_level;
+    log->clock = clock ? clock : ks_clock_system();
+    *out = log;
+    return KS_OK;
+}
+
+void ks_log_destroy(struct ks_log *log)
+{
+    if (!log)
+        return;
+    pthread_mutex_destroy(&log->lock);
+    free(log);
+}
+
+int ks_log_enabled(const struct ks_log *log, enum ks_log_level level)
+{
+    return log && level >= log->min_level && level <= KS_LOG_ERROR;
+}
+
+ks_status ks_log_level_parse(const char *name, enum ks_log_level *out)
+{
+    size_t i;
+    for (i = 0; name && i < sizeof level_names / sizeof level_names[0]; i++) {
+        if (strcmp(name, level_names[i]) == 0) {
+            *out = (enum ks_log_level)i;
+            return KS_OK;
+        }
+    }
+    return KS_E_INVALID;
+}
+
+const char *ks_log_level_name(enum ks_log_level level)
+{
+    return (int)level >= KS_LOG_DEBUG && level <= KS_LOG_ERROR ? level_names[level] : "error";
+}
+
+/* --- UTF-8 and escaping ---------------------------------------------------------------- */
+
+/* Length (2..4) of the well-formed multi-byte sequence at p, with its code point; 0 if none. */
+static size_t utf8_sequence(const unsigned char *p, size_t len, unsigned *cp)
+{
+    size_t n, k;
+    unsigned c = p[0], v;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        v = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        v = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        v = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len < n)
+        return 0;
+    for (k = 1; k < n; k++) {
+        if ((p[k] & 0xc0) != 0x80)
+            return 0;
+        v = v << 6 | (p[k] & 0x3f);
+    }
+    if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10ffff ||
+        (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+/*
+ * The escaped form of the unit at s: writes it into unit (at least 7 bytes) and returns its
+ * length; *used is how many input bytes it stands for.
+ */
+static size_t escape_unit(const unsigned char *s, size_t len, char unit[8], size_t *used)
+{
+    unsigned c = s[0], cp = 0;
+    const char *e = NULL;
+    size_t n;
+
+    *used = 1;
+    if (c >= 0x80) {
+        n = utf8_sequence(s, len, &cp);
+        if (n == 0) {
+            memcpy(unit, REPLACEMENT_ESCAPE, 6);
+            return 6;
+        }
+        *used = n;
+        if (cp <= 0x9f) /* C1 controls: a terminal may act on them */
+            return (size_t)snprintf(unit, 8, "\\u%04x", cp);
+        memcpy(unit, s, n);
+        return n;
+    }
+    if (c == '"')
+        e = "\\\"";
+    else if (c == '\\')
+        e = "\\\\";
+    else if (c == '\n')
+        e = "\\n";
+    else if (c == '\r')
+        e = "\\r";
+    else if (c == '\t')
+        e = "\\t";
+    if (e) {
+        memcpy(unit, e, 2);
+        return 2;
+    }
+    if (c < 0x20 || c == 0x7f)
+        return (size_t)snprintf(unit, 8, "\\u%04x", c);
+    unit[0] = (char)c;
+    return 1;
+}
+
+/* Length of s[0..len) without a trailing sequence that a byte cut left incomplete (a lead byte
+ * followed by fewer continuation bytes than it announces). */
+static size_t without_cut_sequence(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t back = 0, need = 1;
+    unsigned lead;
+
+    while (back < 3 && back < len && (p[len - 1 - back] & 0xc0) == 0x80)
+        back++;
+    if (back == len)
+        return len;
+    lead = p[len - 1 - back];
+    if (lead >= 0xc2 && lead <= 0xdf)
+        need = 2;
+    else if (lead >= 0xe0 && lead <= 0xef)
+        need = 3;
+    else if (lead >= 0xf0 && lead <= 0xf4)
+        need = 4;
+    return need > back + 1 ? len - 1 - back : len;
+}
+
+size_t ks_log_escape(const char *s, size_t len, char *out, size_t cap, int *truncated)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n = 0;
+
+    while (i < len) {
+        char unit[8];
+        size_t used, ulen = escape_unit(p + i, len - i, unit, &used);
+        if (n + ulen > cap)
+            break;
+        memcpy(out + n, unit, ulen);
+        n += ulen;
+        i += used;
+    }
+    if (truncated)
+        *truncated = i < len;
+    return n;
+}
+
+size_t ks_log_scrub_utf8(const char *s, size_t len, char *out, size_t cap)
+{
+    static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n = 0;
+
+    if (cap == 0)
+        return 0;
+    len = without_cut_sequence(s, len); /* text cut upstream (a %.200s, a full buffer) */
+    while (i < len) {
+        unsigned cp;
+        size_t used = 1, seq = p[i] >= 0x80 ? utf8_sequence(p + i, len - i, &cp) : 0;
+        const char *src = s + i;
+        size_t slen = 1;
+        if (seq > 0) {
+            used = slen = seq;
+        } else if (p[i] >= 0x80 || p[i] == 0) {
+            src = replacement;
+            slen = 3;
+        }
+        if (n + slen + 1 > cap)
+            break;
+        memcpy(out + n, src, slen);
+        n += slen;
+        i += used;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* --- building a line ------------------------------------------------------------------- */
+
+static size_t room(const struct ks_log_line *line)
+{
+    return KS_LOG_LINE_MAX - LINE_TAIL - line->len;
+}
+
+static int append(struct ks_log_line *line, const char *s, size_t n)
+{
+    if (n > room(line))
+        return -1;
+    memcpy(line->buf + line->len, s, n);
+    line->len += n;
+    return 0;
+}
+
+/* ,"key": - the whole member is dropped (and the line marked) when even this does not fit. */
+static int member(struct ks_log_line *line, const char *key)
+{
+    size_t start = line->len;
+    int cut;
+    if (append(line, ",\"", 2) != 0)
+        goto full;
+    line->len += ks_log_escape(key, strlen(key), line->buf + line->len, room(line), &cut);
+    if (cut || append(line, "\":", 2) != 0)
+        goto full;
+    return 0;
+full:
+    line->len = start;
+    line->truncated = 1;
+    return -1;
+}
+
+void ks_log_begin(struct ks_log_line *line, struct ks_log *log, enum ks_log_level level,
+                  const char *event)
+{
+    char when[28];
+    line->log = ks_log_enabled(log, level) ? log : NULL;
+    line->len = 0;
+    line->truncated = 0;
+    if (!line->log)
+        return;
+    ks_timestamp_iso8601(log->clock->now_us(log->clock->ctx), when);
+    append(line, "{\"time\":\"", 9);
+    append(line, when, strlen(when));
+    append(line, "\",\"level\":\"", 11);
+    append(line, level_names[level], strlen(level_names[level]));
+    append(line, "\"", 1);
+    ks_log_str(line, "event", event);
+}
+
+void ks_log_strn(struct ks_log_line *line, const char *key, const char *value, size_t len,
+                 size_t max)
+{
+    size_t start = line->len, cap;
+    int cut;
+
+    if (!line->log || member(line, key) != 0)
+        return;
+    if (!value) {
+        if (append(line, "null", 4) != 0) {
+            line->len = start;
+            line->truncated = 1;
+        }
+        return;
+    }
+    if (append(line, "\"", 1) != 0 || room(line) < 1) {
+        line->len = start;
+        line->truncated = 1;
+        return;
+    }
+    cap = room(line) - 1 < max ? room(line) - 1 : max; /* - 1: the closing quote */
+    line->len += ks_log_escape(value, len, line->buf + line->len, cap, &cut);
+    append(line, "\"", 1);
+    line->truncated |= cut;
+}
+
+void ks_log_str(struct ks_log_line *line, const char *key, const char *value)
+{
+    ks_log_strn(line, key, value, value ? strlen(value) : 0, KS_LOG_VALUE_MAX);
+}
+
+static void raw_member(struct ks_log_line *line, const char *key, const char *text, size_t n)
+{
+    size_t start = line->len;
+    if (!line->log || member(line, key) != 0)
+        return;
+    if (append(line, text, n) != 0) {
+        line->len = start;
+        line->truncated = 1;
+    }
+}
+
+void ks_log_int(struct ks_log_line *line, const char *key, long long value)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, "%lld", value);
+    raw_member(line, key, tmp, (size_t)n);
+}
+
+void ks_log_ms(struct ks_log_line *line, const char *key, double value)
+{
+    char tmp[48];
+    int n = snprintf(tmp, sizeof tmp, "%.3f", value);
+    /* JSON has no NaN or infinity; a clock that went backwards is still a number. */
+    if (n <= 0 || (size_t)n >= sizeof tmp || value != value || value > 1e15 || value < -1e15)
+        n = snprintf(tmp, sizeof tmp, "0");
+    raw_member(line, key, tmp, (size_t)n);
+}
+
+void ks_log_bool(struct ks_log_line *line, const char *key, int value)
+{
+    raw_member(line, key, value ? "true" : "false", value ? 4 : 5);
+}
+
+/* One write(2) under the lock; a short write (signal, full disk) continues where it stopped. */
+static void write_line(struct ks_log *log, const char *buf, size_t len)
+{
+    size_t off = 0;
+    pthread_mutex_lock(&log->lock);
+    while (off < len) {
+        ssize_t n = write(log->fd, buf + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* nowhere left to report a failing log */
+        off += (size_t)n;
+    }
+    pthread_mutex_unlock(&log->lock);
+}
+
+void ks_log_end(struct ks_log_line *line)
+{
+    static const char tail[] = ",\"truncated\":true";
+    if (!line->log)
+        return;
+    /* The tail room was kept by room(): these appends cannot fail. */
+    if (line->truncated) {
+        memcpy(line->buf + line->len, tail, sizeof tail - 1);
+        line->len += sizeof tail - 1;
+    }
+    memcpy(line->buf + line->len, "}\n", 2);
+    line->len += 2;
+    write_line(line->log, line->buf, line->len);
+    line->log = NULL;
+}
+
+void ks_log_msg(struct ks_log *log, enum ks_log_level level, const char *event, const char *fmt,
+                ...)
+{
+    struct ks_log_line line;
+    char text[KS_LOG_LINE_MAX];
+    va_list ap;
+    int n;
+    size_t len;
+
+    if (!ks_log_enabled(log, level))
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    len = n < 0 ? 0 : (size_t)n;
+    ks_log_begin(&line, log, level, event);
+    if (len >= sizeof text) {
+        len = without_cut_sequence(text, sizeof text - 1);
+        line.truncated = 1;
+    }
+    ks_log_strn(&line, "msg", text, len, KS_LOG_LINE_MAX);
+    ks_log_end(&line);
+}
