@@ -1,0 +1,363 @@
+/*
+ * readiness.c - background dependency probes (readiness.h).
+ *
+ * Threads: one supervisor and one per check. Everything below is guarded by r->lock; a probe
+ * thread drops it only while its ping runs.
+ */
+#include "server/readiness.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/jsonw.h"
+#include "common/secret.h"
+#include "common/util.h"
+#include "server/timedwait.h"
+
+struct probe {
+    struct ks_readiness_check check;
+    struct ks_readiness *r;
+    pthread_t thread;
+    int has_thread;
+    int requested;       /* the supervisor asks for a ping */
+    int running;         /* requested or inside its ping */
+    uint64_t started_us; /* when it was requested */
+    enum ks_readiness_state state;
+};
+
+struct ks_readiness {
+    pthread_mutex_t lock;
+    pthread_cond_t supervisor_wake; /* stop, or a probe finished */
+    pthread_cond_t probe_wake;      /* stop, or a ping requested */
+    int stop;
+    int has_supervisor;
+    pthread_t supervisor;
+    uint64_t interval_us, timeout_us;
+    FILE *log;
+    enum ks_readiness_state overall; /* last overall state logged */
+    size_t n;
+    struct probe *probes;
+};
+
+static const char *state_name(enum ks_readiness_state s)
+{
+    switch (s) {
+    case KS_READINESS_OK:
+        return "ok";
+    case KS_READINESS_UNAVAILABLE:
+        return "unavailable";
+    case KS_READINESS_TIMEOUT:
+        return "timeout";
+    case KS_READINESS_STARTING:
+        break;
+    }
+    return "starting";
+}
+
+/* --- log (one JSON line per change; swap for the log module when it exists) ---------------- */
+
+static void log_begin(struct ks_jsonw *w, const char *level, const char *msg)
+{
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    ks_jsonw_init(w, 8192);
+    ks_jsonw_object_begin(w);
+    ks_jsonw_key(w, "time");
+    ks_jsonw_string(w, when);
+    ks_jsonw_key(w, "level");
+    ks_jsonw_string(w, level);
+    ks_jsonw_key(w, "msg");
+    ks_jsonw_string(w, msg);
+}
+
+static void log_end(struct ks_readiness *r, struct ks_jsonw *w)
+{
+    size_t len = 0;
+    char *line;
+    ks_jsonw_object_end(w);
+    line = ks_jsonw_take(w, &len);
+    if (!line)
+        return;
+    fprintf(r->log, "%s\n", line);
+    fflush(r->log);
+    ks_secret_free_string(line);
+}
+
+static enum ks_readiness_state overall_locked(const struct ks_readiness *r)
+{
+    enum ks_readiness_state s = KS_READINESS_OK;
+    size_t i;
+    for (i = 0; i < r->n; i++) {
+        if (r->probes[i].state == KS_READINESS_STARTING)
+            return KS_READINESS_STARTING;
+        if (r->probes[i].state != KS_READINESS_OK)
+            s = KS_READINESS_UNAVAILABLE;
+    }
+    return s;
+}
+
+static void log_overall_locked(struct ks_readiness *r)
+{
+    enum ks_readiness_state now = overall_locked(r);
+    struct ks_jsonw w;
+    size_t i;
+
+    if (now == r->overall)
+        return;
+    r->overall = now;
+    log_begin(&w, now == KS_READINESS_OK ? "info" : "warn",
+              now == KS_READINESS_OK ? "ready" : "not ready");
+    ks_jsonw_key(&w, "failing");
+    ks_jsonw_array_begin(&w);
+    for (i = 0; i < r->n; i++)
+        if (r->probes[i].state != KS_READINESS_OK)
+            ks_jsonw_string(&w, r->probes[i].check.name);
+    ks_jsonw_array_end(&w);
+    log_end(r, &w);
+}
+
+/* Records a check's new state; a change is logged with why (err: the ping's error, or NULL). */
+static void set_state_locked(struct probe *p, enum ks_readiness_state s, const struct ks_error *err)
+{
+    struct ks_readiness *r = p->r;
+    struct ks_jsonw w;
+
+    if (p->state == s)
+        return;
+    log_begin(&w, s == KS_READINESS_OK ? "info" : "warn", "readiness check changed");
+    ks_jsonw_key(&w, "check");
+    ks_jsonw_string(&w, p->check.name);
+    ks_jsonw_key(&w, "from");
+    ks_jsonw_string(&w, state_name(p->state));
+    ks_jsonw_key(&w, "to");
+    ks_jsonw_string(&w, state_name(s));
+    if (s == KS_READINESS_TIMEOUT) {
+        ks_jsonw_key(&w, "reason");
+        ks_jsonw_string(&w, "no answer within server.readiness_timeout_ms");
+        ks_jsonw_key(&w, "timeoutMs");
+        ks_jsonw_int(&w, (long long)(r->timeout_us / 1000u));
+    } else if (err && err->code != KS_OK) {
+        ks_jsonw_key(&w, "error");
+        ks_jsonw_string(&w, ks_status_exception(err->code));
+        ks_jsonw_key(&w, "message");
+        ks_jsonw_string(&w, err->message);
+        if (err->detail[0]) {
+            ks_jsonw_key(&w, "detail");
+            ks_jsonw_string(&w, err->detail);
+        }
+    }
+    log_end(r, &w);
+    p->state = s;
+    log_overall_locked(r);
+}
+
+/* --- threads -------------------------------------------------------------------------------- */
+
+static void *probe_main(void *arg)
+{
+    struct probe *p = arg;
+    struct ks_readiness *r = p->r;
+
+    pthread_mutex_lock(&r->lock);
+    for (;;) {
+        struct ks_error err;
+        uint64_t started;
+        ks_status st;
+
+        while (!r->stop && !p->requested)
+            pthread_cond_wait(&r->probe_wake, &r->lock);
+        if (r->stop)
+            break;
+        p->requested = 0;
+        started = p->started_us;
+        pthread_mutex_unlock(&r->lock);
+        ks_error_clear(&err);
+        st = p->check.ping(p->check.arg, &err);
+        if (st != KS_OK && err.code == KS_OK)
+            ks_error_set(&err, st, "%s", ks_strerror(st));
+        pthread_mutex_lock(&r->lock);
+        p->running = 0;
+        /* A late answer does not count: the check stays timed out until a probe finishes in
+         * time. */
+        if (ks_monotonic_us() - started > r->timeout_us)
+            set_state_locked(p, KS_READINESS_TIMEOUT, NULL);
+        else
+            set_state_locked(p, st == KS_OK ? KS_READINESS_OK : KS_READINESS_UNAVAILABLE, &err);
+        pthread_cond_broadcast(&r->supervisor_wake);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+/* Requests a ping from every check that is not still busy with an earlier one. */
+static void request_round_locked(struct ks_readiness *r, uint64_t now)
+{
+    size_t i;
+    for (i = 0; i < r->n; i++) {
+        struct probe *p = &r->probes[i];
+        if (p->running)
+            continue; /* stuck in an earlier ping: already counted as timed out */
+        p->requested = 1;
+        p->running = 1;
+        p->started_us = now;
+    }
+    pthread_cond_broadcast(&r->probe_wake);
+}
+
+/* Marks every ping still running past its deadline as timed out. 1 when some ping of this
+ * round is still within its deadline. */
+static int expire_locked(struct ks_readiness *r, uint64_t now)
+{
+    int pending = 0;
+    size_t i;
+    for (i = 0; i < r->n; i++) {
+        struct probe *p = &r->probes[i];
+        if (!p->running)
+            continue;
+        if (now - p->started_us >= r->timeout_us)
+            set_state_locked(p, KS_READINESS_TIMEOUT, NULL);
+        else
+            pending = 1;
+    }
+    return pending;
+}
+
+static void *supervisor_main(void *arg)
+{
+    struct ks_readiness *r = arg;
+
+    pthread_mutex_lock(&r->lock);
+    while (!r->stop) {
+        uint64_t round = ks_monotonic_us(), deadline = round + r->timeout_us;
+        uint64_t next = round + r->interval_us;
+
+        request_round_locked(r, round);
+        while (!r->stop && expire_locked(r, ks_monotonic_us()))
+            ks_timedwait_until(&r->supervisor_wake, &r->lock, deadline);
+        while (!r->stop && ks_monotonic_us() < next)
+            ks_timedwait_until(&r->supervisor_wake, &r->lock, next);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+/* --- API ------------------------------------------------------------------------------------ */
+
+static ks_status start_threads(struct ks_readiness *r, struct ks_error *err)
+{
+    size_t i;
+    for (i = 0; i < r->n; i++) {
+        if (pthread_create(&r->probes[i].thread, NULL, probe_main, &r->probes[i]) != 0)
+            return ks_error_set(err, KS_E_INTERNAL, "cannot start a readiness probe thread");
+        r->probes[i].has_thread = 1;
+    }
+    if (pthread_create(&r->supervisor, NULL, supervisor_main, r) != 0)
+        return ks_error_set(err, KS_E_INTERNAL, "cannot start the readiness thread");
+    r->has_supervisor = 1;
+    return KS_OK;
+}
+
+ks_status ks_readiness_start(const struct ks_readiness_check *checks, size_t n,
+                             const struct ks_readiness_options *opts, struct ks_readiness **out,
+                             struct ks_error *err)
+{
+    struct ks_readiness *r = calloc(1, sizeof *r);
+    size_t i;
+
+    if (!r || !(r->probes = calloc(n + 1, sizeof *r->probes))) {
+        free(r);
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    r->n = n;
+    r->interval_us = (uint64_t)(opts->interval_ms ? opts->interval_ms : 1) * 1000u;
+    r->timeout_us = (uint64_t)(opts->timeout_ms ? opts->timeout_ms : 1) * 1000u;
+    r->log = opts->log ? opts->log : stderr;
+    r->overall = KS_READINESS_STARTING;
+    for (i = 0; i < n; i++) {
+        r->probes[i].check = checks[i];
+        r->probes[i].r = r;
+    }
+    if (pthread_mutex_init(&r->lock, NULL) != 0) {
+        free(r->probes);
+        free(r);
+        return ks_error_set(err, KS_E_INTERNAL, "cannot create a mutex");
+    }
+    if (ks_timedwait_cond_init(&r->supervisor_wake) != 0 ||
+        pthread_cond_init(&r->probe_wake, NULL) != 0) {
+        /* Destroying a condition variable that was never initialised is undefined: only the
+         * unlikely failure of the second init leaks the first. */
+        pthread_mutex_destroy(&r->lock);
+        free(r->probes);
+        free(r);
+        return ks_error_set(err, KS_E_INTERNAL, "cannot create a condition variable");
+    }
+    if (start_threads(r, err) != KS_OK) {
+        ks_readiness_stop(r);
+        return err->code;
+    }
+    /* No checks: nothing can fail, ready at once. */
+    if (n == 0) {
+        pthread_mutex_lock(&r->lock);
+        log_overall_locked(r);
+        pthread_mutex_unlock(&r->lock);
+    }
+    *out = r;
+    return KS_OK;
+}
+
+void ks_readiness_stop(struct ks_readiness *r)
+{
+    size_t i;
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->stop = 1;
+    pthread_cond_broadcast(&r->supervisor_wake);
+    pthread_cond_broadcast(&r->probe_wake);
+    pthread_mutex_unlock(&r->lock);
+    if (r->has_supervisor)
+        pthread_join(r->supervisor, NULL);
+    for (i = 0; i < r->n; i++)
+        if (r->probes[i].has_thread)
+            pthread_join(r->probes[i].thread, NULL);
+    pthread_cond_destroy(&r->probe_wake);
+    pthread_cond_destroy(&r->supervisor_wake);
+    pthread_mutex_destroy(&r->lock);
+    free(r->probes);
+    free(r);
+}
+
+size_t ks_readiness_count(struct ks_readiness *r)
+{
+    return r ? r->n : 0;
+}
+
+enum ks_readiness_state ks_readiness_state(struct ks_readiness *r, size_t i, const char **name)
+{
+    enum ks_readiness_state s;
+    if (!r || i >= r->n) {
+        *name = "";
+        return KS_READINESS_STARTING;
+    }
+    pthread_mutex_lock(&r->lock);
+    s = r->probes[i].state;
+    pthread_mutex_unlock(&r->lock);
+    *name = r->probes[i].check.name;
+    return s;
+}
+
+enum ks_readiness_state ks_readiness_overall(struct ks_readiness *r)
+{
+    enum ks_readiness_state s;
+    if (!r)
+        return KS_READINESS_STARTING;
+    pthread_mutex_lock(&r->lock);
+    s = overall_locked(r);
+    pthread_mutex_unlock(&r->lock);
+    return s;
+}
