@@ -614,6 +614,9 @@ ks_status ks_server_start(struct ks_app *app, FILE *log, struct ks_server **out,
         free_background(srv);
         return st;
     }
+    /* libmicrohttpd gives each pool thread an equal share of the total cap (the chooser keeps
+     * every share at least 1); the per-address cap is counted once, by the master daemon, across
+     * all threads. */
     max_conns =
         ks_connections_limit_for_process(cfg->server.max_connections, cfg->server.threads,
                                          cfg->n_key_stores + cfg->n_kms_relationships, srv->log);
