@@ -35,6 +35,23 @@ const char *ks_app_openapi(const struct ks_app *app, size_t *len);
 
 enum { KS_PARAM_KS = 0, KS_PARAM_ID, KS_PARAM_VERSION, KS_PARAM_COUNT };
 
+/*
+ * Readiness: what the server's background probes last found (server/readiness.c runs them). It
+ * is declared here because handlers may not include server/ headers; /readyz only reads it and
+ * never waits on a dependency.
+ */
+struct ks_readiness;
+enum ks_readiness_state {
+    KS_READINESS_STARTING = 0, /* no probe has finished yet */
+    KS_READINESS_OK,
+    KS_READINESS_UNAVAILABLE, /* the last probe failed */
+    KS_READINESS_TIMEOUT      /* the last probe did not finish within its deadline */
+};
+/* Number of checks (0 when r is NULL). */
+size_t ks_readiness_count(struct ks_readiness *r);
+/* State of check i and its name ("storage:<ks>", "kms:<relationship>"); thread-safe. */
+enum ks_readiness_state ks_readiness_state(struct ks_readiness *r, size_t i, const char **name);
+
 struct ks_request {
     struct ks_app *app;
     const char *route;                     /* the matched pattern, e.g. "/v1/keystores/{ks}" */
@@ -43,6 +60,7 @@ struct ks_request {
     struct json_object *body;              /* parsed JSON object, NULL when no body */
     const char *kms_relationship_query;    /* ?kmsRelationship=, decoded, or NULL */
     const struct ks_tenant_config *tenant; /* NULL on routes without auth */
+    struct ks_readiness *readiness;        /* the server's probes (NULL: reported as starting) */
 };
 
 struct ks_response {

@@ -1,8 +1,7 @@
 /*
  * system.c - routes without auth: GET /healthz (the process answers), GET /readyz (every
- * storage backend and KMS relationship reachable), GET /v1/openapi.yaml.
- * Readiness shows only "ok" / "unavailable" per component: the route is unauthenticated, so
- * dependency error text stays in the log.
+ * storage backend and KMS relationship reachable, as the background probes last found),
+ * GET /v1/openapi.yaml.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,41 +24,42 @@ ks_status ks_handle_healthz(const struct ks_request *req, struct ks_response *re
     return ks_handler_finish(&w, 200, resp, err);
 }
 
+/*
+ * Answers from the server's background probes (req->readiness): never waits on a dependency.
+ * 200 when every check is ok; 503 "starting" until each has finished one probe, else 503
+ * "unavailable". Each check shows only its state ("ok", "unavailable", "timeout", "starting"):
+ * the route is unauthenticated, so the dependency's error text stays in the log.
+ */
 ks_status ks_handle_readyz(const struct ks_request *req, struct ks_response *resp,
                            struct ks_error *err)
 {
-    const struct ks_config *cfg = ks_app_config(req->app);
+    static const char *const state_names[] = {
+        [KS_READINESS_STARTING] = "starting",
+        [KS_READINESS_OK] = "ok",
+        [KS_READINESS_UNAVAILABLE] = "unavailable",
+        [KS_READINESS_TIMEOUT] = "timeout",
+    };
+    size_t i, n = ks_readiness_count(req->readiness);
+    int starting = req->readiness == NULL, failing = 0;
     struct ks_jsonw w;
-    int ready = 1;
-    size_t i;
 
     ks_jsonw_init(&w, 1u << 20);
     ks_jsonw_object_begin(&w);
     ks_jsonw_key(&w, "checks");
     ks_jsonw_object_begin(&w);
-    for (i = 0; i < cfg->n_key_stores; i++) {
-        struct ks_error e;
-        char name[300];
-        int ok = ks_keystore_ping(ks_app_keystore(req->app, i), &e) == KS_OK;
-        ready &= ok;
-        snprintf(name, sizeof name, "storage:%s", cfg->key_stores[i].name);
+    for (i = 0; i < n; i++) {
+        const char *name;
+        enum ks_readiness_state s = ks_readiness_state(req->readiness, i, &name);
+        starting |= s == KS_READINESS_STARTING;
+        failing |= s != KS_READINESS_OK;
         ks_jsonw_key(&w, name);
-        ks_jsonw_string(&w, ok ? "ok" : "unavailable");
-    }
-    for (i = 0; i < cfg->n_kms_relationships; i++) {
-        struct ks_error e;
-        char name[300];
-        int ok = ks_kms_relationship_ping(ks_app_relationship(req->app, i), &e) == KS_OK;
-        ready &= ok;
-        snprintf(name, sizeof name, "kms:%s", cfg->kms_relationships[i].name);
-        ks_jsonw_key(&w, name);
-        ks_jsonw_string(&w, ok ? "ok" : "unavailable");
+        ks_jsonw_string(&w, state_names[s]);
     }
     ks_jsonw_object_end(&w);
     ks_jsonw_key(&w, "status");
-    ks_jsonw_string(&w, ready ? "ready" : "unavailable");
+    ks_jsonw_string(&w, starting ? "starting" : failing ? "unavailable" : "ready");
     ks_jsonw_object_end(&w);
-    return ks_handler_finish(&w, ready ? 200 : 503, resp, err);
+    return ks_handler_finish(&w, starting || failing ? 503 : 200, resp, err);
 }
 
 ks_status ks_handle_openapi(const struct ks_request *req, struct ks_response *resp,

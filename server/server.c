@@ -26,10 +26,12 @@
 #include "common/secret.h"
 #include "common/util.h"
 #include "server/auth.h"
+#include "server/connections.h"
+#include "server/readiness.h"
 #include "server/router.h"
 
 #define REQUEST_ID_MAX 128
-#define CONNECTION_LIMIT 65536    /* split across the pool threads; bounded by RLIMIT_NOFILE */
+#define HEADER_SWEEP_MS 250       /* how often the header deadline is checked */
 #define CHUNKED_DISCARD_FACTOR 16 /* a chunked body over the cap is read up to 16x, then cut */
 #define URI_KEPT 1024             /* raw bytes of the request target kept for log lines */
 #define URI_LOGGED 512            /* escaped bytes of it a log line carries */
@@ -39,6 +41,10 @@ struct ks_server {
     struct MHD_Daemon *daemon;
     struct ks_app *app;
     struct ks_log *log;
+    struct ks_connections *conns;   /* header deadlines (server/connections.h) */
+    struct ks_readiness *readiness; /* background dependency probes (server/readiness.h) */
+    char **check_names;             /* "storage:<ks>", "kms:<rel>", owned, for readiness */
+    size_t n_checks;
     atomic_long in_flight;
     atomic_int draining; /* set by ks_server_stop: new requests get 503 + Connection: close */
     uint16_t port;
@@ -360,6 +366,7 @@ static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *co
     memset(&c, 0, sizeof c);
     ks_error_clear(&c.err);
     c.req.app = srv->app;
+    c.req.readiness = srv->readiness;
     if (rs->too_large)
         st = ks_error_set(&c.err, KS_E_TOO_LARGE, "request body larger than %zu bytes",
                           cfg->server.max_body_bytes);
@@ -602,6 +609,122 @@ static size_t connection_memory(const struct ks_server_config *limits)
     return want < 65536 ? 65536 : want;
 }
 
+/* --- connection bookkeeping around the request callbacks (server/connections.h) ----------- */
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct ks_server *srv = cls;
+    const union MHD_ConnectionInfo *ci;
+
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        ks_connections_closed(srv->conns, socket_context);
+        return;
+    }
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        ks_connections_opened(srv->conns, ci->connect_fd, socket_context);
+}
+
+static void *connection_handle(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The access handler is first called once the request line and headers are complete: that
+ * ends the connection's header deadline. */
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    struct ks_server *srv = cls;
+    if (!*con_cls)
+        ks_connections_headers_done(srv->conns, connection_handle(conn));
+    return on_request(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
+}
+
+/* A finished request re-arms the deadline for the next one on a kept-alive connection. */
+static void on_access_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                                enum MHD_RequestTerminationCode toe)
+{
+    struct ks_server *srv = cls;
+    on_completed(cls, conn, con_cls, toe);
+    ks_connections_request_done(srv->conns, connection_handle(conn));
+}
+
+/* --- readiness probes ----------------------------------------------------------------------- */
+
+static ks_status ping_storage(void *arg, struct ks_error *err)
+{
+    return ks_keystore_ping(arg, err);
+}
+
+static ks_status ping_kms(void *arg, struct ks_error *err)
+{
+    return ks_kms_relationship_ping(arg, err);
+}
+
+/* One check per key store ("storage:<ks>") and per KMS relationship ("kms:<rel>"). */
+static ks_status start_readiness(struct ks_server *srv, struct ks_error *err)
+{
+    const struct ks_config *cfg = ks_app_config(srv->app);
+    size_t n = cfg->n_key_stores + cfg->n_kms_relationships, i;
+    struct ks_readiness_check *checks = calloc(n + 1, sizeof *checks);
+    struct ks_readiness_options opts = {cfg->server.readiness_interval_ms,
+                                        cfg->server.readiness_timeout_ms, srv->log};
+    ks_status st = KS_OK;
+
+    srv->check_names = calloc(n + 1, sizeof *srv->check_names);
+    if (!checks || !srv->check_names) {
+        free(checks);
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    srv->n_checks = n;
+    for (i = 0; i < n && st == KS_OK; i++) {
+        int storage = i < cfg->n_key_stores;
+        size_t j = storage ? i : i - cfg->n_key_stores;
+        const char *name = storage ? cfg->key_stores[j].name : cfg->kms_relationships[j].name;
+        size_t len = strlen(name) + 9;
+        if (!(srv->check_names[i] = malloc(len))) {
+            st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
+            break;
+        }
+        snprintf(srv->check_names[i], len, "%s:%s", storage ? "storage" : "kms", name);
+        checks[i].name = srv->check_names[i];
+        checks[i].ping = storage ? ping_storage : ping_kms;
+        checks[i].arg = storage ? (void *)ks_app_keystore(srv->app, j)
+                                : (void *)(uintptr_t)ks_app_relationship(srv->app, j);
+    }
+    if (st == KS_OK)
+        st = ks_readiness_start(checks, n, &opts, &srv->readiness, err);
+    free(checks);
+    return st;
+}
+
+/* Frees what start_readiness and ks_connections_create made (after the daemon stopped). */
+static void free_background(struct ks_server *srv)
+{
+    size_t i;
+    ks_readiness_stop(srv->readiness);
+    ks_connections_destroy(srv->conns);
+    for (i = 0; srv->check_names && i < srv->n_checks; i++)
+        free(srv->check_names[i]);
+    free(srv->check_names);
+    free(srv);
+}
+
+static ks_status start_background(struct ks_server *srv, struct ks_error *err)
+{
+    const struct ks_server_config *sc = &ks_app_config(srv->app)->server;
+    struct ks_connections_options co = {sc->header_timeout_seconds * 1000u,
+                                        sc->connection_timeout_seconds * 1000u, HEADER_SWEEP_MS,
+                                        srv->log};
+    ks_status st = ks_connections_create(&co, &srv->conns, err);
+    return st == KS_OK ? start_readiness(srv, err) : st;
+}
+
 ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_server **out,
                           struct ks_error *err)
 {
@@ -611,7 +734,9 @@ ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_serv
     char port[8];
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_EPOLL_LINUX_ONLY |
                      MHD_USE_ERROR_LOG;
+    unsigned max_conns;
     const union MHD_DaemonInfo *info;
+    ks_status st;
     int rc;
 
     if (!srv)
@@ -632,26 +757,39 @@ ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_serv
     }
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if ((st = start_background(srv, err)) != KS_OK) {
+        freeaddrinfo(ai);
+        free_background(srv);
+        return st;
+    }
+    /* libmicrohttpd gives each pool thread an equal share of the total cap (the chooser keeps
+     * every share at least 1); the per-address cap is counted once, by the master daemon, across
+     * all threads. */
+    max_conns =
+        ks_connections_limit_for_process(cfg->server.max_connections, cfg->server.threads,
+                                         cfg->n_key_stores + cfg->n_kms_relationships, srv->log);
     /* One option per line (clang-format off) so that additions merge line by line. The
      * external logger goes first: libmicrohttpd prints to stderr until it has seen it. */
     // clang-format off
     srv->daemon = MHD_start_daemon(
-        flags, cfg->listen_port, NULL, NULL, on_request, srv,
+        flags, cfg->listen_port, NULL, NULL, on_access, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_library_message, srv,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->server.threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->server.connection_timeout_seconds,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_access_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_LIMIT, max_conns,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->server.max_connections_per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(&cfg->server),
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
         MHD_OPTION_END);
     // clang-format on
     freeaddrinfo(ai);
     if (!srv->daemon) {
-        free(srv);
+        free_background(srv);
         return ks_error_set(err, KS_E_CONFIG, "cannot listen on %s:%u (address in use?)",
                             cfg->listen_host, (unsigned)cfg->listen_port);
     }
@@ -678,5 +816,5 @@ void ks_server_stop(struct ks_server *s, unsigned timeout_seconds)
     MHD_stop_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
-    free(s);
+    free_background(s);
 }

@@ -27,6 +27,9 @@ const KNOWN_MEMBERS = new Set([
   'time', 'level', 'event', 'msg', 'method', 'route', 'uri', 'status', 'latencyMs', 'tenant',
   'requestId', 'aborted', 'type', 'originalType', 'message', 'detail', 'uriBytes', 'termination',
   'host', 'port', 'version', 'truncated',
+  // readiness (server/readiness.c) and connection limits (server/connections.c)
+  'check', 'from', 'to', 'reason', 'timeoutMs', 'error', 'failing', 'maxConnections', 'configured',
+  'fdLimit', 'fdReserve', 'note', 'connections', 'headerTimeoutMs',
 ]);
 const LEVELS = new Set(['debug', 'info', 'warn', 'error']);
 

@@ -12,12 +12,13 @@ import { makeApi } from './lib/http.mjs';
 import { startServer } from './lib/server.mjs';
 import { listeningAddresses } from './lib/backends.mjs';
 import { runRace } from './race.mjs';
+import { waitReadyz } from './limits.mjs';
 
 export const THROTTLE_PERCENT = 20;
 
 export async function runMultiInstance(h, backend) {
   // More workers than the default 4: a throttled KMS call sleeps in its worker (backoff).
-  const setup = backend.makeSetup('multi', 'server:\n  threads: 16');
+  const setup = backend.makeSetup('multi', 'server:\n  threads: 16\n  readiness_interval_ms: 200');
   const store = backend.store(setup);
   const kms = backend.kms;
   const servers = [];
@@ -39,7 +40,7 @@ export async function runMultiInstance(h, backend) {
       assertEq(arns[1], arns[0], `tableArn of ${ks} on the second instance`);
     }
     for (const api of apis) {
-      const r = await api('GET', '/readyz');
+      const r = await waitReadyz(api); // the tables exist: ready from the next probe round
       assertEq(r.status, 200, `readyz (${r.text.slice(0, 300)})`);
     }
     await kms.admin('POST', '/__admin/reset');

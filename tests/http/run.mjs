@@ -14,8 +14,8 @@
 //    the cases as variables), then the VersionKey race on the same server, stops it with
 //    SIGTERM (exit 0 expected) and checks its access log.
 // 2. Programmatic suites, each on its own server(s): tamper, graceful shutdown; sqlite only:
-//    key file, --check-config, embedded default, shared cache, the log (log.mjs), the README
-//    walkthrough; dynamodb only: two
+//    key file, --check-config, embedded default, shared cache, the log (log.mjs),
+//    readiness and connection limits (limits.mjs), the README walkthrough; dynamodb only: two
 //    instances on one table (multi.mjs), with and without KMS throttling.
 // 3. Once: no keystored process may have printed a sanitizer report.
 // Prints one line per test (prefixed [backend]), the counts per backend, and a final
@@ -40,6 +40,7 @@ import { runShutdown } from './shutdown.mjs';
 import { runCache } from './cache.mjs';
 import { runWalkthrough } from './walkthrough.mjs';
 import { runLog } from './log.mjs';
+import { runLimits, waitReadyz } from './limits.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -55,7 +56,8 @@ async function guarded(name, fn) {
 
 async function mainServerSuite(backend) {
   h.section(`[${backend.name}] declarative cases (tests/http/cases)`);
-  const setup = backend.makeSetup('main');
+  // Probes every 200 ms: /readyz answers from the background probes' last result.
+  const setup = backend.makeSetup('main', 'server:\n  readiness_interval_ms: 200');
   let srv;
   try {
     srv = await startServer(['--config', setup.configPath], `main (${backend.name})`);
@@ -81,6 +83,12 @@ async function mainServerSuite(backend) {
       }
     });
   }
+  // /readyz reports what the background probes last found: "starting" until each dependency has
+  // been probed once (and, for DynamoDB, unavailable until the round after CreateKeyStore).
+  await h.test('readiness: /readyz turns 200 once every dependency has been probed', async () => {
+    const r = await waitReadyz(makeApi(srv.base, recorder), (x) => x.status === 200, 10000);
+    assertEq(r.status, 200, `readyz (${r.text.slice(0, 300)})`);
+  });
   const dir = path.join(here, 'cases');
   const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
   for (const f of files) {
@@ -180,6 +188,8 @@ async function backendSuite(backend) {
       await guarded('cache', () => runCache(h));
       h.section('[sqlite] log: hostile requests, URI and header caps, every line parsed');
       await guarded('log', () => runLog(h));
+      h.section('[sqlite] readiness and connection limits');
+      await guarded('limits', () => runLimits(h));
       h.section('[sqlite] README walkthrough');
       await guarded('walkthrough', () => runWalkthrough(h, repoRoot));
     }
