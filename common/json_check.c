@@ -15,7 +15,6 @@
 #include "common/utf8.h"
 #include "common/util.h"
 
-#define NAME_SHOWN 64 /* bytes of a member name shown in a message */
 #define PATH_SHOWN 96 /* bytes of a member path shown in a message */
 
 struct name_rec {
@@ -96,7 +95,8 @@ static void describe(const struct scan *s, int parent_only, char *buf, size_t si
         } else if (f->name && !(parent_only && i + 1 == s->depth)) {
             if (buf[0])
                 append(buf, size, ".", 1);
-            append(buf, size, f->name, f->name_len < NAME_SHOWN ? f->name_len : NAME_SHOWN);
+            append(buf, size, f->name,
+                   f->name_len < KS_UTF8_NAME_SHOWN - 4 ? f->name_len : KS_UTF8_NAME_SHOWN - 4);
         }
     }
 }
@@ -105,7 +105,7 @@ static void describe(const struct scan *s, int parent_only, char *buf, size_t si
 static ks_status string_error(struct scan *s, const char *name, size_t name_len, const char *what,
                               size_t at)
 {
-    char path[PATH_SHOWN], shown[NAME_SHOWN + 4];
+    char path[PATH_SHOWN], shown[KS_UTF8_NAME_SHOWN];
     describe(s, name != NULL, path, sizeof path);
     if (!name)
         return ks_error_set(s->err, KS_E_INVALID, "body: %s%s%s (byte %zu)", path,

@@ -32,4 +32,7 @@ size_t ks_utf8_utf16_length(const char *s, size_t len);
  */
 size_t ks_utf8_display(const char *s, size_t len, char *out, size_t out_size);
 
+/* The buffer size for a name shown in a message: 64 bytes and "..." (ks_utf8_display). */
+#define KS_UTF8_NAME_SHOWN 68
+
 #endif
