@@ -6,6 +6,7 @@
 
 #include "common/base64.h"
 #include "common/secret.h"
+#include "common/utf8.h"
 
 void ks_jsonw_init(struct ks_jsonw *w, size_t max)
 {
@@ -52,33 +53,51 @@ void ks_jsonw_array_end(struct ks_jsonw *w)
     w->need_comma = 1;
 }
 
+/* The escape for byte c, or NULL when it is written as is. esc holds a \u form. */
+static const char *escape_of(unsigned char c, char esc[8])
+{
+    if (c == '"')
+        return "\\\"";
+    if (c == '\\')
+        return "\\\\";
+    if (c == '\n')
+        return "\\n";
+    if (c == '\r')
+        return "\\r";
+    if (c == '\t')
+        return "\\t";
+    if (c < 0x20) {
+        snprintf(esc, 8, "\\u%04x", c);
+        return esc;
+    }
+    return NULL;
+}
+
+/*
+ * A JSON string (RFC 8259 section 7): quote, backslash and control characters escaped. Text is
+ * expected to be UTF-8; a byte that does not start a well-formed sequence is written as
+ * \ufffd (the replacement character) so that the output is always valid JSON in UTF-8.
+ */
 static void quoted(struct ks_jsonw *w, const char *s, size_t len)
 {
-    size_t i, start = 0;
+    size_t i = 0, start = 0;
     put(w, "\"", 1);
-    for (i = 0; i < len; i++) {
+    while (i < len) {
         unsigned char c = (unsigned char)s[i];
         char esc[8];
-        const char *e = NULL;
-        if (c == '"')
-            e = "\\\"";
-        else if (c == '\\')
-            e = "\\\\";
-        else if (c == '\n')
-            e = "\\n";
-        else if (c == '\r')
-            e = "\\r";
-        else if (c == '\t')
-            e = "\\t";
-        else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            e = esc;
+        const char *e = escape_of(c, esc);
+        uint32_t cp;
+        size_t n = 1;
+        if (!e && c >= 0x80 && !(n = ks_utf8_decode(s + i, len - i, &cp))) {
+            e = "\\ufffd";
+            n = 1;
         }
         if (e) {
             put(w, s + start, i - start);
             put(w, e, strlen(e));
-            start = i + 1;
+            start = i + n;
         }
+        i += n;
     }
     put(w, s + start, len - start);
     put(w, "\"", 1);

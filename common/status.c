@@ -11,6 +11,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "common/utf8.h"
+
 static const struct {
     int http;
     const char *exception;
@@ -59,13 +61,29 @@ const char *ks_status_exception(ks_status status)
     return valid(status) ? status_table[status].exception : "InternalServerError";
 }
 
+/*
+ * Formats into a scratch buffer larger than the message, then copies it for display: the
+ * arguments may carry untrusted names (a member name, a key store name from the URL), so the
+ * message keeps only well-formed UTF-8 and is cut on a character boundary, never inside one.
+ */
+static void format_display(char *out, size_t out_size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void format_display(char *out, size_t out_size, const char *fmt, va_list ap)
+{
+    char scratch[2 * KS_ERROR_DETAIL_MAX];
+    int n = vsnprintf(scratch, sizeof scratch, fmt, ap);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof scratch ? (size_t)n : sizeof scratch - 1;
+    ks_utf8_display(scratch, len, out, out_size);
+}
+
 ks_status ks_error_set(struct ks_error *err, ks_status code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
         err->code = code;
         va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        format_display(err->message, sizeof err->message, fmt, ap);
         va_end(ap);
         err->detail[0] = '\0';
     }
@@ -77,7 +95,7 @@ void ks_error_set_detail(struct ks_error *err, const char *fmt, ...)
     if (err) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->detail, sizeof err->detail, fmt, ap);
+        format_display(err->detail, sizeof err->detail, fmt, ap);
         va_end(ap);
     }
 }

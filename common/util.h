@@ -1,5 +1,5 @@
 /*
- * util.h - small helpers: UUIDv4, the injectable clock, timestamps, hex, UTF-8 validation.
+ * util.h - small helpers: UUIDv4, the injectable clock, timestamps, hex.
  * All functions are thread-safe.
  */
 #ifndef KS_COMMON_UTIL_H
@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "common/utf8.h" /* the UTF-8 helpers lived here; callers may include it directly */
 
 #define KS_UUID_LEN 36
 
@@ -53,11 +55,5 @@ char *ks_percent_decode(const char *s, size_t len, int plus_is_space, size_t *ou
 
 /* Parses exactly 2*len hex digits (either case). 0, or -1. */
 int ks_hex_decode(const char *hex, unsigned char *out, size_t len);
-
-/* 1 when the len bytes are well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-int ks_utf8_valid(const char *s, size_t len);
-
-/* Number of UTF-16 code units of valid UTF-8 text (the MPL measures lengths in those). */
-size_t ks_utf8_utf16_length(const char *s, size_t len);
 
 #endif

@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "common/jsonw.h"
+#include "common/utf8.h"
 #include "handlers/handlers.h"
 
 static const char *const members[] = {"branchKeyIdentifier", "encryptionContext", "kmsRelationship",
@@ -26,12 +27,14 @@ static ks_status parse_ec(struct json_object *body, struct ks_ec *ec, struct ks_
                             "encryptionContext: expected an object of string values");
     json_object_object_foreach(obj, key, val)
     {
+        char shown[KS_UTF8_NAME_SHOWN];
+        ks_utf8_display(key, strlen(key), shown, sizeof shown);
         if (!json_object_is_type(val, json_type_string))
-            return ks_error_set(err, KS_E_INVALID,
-                                "encryptionContext.%.64s: expected a string value", key);
+            return ks_error_set(err, KS_E_INVALID, "encryptionContext.%s: expected a string value",
+                                shown);
         if (strlen(json_object_get_string(val)) != (size_t)json_object_get_string_len(val))
-            return ks_error_set(err, KS_E_INVALID, "encryptionContext.%.64s: must not contain NUL",
-                                key);
+            return ks_error_set(err, KS_E_INVALID, "encryptionContext.%s: must not contain NUL",
+                                shown);
         if (ks_ec_set(ec, key, json_object_get_string(val)) != 0)
             return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }

@@ -11,6 +11,7 @@
 #include "common/jsonw.h"
 #include "common/log.h"
 #include "common/secret.h"
+#include "common/utf8.h"
 #include "handlers/handlers.h"
 
 #define RESPONSE_MAX (1u << 20)
@@ -33,19 +34,25 @@ ks_status ks_handler_resolve(const struct ks_request *req, const char *body_rela
     const struct ks_key_store_config *kscfg;
     const char *rel_name;
     size_t ks_index, rel_index;
+    char shown[KS_UTF8_NAME_SHOWN];
 
     kscfg = ks_config_key_store(cfg, req->params[KS_PARAM_KS], &ks_index);
-    if (!kscfg)
-        return ks_error_set(err, KS_E_NOT_FOUND, "key store '%s' is not configured",
-                            req->params[KS_PARAM_KS]);
+    if (!kscfg) {
+        /* The name comes from the URL: shown as valid UTF-8, never raw (common/utf8.h). */
+        ks_utf8_display(req->params[KS_PARAM_KS], req->param_lens[KS_PARAM_KS], shown,
+                        sizeof shown);
+        return ks_error_set(err, KS_E_NOT_FOUND, "key store '%s' is not configured", shown);
+    }
     if (!tenant_has(req->tenant->key_store_indexes, req->tenant->n_key_stores, ks_index))
         return ks_error_set(err, KS_E_FORBIDDEN, "tenant '%s' may not use key store '%s'",
                             req->tenant->name, kscfg->name);
     rel_name = body_relationship ? body_relationship : req->kms_relationship_query;
     if (rel_name) {
-        if (!ks_config_kms_relationship(cfg, rel_name, &rel_index))
+        if (!ks_config_kms_relationship(cfg, rel_name, &rel_index)) {
+            ks_utf8_display(rel_name, strlen(rel_name), shown, sizeof shown);
             return ks_error_set(err, KS_E_NOT_FOUND, "kmsRelationship: '%s' is not configured",
-                                rel_name);
+                                shown);
+        }
     } else {
         rel_index = kscfg->kms_relationship_index;
     }
@@ -68,12 +75,15 @@ ks_status ks_handler_check_members(struct json_object *body, const char *const *
     json_object_object_foreach(body, key, val)
     {
         const char *const *a;
+        char shown[KS_UTF8_NAME_SHOWN];
         (void)val;
         for (a = allowed; *a; a++)
             if (strcmp(*a, key) == 0)
                 break;
-        if (!*a)
-            return ks_error_set(err, KS_E_INVALID, "%.64s: unknown field", key);
+        if (!*a) {
+            ks_utf8_display(key, strlen(key), shown, sizeof shown);
+            return ks_error_set(err, KS_E_INVALID, "%s: unknown field", shown);
+        }
     }
     return KS_OK;
 }

@@ -11,6 +11,7 @@
 
 #include "common/secret.h"
 #include "aws/arn.h"
+#include "common/utf8.h"
 #include "keystore/cache.h"
 #include "keystore/materials.h"
 #include "keystore/testing.h"
@@ -375,9 +376,12 @@ static ks_status check_custom_ec(const struct ks_ec *ec, struct ks_error *err)
         /* The MPL sets no limit on values, but an encryption context entry is serialized with
          * u16 lengths (docs/architecture.md section 5), so a longer value can never be bound by
          * KMS: refuse it here rather than after KMS calls. */
-        if (strlen(v) > EC_KEY_MAX)
+        if (strlen(v) > EC_KEY_MAX) {
+            char shown[KS_UTF8_NAME_SHOWN];
+            ks_utf8_display(k, strlen(k), shown, sizeof shown);
             return ks_error_set(err, KS_E_INVALID,
-                                "encryptionContext.%.64s: value longer than 65535 bytes", k);
+                                "encryptionContext.%s: value longer than 65535 bytes", shown);
+        }
     }
     return KS_OK;
 }

@@ -23,6 +23,7 @@
 #include <json-c/json.h>
 #include <microhttpd.h>
 
+#include "common/json_check.h"
 #include "common/secret.h"
 #include "common/util.h"
 #include "server/auth.h"
@@ -216,15 +217,21 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
-/* Parses the body: a JSON object within the nesting cap, nothing after it. */
+/* Parses the body: a JSON object within the nesting cap, nothing after it. The raw pre-scan
+ * runs first: it refuses what json-c would silently alter (NUL in names, lone surrogates,
+ * duplicate members, invalid UTF-8; common/json_check.h). */
 static ks_status parse_body(const char *body, size_t len, unsigned max_depth,
                             struct json_object **out, struct ks_error *err)
 {
-    struct json_tokener *tok = json_tokener_new_ex((int)max_depth);
+    struct json_tokener *tok;
     struct json_object *obj;
     enum json_tokener_error jerr;
     size_t used;
+    ks_status st;
 
+    if ((st = ks_json_check(body, len, max_depth, err)) != KS_OK)
+        return st;
+    tok = json_tokener_new_ex((int)max_depth);
     if (!tok)
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);

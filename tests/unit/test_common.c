@@ -1,9 +1,10 @@
 /*
  * test_common.c - the small shared utilities of common/: strict base64 (RFC 4648), the
  * encryption context map and its canonical serialization (docs/architecture.md section 5), the JSON
- * writer (escaping, base64 values, the cap), util (UUIDv4, create-time format of
- * docs/reference/branch-key-store.md section 2, hex, UTF-8 validity), secure buffers, and the
- * status table (docs/style.md "Errors": every status has an HTTP code and an exception name).
+ * writer (escaping, ill-formed UTF-8, base64 values, the cap), util (UUIDv4, create-time format
+ * of docs/reference/branch-key-store.md section 2, hex), UTF-8 (validity, decode/encode, the
+ * display copy for messages), secure buffers, and the status table (docs/style.md "Errors": every
+ * status has an HTTP code and an exception name; messages stay valid UTF-8, cut on a boundary).
  */
 #include <criterion/criterion.h>
 
@@ -19,6 +20,7 @@
 #include "common/jsonw.h"
 #include "common/secret.h"
 #include "common/status.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 /* --- base64 ------------------------------------------------------------------------------ */
@@ -339,6 +341,27 @@ Test(common_jsonw, escaping)
     ks_secret_free_string(s);
 }
 
+Test(common_jsonw, ill_formed_utf8_becomes_replacement_escapes)
+{
+    struct ks_jsonw w;
+    char *s;
+    struct json_object *o;
+    ks_jsonw_init(&w, 4096);
+    ks_jsonw_object_begin(&w);
+    ks_jsonw_key(&w, "a\xc3\x28");
+    ks_jsonw_string(&w, "\xed\xa0\x80|\xf0\x9f\x98|\xff|\xc3\xa9|\xf0\x9f\x98\x80");
+    ks_jsonw_object_end(&w);
+    s = take(&w, NULL);
+    /* Each byte that starts no well-formed sequence is one \ufffd; valid text is untouched. */
+    cr_expect_str_eq(s, "{\"a\\ufffd(\":\"\\ufffd\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd|\\ufffd|"
+                        "\xc3\xa9|\xf0\x9f\x98\x80\"}");
+    cr_expect(ks_utf8_valid(s, strlen(s)));
+    o = json_tokener_parse(s);
+    cr_expect_not_null(o, "not JSON: %s", s);
+    json_object_put(o);
+    ks_secret_free_string(s);
+}
+
 Test(common_jsonw, string_len_with_nul_and_round_trip_through_json_c)
 {
     static const char raw[] = "a\0b\"c\\\x01\xe2\x82\xac";
@@ -595,6 +618,86 @@ Test(common_util, utf16_length)
     cr_expect_eq(ks_utf8_utf16_length("a\xf0\x90\x8d\x88\xc3\xa9", 7), 4);
 }
 
+Test(common_utf8, decode_and_encode_round_trip)
+{
+    static const uint32_t cps[] = {0,      0x41,   0x7f,   0x80,    0x7ff,   0x800,   0xd7ff,
+                                   0xe000, 0xfffd, 0xffff, 0x10000, 0x1f600, 0x10ffff};
+    size_t i;
+    for (i = 0; i < sizeof cps / sizeof cps[0]; i++) {
+        char b[4];
+        uint32_t back = 0xffffffffu;
+        size_t n = ks_utf8_encode(cps[i], b);
+        cr_assert(n >= 1 && n <= 4, "U+%04X", cps[i]);
+        cr_expect_eq(ks_utf8_decode(b, n, &back), n, "U+%04X", cps[i]);
+        cr_expect_eq(back, cps[i]);
+        cr_expect_eq(ks_utf8_decode(b, n - 1 ? n - 1 : 1, &back), n == 1 ? 1u : 0u, "cut U+%04X",
+                     cps[i]);
+    }
+}
+
+Test(common_utf8, encode_refuses_non_scalars)
+{
+    char b[4];
+    cr_expect_eq(ks_utf8_encode(0xd800, b), 0);
+    cr_expect_eq(ks_utf8_encode(0xdfff, b), 0);
+    cr_expect_eq(ks_utf8_encode(0x110000, b), 0);
+}
+
+Test(common_utf8, decode_lengths)
+{
+    uint32_t cp;
+    cr_expect_eq(ks_utf8_decode("\xc3\xa9x", 3, &cp), 2);
+    cr_expect_eq(cp, 0xe9);
+    cr_expect_eq(ks_utf8_decode("\xe2\x82\xac", 3, &cp), 3);
+    cr_expect_eq(cp, 0x20ac);
+    cr_expect_eq(ks_utf8_decode("\xc3\x28", 2, &cp), 0);
+    cr_expect_eq(ks_utf8_decode("\xed\xa0\x80", 3, &cp), 0);
+    cr_expect_eq(ks_utf8_decode("\x80", 1, &cp), 0);
+}
+
+static void expect_display(const char *s, size_t len, size_t size, const char *want)
+{
+    char out[256];
+    size_t n;
+    cr_assert(size <= sizeof out);
+    memset(out, 'Z', sizeof out);
+    n = ks_utf8_display(s, len, out, size);
+    cr_expect_str_eq(out, want, "size %zu", size);
+    cr_expect_eq(n, strlen(out));
+    cr_expect(n < size);
+    cr_expect(ks_utf8_valid(out, n), "%s", out);
+}
+
+Test(common_utf8, display_escapes_ill_formed_bytes_and_controls)
+{
+    expect_display("plain", 5, 64, "plain");
+    expect_display("caf\xc3\xa9 \xf0\x9f\x98\x80", 10, 64, "caf\xc3\xa9 \xf0\x9f\x98\x80");
+    expect_display("a\xc3\x28", 3, 64, "a\\xc3(");
+    expect_display("role\0=admin", 11, 64, "role\\x00=admin");
+    expect_display("\xed\xa0\x80", 3, 64, "\\xed\\xa0\\x80");
+    expect_display("\xf4\x90\x80\x80", 4, 64, "\\xf4\\x90\\x80\\x80");
+    expect_display("\xe2\x82", 2, 64, "\\xe2\\x82");
+    expect_display("t\tn\n\x1b[31m\x7f", 10, 64, "t\\x09n\\x0a\\x1b[31m\\x7f");
+    expect_display("", 0, 4, "");
+}
+
+Test(common_utf8, display_cuts_on_a_character_boundary)
+{
+    /* "abcdef" in 6 bytes (5 + NUL) does not fit: "ab..." */
+    expect_display("abcdef", 6, 6, "ab...");
+    expect_display("abcde", 5, 6, "abcde");
+    /* Two-byte characters: never half of one before the ellipsis. */
+    expect_display("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 8, 9, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+    expect_display("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 8, 8, "\xc3\xa9\xc3\xa9...");
+    expect_display("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 8, 7, "\xc3\xa9...");
+    expect_display("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 8, 6, "\xc3\xa9...");
+    expect_display("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 8, 5, "...");
+    expect_display("\xf0\x9f\x98\x80\xf0\x9f\x98\x80", 8, 8, "\xf0\x9f\x98\x80...");
+    /* An escape is never cut either. */
+    expect_display("\xff\xff\xff", 3, 8, "\\xff...");
+    expect_display("xy\xff", 3, 7, "xy\\xff");
+}
+
 /* --- secret ------------------------------------------------------------------------------ */
 
 Test(common_secret, alloc_dup_free)
@@ -703,4 +806,30 @@ Test(common_status, error_set_and_clear)
     cr_expect_eq(err.code, KS_OK);
     cr_expect_str_eq(err.message, "");
     ks_error_clear(NULL);
+}
+
+Test(common_status, messages_are_valid_utf8_cut_on_a_boundary)
+{
+    struct ks_error err;
+    char longname[602];
+    size_t i, len;
+    /* 300 two-byte characters after a 1-byte prefix: any byte cut would land mid-sequence. */
+    longname[0] = 'x';
+    for (i = 0; i < 300; i++)
+        memcpy(longname + 1 + 2 * i, "\xc3\xa9", 2);
+    longname[601] = '\0';
+    ks_error_set(&err, KS_E_INVALID, "%s", longname);
+    len = strlen(err.message);
+    cr_expect(len < KS_ERROR_MESSAGE_MAX);
+    cr_expect(len >= KS_ERROR_MESSAGE_MAX - 8, "cut far too early: %zu", len);
+    cr_expect(ks_utf8_valid(err.message, len), "%s", err.message);
+    cr_expect_str_eq(err.message + len - 3, "...");
+    /* Ill-formed bytes in an argument never reach the message raw. */
+    ks_error_set(&err, KS_E_NOT_FOUND, "key store '%s' is not configured", "a\xc3\x28\xff");
+    cr_expect_str_eq(err.message, "key store 'a\\xc3(\\xff' is not configured");
+    /* A precision that cuts a sequence in half ("%.2s" of "a\xc3\xa9") leaves no half. */
+    ks_error_set(&err, KS_E_INVALID, "%.2s", "a\xc3\xa9");
+    cr_expect(ks_utf8_valid(err.message, strlen(err.message)), "%s", err.message);
+    ks_error_set_detail(&err, "detail %s", "\xed\xa0\x80");
+    cr_expect_str_eq(err.detail, "detail \\xed\\xa0\\x80");
 }

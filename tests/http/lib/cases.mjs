@@ -4,6 +4,8 @@
 //   {"name": "...",
 //    "request": {"method", "path", "headers"?: {name: value|null}, "body"?: <JSON value>,
 //                "rawBody"?: "text", "repeat"?: n (rawBody repeated n times), "chunked"?: bool,
+//                "rawBodyLatin1"?: bool (each char of rawBody, U+0000..U+00FF, is one byte: a
+//                body that is not UTF-8),
 //                "omitBody"?: bool (send headers only), "token"?: "admin" (default) | "reader" |
 //                "otheradmin" | "none" | "bogus"},
 //    "expect": {"status": n, "headers"?: {name: matcher}, "absentHeaders"?: [name...],
@@ -180,6 +182,7 @@ async function sendStep(request, vars, ctx) {
     if (!('content-type' in given)) headers['Content-Type'] = 'application/json';
   } else if (rq.rawBody !== undefined) {
     body = rq.rawBody.repeat(rq.repeat || 1);
+    if (rq.rawBodyLatin1) body = Buffer.from(body, 'latin1');
   }
   for (const [k, v] of Object.entries(rq.headers || {})) if (v !== null) headers[k] = v;
   const res = await rawRequest(ctx.host, ctx.port, {
@@ -217,8 +220,18 @@ export function checkResponse(res, exp) {
 
 // What every response must satisfy (docs/architecture.md section 3), whatever the step expects: an
 // X-Request-Id; no-store on /v1/keystores; errors as {"error": {type, message, requestId}} with
-// the header's request id.
+// the header's request id; a JSON body is well-formed UTF-8 (RFC 8259 section 8.1), whatever the
+// request carried.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 export function checkInvariants(res, reqPath) {
+  if (res.bytes && /json/.test(res.headers['content-type'] || '')) {
+    try {
+      strictUtf8.decode(res.bytes);
+    } catch {
+      throw new Error(`invariant: JSON body is not valid UTF-8: ${res.bytes.toString('hex').slice(0, 300)}`);
+    }
+  }
   const rid = res.headers['x-request-id'];
   if (!rid || !/^[A-Za-z0-9._:-]{1,128}$/.test(rid)) throw new Error(`invariant: X-Request-Id ${show(rid)}`);
   if (reqPath.startsWith('/v1/keystores') && res.headers['cache-control'] !== 'no-store')

@@ -117,7 +117,7 @@ export function rawRequest(host, port, opts) {
           json = undefined;
         }
       }
-      resolve({ status: res.status, headers: res.headers, text, json });
+      resolve({ status: res.status, headers: res.headers, text, json, bytes: res.body });
     };
     const timer = setTimeout(() => {
       if (done) return;

@@ -1,0 +1,2 @@
+build-m/obj/common/bytes.o: common/bytes.c common/bytes.h
+common/bytes.h:

@@ -1,0 +1,2 @@
+build-m/obj/common/ec.o: common/ec.c common/ec.h
+common/ec.h:

@@ -1,0 +1,2 @@
+build-m/obj/common/secret.o: common/secret.c common/secret.h
+common/secret.h:

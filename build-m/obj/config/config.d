@@ -1,0 +1,8 @@
+build-m/obj/config/config.o: config/config.c config/config.h aws/aws.h \
+ common/status.h common/util.h common/utf8.h common/secret.h
+config/config.h:
+aws/aws.h:
+common/status.h:
+common/util.h:
+common/utf8.h:
+common/secret.h:

@@ -1,0 +1,10 @@
+build-m/obj/config/kms_relationships.o: config/kms_relationships.c \
+ config/config.h aws/aws.h common/status.h common/util.h common/utf8.h \
+ config/parse.h aws/arn.h
+config/config.h:
+aws/aws.h:
+common/status.h:
+common/util.h:
+common/utf8.h:
+config/parse.h:
+aws/arn.h:

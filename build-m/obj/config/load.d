@@ -1,0 +1,10 @@
+build-m/obj/config/load.o: config/load.c config/config.h aws/aws.h \
+ common/status.h common/util.h common/utf8.h common/secret.h \
+ config/parse.h
+config/config.h:
+aws/aws.h:
+common/status.h:
+common/util.h:
+common/utf8.h:
+common/secret.h:
+config/parse.h:

@@ -1,0 +1,8 @@
+build-m/obj/config/tenants.o: config/tenants.c config/config.h aws/aws.h \
+ common/status.h common/util.h common/utf8.h config/parse.h
+config/config.h:
+aws/aws.h:
+common/status.h:
+common/util.h:
+common/utf8.h:
+config/parse.h:

@@ -1,0 +1,17 @@
+build-m/obj/handlers/beacon.o: handlers/beacon.c handlers/handlers.h \
+ common/status.h config/config.h aws/aws.h common/util.h common/utf8.h \
+ keystore/keystore.h common/ec.h keystore/materials.h kms/kms.h \
+ common/bytes.h storage/storage.h storage/item.h
+handlers/handlers.h:
+common/status.h:
+config/config.h:
+aws/aws.h:
+common/util.h:
+common/utf8.h:
+keystore/keystore.h:
+common/ec.h:
+keystore/materials.h:
+kms/kms.h:
+common/bytes.h:
+storage/storage.h:
+storage/item.h:

@@ -1,0 +1,22 @@
+build-m/obj/handlers/common.o: handlers/common.c common/jsonw.h \
+ common/secbuf.h common/log.h common/status.h common/util.h common/utf8.h \
+ common/secret.h handlers/handlers.h config/config.h aws/aws.h \
+ keystore/keystore.h common/ec.h keystore/materials.h kms/kms.h \
+ common/bytes.h storage/storage.h storage/item.h
+common/jsonw.h:
+common/secbuf.h:
+common/log.h:
+common/status.h:
+common/util.h:
+common/utf8.h:
+common/secret.h:
+handlers/handlers.h:
+config/config.h:
+aws/aws.h:
+keystore/keystore.h:
+common/ec.h:
+keystore/materials.h:
+kms/kms.h:
+common/bytes.h:
+storage/storage.h:
+storage/item.h:

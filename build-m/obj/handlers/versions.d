@@ -1,0 +1,20 @@
+build-m/obj/handlers/versions.o: handlers/versions.c common/jsonw.h \
+ common/secbuf.h handlers/handlers.h common/status.h config/config.h \
+ aws/aws.h common/util.h common/utf8.h keystore/keystore.h common/ec.h \
+ keystore/materials.h kms/kms.h common/bytes.h storage/storage.h \
+ storage/item.h
+common/jsonw.h:
+common/secbuf.h:
+handlers/handlers.h:
+common/status.h:
+config/config.h:
+aws/aws.h:
+common/util.h:
+common/utf8.h:
+keystore/keystore.h:
+common/ec.h:
+keystore/materials.h:
+kms/kms.h:
+common/bytes.h:
+storage/storage.h:
+storage/item.h:

@@ -1,0 +1,13 @@
+build-m/obj/keystore/cache.o: keystore/cache.c keystore/cache.h \
+ common/status.h common/util.h common/utf8.h config/config.h aws/aws.h \
+ keystore/materials.h common/ec.h keystore/testing.h common/secret.h
+keystore/cache.h:
+common/status.h:
+common/util.h:
+common/utf8.h:
+config/config.h:
+aws/aws.h:
+keystore/materials.h:
+common/ec.h:
+keystore/testing.h:
+common/secret.h:

@@ -1,0 +1,21 @@
+build-m/obj/server/app.o: server/app.c server/app.h handlers/handlers.h \
+ common/status.h config/config.h aws/aws.h common/util.h common/utf8.h \
+ keystore/keystore.h common/ec.h keystore/materials.h kms/kms.h \
+ common/bytes.h storage/storage.h storage/item.h aws/arn.h \
+ keystore/cache.h
+server/app.h:
+handlers/handlers.h:
+common/status.h:
+config/config.h:
+aws/aws.h:
+common/util.h:
+common/utf8.h:
+keystore/keystore.h:
+common/ec.h:
+keystore/materials.h:
+kms/kms.h:
+common/bytes.h:
+storage/storage.h:
+storage/item.h:
+aws/arn.h:
+keystore/cache.h:

@@ -1,0 +1,19 @@
+build-m/obj/server/router.o: server/router.c server/router.h \
+ handlers/handlers.h common/status.h config/config.h aws/aws.h \
+ common/util.h common/utf8.h keystore/keystore.h common/ec.h \
+ keystore/materials.h kms/kms.h common/bytes.h storage/storage.h \
+ storage/item.h
+server/router.h:
+handlers/handlers.h:
+common/status.h:
+config/config.h:
+aws/aws.h:
+common/util.h:
+common/utf8.h:
+keystore/keystore.h:
+common/ec.h:
+keystore/materials.h:
+kms/kms.h:
+common/bytes.h:
+storage/storage.h:
+storage/item.h:

@@ -1,0 +1,2 @@
+build-m/obj/server/timedwait.o: server/timedwait.c server/timedwait.h
+server/timedwait.h:

@@ -1,0 +1,10 @@
+build-m/obj/storage/dynamodb.o: storage/dynamodb.c storage/storage.h \
+ common/status.h storage/item.h aws/aws.h common/util.h common/utf8.h \
+ config/config.h
+storage/storage.h:
+common/status.h:
+storage/item.h:
+aws/aws.h:
+common/util.h:
+common/utf8.h:
+config/config.h:

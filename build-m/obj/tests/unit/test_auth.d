@@ -1,0 +1,8 @@
+build-m/obj/tests/unit/test_auth.o: tests/unit/test_auth.c server/auth.h \
+ config/config.h aws/aws.h common/status.h common/util.h common/utf8.h
+server/auth.h:
+config/config.h:
+aws/aws.h:
+common/status.h:
+common/util.h:
+common/utf8.h:

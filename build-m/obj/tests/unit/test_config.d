@@ -1,0 +1,8 @@
+build-m/obj/tests/unit/test_config.o: tests/unit/test_config.c aws/arn.h \
+ common/util.h common/utf8.h config/config.h aws/aws.h common/status.h
+aws/arn.h:
+common/util.h:
+common/utf8.h:
+config/config.h:
+aws/aws.h:
+common/status.h:

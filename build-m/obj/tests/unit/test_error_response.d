@@ -1,0 +1,19 @@
+build-m/obj/tests/unit/test_error_response.o: \
+ tests/unit/test_error_response.c common/secret.h common/util.h \
+ common/utf8.h handlers/handlers.h common/status.h config/config.h \
+ aws/aws.h keystore/keystore.h common/ec.h keystore/materials.h kms/kms.h \
+ common/bytes.h storage/storage.h storage/item.h
+common/secret.h:
+common/util.h:
+common/utf8.h:
+handlers/handlers.h:
+common/status.h:
+config/config.h:
+aws/aws.h:
+keystore/keystore.h:
+common/ec.h:
+keystore/materials.h:
+kms/kms.h:
+common/bytes.h:
+storage/storage.h:
+storage/item.h:
