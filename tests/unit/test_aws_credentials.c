@@ -717,7 +717,21 @@ Test(aws_credentials, container_bad_documents)
     cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     expect_creds(p, "ASIABC", "s\"q\\", NULL, 0);
     ks_aws_credentials_provider_destroy(p);
-    /* 5xx is unavailable, 4xx a configuration problem. */
+    /* A failure Code: the message says so without the document's text (it may name roles). */
+    fake_route(f, "GET", "/creds", 200,
+               "{\"Code\":\"AssumeRoleUnauthorizedAccess\",\"Message\":\"arn:aws:iam::"
+               "123456789012:role/r is not authorized\"}",
+               NULL, NULL);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
+    struct ks_aws_credentials c;
+    struct ks_error err = {0};
+    cr_expect_eq(ks_aws_credentials_get(p, &c, &err), KS_E_UNAVAILABLE);
+    cr_expect_not_null(strstr(err.message, "AWS credentials unavailable"), "%s", err.message);
+    cr_expect_null(strstr(err.message, "123456789012"), "%s", err.message);
+    cr_expect_not_null(strstr(err.detail, "AssumeRoleUnauthorizedAccess"), "%s", err.detail);
+    ks_aws_credentials_provider_destroy(p);
+    /* Any error status is unavailable at request time, 5xx and 4xx alike (never KS_E_CONFIG:
+     * that is start-up only). */
     fake_route(f, "GET", "/creds", 503, "", NULL, NULL);
     cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
