@@ -165,6 +165,45 @@ static int container_address_allowed(const struct sockaddr *sa)
 }
 
 /*
+ * Checks that every address of res is allowed (5.3) and, for a host name (not a literal),
+ * builds the CURLOPT_RESOLVE entry "host:port:addr,addr" that pins curl to them.
+ */
+static ks_status pin_addresses(const struct addrinfo *res, const char *host, const char *port,
+                               int literal, struct curl_slist **resolve, struct ks_error *err)
+{
+    char pin[1024];
+    int pn = snprintf(pin, sizeof(pin), "%s:%s:", host, port);
+    for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        if (!container_address_allowed(ai->ai_addr)) {
+            return ks_error_set(err, KS_E_UNAVAILABLE,
+                                "AWS credentials unavailable: AWS_CONTAINER_CREDENTIALS_FULL_URI "
+                                "over http must name a loopback, 169.254.170.2, 169.254.170.23 "
+                                "or fd00:ec2::23 host");
+        }
+        char addr[INET6_ADDRSTRLEN];
+        const void *src =
+            ai->ai_family == AF_INET
+                ? (const void *)&((const struct sockaddr_in *)(const void *)ai->ai_addr)->sin_addr
+                : (const void *)&((const struct sockaddr_in6 *)(const void *)ai->ai_addr)
+                      ->sin6_addr;
+        if (inet_ntop(ai->ai_family, src, addr, sizeof(addr)) != NULL && pn > 0 &&
+            (size_t)pn < sizeof(pin)) {
+            int m = snprintf(pin + pn, sizeof(pin) - (size_t)pn,
+                             ai->ai_family == AF_INET6 ? "%s[%s]" : "%s%s",
+                             pin[pn - 1] == ':' ? "" : ",", addr);
+            pn = m > 0 ? pn + m : pn;
+        }
+    }
+    if (!literal && pn > 0 && (size_t)pn < sizeof(pin)) {
+        *resolve = curl_slist_append(NULL, pin);
+        if (*resolve == NULL) {
+            return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+        }
+    }
+    return KS_OK;
+}
+
+/*
  * 5.3: a full URI must be https, or http to a host whose every address is allowed. A host name
  * is resolved here and pinned with CURLOPT_RESOLVE to the addresses that were checked, so that
  * a second DNS answer cannot point curl elsewhere.
@@ -223,37 +262,7 @@ static ks_status container_check_url(const char *url, struct curl_slist **resolv
         st = KS_E_UNAVAILABLE;
         goto out;
     }
-    char pin[1024];
-    int pn = snprintf(pin, sizeof(pin), "%s:%s:", host, port);
-    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        if (!container_address_allowed(ai->ai_addr)) {
-            ks_error_set(err, st,
-                         "AWS_CONTAINER_CREDENTIALS_FULL_URI over http must name a loopback, "
-                         "169.254.170.2, 169.254.170.23 or fd00:ec2::23 host");
-            goto out;
-        }
-        char addr[INET6_ADDRSTRLEN];
-        const void *src =
-            ai->ai_family == AF_INET
-                ? (const void *)&((const struct sockaddr_in *)(const void *)ai->ai_addr)->sin_addr
-                : (const void *)&((const struct sockaddr_in6 *)(const void *)ai->ai_addr)
-                      ->sin6_addr;
-        if (inet_ntop(ai->ai_family, src, addr, sizeof(addr)) != NULL && pn > 0 &&
-            (size_t)pn < sizeof(pin)) {
-            int m = snprintf(pin + pn, sizeof(pin) - (size_t)pn,
-                             ai->ai_family == AF_INET6 ? "%s[%s]" : "%s%s",
-                             pin[pn - 1] == ':' ? "" : ",", addr);
-            pn = m > 0 ? pn + m : pn;
-        }
-    }
-    st = KS_OK;
-    if (!literal && pn > 0 && (size_t)pn < sizeof(pin)) {
-        struct curl_slist *l = curl_slist_append(NULL, pin);
-        if (l == NULL) {
-            st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
-        }
-        *resolve = l;
-    }
+    st = pin_addresses(res, host, port, literal, resolve, err);
 out:
     if (res != NULL) {
         freeaddrinfo(res);
