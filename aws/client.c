@@ -1,7 +1,7 @@
 /*
- * aws_client.c - the awsJson 1.0/1.1 client of aws/aws.h: POST / with the whole input as one
- * JSON body (docs/reference/aws-apis.md section 1), signed per attempt with SigV4 (section 6), sent
- * with libcurl, retried like the SDKs' standard mode (section 4).
+ * client.c - the awsJson 1.0/1.1 transport of aws/aws.h: POST / with the whole input as one
+ * JSON body (docs/reference/aws-apis.md section 1), signed per attempt with SigV4 (section 6),
+ * sent with libcurl, retried like the SDKs' standard mode (section 4) through aws/backoff.h.
  *
  * Connection reuse: a libcurl easy handle keeps its connection cache, so the client keeps a
  * small LIFO pool of idle handles under a mutex. A call takes one (or creates one when the pool
@@ -11,57 +11,42 @@
  * resumes the TLS session instead of doing a full handshake. The connection cache itself is not
  * shared: libcurl documents CURL_LOCK_DATA_CONNECT as unsafe across threads before 8.x.
  *
- * Retry quota: one token bucket per client (section 4, B-RETRY quota.py): 500 tokens, a retry
- * costs 5 (10 after a timeout), a success without retries adds 1 back, a success after retries
- * returns the cost of its last acquisition; an empty bucket stops retrying.
- *
- * Backoff: full jitter, rand[0,1) * min(base * 2^i, 20 s), where base is base_delay_ms (default
- * 50 ms) for 5xx, network errors and timeouts, and a fixed 1000 ms for throttling (section 4,
- * "Suggested keystored policy"). base_delay_ms does not scale the throttling base, so that a
- * DynamoDB caller that sets 25 ms still backs off 1 s on throttling, as the SDKs do.
+ * Errors: err->message names the dependency and the error code only ("KMS
+ * AccessDeniedException", "DynamoDB unavailable (timed out)"): it reaches clients. AWS's own
+ * text, which can carry account ids and role ARNs, goes to err->detail (log only) and to
+ * struct ks_aws_error for callers that interpret it.
  *
  * Bodies: the request body is never copied (CURLOPT_POSTFIELDS points at the caller's buffer)
  * and never written anywhere else. The response body (it carries KMS plaintexts) is collected in
  * a ks_secbuf (grows by allocate-copy-wipe, capped at KS_AWS_MAX_RESPONSE) and is wiped on every
- * path. Only error bodies, which carry no key material, are handed to json-c.
+ * path; error bodies are read with the wiped scanner of aws/json_scan.h.
  */
 #include "aws/aws.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <curl/curl.h>
-#include <json-c/json.h>
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "common/secbuf.h"
 #include "common/secret.h"
-#include "aws/sigv4.h"
+#include "aws/http.h"
 
 #define KS_AWS_MAX_RESPONSE (4u * 1024u * 1024u) /* a KMS/DynamoDB reply is far smaller */
 #define KS_AWS_POOL_MAX 16                       /* idle handles kept warm */
 #define KS_AWS_USER_AGENT "keystored/0.1 aws-kms-hierarchy" /* branch-key-store.md section 7 */
 
-/* Section 4 defaults and the B-RETRY quota constants. */
+/* Section 4 defaults. */
 #define DEFAULT_CONNECT_TIMEOUT_MS 2000L
 #define DEFAULT_REQUEST_TIMEOUT_MS 10000L
 #define DEFAULT_MAX_ATTEMPTS 3u
-#define DEFAULT_BASE_DELAY_MS 50u
-#define THROTTLE_BASE_DELAY_MS 1000u
-#define MAX_BACKOFF_MS 20000u
-#define QUOTA_INITIAL 500u
-#define QUOTA_RETRY_COST 5u
-#define QUOTA_TIMEOUT_COST 10u
-#define QUOTA_SUCCESS_REFUND 1u
 
 struct ks_aws_client {
     char *service;
+    char *dependency; /* display name in messages: "KMS", "DynamoDB" */
     char *region;
     char *url;  /* endpoint with path "/" */
     char *host; /* Host header value, exactly as curl would send it */
@@ -74,27 +59,16 @@ struct ks_aws_client {
     unsigned max_attempts;
     unsigned base_delay_ms;
     const struct ks_clock *clock;
+    struct ks_aws_sleep sleep;
 
     CURLSH *share;
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 
-    pthread_mutex_t lock; /* guards idle[] and quota */
+    pthread_mutex_t lock; /* guards idle[] */
     CURL *idle[KS_AWS_POOL_MAX];
     size_t idle_count;
-    unsigned quota;
+    struct ks_aws_retry_quota quota;
 };
-
-/* --- libcurl global state ---------------------------------------------------------------- */
-
-/* curl_global_init must run once before any handle exists; it is reference counted, so
- * aws_credentials.c calling it too is fine. A pthread_once is the one piece of static state. */
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result = CURLE_FAILED_INIT;
-
-static void curl_init_once(void)
-{
-    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static void share_lock(CURL *handle, curl_lock_data data, curl_lock_access access, void *ctx)
 {
@@ -111,8 +85,6 @@ static void share_unlock(CURL *handle, curl_lock_data data, void *ctx)
     pthread_mutex_unlock(&c->share_locks[data]);
 }
 
-/* --- small helpers ----------------------------------------------------------------------- */
-
 static char *dup_string(const char *s)
 {
     size_t n = strlen(s) + 1;
@@ -121,37 +93,6 @@ static char *dup_string(const char *s)
         memcpy(d, s, n);
     }
     return d;
-}
-
-/* Uniform in [0, 1) from OpenSSL's CSPRNG (never the C library's PRNG). 0 if the RNG fails: no wait
- * is still a correct (if impolite) backoff. */
-static double random_unit(void)
-{
-    uint32_t r;
-    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1) {
-        return 0.0;
-    }
-    return (double)r / 4294967296.0;
-}
-
-static void sleep_ms(uint64_t ms)
-{
-    struct timespec ts = {.tv_sec = (time_t)(ms / 1000u), .tv_nsec = (long)(ms % 1000u) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* Section 4: sleep_i = rand[0,1) * min(base * 2^i, 20 s), i = 0 for the first retry. */
-static uint64_t backoff_ms(unsigned base_ms, unsigned retry_index)
-{
-    uint64_t ceiling = base_ms;
-    for (unsigned i = 0; i < retry_index && ceiling < MAX_BACKOFF_MS; i++) {
-        ceiling *= 2u;
-    }
-    if (ceiling > MAX_BACKOFF_MS) {
-        ceiling = MAX_BACKOFF_MS;
-    }
-    return (uint64_t)(random_unit() * (double)ceiling);
 }
 
 static uint64_t now_seconds(const struct ks_clock *clock)
@@ -242,6 +183,63 @@ static int valid_name(const char *s)
     return 1;
 }
 
+/* The numbers and hooks of the options, defaults applied (section 4). */
+static void apply_tuning(struct ks_aws_client *c, const struct ks_aws_client_options *opts)
+{
+    c->credentials = opts->credentials;
+    c->service_error = opts->service_error != KS_OK ? opts->service_error : KS_E_INTERNAL;
+    c->connect_timeout_ms =
+        opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    c->request_timeout_ms =
+        opts->request_timeout_ms > 0 ? opts->request_timeout_ms : DEFAULT_REQUEST_TIMEOUT_MS;
+    c->max_attempts = opts->max_attempts > 0 ? opts->max_attempts : DEFAULT_MAX_ATTEMPTS;
+    c->base_delay_ms =
+        opts->base_delay_ms > 0 ? opts->base_delay_ms : KS_AWS_BACKOFF_TRANSIENT_BASE_MS;
+    c->clock = opts->clock != NULL ? opts->clock : ks_clock_system();
+    c->sleep = opts->sleep;
+}
+
+/* The strings the client keeps and the CURLSH. KS_OK, or KS_E_INTERNAL (out of memory). */
+static ks_status copy_names(struct ks_aws_client *c, const struct ks_aws_client_options *opts,
+                            struct ks_error *err)
+{
+    char content_type[64];
+    snprintf(content_type, sizeof(content_type), "application/x-amz-json-%s",
+             opts->json_version != NULL ? opts->json_version : "1.1");
+    c->service = dup_string(opts->service);
+    c->dependency = dup_string(
+        opts->dependency != NULL && opts->dependency[0] != '\0' ? opts->dependency : opts->service);
+    c->region = dup_string(opts->region);
+    c->target_prefix = dup_string(opts->target_prefix);
+    c->content_type = dup_string(content_type);
+    c->share = curl_share_init();
+    if (c->service == NULL || c->dependency == NULL || c->region == NULL ||
+        c->target_prefix == NULL || c->content_type == NULL || c->share == NULL) {
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    return KS_OK;
+}
+
+static ks_status set_endpoint(struct ks_aws_client *c, const struct ks_aws_client_options *opts,
+                              struct ks_error *err)
+{
+    if (opts->endpoint != NULL && opts->endpoint[0] != '\0') {
+        return parse_endpoint(c, opts->endpoint, err);
+    }
+    /* The regional endpoint (B-EP); the China partition has its own domain. */
+    char endpoint[256];
+    int n = snprintf(endpoint, sizeof(endpoint), "https://%s.%s.amazonaws.com%s", opts->service,
+                     opts->region, strncmp(opts->region, "cn-", 3) == 0 ? ".cn" : "");
+    return (n > 0 && (size_t)n < sizeof(endpoint))
+               ? parse_endpoint(c, endpoint, err)
+               : ks_error_set(err, KS_E_CONFIG, "AWS region is too long");
+}
+
 ks_status ks_aws_client_create(const struct ks_aws_client_options *opts, struct ks_aws_client **out,
                                struct ks_error *err)
 {
@@ -254,59 +252,23 @@ ks_status ks_aws_client_create(const struct ks_aws_client_options *opts, struct 
                             "AWS client needs service, region, target prefix, credentials and "
                             "json_version 1.0 or 1.1");
     }
-    pthread_once(&curl_once, curl_init_once);
-    if (curl_init_result != CURLE_OK) {
-        return ks_error_set(err, KS_E_INTERNAL, "libcurl initialisation failed");
+    ks_status st = ks_aws_http_init(err);
+    if (st != KS_OK) {
+        return st;
     }
     struct ks_aws_client *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
-    c->credentials = opts->credentials;
-    c->service_error = opts->service_error != KS_OK ? opts->service_error : KS_E_INTERNAL;
-    c->connect_timeout_ms =
-        opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
-    c->request_timeout_ms =
-        opts->request_timeout_ms > 0 ? opts->request_timeout_ms : DEFAULT_REQUEST_TIMEOUT_MS;
-    c->max_attempts = opts->max_attempts > 0 ? opts->max_attempts : DEFAULT_MAX_ATTEMPTS;
-    c->base_delay_ms = opts->base_delay_ms > 0 ? opts->base_delay_ms : DEFAULT_BASE_DELAY_MS;
-    c->clock = opts->clock != NULL ? opts->clock : ks_clock_system();
-    c->quota = QUOTA_INITIAL;
+    apply_tuning(c, opts);
+    ks_aws_retry_quota_init(&c->quota);
     pthread_mutex_init(&c->lock, NULL);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) {
         pthread_mutex_init(&c->share_locks[i], NULL);
     }
-
-    char content_type[64];
-    snprintf(content_type, sizeof(content_type), "application/x-amz-json-%s",
-             opts->json_version != NULL ? opts->json_version : "1.1");
-    c->service = dup_string(opts->service);
-    c->region = dup_string(opts->region);
-    c->target_prefix = dup_string(opts->target_prefix);
-    c->content_type = dup_string(content_type);
-    c->share = curl_share_init();
-    if (c->service == NULL || c->region == NULL || c->target_prefix == NULL ||
-        c->content_type == NULL || c->share == NULL) {
-        ks_aws_client_destroy(c);
-        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    }
-    curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
-    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-
-    ks_status st;
-    if (opts->endpoint != NULL && opts->endpoint[0] != '\0') {
-        st = parse_endpoint(c, opts->endpoint, err);
-    } else {
-        /* The regional endpoint (B-EP); the China partition has its own domain. */
-        char endpoint[256];
-        int n = snprintf(endpoint, sizeof(endpoint), "https://%s.%s.amazonaws.com%s", opts->service,
-                         opts->region, strncmp(opts->region, "cn-", 3) == 0 ? ".cn" : "");
-        st = (n > 0 && (size_t)n < sizeof(endpoint))
-                 ? parse_endpoint(c, endpoint, err)
-                 : ks_error_set(err, KS_E_CONFIG, "AWS region is too long");
+    st = copy_names(c, opts, err);
+    if (st == KS_OK) {
+        st = set_endpoint(c, opts, err);
     }
     if (st != KS_OK) {
         ks_aws_client_destroy(c);
@@ -331,7 +293,9 @@ void ks_aws_client_destroy(struct ks_aws_client *c)
         pthread_mutex_destroy(&c->share_locks[i]);
     }
     pthread_mutex_destroy(&c->lock);
+    ks_aws_retry_quota_destroy(&c->quota);
     free(c->service);
+    free(c->dependency);
     free(c->region);
     free(c->url);
     free(c->host);
@@ -340,7 +304,22 @@ void ks_aws_client_destroy(struct ks_aws_client *c)
     free(c);
 }
 
-/* --- handle pool and retry quota --------------------------------------------------------- */
+uint64_t ks_aws_client_backoff(struct ks_aws_client *c, unsigned base_ms, unsigned retry_index)
+{
+    return ks_aws_backoff_sleep(&c->sleep, base_ms, retry_index);
+}
+
+void ks_aws_client_pause(struct ks_aws_client *c, uint64_t ms)
+{
+    ks_aws_sleep_ms(&c->sleep, ms);
+}
+
+unsigned ks_aws_client_retry_tokens(struct ks_aws_client *c)
+{
+    return ks_aws_retry_quota_tokens(&c->quota);
+}
+
+/* --- handle pool ------------------------------------------------------------------------- */
 
 static CURL *handle_take(struct ks_aws_client *c)
 {
@@ -367,26 +346,6 @@ static void handle_give_back(struct ks_aws_client *c, CURL *h)
     if (h != NULL) {
         curl_easy_cleanup(h);
     }
-}
-
-/* Takes cost tokens; 0 when the bucket cannot pay (then no retry happens). */
-static int quota_acquire(struct ks_aws_client *c, unsigned cost)
-{
-    int ok = 0;
-    pthread_mutex_lock(&c->lock);
-    if (c->quota >= cost) {
-        c->quota -= cost;
-        ok = 1;
-    }
-    pthread_mutex_unlock(&c->lock);
-    return ok;
-}
-
-static void quota_release(struct ks_aws_client *c, unsigned amount)
-{
-    pthread_mutex_lock(&c->lock);
-    c->quota = c->quota + amount > QUOTA_INITIAL ? QUOTA_INITIAL : c->quota + amount;
-    pthread_mutex_unlock(&c->lock);
 }
 
 /* --- response collection ----------------------------------------------------------------- */
@@ -474,39 +433,30 @@ static void copy_message(const char *raw, char *out, size_t out_size)
 static void parse_error(const struct response_headers *h, const struct ks_secbuf *body,
                         struct ks_aws_error *e)
 {
+    enum { F_TYPE, F_CODE, F_MESSAGE, F_MESSAGE_UPPER, F_COUNT };
+    struct ks_json_scan_field f[F_COUNT] = {
+        [F_TYPE] = {.name = "__type"},
+        [F_CODE] = {.name = "code"},
+        [F_MESSAGE] = {.name = "message"},
+        [F_MESSAGE_UPPER] = {.name = "Message"},
+    };
     e->type[0] = '\0';
     e->message[0] = '\0';
+    snprintf(e->request_id, sizeof(e->request_id), "%s", h->request_id);
+    int scanned = body->len > 0 && ks_json_scan_object(body->data, body->len, f, F_COUNT) == 0;
     const char *raw_type = h->error_type[0] != '\0' ? h->error_type : NULL;
-    json_object *root = NULL;
-    if (body->len > 0) {
-        json_tokener *tok = json_tokener_new_ex(16);
-        if (tok != NULL) {
-            root = json_tokener_parse_ex(tok, body->data, (int)body->len);
-            json_tokener_free(tok);
-        }
-        if (root != NULL && !json_object_is_type(root, json_type_object)) {
-            json_object_put(root);
-            root = NULL;
-        }
-    }
-    json_object *v;
-    if (raw_type == NULL && root != NULL) {
-        if ((json_object_object_get_ex(root, "__type", &v) ||
-             json_object_object_get_ex(root, "code", &v)) &&
-            json_object_is_type(v, json_type_string)) {
-            raw_type = json_object_get_string(v);
-        }
+    if (raw_type == NULL && scanned) {
+        raw_type = f[F_TYPE].value != NULL ? f[F_TYPE].value : f[F_CODE].value;
     }
     if (raw_type != NULL) {
         sanitize_error_type(raw_type, e->type, sizeof(e->type));
     }
-    if (root != NULL && (json_object_object_get_ex(root, "message", &v) ||
-                         json_object_object_get_ex(root, "Message", &v))) {
-        if (json_object_is_type(v, json_type_string)) {
-            copy_message(json_object_get_string(v), e->message, sizeof(e->message));
-        }
+    const char *message =
+        f[F_MESSAGE].value != NULL ? f[F_MESSAGE].value : f[F_MESSAGE_UPPER].value;
+    if (message != NULL) {
+        copy_message(message, e->message, sizeof(e->message));
     }
-    json_object_put(root);
+    ks_json_scan_free(f, F_COUNT);
 }
 
 /* Section 4, B-RETRY ThrottledRetryableChecker. */
@@ -574,36 +524,24 @@ static int retryable_curl_error(CURLcode rc)
     }
 }
 
-/* Wipes every header line (one holds the session token) before freeing the list. */
-static void slist_free_wiped(struct curl_slist *list)
+/* A short client-safe reason for a transport failure (the curl text goes to the detail). */
+static const char *network_reason(CURLcode rc)
 {
-    for (struct curl_slist *l = list; l != NULL; l = l->next) {
-        OPENSSL_cleanse(l->data, strlen(l->data));
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return "timed out";
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return "host not found";
+    case CURLE_COULDNT_CONNECT:
+        return "connection failed";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+        return "TLS failure";
+    default:
+        return "network error";
     }
-    curl_slist_free_all(list);
-}
-
-static struct curl_slist *slist_add(struct curl_slist *list, const char *name, const char *value,
-                                    int *failed)
-{
-    if (*failed) {
-        return list;
-    }
-    size_t n = strlen(name) + strlen(value) + 3;
-    char *line = malloc(n);
-    if (line == NULL) {
-        *failed = 1;
-        return list;
-    }
-    snprintf(line, n, "%s: %s", name, value);
-    struct curl_slist *next = curl_slist_append(list, line);
-    OPENSSL_cleanse(line, n);
-    free(line);
-    if (next == NULL) {
-        *failed = 1;
-        return list;
-    }
-    return next;
 }
 
 /*
@@ -650,11 +588,11 @@ static ks_status build_headers(struct ks_aws_client *c, const char *target, cons
     }
     int failed = 0;
     struct curl_slist *list = NULL;
-    for (size_t i = 0; i < req.header_count; i++) {
-        list = slist_add(list, headers[i].name, headers[i].value, &failed);
+    for (size_t i = 0; i < req.header_count && !failed; i++) {
+        failed = ks_aws_http_header_add(&list, headers[i].name, headers[i].value) != 0;
     }
-    for (size_t i = 0; i < sig.add_header_count; i++) {
-        list = slist_add(list, sig.add_headers[i].name, sig.add_headers[i].value, &failed);
+    for (size_t i = 0; i < sig.add_header_count && !failed; i++) {
+        failed = ks_aws_http_header_add(&list, sig.add_headers[i].name, sig.add_headers[i].value);
     }
     ks_sigv4_result_free(&sig);
     if (!failed) {
@@ -663,7 +601,7 @@ static ks_status build_headers(struct ks_aws_client *c, const char *target, cons
         list = next != NULL ? next : list;
     }
     if (failed) {
-        slist_free_wiped(list);
+        ks_aws_http_headers_free(list);
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
     *out = list;
@@ -695,6 +633,54 @@ static void setup_handle(struct ks_aws_client *c, CURL *h, struct curl_slist *he
     curl_easy_setopt(h, CURLOPT_HEADERDATA, rh);
 }
 
+/* A transport failure: client-safe message, curl's text in the detail. */
+static enum outcome network_failure(struct ks_aws_client *c, const char *target, CURLcode rc,
+                                    const struct ks_secbuf *resp, struct ks_error *err)
+{
+    if (resp->too_large) {
+        ks_error_set(err, c->service_error, "%s response too large", c->dependency);
+        ks_error_set_detail(err, "%s %s: response larger than %u bytes", c->dependency, target,
+                            KS_AWS_MAX_RESPONSE);
+        return OUT_TOO_LARGE;
+    }
+    ks_error_set(err, KS_E_UNAVAILABLE, "%s unavailable (%s)", c->dependency, network_reason(rc));
+    ks_error_set_detail(err, "%s %s at %s: %s", c->dependency, target, c->url,
+                        curl_easy_strerror(rc));
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+        return OUT_TIMEOUT;
+    }
+    return retryable_curl_error(rc) ? OUT_TRANSIENT : OUT_UNREACHABLE_FINAL;
+}
+
+/*
+ * An HTTP error answer, classified (section 4). The message names the dependency and the error
+ * code only; AWS's free text and the request id go to the detail.
+ */
+static enum outcome service_failure(struct ks_aws_client *c, const char *target,
+                                    const struct ks_aws_error *e, struct ks_error *err)
+{
+    long status = e->http_status;
+    enum outcome o = OUT_SERVICE;
+    if (is_throttling_code(e->type)) {
+        ks_error_set(err, KS_E_THROTTLED, "%s %s", c->dependency, e->type);
+        o = OUT_THROTTLED;
+    } else if (is_transient_code(e->type) || status == 500 || status == 502 || status == 503 ||
+               status == 504) {
+        ks_error_set(err, KS_E_UNAVAILABLE, "%s unavailable (HTTP %ld%s%s)", c->dependency, status,
+                     e->type[0] != '\0' ? " " : "", e->type);
+        o = OUT_TRANSIENT;
+    } else if (e->type[0] != '\0') {
+        ks_error_set(err, c->service_error, "%s %s", c->dependency, e->type);
+    } else {
+        ks_error_set(err, c->service_error, "%s HTTP %ld", c->dependency, status);
+    }
+    ks_error_set_detail(err, "%s %s: HTTP %ld %s: %s (request id %s)", c->dependency, target,
+                        status, e->type[0] != '\0' ? e->type : "(no type)",
+                        e->message[0] != '\0' ? e->message : "(no message)",
+                        e->request_id[0] != '\0' ? e->request_id : "none");
+    return o;
+}
+
 static enum outcome attempt(struct ks_aws_client *c, CURL *h, const char *target, const char *body,
                             size_t body_len, struct ks_secbuf *resp, struct ks_aws_error *e,
                             struct ks_error *err)
@@ -704,25 +690,16 @@ static enum outcome attempt(struct ks_aws_client *c, CURL *h, const char *target
     e->http_status = 0;
     e->type[0] = '\0';
     e->message[0] = '\0';
+    e->request_id[0] = '\0';
     if (build_headers(c, target, body, body_len, &headers, err) != KS_OK) {
         return OUT_INTERNAL;
     }
     setup_handle(c, h, headers, body, body_len, resp, &rh);
     CURLcode rc = curl_easy_perform(h);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    slist_free_wiped(headers);
+    ks_aws_http_headers_free(headers);
     if (rc != CURLE_OK) {
-        if (resp->too_large) {
-            ks_error_set(err, c->service_error, "%s %s: response larger than %u bytes", c->service,
-                         target, KS_AWS_MAX_RESPONSE);
-            return OUT_TOO_LARGE;
-        }
-        ks_error_set(err, KS_E_UNAVAILABLE, "%s %s: %s", c->service, target,
-                     curl_easy_strerror(rc));
-        if (rc == CURLE_OPERATION_TIMEDOUT) {
-            return OUT_TIMEOUT;
-        }
-        return retryable_curl_error(rc) ? OUT_TRANSIENT : OUT_UNREACHABLE_FINAL;
+        return network_failure(c, target, rc, resp, err);
     }
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -731,20 +708,7 @@ static enum outcome attempt(struct ks_aws_client *c, CURL *h, const char *target
         return OUT_OK;
     }
     parse_error(&rh, resp, e);
-    if (is_throttling_code(e->type)) {
-        ks_error_set(err, KS_E_THROTTLED, "%s %s throttled: %s", c->service, target, e->type);
-        return OUT_THROTTLED;
-    }
-    if (is_transient_code(e->type) || status == 500 || status == 502 || status == 503 ||
-        status == 504) {
-        ks_error_set(err, KS_E_UNAVAILABLE, "%s %s: HTTP %ld %s%s%s", c->service, target, status,
-                     e->type, e->message[0] != '\0' ? ": " : "", e->message);
-        return OUT_TRANSIENT;
-    }
-    /* The header contract: message "<type>: <message>". */
-    ks_error_set(err, c->service_error, "%s: %s", e->type[0] != '\0' ? e->type : "HTTP error",
-                 e->message[0] != '\0' ? e->message : "(no message)");
-    return OUT_SERVICE;
+    return service_failure(c, target, e, err);
 }
 
 /* --- the call ---------------------------------------------------------------------------- */
@@ -779,6 +743,77 @@ static int take_body(struct ks_secbuf *b, struct ks_aws_response *out)
     return 0;
 }
 
+/* The status a failed attempt ends the call with, if it is the last one. */
+static ks_status outcome_status(const struct ks_aws_client *c, enum outcome o,
+                                const struct ks_error *err)
+{
+    switch (o) {
+    case OUT_THROTTLED:
+        return KS_E_THROTTLED;
+    case OUT_TRANSIENT:
+    case OUT_TIMEOUT:
+    case OUT_UNREACHABLE_FINAL:
+        return KS_E_UNAVAILABLE;
+    case OUT_SERVICE:
+    case OUT_TOO_LARGE:
+        return c->service_error;
+    default:
+        return err->code != KS_OK ? err->code : KS_E_INTERNAL;
+    }
+}
+
+/*
+ * Whether to try again after attempt i failed with o, and if so waits (section 4): a retryable
+ * outcome, attempts left, and the quota pays for it. *last_cost gets what the quota took.
+ */
+static int retry_after(struct ks_aws_client *c, enum outcome o, unsigned i, unsigned *last_cost)
+{
+    int retryable = o == OUT_THROTTLED || o == OUT_TRANSIENT || o == OUT_TIMEOUT;
+    if (!retryable || i + 1 >= c->max_attempts) {
+        return 0;
+    }
+    unsigned cost = ks_aws_retry_quota_acquire(&c->quota, o == OUT_TIMEOUT);
+    if (cost == 0) {
+        return 0; /* section 4: an empty bucket stops retrying */
+    }
+    *last_cost = cost;
+    /* The throttling base is not scaled by base_delay_ms, so that DynamoDB's 25 ms transient
+     * base still backs off 1 s on throttling, as the SDKs do. */
+    ks_aws_backoff_sleep(
+        &c->sleep, o == OUT_THROTTLED ? KS_AWS_BACKOFF_THROTTLE_BASE_MS : c->base_delay_ms, i);
+    return 1;
+}
+
+/* The attempts of one call on handle h. */
+static ks_status call_with_retries(struct ks_aws_client *c, CURL *h, const char *target,
+                                   const char *body, size_t body_len, struct ks_aws_response *resp,
+                                   struct ks_aws_error *e, struct ks_error *err)
+{
+    unsigned last_cost = 0; /* tokens taken for the latest retry, refunded on success */
+    for (unsigned i = 0;; i++) {
+        struct ks_secbuf collected;
+        ks_secbuf_init(&collected, KS_AWS_MAX_RESPONSE);
+        e->attempts = i + 1;
+        enum outcome o = attempt(c, h, target, body, body_len, &collected, e, err);
+        if (o == OUT_OK) {
+            int rc = take_body(&collected, resp);
+            ks_secbuf_free(&collected);
+            if (rc != 0) {
+                return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+            }
+            ks_aws_retry_quota_release(&c->quota, last_cost);
+            ks_error_clear(err);
+            return KS_OK;
+        }
+        ks_secbuf_free(&collected);
+        ks_status st = outcome_status(c, o, err);
+        if (!retry_after(c, o, i, &last_cost)) {
+            err->code = st;
+            return st;
+        }
+    }
+}
+
 ks_status ks_aws_call(struct ks_aws_client *c, const char *operation, const char *request_json,
                       size_t request_len, struct ks_aws_response *resp,
                       struct ks_aws_error *aws_err, struct ks_error *err)
@@ -808,57 +843,7 @@ ks_status ks_aws_call(struct ks_aws_client *c, const char *operation, const char
     if (h == NULL) {
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
-
-    ks_status st = KS_E_INTERNAL;
-    unsigned last_cost = 0; /* tokens taken for the latest retry, refunded on success */
-    for (unsigned i = 0;; i++) {
-        struct ks_secbuf body;
-        ks_secbuf_init(&body, KS_AWS_MAX_RESPONSE);
-        e->attempts = i + 1;
-        enum outcome o = attempt(c, h, target, request_json, request_len, &body, e, err);
-        if (o == OUT_OK) {
-            if (take_body(&body, resp) != 0) {
-                ks_secbuf_free(&body);
-                st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
-                break;
-            }
-            quota_release(c, i == 0 ? QUOTA_SUCCESS_REFUND : last_cost);
-            ks_error_clear(err);
-            st = KS_OK;
-            break;
-        }
-        ks_secbuf_free(&body);
-        switch (o) {
-        case OUT_THROTTLED:
-            st = KS_E_THROTTLED;
-            break;
-        case OUT_TRANSIENT:
-        case OUT_TIMEOUT:
-        case OUT_UNREACHABLE_FINAL:
-            st = KS_E_UNAVAILABLE;
-            break;
-        case OUT_SERVICE:
-        case OUT_TOO_LARGE:
-            st = c->service_error;
-            break;
-        default:
-            st = err->code != KS_OK ? err->code : KS_E_INTERNAL;
-            break;
-        }
-        int retryable = o == OUT_THROTTLED || o == OUT_TRANSIENT || o == OUT_TIMEOUT;
-        if (!retryable || i + 1 >= c->max_attempts) {
-            break;
-        }
-        unsigned cost = o == OUT_TIMEOUT ? QUOTA_TIMEOUT_COST : QUOTA_RETRY_COST;
-        if (!quota_acquire(c, cost)) {
-            break; /* section 4: an empty bucket stops retrying */
-        }
-        last_cost = cost;
-        sleep_ms(backoff_ms(o == OUT_THROTTLED ? THROTTLE_BASE_DELAY_MS : c->base_delay_ms, i));
-    }
+    ks_status st = call_with_retries(c, h, target, request_json, request_len, resp, e, err);
     handle_give_back(c, h);
-    if (st != KS_OK) {
-        err->code = st;
-    }
     return st;
 }

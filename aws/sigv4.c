@@ -27,7 +27,7 @@
 /*
  * A growable string. Errors are sticky (failed is set and later appends do nothing), so a
  * builder can append many pieces and check once. Every buffer is wiped when freed, because the
- * canonical request and the presigned query can hold the session token.
+ * canonical request can hold the session token.
  */
 struct sbuf {
     char *data;
@@ -122,60 +122,18 @@ static int is_unreserved(unsigned char c)
 
 /*
  * SigV4 URI encoding (IAM-SIGV4 "URI-encode each byte"; aws-c-auth
- * aws_byte_buf_append_encoding_uri_path/_param): unreserved bytes stay, every other byte is
- * %XX with uppercase hex. keep_slash is set for paths, where '/' separates segments.
+ * aws_byte_buf_append_encoding_uri_path/_param): common/util.h's ks_percent_encode, which keeps
+ * the unreserved bytes and writes %XX in uppercase hex. keep_slash is set for paths, where '/'
+ * separates segments.
  */
 static void sbuf_put_encoded(struct sbuf *b, const char *s, size_t n, int keep_slash)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (is_unreserved(c) || (keep_slash && c == '/')) {
-            sbuf_putc(b, (char)c);
-        } else {
-            char esc[3] = {'%', hex[c >> 4], hex[c & 0x0f]};
-            sbuf_append(b, esc, sizeof(esc));
-        }
+    size_t need = ks_percent_encode(s, n, keep_slash, NULL, 0);
+    if (sbuf_reserve(b, need) != 0) {
+        return;
     }
-}
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/*
- * Percent-decoding as aws-c-auth's aws_byte_buf_append_decoding_uri: "%XX" becomes the byte,
- * '+' stays '+' (it is not a space in SigV4), a '%' without two hex digits is an error.
- */
-static int sbuf_put_decoded(struct sbuf *b, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '%') {
-            if (n - i < 3) {
-                return -1;
-            }
-            int h = hex_value((unsigned char)s[i + 1]);
-            int l = hex_value((unsigned char)s[i + 2]);
-            if (h < 0 || l < 0) {
-                return -1;
-            }
-            c = (unsigned char)(h << 4 | l);
-            i += 2;
-        }
-        sbuf_putc(b, (char)c);
-    }
-    return 0;
+    ks_percent_encode(s, n, keep_slash, b->data + b->len, need + 1);
+    b->len += need;
 }
 
 /* ----- validation: keep the inputs from breaking the structure of what is signed or sent ----- */
@@ -284,11 +242,6 @@ static const char *const skipped_headers[] = {"user-agent",
 /* The signer adds these itself (aws-c-auth s_forbidden_headers). */
 static const char *const forbidden_headers[] = {"authorization", "x-amz-date",
                                                 "x-amz-security-token", NULL};
-
-/* Presign mode adds these query parameters itself (aws-c-auth s_forbidden_params). */
-static const char *const forbidden_params[] = {
-    "X-Amz-Signature",     "X-Amz-Date",           "X-Amz-Credential", "X-Amz-Algorithm",
-    "X-Amz-SignedHeaders", "X-Amz-Security-Token", "X-Amz-Expires",    NULL};
 
 /* ----- crypto ----- */
 
@@ -400,27 +353,19 @@ static void normalize_path(const char *path, struct sbuf *out)
 }
 
 /*
- * Canonical URI. Non-S3 services take the path as sent (already encoded once) and encode it
- * again ("double encoding", tests/data/sigv4/README.md "use_double_uri_encode"), so "%20" on the
- * wire is signed as "%2520". Normalisation runs first, on the wire form.
+ * Canonical URI. Non-S3 services normalise the path as sent (already encoded once), then encode
+ * it again ("double encoding", tests/data/sigv4/README.md "use_double_uri_encode"), so "%20" on
+ * the wire is signed as "%2520".
  */
 static void append_canonical_uri(const struct ks_sigv4_request *req, struct sbuf *out)
 {
     const char *path = (req->path != NULL && req->path[0] != '\0') ? req->path : "/";
     struct sbuf normalized = {0};
-    if (!(req->flags & KS_SIGV4_NO_NORMALIZE_PATH)) {
-        normalize_path(path, &normalized);
-        if (normalized.failed) {
-            out->failed = 1;
-            sbuf_free(&normalized);
-            return;
-        }
-        path = normalized.data;
-    }
-    if (req->flags & KS_SIGV4_NO_DOUBLE_ENCODE_PATH) {
-        sbuf_puts(out, path);
+    normalize_path(path, &normalized);
+    if (normalized.failed) {
+        out->failed = 1;
     } else {
-        sbuf_put_encoded(out, path, strlen(path), 1);
+        sbuf_put_encoded(out, normalized.data, normalized.len, 1);
     }
     sbuf_free(&normalized);
 }
@@ -486,8 +431,7 @@ static int query_list_add(struct query_list *q, const char *key, size_t key_len,
  * vectors get-vanilla-query-order-encoded, get-vanilla-utf8-query). A parameter without '='
  * gets an empty value. Empty pieces ("a=1&&b=2") are ignored.
  */
-static ks_status parse_query(const char *query, int presign, struct query_list *q,
-                             struct ks_error *err)
+static ks_status parse_query(const char *query, struct query_list *q, struct ks_error *err)
 {
     const char *p = query;
     while (p != NULL && *p != '\0') {
@@ -498,23 +442,18 @@ static ks_status parse_query(const char *query, int presign, struct query_list *
             size_t key_len = eq ? (size_t)(eq - p) : piece_len;
             const char *val = eq ? eq + 1 : p + piece_len;
             size_t val_len = eq ? piece_len - key_len - 1 : 0;
-            struct sbuf dk = {0}, dv = {0};
-            int bad =
-                sbuf_put_decoded(&dk, p, key_len) != 0 || sbuf_put_decoded(&dv, val, val_len) != 0;
-            const char *key = dk.data != NULL ? dk.data : "";
+            /* '+' stays '+': it is not a space in SigV4 (aws-c-auth decoding). */
+            size_t dk_len = 0, dv_len = 0;
+            char *dk = ks_percent_decode(p, key_len, 0, &dk_len);
+            char *dv = ks_percent_decode(val, val_len, 0, &dv_len);
             ks_status st = KS_OK;
-            if (bad) {
+            if (dk == NULL || dv == NULL) {
                 st = ks_error_set(err, KS_E_INVALID, "sigv4: malformed percent-escape in query");
-            } else if (dk.failed || dv.failed) {
-                st = ks_error_set(err, KS_E_INTERNAL, "sigv4: out of memory");
-            } else if (presign && name_in(key, forbidden_params)) {
-                st =
-                    ks_error_set(err, KS_E_INVALID, "sigv4: query already has a signing parameter");
-            } else if (query_list_add(q, key, dk.len, dv.data ? dv.data : "", dv.len) != 0) {
+            } else if (query_list_add(q, dk, dk_len, dv, dv_len) != 0) {
                 st = ks_error_set(err, KS_E_INTERNAL, "sigv4: out of memory");
             }
-            sbuf_free(&dk);
-            sbuf_free(&dv);
+            free(dk);
+            free(dv);
             if (st != KS_OK) {
                 return st;
             }
@@ -656,7 +595,6 @@ void ks_sigv4_result_free(struct ks_sigv4_result *result)
     ks_secret_free_string(result->signed_headers);
     ks_secret_free_string(result->credential_scope);
     ks_secret_free_string(result->authorization);
-    ks_secret_free_string(result->presigned_query);
     for (size_t i = 0; i < result->add_header_count && i < KS_SIGV4_MAX_ADD_HEADERS; i++) {
         /* authorization is also the last header value; it was freed above. */
         if (result->add_headers[i].value != result->authorization) {
@@ -667,26 +605,9 @@ void ks_sigv4_result_free(struct ks_sigv4_result *result)
     OPENSSL_cleanse(result, sizeof(*result));
 }
 
-static char *dup_string(const char *s)
+/* The path and query cannot break the request line: no controls, no fragment. */
+static ks_status validate_target(const struct ks_sigv4_request *req, struct ks_error *err)
 {
-    size_t n = strlen(s);
-    char *d = malloc(n + 1);
-    if (d != NULL) {
-        memcpy(d, s, n + 1);
-    }
-    return d;
-}
-
-static ks_status validate(const struct ks_sigv4_request *req,
-                          const struct ks_sigv4_credentials *creds, uint64_t epoch_seconds,
-                          struct ks_error *err)
-{
-    if (req == NULL || creds == NULL) {
-        return ks_error_set(err, KS_E_INVALID, "sigv4: request and credentials are required");
-    }
-    if (!is_token(req->method)) {
-        return ks_error_set(err, KS_E_INVALID, "sigv4: missing or invalid method");
-    }
     if (req->path != NULL && req->path[0] != '\0') {
         if (req->path[0] != '/') {
             return ks_error_set(err, KS_E_INVALID, "sigv4: path must start with '/'");
@@ -706,22 +627,53 @@ static ks_status validate(const struct ks_sigv4_request *req,
             }
         }
     }
+    return KS_OK;
+}
+
+/* Header names are tokens, values cannot smuggle lines, the signer's own are not given, and
+ * Host is present (IAM-SIGV4: host must always be signed). */
+static ks_status validate_headers(const struct ks_sigv4_request *req, struct ks_error *err)
+{
+    int has_host = 0;
+    if (req->headers == NULL && req->header_count > 0) {
+        return ks_error_set(err, KS_E_INVALID, "sigv4: header_count without headers");
+    }
+    for (size_t i = 0; i < req->header_count; i++) {
+        const struct ks_sigv4_header *h = &req->headers[i];
+        if (!is_token(h->name) || h->value == NULL) {
+            return ks_error_set(err, KS_E_INVALID, "sigv4: invalid header name or value #%zu", i);
+        }
+        if (!is_header_value(h->value)) {
+            return ks_error_set(err, KS_E_INVALID, "sigv4: control character in header %s",
+                                h->name);
+        }
+        if (name_in(h->name, forbidden_headers)) {
+            return ks_error_set(err, KS_E_INVALID, "sigv4: header %s is added by the signer",
+                                h->name);
+        }
+        has_host |= strcasecmp(h->name, "host") == 0;
+    }
+    if (!has_host) {
+        return ks_error_set(err, KS_E_INVALID, "sigv4: the Host header is required");
+    }
+    return KS_OK;
+}
+
+static ks_status validate(const struct ks_sigv4_request *req,
+                          const struct ks_sigv4_credentials *creds, uint64_t epoch_seconds,
+                          struct ks_error *err)
+{
+    if (req == NULL || creds == NULL) {
+        return ks_error_set(err, KS_E_INVALID, "sigv4: request and credentials are required");
+    }
+    if (!is_token(req->method)) {
+        return ks_error_set(err, KS_E_INVALID, "sigv4: missing or invalid method");
+    }
     if (!is_scope_part(req->region) || !is_scope_part(req->service)) {
         return ks_error_set(err, KS_E_INVALID, "sigv4: missing or invalid region or service");
     }
     if (req->body == NULL && req->body_len > 0) {
         return ks_error_set(err, KS_E_INVALID, "sigv4: body_len without body");
-    }
-    if (req->payload_hash != NULL && !is_visible(req->payload_hash, "")) {
-        return ks_error_set(err, KS_E_INVALID, "sigv4: invalid payload hash");
-    }
-    if (req->headers == NULL && req->header_count > 0) {
-        return ks_error_set(err, KS_E_INVALID, "sigv4: header_count without headers");
-    }
-    int presign = (req->flags & KS_SIGV4_PRESIGN) != 0;
-    if (presign && (req->expires_seconds == 0 || req->expires_seconds > KS_SIGV4_MAX_EXPIRES)) {
-        return ks_error_set(err, KS_E_INVALID, "sigv4: presign expiry must be 1..%u seconds",
-                            (unsigned)KS_SIGV4_MAX_EXPIRES);
     }
     if (!is_visible(creds->access_key_id, "/,=")) {
         return ks_error_set(err, KS_E_INVALID, "sigv4: missing or invalid access key id");
@@ -736,30 +688,200 @@ static ks_status validate(const struct ks_sigv4_request *req,
     if (epoch_seconds > MAX_EPOCH_SECONDS) {
         return ks_error_set(err, KS_E_INVALID, "sigv4: signing time out of range");
     }
-    int has_host = 0;
-    for (size_t i = 0; i < req->header_count; i++) {
-        const struct ks_sigv4_header *h = &req->headers[i];
-        if (!is_token(h->name) || h->value == NULL) {
-            return ks_error_set(err, KS_E_INVALID, "sigv4: invalid header name or value #%zu", i);
-        }
-        if (!is_header_value(h->value)) {
-            return ks_error_set(err, KS_E_INVALID, "sigv4: control character in header %s",
-                                h->name);
-        }
-        if (name_in(h->name, forbidden_headers) ||
-            (!presign && (req->flags & KS_SIGV4_CONTENT_SHA256_HEADER) &&
-             strcasecmp(h->name, "x-amz-content-sha256") == 0)) {
-            return ks_error_set(err, KS_E_INVALID, "sigv4: header %s is added by the signer",
-                                h->name);
-        }
-        if (strcasecmp(h->name, "host") == 0) {
-            has_host = 1;
+    ks_status st = validate_target(req, err);
+    return st != KS_OK ? st : validate_headers(req, err);
+}
+
+/*
+ * The pieces of one signing, built step by step by the functions below and released together
+ * (wiped: the canonical request holds the session token).
+ */
+struct signing {
+    const struct ks_sigv4_request *req;
+    const struct ks_sigv4_credentials *creds;
+    const char *token; /* NULL when the credentials are long-term */
+    char date_stamp[9];
+    char payload_hash[SHA256_LEN * 2 + 1];
+    struct header_list headers;
+    struct query_list query;
+    struct sbuf scope, header_block, signed_headers, canonical, string_to_sign;
+};
+
+static void signing_free(struct signing *s)
+{
+    header_list_free(&s->headers);
+    query_list_free(&s->query);
+    sbuf_free(&s->scope);
+    sbuf_free(&s->header_block);
+    sbuf_free(&s->signed_headers);
+    sbuf_free(&s->canonical);
+    sbuf_free(&s->string_to_sign);
+    OPENSSL_cleanse(s->payload_hash, sizeof(s->payload_hash));
+}
+
+/* X-Amz-Date, the date stamp and the credential scope (aws-apis.md section 6 points 3-4). */
+static ks_status step_scope(struct signing *s, uint64_t epoch_seconds, struct ks_sigv4_result *out,
+                            struct ks_error *err)
+{
+    time_t t = (time_t)epoch_seconds;
+    struct tm tm;
+    if ((uint64_t)t != epoch_seconds || gmtime_r(&t, &tm) == NULL ||
+        strftime(out->amz_date, sizeof(out->amz_date), "%Y%m%dT%H%M%SZ", &tm) !=
+            KS_SIGV4_AMZ_DATE_LEN) {
+        return ks_error_set(err, KS_E_INVALID, "sigv4: signing time out of range");
+    }
+    memcpy(s->date_stamp, out->amz_date, 8);
+    s->date_stamp[8] = '\0';
+    sbuf_puts(&s->scope, s->date_stamp);
+    sbuf_putc(&s->scope, '/');
+    sbuf_puts(&s->scope, s->req->region);
+    sbuf_putc(&s->scope, '/');
+    sbuf_puts(&s->scope, s->req->service);
+    sbuf_puts(&s->scope, "/" SCOPE_TERMINATOR);
+    return s->scope.failed ? ks_error_set(err, KS_E_INTERNAL, "sigv4: out of memory") : KS_OK;
+}
+
+/* The payload hash line: SHA-256 of the exact body bytes, lowercase hex. */
+static ks_status step_payload(struct signing *s, struct ks_error *err)
+{
+    unsigned char digest[SHA256_LEN];
+    const struct ks_sigv4_request *req = s->req;
+    if (sha256(req->body != NULL ? req->body : "", req->body_len, digest) != 0) {
+        return ks_error_set(err, KS_E_INTERNAL, "sigv4: SHA-256 failed");
+    }
+    ks_hex_encode(digest, SHA256_LEN, s->payload_hash);
+    return KS_OK;
+}
+
+/* Headers to sign: the request's own (minus the skipped ones), then X-Amz-Date and the session
+ * token, which KMS and DynamoDB need signed (tests/data/sigv4/README.md point 3). */
+static ks_status step_headers(struct signing *s, const char *amz_date, struct ks_error *err)
+{
+    const struct ks_sigv4_request *req = s->req;
+    s->headers.items = calloc(req->header_count + 2, sizeof(*s->headers.items));
+    if (s->headers.items == NULL) {
+        return ks_error_set(err, KS_E_INTERNAL, "sigv4: out of memory");
+    }
+    int failed = 0;
+    for (size_t i = 0; i < req->header_count && !failed; i++) {
+        if (!name_in(req->headers[i].name, skipped_headers)) {
+            failed = header_list_add(&s->headers, req->headers[i].name, req->headers[i].value);
         }
     }
-    /* IAM-SIGV4: host must always be signed; a client that adds Host after signing would send
-     * a request AWS rejects. */
-    if (!has_host) {
-        return ks_error_set(err, KS_E_INVALID, "sigv4: the Host header is required");
+    failed =
+        failed || header_list_add(&s->headers, "x-amz-date", amz_date) != 0 ||
+        (s->token != NULL && header_list_add(&s->headers, "x-amz-security-token", s->token) != 0);
+    if (failed) {
+        return ks_error_set(err, KS_E_INTERNAL, "sigv4: out of memory");
+    }
+    qsort(s->headers.items, s->headers.count, sizeof(*s->headers.items), compare_headers);
+    append_canonical_headers(&s->headers, &s->header_block, &s->signed_headers);
+    if (s->header_block.failed || s->signed_headers.failed) {
+        return ks_error_set(err, KS_E_INTERNAL, "sigv4: out of memory");
+    }
+    return KS_OK;
+}
+
+/* Canonical request (aws-apis.md section 6 point 1). */
+static ks_status step_canonical_request(struct signing *s, struct ks_error *err)
+{
+    ks_status st = parse_query(s->req->query, &s->query, err);
+    if (st != KS_OK) {
+        return st;
+    }
+    if (s->query.count > 1) { /* qsort(NULL, 0, ...) is undefined */
+        qsort(s->query.items, s->query.count, sizeof(*s->query.items), compare_query_params);
+    }
+    struct sbuf *c = &s->canonical;
+    sbuf_puts(c, s->req->method);
+    sbuf_putc(c, '\n');
+    append_canonical_uri(s->req, c);
+    sbuf_putc(c, '\n');
+    append_query_list(&s->query, c);
+    sbuf_putc(c, '\n');
+    sbuf_append(c, s->header_block.data, s->header_block.len);
+    sbuf_putc(c, '\n');
+    sbuf_append(c, s->signed_headers.data, s->signed_headers.len);
+    sbuf_putc(c, '\n');
+    sbuf_puts(c, s->payload_hash);
+    return c->failed ? ks_error_set(err, KS_E_INTERNAL, "sigv4: out of memory") : KS_OK;
+}
+
+/* String to sign (point 5). */
+static ks_status step_string_to_sign(struct signing *s, const char *amz_date, struct ks_error *err)
+{
+    unsigned char digest[SHA256_LEN];
+    char hex[SHA256_LEN * 2 + 1];
+    if (sha256(s->canonical.data, s->canonical.len, digest) != 0) {
+        return ks_error_set(err, KS_E_INTERNAL, "sigv4: SHA-256 failed");
+    }
+    ks_hex_encode(digest, SHA256_LEN, hex);
+    struct sbuf *b = &s->string_to_sign;
+    sbuf_puts(b, KS_SIGV4_ALGORITHM "\n");
+    sbuf_puts(b, amz_date);
+    sbuf_putc(b, '\n');
+    sbuf_append(b, s->scope.data, s->scope.len);
+    sbuf_putc(b, '\n');
+    sbuf_puts(b, hex);
+    return b->failed ? ks_error_set(err, KS_E_INTERNAL, "sigv4: out of memory") : KS_OK;
+}
+
+/* Signature (point 6); the signing key never leaves this function's stack. */
+static ks_status step_signature(struct signing *s, struct ks_sigv4_result *out,
+                                struct ks_error *err)
+{
+    unsigned char signing_key[SHA256_LEN];
+    unsigned char signature[SHA256_LEN];
+    ks_status st = KS_OK;
+    if (derive_signing_key(s->creds->secret_access_key, s->date_stamp, s->req->region,
+                           s->req->service, signing_key) != 0 ||
+        hmac_sha256(signing_key, SHA256_LEN, s->string_to_sign.data, s->string_to_sign.len,
+                    signature) != 0) {
+        st = ks_error_set(err, KS_E_INTERNAL, "sigv4: HMAC-SHA256 failed");
+    } else {
+        ks_hex_encode(signature, SHA256_LEN, out->signature);
+    }
+    OPENSSL_cleanse(signing_key, sizeof(signing_key));
+    OPENSSL_cleanse(signature, sizeof(signature));
+    return st;
+}
+
+/* Authorization header (point 7) and the headers the caller adds, in their documented order;
+ * then the outputs move into *out. */
+static ks_status step_result(struct signing *s, struct ks_sigv4_result *out, struct ks_error *err)
+{
+    struct sbuf auth = {0};
+    sbuf_puts(&auth, KS_SIGV4_ALGORITHM " Credential=");
+    sbuf_puts(&auth, s->creds->access_key_id);
+    sbuf_putc(&auth, '/');
+    sbuf_append(&auth, s->scope.data, s->scope.len);
+    sbuf_puts(&auth, ", SignedHeaders=");
+    sbuf_append(&auth, s->signed_headers.data, s->signed_headers.len);
+    sbuf_puts(&auth, ", Signature=");
+    sbuf_puts(&auth, out->signature);
+    out->authorization = sbuf_take(&auth);
+    sbuf_free(&auth);
+    size_t n = 0;
+    const char *date = (const char *)ks_secret_dup(out->amz_date, sizeof(out->amz_date));
+    out->add_headers[n++] = (struct ks_sigv4_header){"X-Amz-Date", date};
+    if (s->token != NULL) {
+        const char *token = (const char *)ks_secret_dup(s->token, strlen(s->token) + 1);
+        out->add_headers[n++] = (struct ks_sigv4_header){"X-Amz-Security-Token", token};
+    }
+    out->add_headers[n++] = (struct ks_sigv4_header){"Authorization", out->authorization};
+    out->add_header_count = n;
+    out->canonical_request = sbuf_take(&s->canonical);
+    out->string_to_sign = sbuf_take(&s->string_to_sign);
+    out->signed_headers = sbuf_take(&s->signed_headers);
+    out->credential_scope = sbuf_take(&s->scope);
+    for (size_t i = 0; i < n; i++) {
+        if (out->add_headers[i].value == NULL) {
+            return ks_error_set(err, KS_E_INTERNAL, "sigv4: out of memory");
+        }
+    }
+    if (out->canonical_request == NULL || out->string_to_sign == NULL ||
+        out->signed_headers == NULL || out->credential_scope == NULL) {
+        return ks_error_set(err, KS_E_INTERNAL, "sigv4: out of memory");
     }
     return KS_OK;
 }
@@ -776,259 +898,19 @@ ks_status ks_sigv4_sign(const struct ks_sigv4_request *req,
     if (st != KS_OK) {
         return st;
     }
-
-    const int presign = (req->flags & KS_SIGV4_PRESIGN) != 0;
-    const char *token = (creds->session_token != NULL && creds->session_token[0] != '\0')
-                            ? creds->session_token
-                            : NULL;
-    const int sign_token = token != NULL && !(req->flags & KS_SIGV4_OMIT_SESSION_TOKEN);
-    /* The content-sha256 header is a header-mode feature (presign vectors do not add it). */
-    const int content_header = !presign && (req->flags & KS_SIGV4_CONTENT_SHA256_HEADER);
-
-    struct header_list headers = {0};
-    struct query_list query = {0};
-    struct sbuf canonical = {0}, signed_headers = {0}, header_block = {0}, sts = {0}, scope = {0},
-                auth = {0}, presigned = {0}, tmp = {0};
-    char payload_hash[SHA256_LEN * 2 + 1];
-    unsigned char digest[SHA256_LEN];
-    unsigned char signing_key[SHA256_LEN];
-    unsigned char signature[SHA256_LEN];
-    char expires[16];
-    char *date_value = NULL, *token_value = NULL, *content_value = NULL;
-
-    /* X-Amz-Date and the date stamp of the scope (aws-apis.md section 6 points 3-4). */
-    time_t t = (time_t)epoch_seconds;
-    struct tm tm;
-    if ((uint64_t)t != epoch_seconds || gmtime_r(&t, &tm) == NULL ||
-        strftime(out->amz_date, sizeof(out->amz_date), "%Y%m%dT%H%M%SZ", &tm) !=
-            KS_SIGV4_AMZ_DATE_LEN) {
-        st = ks_error_set(err, KS_E_INVALID, "sigv4: signing time out of range");
-        goto done;
+    struct signing s = {.req = req, .creds = creds};
+    s.token = (creds->session_token != NULL && creds->session_token[0] != '\0')
+                  ? creds->session_token
+                  : NULL;
+    if ((st = step_scope(&s, epoch_seconds, out, err)) == KS_OK &&
+        (st = step_payload(&s, err)) == KS_OK &&
+        (st = step_headers(&s, out->amz_date, err)) == KS_OK &&
+        (st = step_canonical_request(&s, err)) == KS_OK &&
+        (st = step_string_to_sign(&s, out->amz_date, err)) == KS_OK &&
+        (st = step_signature(&s, out, err)) == KS_OK) {
+        st = step_result(&s, out, err);
     }
-    char date_stamp[9];
-    memcpy(date_stamp, out->amz_date, 8);
-    date_stamp[8] = '\0';
-
-    sbuf_puts(&scope, date_stamp);
-    sbuf_putc(&scope, '/');
-    sbuf_puts(&scope, req->region);
-    sbuf_putc(&scope, '/');
-    sbuf_puts(&scope, req->service);
-    sbuf_puts(&scope, "/" SCOPE_TERMINATOR);
-
-    /* Payload hash: the caller's, or SHA-256 of the exact body bytes. */
-    if (req->payload_hash != NULL) {
-        sbuf_puts(&tmp, req->payload_hash);
-    } else {
-        if (sha256(req->body != NULL ? req->body : "", req->body_len, digest) != 0) {
-            st = ks_error_set(err, KS_E_INTERNAL, "sigv4: SHA-256 failed");
-            goto done;
-        }
-        ks_hex_encode(digest, SHA256_LEN, payload_hash);
-        sbuf_puts(&tmp, payload_hash);
-    }
-    content_value = sbuf_take(&tmp);
-    if (content_value == NULL) {
-        goto oom;
-    }
-
-    /* Headers to sign: the request's own, then the ones the signer adds in header mode. */
-    headers.items = calloc(req->header_count + 3, sizeof(*headers.items));
-    if (headers.items == NULL) {
-        goto oom;
-    }
-    for (size_t i = 0; i < req->header_count; i++) {
-        if (name_in(req->headers[i].name, skipped_headers)) {
-            continue;
-        }
-        if (header_list_add(&headers, req->headers[i].name, req->headers[i].value) != 0) {
-            goto oom;
-        }
-    }
-    if (!presign) {
-        if (header_list_add(&headers, "x-amz-date", out->amz_date) != 0) {
-            goto oom;
-        }
-        /* KMS and DynamoDB need the token signed (tests/data/sigv4/README.md point 3). */
-        if (sign_token && header_list_add(&headers, "x-amz-security-token", token) != 0) {
-            goto oom;
-        }
-        if (content_header &&
-            header_list_add(&headers, "x-amz-content-sha256", content_value) != 0) {
-            goto oom;
-        }
-    }
-    qsort(headers.items, headers.count, sizeof(*headers.items), compare_headers);
-    append_canonical_headers(&headers, &header_block, &signed_headers);
-    if (header_block.failed || signed_headers.failed) {
-        goto oom;
-    }
-
-    /* Query: the request's parameters, plus the X-Amz-* ones in presign mode. */
-    st = parse_query(req->query, presign, &query, err);
-    if (st != KS_OK) {
-        goto done;
-    }
-    if (presign) {
-        snprintf(expires, sizeof(expires), "%u", (unsigned)req->expires_seconds);
-        sbuf_puts(&tmp, creds->access_key_id);
-        sbuf_putc(&tmp, '/');
-        sbuf_append(&tmp, scope.data, scope.len);
-        if (tmp.failed || scope.failed) {
-            goto oom;
-        }
-        struct {
-            const char *key;
-            const char *value;
-        } auth_params[] = {
-            {"X-Amz-Algorithm", KS_SIGV4_ALGORITHM},
-            {"X-Amz-Credential", tmp.data},
-            {"X-Amz-Date", out->amz_date},
-            {"X-Amz-SignedHeaders", signed_headers.data},
-            {"X-Amz-Expires", expires},
-            {"X-Amz-Security-Token", token},
-        };
-        size_t n_auth = sizeof(auth_params) / sizeof(auth_params[0]);
-        /* The presigned query keeps the caller's query as sent and appends the parameters in
-         * aws-c-auth's order; the signature goes last, once it is known. */
-        if (req->query != NULL && req->query[0] != '\0') {
-            sbuf_puts(&presigned, req->query);
-            sbuf_putc(&presigned, '&');
-        }
-        for (size_t i = 0; i < n_auth; i++) {
-            const char *v = auth_params[i].value;
-            if (v == NULL) {
-                continue;
-            }
-            sbuf_puts(&presigned, auth_params[i].key);
-            sbuf_putc(&presigned, '=');
-            sbuf_put_encoded(&presigned, v, strlen(v), 0);
-            sbuf_putc(&presigned, '&');
-            int is_token_param = i == n_auth - 1;
-            if (is_token_param && !sign_token) {
-                continue; /* sent, not signed (omit_session_token) */
-            }
-            if (query_list_add(&query, auth_params[i].key, strlen(auth_params[i].key), v,
-                               strlen(v)) != 0) {
-                goto oom;
-            }
-        }
-        sbuf_puts(&presigned, "X-Amz-Signature=");
-        sbuf_free(&tmp);
-    }
-    if (query.count > 1) { /* qsort(NULL, 0, ...) is undefined */
-        qsort(query.items, query.count, sizeof(*query.items), compare_query_params);
-    }
-
-    /* Canonical request (aws-apis.md section 6 point 1). */
-    sbuf_puts(&canonical, req->method);
-    sbuf_putc(&canonical, '\n');
-    append_canonical_uri(req, &canonical);
-    sbuf_putc(&canonical, '\n');
-    append_query_list(&query, &canonical);
-    sbuf_putc(&canonical, '\n');
-    sbuf_append(&canonical, header_block.data, header_block.len);
-    sbuf_putc(&canonical, '\n');
-    sbuf_append(&canonical, signed_headers.data, signed_headers.len);
-    sbuf_putc(&canonical, '\n');
-    sbuf_puts(&canonical, content_value);
-    if (canonical.failed || scope.failed || presigned.failed) {
-        goto oom;
-    }
-
-    /* String to sign (point 5). */
-    if (sha256(canonical.data, canonical.len, digest) != 0) {
-        st = ks_error_set(err, KS_E_INTERNAL, "sigv4: SHA-256 failed");
-        goto done;
-    }
-    ks_hex_encode(digest, SHA256_LEN, payload_hash);
-    sbuf_puts(&sts, KS_SIGV4_ALGORITHM "\n");
-    sbuf_puts(&sts, out->amz_date);
-    sbuf_putc(&sts, '\n');
-    sbuf_append(&sts, scope.data, scope.len);
-    sbuf_putc(&sts, '\n');
-    sbuf_puts(&sts, payload_hash);
-    if (sts.failed) {
-        goto oom;
-    }
-
-    /* Signature (point 6). */
-    if (derive_signing_key(creds->secret_access_key, date_stamp, req->region, req->service,
-                           signing_key) != 0 ||
-        hmac_sha256(signing_key, SHA256_LEN, sts.data, sts.len, signature) != 0) {
-        st = ks_error_set(err, KS_E_INTERNAL, "sigv4: HMAC-SHA256 failed");
-        goto done;
-    }
-    ks_hex_encode(signature, SHA256_LEN, out->signature);
-
-    if (presign) {
-        sbuf_puts(&presigned, out->signature);
-        if (presigned.failed) {
-            goto oom;
-        }
-        out->presigned_query = sbuf_take(&presigned);
-    } else {
-        /* Authorization header (point 7). */
-        sbuf_puts(&auth, KS_SIGV4_ALGORITHM " Credential=");
-        sbuf_puts(&auth, creds->access_key_id);
-        sbuf_putc(&auth, '/');
-        sbuf_append(&auth, scope.data, scope.len);
-        sbuf_puts(&auth, ", SignedHeaders=");
-        sbuf_append(&auth, signed_headers.data, signed_headers.len);
-        sbuf_puts(&auth, ", Signature=");
-        sbuf_puts(&auth, out->signature);
-        out->authorization = sbuf_take(&auth);
-        date_value = dup_string(out->amz_date);
-        token_value = token != NULL ? dup_string(token) : NULL;
-        if (out->authorization == NULL || date_value == NULL ||
-            (token != NULL && token_value == NULL)) {
-            goto oom;
-        }
-        size_t n = 0;
-        out->add_headers[n++] = (struct ks_sigv4_header){"X-Amz-Date", date_value};
-        date_value = NULL;
-        if (token_value != NULL) {
-            out->add_headers[n++] = (struct ks_sigv4_header){"X-Amz-Security-Token", token_value};
-            token_value = NULL;
-        }
-        if (content_header) {
-            out->add_headers[n++] = (struct ks_sigv4_header){"x-amz-content-sha256", content_value};
-            content_value = NULL;
-        }
-        out->add_headers[n++] = (struct ks_sigv4_header){"Authorization", out->authorization};
-        out->add_header_count = n;
-    }
-    out->canonical_request = sbuf_take(&canonical);
-    out->string_to_sign = sbuf_take(&sts);
-    out->signed_headers = sbuf_take(&signed_headers);
-    out->credential_scope = sbuf_take(&scope);
-    if (out->canonical_request == NULL || out->string_to_sign == NULL ||
-        out->signed_headers == NULL || out->credential_scope == NULL ||
-        (presign && out->presigned_query == NULL)) {
-        goto oom;
-    }
-    st = KS_OK;
-    goto done;
-
-oom:
-    st = ks_error_set(err, KS_E_INTERNAL, "sigv4: out of memory");
-done:
-    OPENSSL_cleanse(signing_key, sizeof(signing_key));
-    OPENSSL_cleanse(signature, sizeof(signature));
-    OPENSSL_cleanse(digest, sizeof(digest));
-    header_list_free(&headers);
-    query_list_free(&query);
-    sbuf_free(&canonical);
-    sbuf_free(&signed_headers);
-    sbuf_free(&header_block);
-    sbuf_free(&sts);
-    sbuf_free(&scope);
-    sbuf_free(&auth);
-    sbuf_free(&presigned);
-    sbuf_free(&tmp);
-    ks_secret_free_string(date_value);
-    ks_secret_free_string(token_value);
-    ks_secret_free_string(content_value);
+    signing_free(&s);
     if (st != KS_OK) {
         ks_sigv4_result_free(out);
     }

@@ -5,10 +5,11 @@
  * The caller describes the request exactly as it will be sent (method, encoded path, query,
  * headers, body), the credentials and the signing time; ks_sigv4_sign returns the canonical
  * request, the string to sign, the signature and the headers the caller must add (X-Amz-Date,
- * X-Amz-Security-Token when a token is present, Authorization). A zero-initialised
- * struct ks_sigv4_request with method, path, headers, body, region and service filled gives the
- * rules KMS and DynamoDB need: path normalised and encoded a second time, session token signed,
- * signature in the Authorization header.
+ * X-Amz-Security-Token when a token is present, Authorization). It implements the one mode KMS
+ * and DynamoDB need: path normalised and encoded a second time, body hashed, session token
+ * signed, signature in the Authorization header. S3's rules, presigned URLs and unsigned
+ * tokens have no caller and are not implemented (tests/unit/test_sigv4.c lists the vendored
+ * vectors dropped for that reason).
  *
  * The signer never logs, and its error messages never contain the secret, the session token or
  * derived keys. The derived signing key lives only on the stack of ks_sigv4_sign and is wiped
@@ -25,32 +26,12 @@
 #define KS_SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 #define KS_SIGV4_SIGNATURE_HEX_LEN 64 /* hex of an HMAC-SHA256 */
 #define KS_SIGV4_AMZ_DATE_LEN 16      /* "YYYYMMDDTHHMMSSZ" */
-#define KS_SIGV4_MAX_EXPIRES 604800   /* presigned URLs: at most 7 days */
-#define KS_SIGV4_MAX_ADD_HEADERS 4
+#define KS_SIGV4_MAX_ADD_HEADERS 3    /* X-Amz-Date, X-Amz-Security-Token, Authorization */
 
 /* One header, borrowed strings. */
 struct ks_sigv4_header {
     const char *name;
     const char *value;
-};
-
-/*
- * Options. 0 means the non-S3 defaults that KMS and DynamoDB use
- * (tests/data/sigv4/README.md "How keystored's tests should use it", point 2).
- */
-enum ks_sigv4_flags {
-    /* Sign the path as given instead of removing "." / ".." segments and empty segments. */
-    KS_SIGV4_NO_NORMALIZE_PATH = 1u << 0,
-    /* Do not percent-encode the (already encoded) path a second time. With
-     * KS_SIGV4_NO_NORMALIZE_PATH these are S3's rules. */
-    KS_SIGV4_NO_DOUBLE_ENCODE_PATH = 1u << 1,
-    /* Send X-Amz-Security-Token but leave it out of the signature (aws-c-auth
-     * omit_session_token; vector post-sts-header-after). KMS and DynamoDB need it signed. */
-    KS_SIGV4_OMIT_SESSION_TOKEN = 1u << 2,
-    /* Header mode: add and sign "x-amz-content-sha256: <payload hash>" (aws-c-auth sign_body). */
-    KS_SIGV4_CONTENT_SHA256_HEADER = 1u << 3,
-    /* Presigned URL (query-parameter) mode instead of the Authorization header. */
-    KS_SIGV4_PRESIGN = 1u << 4,
 };
 
 /*
@@ -65,13 +46,8 @@ struct ks_sigv4_request {
     size_t header_count;
     const void *body; /* may be NULL when body_len is 0 */
     size_t body_len;
-    /* Optional: the payload-hash line to use instead of hashing body (a precomputed lowercase
-     * hex SHA-256, or e.g. "UNSIGNED-PAYLOAD"). NULL: SHA-256 of body. */
-    const char *payload_hash;
-    const char *region;       /* "us-east-1" */
-    const char *service;      /* "kms", "dynamodb" */
-    unsigned flags;           /* enum ks_sigv4_flags, OR-ed */
-    uint32_t expires_seconds; /* KS_SIGV4_PRESIGN only: X-Amz-Expires, 1..KS_SIGV4_MAX_EXPIRES */
+    const char *region;  /* "us-east-1" */
+    const char *service; /* "kms", "dynamodb" */
 };
 
 /* Borrowed for the duration of the call; the signer copies nothing of the secret. */
@@ -93,18 +69,13 @@ struct ks_sigv4_result {
     char *credential_scope; /* "20150830/us-east-1/service/aws4_request" */
     char amz_date[KS_SIGV4_AMZ_DATE_LEN + 1];
     char signature[KS_SIGV4_SIGNATURE_HEX_LEN + 1];
-    /* Header mode: the Authorization header value (also the last entry of add_headers).
-     * Presign mode: NULL. */
+    /* The Authorization header value (also the last entry of add_headers). */
     char *authorization;
-    /* Header mode: the headers to append to the request, in this order: X-Amz-Date,
-     * X-Amz-Security-Token (when a token is present), x-amz-content-sha256 (with
-     * KS_SIGV4_CONTENT_SHA256_HEADER), Authorization. Names are static strings, values are
-     * owned by the result. Presign mode: none. */
+    /* The headers to append to the request, in this order: X-Amz-Date, X-Amz-Security-Token
+     * (when a token is present), Authorization. Names are static strings, values are owned by
+     * the result. */
     struct ks_sigv4_header add_headers[KS_SIGV4_MAX_ADD_HEADERS];
     size_t add_header_count;
-    /* Presign mode: the full query string to send (the request's query, then the X-Amz-*
-     * parameters, X-Amz-Signature last), without '?'. Header mode: NULL. */
-    char *presigned_query;
 };
 
 /*
@@ -114,8 +85,8 @@ struct ks_sigv4_result {
  * percent-escape, missing fields) or KS_E_INTERNAL (allocation or OpenSSL failure), fills err
  * (may be NULL) and leaves *out zeroed with nothing to free.
  *
- * The caller must not pass Authorization, X-Amz-Date or X-Amz-Security-Token (nor
- * x-amz-content-sha256 with KS_SIGV4_CONTENT_SHA256_HEADER): the signer adds them. Headers that
+ * The caller must not pass Authorization, X-Amz-Date or X-Amz-Security-Token: the signer adds
+ * them. Headers that
  * proxies rewrite (User-Agent, X-Amzn-Trace-Id, Connection, Expect, Upgrade, Sec-WebSocket-*) are
  * not signed, as in aws-c-auth. Thread-safe.
  */

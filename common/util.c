@@ -95,6 +95,25 @@ int ks_hex_digit(char c)
     return -1;
 }
 
+size_t ks_percent_encode(const char *s, size_t len, int keep_slash, char *out, size_t out_size)
+{
+    static const char upper[] = "0123456789ABCDEF";
+    size_t i, o = 0;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/');
+        char esc[3] = {'%', upper[c >> 4], upper[c & 15]};
+        size_t n = plain ? 1 : 3;
+        if (out && o + n < out_size)
+            memcpy(out + o, plain ? (const char *)&s[i] : esc, n);
+        o += n;
+    }
+    if (out && out_size > 0)
+        out[o < out_size ? o : 0] = '\0';
+    return o;
+}
+
 char *ks_percent_decode(const char *s, size_t len, int plus_is_space, size_t *out_len)
 {
     char *out = malloc(len + 1);

@@ -47,6 +47,15 @@ void ks_hex_encode(const void *data, size_t len, char *out);
 int ks_hex_digit(char c);
 
 /*
+ * Percent-encodes len bytes of s as RFC 3986 section 2 and SigV4 want it: the unreserved bytes
+ * A-Z a-z 0-9 - . _ ~ (and '/' when keep_slash, for paths) stay, every other byte becomes %XX
+ * with uppercase hex (docs/reference/aws-apis.md section 6). Returns the encoded length (without
+ * the NUL), like snprintf: when it is >= out_size nothing usable was written (out is then "").
+ * out may be NULL (out_size 0) to measure.
+ */
+size_t ks_percent_encode(const char *s, size_t len, int keep_slash, char *out, size_t out_size);
+
+/*
  * Percent-decodes len bytes of s into a new NUL-terminated string (*out_len excludes the NUL);
  * '+' becomes a space when plus_is_space (query strings). NULL on a bad escape, an escaped NUL
  * (%00) or OOM. Caller frees.

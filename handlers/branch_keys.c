@@ -10,6 +10,7 @@
 
 #include "common/jsonw.h"
 #include "common/utf8.h"
+#include "common/util.h"
 #include "handlers/handlers.h"
 
 static const char *const members[] = {"branchKeyIdentifier", "encryptionContext", "kmsRelationship",
@@ -68,24 +69,7 @@ static ks_status check_hierarchy_version(struct json_object *body, struct ks_err
 /* Percent-encodes a path segment (RFC 3986 unreserved kept) into out; 0, or -1 if too long. */
 static int encode_segment(const char *s, char *out, size_t size)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        int plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '.' || c == '_' || c == '~';
-        if (o + 4 > size)
-            return -1;
-        if (plain) {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
-    return 0;
+    return ks_percent_encode(s, strlen(s), 0, out, size) < size ? 0 : -1;
 }
 
 ks_status ks_handle_branch_key_create(const struct ks_request *req, struct ks_response *resp,

@@ -3,15 +3,16 @@
  * section 2 as awsJson 1.1 calls (TrentService.<Operation>) over the shared AWS transport
  * (aws/aws.h), which signs every attempt, retries what the SDKs retry, and maps throttling to
  * KS_E_THROTTLED, an unreachable or failing (5xx) KMS to KS_E_UNAVAILABLE and every other refusal
- * to KS_E_KMS with the KMS error name first ("IncorrectKeyException: ...").
+ * to KS_E_KMS with the message "KMS <error code>" ("KMS IncorrectKeyException"); KMS's own text
+ * stays in err->detail, for the log only.
  *
  * Secrets (docs/architecture.md section 6, docs/style.md "Memory"): Encrypt's plaintext and the
  * plaintexts of GenerateDataKey and Decrypt travel base64-encoded inside the JSON bodies. Requests
  * are built with common/jsonw.h, whose buffer is wiped when released, and the finished body is
- * wiped after the call. Responses are read by the small scanner below rather than by json-c, which
- * would leave unwiped copies of the Plaintext member in freed memory: it picks the top-level
- * string members it is asked for out of the response text and decodes them into buffers that
- * are wiped when freed; the response text itself is wiped by ks_aws_response_free.
+ * wiped after the call. Responses are read by the wiped scanner of aws/json_scan.h rather than by
+ * json-c, which would leave unwiped copies of the Plaintext member in freed memory: it picks the
+ * top-level string members asked for and decodes them into buffers that are wiped when freed;
+ * the response text itself is wiped by ks_aws_response_free.
  *
  * Results: out must be initialized (ks_kms_result_init); on success its previous contents are
  * released and replaced, on failure it is left untouched (as in kms/local_kms.c).
@@ -36,11 +37,6 @@
  * 1 MiB is far above any valid request while still bounding a runaway one.
  */
 #define REQUEST_MAX ((size_t)1 << 20)
-/* Nesting the scanner follows while skipping members it does not need (DescribeKey's
- * KeyMetadata is 3 deep); deeper is not a KMS response. */
-#define SCAN_DEPTH_MAX 32
-/* Longest member name the scanner compares; longer names are never ours and are skipped. */
-#define SCAN_NAME_MAX 64
 
 /*
  * The KeyId ping describes when the relationship names no key (discovery): an alias that need
@@ -128,339 +124,6 @@ static ks_status missing_member(struct ks_error *err, const char *member)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Response scanner                                                                            */
-
-/*
- * One top-level string member to pick out of a response. value is the decoded text,
- * NUL-terminated, in a buffer of cap bytes released with ks_secret_free(value, cap). A member
- * whose value is null counts as absent (awsJson allows null for optional members).
- */
-struct scan_field {
-    const char *name; /* NULL: not wanted */
-    char *value;
-    size_t len, cap;
-    int seen;
-};
-
-struct scanner {
-    const char *p, *end;
-};
-
-static void scan_ws(struct scanner *s)
-{
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-        s->p++;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    int i;
-
-    for (i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* UTF-8 of code point cp into out; returns the byte count. */
-static size_t put_utf8(unsigned cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xc0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/*
- * The string at s->p (which is at its opening quote), RFC 8259 section 7. When out is given
- * (room for the raw length + 1: decoding never grows a string) the decoded text goes there with
- * a NUL; *out_len gets its length. Advances past the closing quote. 0, or -1 when malformed.
- */
-static int scan_string(struct scanner *s, char *out, size_t *out_len)
-{
-    const char *p = s->p + 1;
-    size_t o = 0;
-
-    if (s->p >= s->end || *s->p != '"')
-        return -1;
-    while (p < s->end && *p != '"') {
-        unsigned char c = (unsigned char)*p;
-        char tmp[4];
-        size_t n = 1;
-
-        if (c < 0x20)
-            return -1;
-        if (c != '\\') {
-            tmp[0] = (char)c;
-            p++;
-        } else {
-            unsigned cp, lo;
-
-            if (p + 1 >= s->end)
-                return -1;
-            switch (p[1]) {
-            case '"':
-            case '\\':
-            case '/':
-                tmp[0] = p[1];
-                break;
-            case 'b':
-                tmp[0] = '\b';
-                break;
-            case 'f':
-                tmp[0] = '\f';
-                break;
-            case 'n':
-                tmp[0] = '\n';
-                break;
-            case 'r':
-                tmp[0] = '\r';
-                break;
-            case 't':
-                tmp[0] = '\t';
-                break;
-            case 'u':
-                if (s->end - p < 6 || hex4(p + 2, &cp) != 0)
-                    return -1;
-                p += 4;
-                if (cp >= 0xdc00 && cp <= 0xdfff)
-                    return -1; /* a lone low surrogate */
-                if (cp >= 0xd800 && cp <= 0xdbff) {
-                    if (s->end - p < 8 || p[2] != '\\' || p[3] != 'u' || hex4(p + 4, &lo) != 0 ||
-                        lo < 0xdc00 || lo > 0xdfff)
-                        return -1;
-                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                    p += 6;
-                }
-                n = put_utf8(cp, tmp);
-                break;
-            default:
-                return -1;
-            }
-            p += 2;
-        }
-        if (out)
-            memcpy(out + o, tmp, n);
-        o += n;
-    }
-    if (p >= s->end)
-        return -1;
-    if (out)
-        out[o] = '\0';
-    if (out_len)
-        *out_len = o;
-    s->p = p + 1;
-    return 0;
-}
-
-static int scan_literal(struct scanner *s, const char *word)
-{
-    size_t n = strlen(word);
-    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
-        return -1;
-    s->p += n;
-    return 0;
-}
-
-/* Skips one value of any type (strings are checked, not decoded). 0, or -1 when malformed. */
-static int scan_skip(struct scanner *s, int depth)
-{
-    char close;
-
-    scan_ws(s);
-    if (s->p >= s->end)
-        return -1;
-    switch (*s->p) {
-    case '"':
-        return scan_string(s, NULL, NULL);
-    case 't':
-        return scan_literal(s, "true");
-    case 'f':
-        return scan_literal(s, "false");
-    case 'n':
-        return scan_literal(s, "null");
-    case '{':
-    case '[':
-        break;
-    default: {
-        const char *start = s->p;
-        while (s->p < s->end && *s->p != '\0' && strchr("+-0123456789.eE", *s->p))
-            s->p++;
-        return s->p > start ? 0 : -1;
-    }
-    }
-    if (depth >= SCAN_DEPTH_MAX)
-        return -1;
-    close = *s->p == '{' ? '}' : ']';
-    s->p++;
-    scan_ws(s);
-    if (s->p < s->end && *s->p == close) {
-        s->p++;
-        return 0;
-    }
-    for (;;) {
-        if (close == '}') {
-            scan_ws(s);
-            if (scan_string(s, NULL, NULL) != 0)
-                return -1;
-            scan_ws(s);
-            if (s->p >= s->end || *s->p != ':')
-                return -1;
-            s->p++;
-        }
-        if (scan_skip(s, depth + 1) != 0)
-            return -1;
-        scan_ws(s);
-        if (s->p >= s->end)
-            return -1;
-        if (*s->p == close) {
-            s->p++;
-            return 0;
-        }
-        if (*s->p != ',')
-            return -1;
-        s->p++;
-    }
-}
-
-static void scan_fields_free(struct scan_field *f, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++) {
-        ks_secret_free(f[i].value, f[i].cap);
-        f[i].value = NULL;
-        f[i].len = f[i].cap = 0;
-    }
-}
-
-/* Decodes the string at s->p into f (a secret buffer). 0, or -1 when malformed or on OOM. */
-static int scan_field_value(struct scanner *s, struct scan_field *f)
-{
-    struct scanner probe = *s;
-    size_t raw;
-
-    if (scan_string(&probe, NULL, NULL) != 0) /* finds the end: bounds the buffer */
-        return -1;
-    raw = (size_t)(probe.p - s->p);
-    f->value = (char *)ks_secret_alloc(raw);
-    if (!f->value)
-        return -1;
-    f->cap = raw;
-    return scan_string(s, f->value, &f->len);
-}
-
-/*
- * Reads the top-level object of a response and fills the fields named in f (value NULL when
- * absent). Every other member is skipped. A member given twice is refused: a response that
- * says two things is not one to act on. On failure the fields are freed.
- */
-static int scan_response(const char *json, size_t len, struct scan_field *f, size_t n)
-{
-    struct scanner s = {json, json + len};
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        f[i].value = NULL;
-        f[i].len = f[i].cap = 0;
-        f[i].seen = 0;
-    }
-    scan_ws(&s);
-    if (s.p >= s.end || *s.p != '{')
-        return -1;
-    s.p++;
-    scan_ws(&s);
-    if (s.p < s.end && *s.p == '}') {
-        s.p++;
-        goto end;
-    }
-    for (;;) {
-        char name[SCAN_NAME_MAX + 1];
-        struct scanner probe;
-        struct scan_field *hit = NULL;
-        size_t name_len = 0;
-
-        scan_ws(&s);
-        probe = s;
-        if (scan_string(&probe, NULL, NULL) != 0)
-            goto bad;
-        if ((size_t)(probe.p - s.p) <= SCAN_NAME_MAX + 2) {
-            if (scan_string(&s, name, &name_len) != 0)
-                goto bad;
-            for (i = 0; i < n && !hit; i++)
-                if (f[i].name && strlen(f[i].name) == name_len &&
-                    memcmp(f[i].name, name, name_len) == 0)
-                    hit = &f[i];
-        } else {
-            s = probe;
-        }
-        scan_ws(&s);
-        if (s.p >= s.end || *s.p != ':')
-            goto bad;
-        s.p++;
-        scan_ws(&s);
-        if (hit && hit->seen)
-            goto bad; /* duplicate member */
-        if (hit)
-            hit->seen = 1;
-        if (hit && s.p < s.end && *s.p == '"') {
-            if (scan_field_value(&s, hit) != 0)
-                goto bad;
-        } else if (hit && scan_literal(&s, "null") == 0) {
-            /* absent */
-        } else if (hit) {
-            goto bad; /* a member we need, of the wrong type */
-        } else if (scan_skip(&s, 1) != 0) {
-            goto bad;
-        }
-        scan_ws(&s);
-        if (s.p >= s.end)
-            goto bad;
-        if (*s.p == '}') {
-            s.p++;
-            break;
-        }
-        if (*s.p != ',')
-            goto bad;
-        s.p++;
-    }
-end:
-    scan_ws(&s);
-    if (s.p != s.end)
-        goto bad;
-    return 0;
-bad:
-    scan_fields_free(f, n);
-    return -1;
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* Results                                                                                     */
 
 enum { F_CIPHERTEXT, F_PLAINTEXT, F_KEY_ID, F_SOURCE_KEY_ID, F_COUNT };
@@ -484,7 +147,7 @@ static ks_status read_result(const char *operation, const struct ks_aws_response
                              unsigned want, size_t plaintext_len, struct ks_kms_result *out,
                              struct ks_error *err)
 {
-    struct scan_field f[F_COUNT] = {
+    struct ks_json_scan_field f[F_COUNT] = {
         [F_CIPHERTEXT] = {.name = "CiphertextBlob"},
         [F_PLAINTEXT] = {.name = "Plaintext"},
         [F_KEY_ID] = {.name = "KeyId"},
@@ -501,11 +164,11 @@ static ks_status read_result(const char *operation, const struct ks_aws_response
     for (i = 0; i < F_COUNT; i++)
         if (!(want & (1u << i)))
             f[i].name = NULL;
-    if (!resp->body || scan_response(resp->body, resp->len, f, F_COUNT) != 0)
+    if (!resp->body || ks_json_scan_object(resp->body, resp->len, f, F_COUNT) != 0)
         return malformed(err, operation, "not a JSON object");
     for (i = 0; i < F_COUNT; i++)
         if ((want & (1u << i)) && (!f[i].value || f[i].len == 0)) {
-            scan_fields_free(f, F_COUNT);
+            ks_json_scan_free(f, F_COUNT);
             return ks_error_set(err, KS_E_KMS, "AWS KMS %s: malformed response: no %s", operation,
                                 names[i]);
         }
@@ -532,7 +195,7 @@ static ks_status read_result(const char *operation, const struct ks_aws_response
     if (st == KS_OK && (want & WANT_SOURCE_KEY_ID) &&
         !(res.source_key_id = strdup(f[F_SOURCE_KEY_ID].value)))
         st = ks_error_set(err, KS_E_INTERNAL, "AWS KMS %s: out of memory", operation);
-    scan_fields_free(f, F_COUNT);
+    ks_json_scan_free(f, F_COUNT);
     if (st == KS_OK) {
         ks_kms_result_free(out);
         *out = res;
@@ -759,6 +422,7 @@ ks_status ks_kms_aws_create_tuned(const struct ks_kms_rel_config *cfg,
 
     memset(&o, 0, sizeof o);
     o.service = "kms";
+    o.dependency = "KMS";
     o.region = cfg->region;
     o.endpoint = cfg->endpoint; /* NULL: https://kms.<region>.amazonaws.com */
     o.json_version = "1.1";

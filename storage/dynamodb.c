@@ -14,15 +14,12 @@
  */
 #include "storage/storage.h"
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <json-c/json.h>
-#include <openssl/rand.h>
 
 #include "aws/aws.h"
 #include "config/config.h"
@@ -73,27 +70,6 @@ struct ddb_storage {
 static struct ddb_storage *from_base(struct ks_storage *s)
 {
     return (struct ddb_storage *)s;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* rand[0,1) x min(base x 2^retry, 20 s): full jitter, as aws-apis.md section 4. */
-static unsigned jitter_ms(unsigned base, unsigned retry)
-{
-    uint32_t r = 0;
-    uint64_t cap = (uint64_t)base << (retry < 16 ? retry : 16);
-
-    if (cap > 20000)
-        cap = 20000;
-    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
-        r = UINT32_MAX / 2;
-    return (unsigned)((cap * r) >> 32);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -347,7 +323,7 @@ static ks_status wait_active(struct ddb_storage *d, struct json_object **resp, s
             return ks_error_set(err, KS_E_UNAVAILABLE,
                                 "DynamoDB table %s did not become ACTIVE within %llu s", d->table,
                                 (unsigned long long)(TABLE_ACTIVE_WAIT_US / 1000000));
-        sleep_ms(delay);
+        ks_aws_client_pause(d->client, delay);
         delay = delay * 2 > TABLE_POLL_MAX_MS ? TABLE_POLL_MAX_MS : delay * 2;
     }
 }
@@ -549,8 +525,8 @@ static ks_status transact_write(struct ddb_storage *d, struct json_object *actio
             break;
         n = cancellation_reasons(aws_err.message, codes, MAX_TX_ACTIONS);
         if (n != n_actions) {
-            st = ks_error_set(err, KS_E_STORAGE, "DynamoDB TransactWriteItems cancelled: %s",
-                              aws_err.message);
+            st = ks_error_set(err, KS_E_STORAGE, "DynamoDB TransactionCanceledException");
+            ks_error_set_detail(err, "DynamoDB TransactWriteItems cancelled: %s", aws_err.message);
             break;
         }
         st = classify(codes, n, ctx, err);
@@ -563,11 +539,13 @@ static ks_status transact_write(struct ddb_storage *d, struct json_object *actio
                 conflict |= strcmp(codes[i], "TransactionConflict") == 0;
             st = conflict ? ks_error_set(err, exhausted, "%s", exhausted_msg)
                           : ks_error_set(err, KS_E_THROTTLED,
-                                         "DynamoDB TransactWriteItems: still throttled (%s)",
-                                         aws_err.message);
+                                         "DynamoDB TransactionCanceledException (throttled)");
+            ks_error_set_detail(err, "DynamoDB TransactWriteItems cancelled %u times: %s",
+                                attempt + 1, aws_err.message);
             break;
         }
-        sleep_ms(jitter_ms(TX_BASE_DELAY_MS, attempt + 1));
+        /* aws-apis.md section 4, through the client's sleep hooks (aws/backoff.h). */
+        ks_aws_client_backoff(d->client, TX_BASE_DELAY_MS, attempt + 1);
     }
     json_object_put(req);
     return st;
@@ -881,6 +859,7 @@ ks_status ks_storage_dynamodb_open(const struct ks_storage_config *cfg,
     }
     memset(&opts, 0, sizeof opts);
     opts.service = "dynamodb";
+    opts.dependency = "DynamoDB";
     opts.region = d->region;
     opts.endpoint = d->endpoint;
     opts.json_version = "1.0";

@@ -330,7 +330,10 @@ Test(dynamodb, create_key_store_creates_then_is_idempotent)
     fx_open(&f);
     /* Before: no table, so ping fails as a storage error (ResourceNotFoundException). */
     cr_assert_eq(f.s->ops->ping(f.s, &err), KS_E_STORAGE);
-    cr_assert(strstr(err.message, "ResourceNotFoundException"), "%s", err.message);
+    /* The client-facing message names the dependency and the code only; DynamoDB's text
+     * ("Requested resource not found", or the table's ARN) is in the log-only detail. */
+    cr_assert_str_eq(err.message, "DynamoDB ResourceNotFoundException");
+    cr_assert(strstr(err.detail, "ResourceNotFoundException"), "%s", err.detail);
 
     cr_assert_eq(f.s->ops->create_key_store(f.s, &arn1, &err), KS_OK, "%s", err.message);
     snprintf(suffix, sizeof suffix, ":table/%s", f.table);

@@ -4,8 +4,10 @@
  * (headers and body), counts TCP connections, and can hang to provoke timeouts. Signatures are
  * checked server-side by re-signing the received request with ks_sigv4_sign.
  *
- * Throttling backs off with the fixed 1 s base of section 4 (the client does not scale it by
- * base_delay_ms), so the throttling test takes about 1.5 s on average (at most 3 s).
+ * Backoff never really sleeps here: every client gets sleep hooks (aws/backoff.h) that record
+ * the delay asked for and a jitter that returns the ceiling, so the tests assert the retry
+ * policy of docs/reference/aws-apis.md section 4 (throttling base 1 s, transient base, 20 s cap,
+ * retry quota) exactly and at once.
  */
 #include <criterion/criterion.h>
 
@@ -241,7 +243,33 @@ static uint64_t tick_now(void *ctx)
     return t->start_us + (uint64_t)n * 1000000u;
 }
 
+/* Sleep hooks: record each delay, jitter = the ceiling (the largest the policy allows). */
+#define MAX_SLEEPS 256
+struct sleep_log {
+    pthread_mutex_t lock;
+    uint64_t delays[MAX_SLEEPS];
+    size_t n;
+};
+
+static void record_sleep(void *ctx, uint64_t ms)
+{
+    struct sleep_log *l = ctx;
+    pthread_mutex_lock(&l->lock);
+    if (l->n < MAX_SLEEPS) {
+        l->delays[l->n] = ms;
+    }
+    l->n++;
+    pthread_mutex_unlock(&l->lock);
+}
+
+static uint64_t jitter_is_ceiling(void *ctx, uint64_t ceiling_ms)
+{
+    (void)ctx;
+    return ceiling_ms;
+}
+
 struct setup {
+    struct sleep_log sleeps;
     struct fake *fake;
     struct ks_aws_credentials_provider *creds;
     struct ks_aws_client *client;
@@ -250,10 +278,11 @@ struct setup {
     char endpoint[64];
 };
 
-static void setup_client(struct setup *s, const char *token, unsigned max_attempts, long timeout_ms,
-                         const char *endpoint)
+static void setup_client_base(struct setup *s, const char *token, unsigned max_attempts,
+                              long timeout_ms, const char *endpoint, unsigned base_delay_ms)
 {
     memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->sleeps.lock, NULL);
     if (endpoint == NULL) {
         s->fake = fake_start();
         snprintf(s->endpoint, sizeof(s->endpoint), "http://127.0.0.1:%u", s->fake->port);
@@ -288,14 +317,33 @@ static void setup_client(struct setup *s, const char *token, unsigned max_attemp
         .connect_timeout_ms = 1000,
         .request_timeout_ms = timeout_ms,
         .max_attempts = max_attempts,
-        .base_delay_ms = 1,
+        .base_delay_ms = base_delay_ms,
         .clock = &s->clock,
+        .dependency = "KMS",
+        .sleep = {record_sleep, jitter_is_ceiling, &s->sleeps},
     };
     cr_assert_eq(ks_aws_client_create(&o, &s->client, &err), KS_OK, "%s", err.message);
 }
 
+static void setup_client(struct setup *s, const char *token, unsigned max_attempts, long timeout_ms,
+                         const char *endpoint)
+{
+    setup_client_base(s, token, max_attempts, timeout_ms, endpoint, 1);
+}
+
+/* Asserts the recorded delays are exactly want[0..n). */
+static void expect_sleeps(struct setup *s, const uint64_t *want, size_t n)
+{
+    cr_expect_eq(s->sleeps.n, n, "%zu sleeps, expected %zu", s->sleeps.n, n);
+    for (size_t i = 0; i < n && i < s->sleeps.n; i++) {
+        cr_expect_eq(s->sleeps.delays[i], want[i], "sleep %zu: %llu ms, expected %llu", i,
+                     (unsigned long long)s->sleeps.delays[i], (unsigned long long)want[i]);
+    }
+}
+
 static void teardown_client(struct setup *s)
 {
+    pthread_mutex_destroy(&s->sleeps.lock);
     ks_aws_client_destroy(s->client);
     ks_aws_credentials_provider_destroy(s->creds);
     if (s->fake != NULL) {
@@ -547,12 +595,18 @@ Test(aws_client, unavailable_after_all_attempts_return_5xx)
     cr_expect_eq(aerr.attempts, 4);
     cr_expect_eq(aerr.http_status, 503);
     cr_expect_str_eq(aerr.type, "DependencyTimeoutException");
+    cr_expect_str_eq(err.message, "KMS unavailable (HTTP 503 DependencyTimeoutException)");
+    cr_expect_null(strstr(err.message, "slow"));
+    cr_expect_not_null(strstr(err.detail, "slow"), "%s", err.detail);
     cr_expect_null(resp.body);
     cr_expect_eq(s.fake->n_requests, 4);
+    /* Transient base (1 ms here) doubling: 1, 2, 4. */
+    const uint64_t want[] = {1, 2, 4};
+    expect_sleeps(&s, want, 3);
     teardown_client(&s);
 }
 
-Test(aws_client, throttling_exhausts_attempts, .timeout = 20)
+Test(aws_client, throttling_exhausts_attempts)
 {
     struct setup s;
     setup_client(&s, NULL, 3, 2000, NULL);
@@ -567,6 +621,42 @@ Test(aws_client, throttling_exhausts_attempts, .timeout = 20)
     cr_expect_str_eq(aerr.type, "ThrottlingException");
     cr_expect_str_eq(aerr.message, "Rate exceeded");
     cr_expect_eq(s.fake->n_requests, 3);
+    cr_expect_str_eq(err.message, "KMS ThrottlingException");
+    cr_expect_not_null(strstr(err.detail, "Rate exceeded"), "%s", err.detail);
+    /* Section 4: throttling waits from a 1 s base, whatever base_delay_ms says (1 ms here). */
+    const uint64_t want[] = {1000, 2000};
+    expect_sleeps(&s, want, 2);
+    teardown_client(&s);
+}
+
+Test(aws_client, throttling_backoff_doubles_up_to_the_20_s_cap)
+{
+    struct setup s;
+    setup_client(&s, NULL, 8, 2000, NULL);
+    struct scripted t = {400, "{\"__type\":\"ThrottlingException\"}", NULL, 0, 0};
+    fake_script(s.fake, &t, 1);
+    struct ks_aws_response resp;
+    struct ks_aws_error aerr;
+    cr_expect_eq(call(&s, "Encrypt", "{}", &resp, &aerr, NULL), KS_E_THROTTLED);
+    cr_expect_eq(aerr.attempts, 8);
+    const uint64_t want[] = {1000, 2000, 4000, 8000, 16000, 20000, 20000};
+    expect_sleeps(&s, want, 7);
+    teardown_client(&s);
+}
+
+Test(aws_client, default_transient_base_is_50_ms)
+{
+    struct setup s;
+    setup_client_base(&s, NULL, 3, 2000, NULL, 0);
+    struct scripted e = {502, "", NULL, 0, 0};
+    fake_script(s.fake, &e, 1);
+    struct ks_aws_response resp;
+    struct ks_aws_error aerr;
+    struct ks_error err = {0};
+    cr_expect_eq(call(&s, "Encrypt", "{}", &resp, &aerr, &err), KS_E_UNAVAILABLE);
+    cr_expect_str_eq(err.message, "KMS unavailable (HTTP 502)");
+    const uint64_t want[] = {50, 100};
+    expect_sleeps(&s, want, 2);
     teardown_client(&s);
 }
 
@@ -601,8 +691,14 @@ Test(aws_client, access_denied_is_a_service_error_without_retry)
     struct ks_error err = {0};
     cr_expect_eq(call(&s, "Decrypt", "{}", &resp, &aerr, &err), KS_E_KMS);
     cr_expect_eq(err.code, KS_E_KMS);
-    cr_expect_str_eq(err.message,
-                     "AccessDeniedException: User is not authorized to perform kms:Decrypt");
+    /* The client sees the dependency and the code; AWS's text (it can name accounts and
+     * roles) is only in the log-only detail. */
+    cr_expect_str_eq(err.message, "KMS AccessDeniedException");
+    cr_expect_not_null(strstr(err.detail, "User is not authorized to perform kms:Decrypt"), "%s",
+                       err.detail);
+    cr_expect_not_null(strstr(err.detail, "TrentService.Decrypt"), "%s", err.detail);
+    cr_expect_str_eq(aerr.message, "User is not authorized to perform kms:Decrypt");
+    cr_expect_eq(s.sleeps.n, 0, "no retry, no wait");
     cr_expect_eq(aerr.attempts, 1);
     cr_expect_eq(aerr.http_status, 400);
     cr_expect_eq(s.fake->n_requests, 1);
@@ -640,6 +736,7 @@ Test(aws_client, other_http_error_without_body_is_service_error)
     cr_expect_str_eq(aerr.type, "");
     cr_expect_eq(aerr.http_status, 403);
     cr_expect_eq(aerr.attempts, 1);
+    cr_expect_str_eq(err.message, "KMS HTTP 403");
     teardown_client(&s);
 }
 
@@ -672,6 +769,8 @@ Test(aws_client, connection_refused_is_unavailable)
     cr_expect_eq(aerr.attempts, 3);
     cr_expect_eq(aerr.http_status, 0);
     cr_expect_null(resp.body);
+    cr_expect_str_eq(err.message, "KMS unavailable (connection failed)");
+    cr_expect_not_null(strstr(err.detail, endpoint), "%s", err.detail);
     teardown_client(&s);
 }
 
@@ -687,7 +786,10 @@ Test(aws_client, slow_server_times_out_every_attempt, .timeout = 20)
     cr_expect_eq(call(&s, "Decrypt", "{}", &resp, &aerr, &err), KS_E_UNAVAILABLE);
     cr_expect_eq(aerr.attempts, 3);
     cr_expect_eq(aerr.http_status, 0);
-    cr_expect_not_null(strstr(err.message, "imeout"), "%s", err.message);
+    cr_expect_str_eq(err.message, "KMS unavailable (timed out)");
+    cr_expect_not_null(strstr(err.detail, "imeout"), "%s", err.detail);
+    /* A timeout costs 10 tokens (section 4), two retries: 20. */
+    cr_expect_eq(ks_aws_client_retry_tokens(s.client), 500 - 20);
     teardown_client(&s);
 }
 
@@ -775,7 +877,7 @@ Test(aws_client, sequential_calls_reuse_one_connection)
     teardown_client(&s);
 }
 
-Test(aws_client, empty_retry_quota_stops_retrying, .timeout = 60)
+Test(aws_client, empty_retry_quota_stops_retrying)
 {
     struct setup s;
     setup_client(&s, NULL, 2, 2000, NULL);
@@ -790,8 +892,11 @@ Test(aws_client, empty_retry_quota_stops_retrying, .timeout = 60)
     }
     struct ks_aws_response resp;
     struct ks_aws_error aerr;
+    cr_expect_eq(ks_aws_client_retry_tokens(s.client), 0);
+    cr_expect_eq(s.sleeps.n, 100, "one backoff per paid retry");
     cr_expect_eq(call(&s, "Encrypt", "{}", &resp, &aerr, NULL), KS_E_UNAVAILABLE);
     cr_expect_eq(aerr.attempts, 1, "the bucket is empty: no retry");
+    cr_expect_eq(s.sleeps.n, 100, "and no wait");
     /* Successes refill it: a success after a retry-free attempt adds 1 token, 5 make a retry. */
     struct scripted ok = {200, "{}", NULL, 0, 0};
     fake_script(s.fake, &ok, 1);
@@ -799,8 +904,65 @@ Test(aws_client, empty_retry_quota_stops_retrying, .timeout = 60)
         cr_assert_eq(call(&s, "Encrypt", "{}", &resp, &aerr, NULL), KS_OK);
         ks_aws_response_free(&resp);
     }
+    cr_expect_eq(ks_aws_client_retry_tokens(s.client), 5);
     fake_script(s.fake, &e, 1);
     cr_expect_eq(call(&s, "Encrypt", "{}", &resp, &aerr, NULL), KS_E_UNAVAILABLE);
     cr_expect_eq(aerr.attempts, 2);
     teardown_client(&s);
+}
+
+Test(aws_client, success_after_retry_refunds_the_retry_cost)
+{
+    struct setup s;
+    setup_client(&s, NULL, 3, 2000, NULL);
+    struct scripted script[] = {
+        {503, "{}", NULL, 0, 0},
+        {200, "{}", NULL, 0, 0},
+    };
+    fake_script(s.fake, script, 2);
+    struct ks_aws_response resp;
+    cr_assert_eq(call(&s, "Encrypt", "{}", &resp, NULL, NULL), KS_OK);
+    ks_aws_response_free(&resp);
+    cr_expect_eq(ks_aws_client_retry_tokens(s.client), 500, "5 taken, 5 refunded");
+    teardown_client(&s);
+}
+
+/* --- credentials at request time ---------------------------------------------------------- */
+
+static const char *empty_env(void *ctx, const char *name)
+{
+    (void)ctx;
+    (void)name;
+    return NULL;
+}
+
+Test(aws_client, missing_credentials_are_unavailable_and_send_nothing)
+{
+    struct fake *fake = fake_start();
+    char endpoint[64];
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", fake->port);
+    struct ks_aws_credentials_options cfg = {.source = KS_AWS_CRED_ENV};
+    struct ks_aws_environment env = {.getenv = empty_env};
+    struct ks_aws_credentials_provider *p = NULL;
+    struct ks_error err = {0};
+    /* Start-up accepts the source: the variables may be set by the time requests come. */
+    cr_assert_eq(ks_aws_credentials_provider_create(&cfg, &env, &p, &err), KS_OK, "%s",
+                 err.message);
+    struct ks_aws_client_options o = {.service = "kms",
+                                      .dependency = "KMS",
+                                      .region = "us-west-2",
+                                      .endpoint = endpoint,
+                                      .target_prefix = "TrentService",
+                                      .credentials = p,
+                                      .service_error = KS_E_KMS};
+    struct ks_aws_client *c = NULL;
+    cr_assert_eq(ks_aws_client_create(&o, &c, &err), KS_OK, "%s", err.message);
+    struct ks_aws_response resp;
+    cr_expect_eq(ks_aws_call(c, "Decrypt", "{}", 2, &resp, NULL, &err), KS_E_UNAVAILABLE);
+    cr_expect_eq(err.code, KS_E_UNAVAILABLE);
+    cr_expect_not_null(strstr(err.message, "AWS_ACCESS_KEY_ID"), "%s", err.message);
+    cr_expect_eq(fake->n_requests, 0);
+    ks_aws_client_destroy(c);
+    ks_aws_credentials_provider_destroy(p);
+    fake_stop(fake);
 }

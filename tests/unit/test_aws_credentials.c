@@ -379,7 +379,7 @@ Test(aws_credentials, env_legacy_token_and_expiration_formats)
     }
 }
 
-Test(aws_credentials, env_missing_or_malformed_is_config_error)
+Test(aws_credentials, env_missing_or_malformed_is_unavailable_at_request_time)
 {
     const char *bad_expirations[] = {"tomorrow", "2024-01-02 03:04", "2024-13-02T03:04:05Z",
                                      "2024-01-02T03:04:05", "2024-01-02T03:04:05+0100"};
@@ -388,19 +388,19 @@ Test(aws_credentials, env_missing_or_malformed_is_config_error)
     struct ks_aws_credentials_provider *p = NULL;
     env_set(&e, "AWS_ACCESS_KEY_ID", "AKIAENV");
     cr_assert_eq(provider(&e, KS_AWS_CRED_ENV, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG, "no secret");
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE, "no secret");
     ks_aws_credentials_provider_destroy(p);
     env_set(&e, "AWS_SECRET_ACCESS_KEY", "envsecret");
     for (size_t i = 0; i < sizeof(bad_expirations) / sizeof(bad_expirations[0]); i++) {
         env_set(&e, "AWS_CREDENTIAL_EXPIRATION", bad_expirations[i]);
         cr_assert_eq(provider(&e, KS_AWS_CRED_ENV, NULL, &p), KS_OK);
-        cr_expect_eq(get_status(p), KS_E_CONFIG, "%s", bad_expirations[i]);
+        cr_expect_eq(get_status(p), KS_E_UNAVAILABLE, "%s", bad_expirations[i]);
         ks_aws_credentials_provider_destroy(p);
     }
     /* Already expired. */
     env_set(&e, "AWS_CREDENTIAL_EXPIRATION", "2024-01-02T03:00:00Z");
     cr_assert_eq(provider(&e, KS_AWS_CRED_ENV, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG);
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
 }
 
@@ -534,7 +534,7 @@ Test(aws_credentials, profile_files_parsing)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct ks_aws_credentials_provider *p = NULL;
         cr_assert_eq(provider(&e, KS_AWS_CRED_PROFILE, bad[i], &p), KS_OK);
-        cr_expect_eq(get_status(p), KS_E_CONFIG, "%s", bad[i]);
+        cr_expect_eq(get_status(p), KS_E_UNAVAILABLE, "%s", bad[i]);
         ks_aws_credentials_provider_destroy(p);
     }
     tmpdir_remove(&t);
@@ -549,7 +549,7 @@ Test(aws_credentials, profile_default_locations_under_home)
     env_set(&e, "HOME", t.path);
     struct ks_aws_credentials_provider *p = NULL;
     cr_assert_eq(provider(&e, KS_AWS_CRED_PROFILE, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG, "no files at all");
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE, "no files at all");
     ks_aws_credentials_provider_destroy(p);
 
     char aws[300];
@@ -645,7 +645,7 @@ Test(aws_credentials, container_forbidden_hosts_and_bad_tokens)
         env_set(&e, "AWS_CONTAINER_CREDENTIALS_FULL_URI", hosts[i]);
         struct ks_aws_credentials_provider *p = NULL;
         cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
-        cr_expect_eq(get_status(p), KS_E_CONFIG, "%s", hosts[i]);
+        cr_expect_eq(get_status(p), KS_E_UNAVAILABLE, "%s", hosts[i]);
         ks_aws_credentials_provider_destroy(p);
     }
     /* Header injection through the token: refused before any request is made. */
@@ -655,16 +655,16 @@ Test(aws_credentials, container_forbidden_hosts_and_bad_tokens)
     env_set(&e, "AWS_CONTAINER_AUTHORIZATION_TOKEN", "abc\r\nX-Injected: 1");
     struct ks_aws_credentials_provider *p = NULL;
     cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG);
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     env_set(&e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
             tmpdir_write(&t, "token", "line1\nline2\n"));
     cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG);
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     env_set(&e, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/nonexistent/ks-token");
     cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG);
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     cr_expect_eq(fake_count(f), 0);
 
@@ -672,11 +672,11 @@ Test(aws_credentials, container_forbidden_hosts_and_bad_tokens)
     struct fake_env none;
     env_init(&none);
     cr_assert_eq(provider(&none, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG);
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     env_set(&none, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "@evil.example/x");
     cr_assert_eq(provider(&none, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG);
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     tmpdir_remove(&t);
     fake_stop(f);
@@ -704,7 +704,7 @@ Test(aws_credentials, container_bad_documents)
         fake_route(f, "GET", "/creds", 200, docs[i], NULL, NULL);
         struct ks_aws_credentials_provider *p = NULL;
         cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
-        cr_expect_eq(get_status(p), KS_E_CONFIG, "%s", docs[i]);
+        cr_expect_eq(get_status(p), KS_E_UNAVAILABLE, "%s", docs[i]);
         ks_aws_credentials_provider_destroy(p);
     }
     /* Nested members are skipped; escapes decoded; no Expiration = does not expire. */
@@ -717,14 +717,28 @@ Test(aws_credentials, container_bad_documents)
     cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     expect_creds(p, "ASIABC", "s\"q\\", NULL, 0);
     ks_aws_credentials_provider_destroy(p);
-    /* 5xx is unavailable, 4xx a configuration problem. */
+    /* A failure Code: the message says so without the document's text (it may name roles). */
+    fake_route(f, "GET", "/creds", 200,
+               "{\"Code\":\"AssumeRoleUnauthorizedAccess\",\"Message\":\"arn:aws:iam::"
+               "123456789012:role/r is not authorized\"}",
+               NULL, NULL);
+    cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
+    struct ks_aws_credentials c;
+    struct ks_error err = {0};
+    cr_expect_eq(ks_aws_credentials_get(p, &c, &err), KS_E_UNAVAILABLE);
+    cr_expect_not_null(strstr(err.message, "AWS credentials unavailable"), "%s", err.message);
+    cr_expect_null(strstr(err.message, "123456789012"), "%s", err.message);
+    cr_expect_not_null(strstr(err.detail, "AssumeRoleUnauthorizedAccess"), "%s", err.detail);
+    ks_aws_credentials_provider_destroy(p);
+    /* Any error status is unavailable at request time, 5xx and 4xx alike (never KS_E_CONFIG:
+     * that is start-up only). */
     fake_route(f, "GET", "/creds", 503, "", NULL, NULL);
     cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
     cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     fake_route(f, "GET", "/creds", 403, "", NULL, NULL);
     cr_assert_eq(provider(&e, KS_AWS_CRED_CONTAINER, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG);
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     fake_stop(f);
 }
@@ -930,7 +944,7 @@ Test(aws_credentials, imds_failures)
 
     env_set(&e, "AWS_EC2_METADATA_DISABLED", "TRUE");
     cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG);
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     cr_expect_eq(fake_count(f), 0);
     env_set(&e, "AWS_EC2_METADATA_DISABLED", "false");
@@ -938,17 +952,17 @@ Test(aws_credentials, imds_failures)
     /* No role attached. */
     fake_route(f, "GET", ROLE_PATH, 404, "", NULL, NULL);
     cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG);
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     /* A role name that would change the path. */
     fake_route(f, "GET", ROLE_PATH, 200, "../../user-data", NULL, NULL);
     cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG);
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     /* IMDSv2 token refused (IMDSv1 fallback is deliberately not implemented). */
     fake_route(f, "PUT", "/latest/api/token", 403, "", NULL, NULL);
     cr_assert_eq(provider(&e, KS_AWS_CRED_IMDS, NULL, &p), KS_OK);
-    cr_expect_eq(get_status(p), KS_E_CONFIG);
+    cr_expect_eq(get_status(p), KS_E_UNAVAILABLE);
     ks_aws_credentials_provider_destroy(p);
     uint16_t port = f->port;
     fake_stop(f);

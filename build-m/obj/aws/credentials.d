@@ -1,9 +1,16 @@
-build-m/obj/aws/credentials.o: aws/credentials.c aws/aws.h \
- common/status.h common/util.h common/utf8.h common/secbuf.h \
- common/secret.h
+build-m/obj/aws/credentials.o: aws/credentials.c aws/provider.h aws/aws.h \
+ common/status.h common/util.h common/utf8.h aws/backoff.h \
+ aws/json_scan.h aws/profile.h aws/sigv4.h aws/time.h common/secret.h \
+ aws/http.h
+aws/provider.h:
 aws/aws.h:
 common/status.h:
 common/util.h:
 common/utf8.h:
-common/secbuf.h:
+aws/backoff.h:
+aws/json_scan.h:
+aws/profile.h:
+aws/sigv4.h:
+aws/time.h:
 common/secret.h:
+aws/http.h:

@@ -1,5 +1,6 @@
 build-m/obj/handlers/beacon.o: handlers/beacon.c handlers/handlers.h \
  common/status.h config/config.h aws/aws.h common/util.h common/utf8.h \
+ aws/backoff.h aws/json_scan.h aws/profile.h aws/sigv4.h aws/time.h \
  keystore/keystore.h common/ec.h keystore/materials.h kms/kms.h \
  common/bytes.h storage/storage.h storage/item.h
 handlers/handlers.h:
@@ -8,6 +9,11 @@ config/config.h:
 aws/aws.h:
 common/util.h:
 common/utf8.h:
+aws/backoff.h:
+aws/json_scan.h:
+aws/profile.h:
+aws/sigv4.h:
+aws/time.h:
 keystore/keystore.h:
 common/ec.h:
 keystore/materials.h:

@@ -1,0 +1,2 @@
+build-m/obj/aws/backoff.o: aws/backoff.c aws/backoff.h
+aws/backoff.h:

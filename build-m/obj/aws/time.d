@@ -1,0 +1,2 @@
+build-m/obj/aws/time.o: aws/time.c aws/time.h
+aws/time.h:
