@@ -26,7 +26,6 @@
 #include "common/util.h"
 #include "aws/backoff.h"
 #include "aws/json_scan.h"
-#include "aws/profile.h"
 #include "aws/sigv4.h"
 #include "aws/time.h"
 

@@ -1,7 +1,7 @@
 build-m/obj/aws/metadata.o: aws/metadata.c aws/provider.h aws/aws.h \
  common/status.h common/util.h common/utf8.h aws/backoff.h \
- aws/json_scan.h aws/profile.h aws/sigv4.h aws/time.h common/secbuf.h \
- common/secret.h aws/http.h
+ aws/json_scan.h aws/sigv4.h aws/time.h common/secbuf.h common/secret.h \
+ aws/http.h
 aws/provider.h:
 aws/aws.h:
 common/status.h:
@@ -9,7 +9,6 @@ common/util.h:
 common/utf8.h:
 aws/backoff.h:
 aws/json_scan.h:
-aws/profile.h:
 aws/sigv4.h:
 aws/time.h:
 common/secbuf.h:

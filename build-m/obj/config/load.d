@@ -1,7 +1,6 @@
 build-m/obj/config/load.o: config/load.c config/config.h aws/aws.h \
  common/status.h common/util.h common/utf8.h aws/backoff.h \
- aws/json_scan.h aws/profile.h aws/sigv4.h aws/time.h common/secret.h \
- config/parse.h
+ aws/json_scan.h aws/sigv4.h aws/time.h common/secret.h config/parse.h
 config/config.h:
 aws/aws.h:
 common/status.h:
@@ -9,7 +8,6 @@ common/util.h:
 common/utf8.h:
 aws/backoff.h:
 aws/json_scan.h:
-aws/profile.h:
 aws/sigv4.h:
 aws/time.h:
 common/secret.h:

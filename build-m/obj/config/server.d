@@ -1,6 +1,6 @@
 build-m/obj/config/server.o: config/server.c config/config.h aws/aws.h \
  common/status.h common/util.h common/utf8.h aws/backoff.h \
- aws/json_scan.h aws/profile.h aws/sigv4.h aws/time.h config/parse.h
+ aws/json_scan.h aws/sigv4.h aws/time.h config/parse.h
 config/config.h:
 aws/aws.h:
 common/status.h:
@@ -8,7 +8,6 @@ common/util.h:
 common/utf8.h:
 aws/backoff.h:
 aws/json_scan.h:
-aws/profile.h:
 aws/sigv4.h:
 aws/time.h:
 config/parse.h:

@@ -1,8 +1,8 @@
 build-m/obj/handlers/beacon.o: handlers/beacon.c handlers/handlers.h \
  common/status.h config/config.h aws/aws.h common/util.h common/utf8.h \
- aws/backoff.h aws/json_scan.h aws/profile.h aws/sigv4.h aws/time.h \
- keystore/keystore.h common/ec.h keystore/materials.h kms/kms.h \
- common/bytes.h storage/storage.h storage/item.h
+ aws/backoff.h aws/json_scan.h aws/sigv4.h aws/time.h keystore/keystore.h \
+ common/ec.h keystore/materials.h kms/kms.h common/bytes.h \
+ storage/storage.h storage/item.h
 handlers/handlers.h:
 common/status.h:
 config/config.h:
@@ -11,7 +11,6 @@ common/util.h:
 common/utf8.h:
 aws/backoff.h:
 aws/json_scan.h:
-aws/profile.h:
 aws/sigv4.h:
 aws/time.h:
 keystore/keystore.h:

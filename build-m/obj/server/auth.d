@@ -1,6 +1,6 @@
 build-m/obj/server/auth.o: server/auth.c server/auth.h config/config.h \
  aws/aws.h common/status.h common/util.h common/utf8.h aws/backoff.h \
- aws/json_scan.h aws/profile.h aws/sigv4.h aws/time.h
+ aws/json_scan.h aws/sigv4.h aws/time.h
 server/auth.h:
 config/config.h:
 aws/aws.h:
@@ -9,6 +9,5 @@ common/util.h:
 common/utf8.h:
 aws/backoff.h:
 aws/json_scan.h:
-aws/profile.h:
 aws/sigv4.h:
 aws/time.h:

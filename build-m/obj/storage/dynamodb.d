@@ -1,7 +1,6 @@
 build-m/obj/storage/dynamodb.o: storage/dynamodb.c storage/storage.h \
  common/status.h storage/item.h aws/aws.h common/util.h common/utf8.h \
- aws/backoff.h aws/json_scan.h aws/profile.h aws/sigv4.h aws/time.h \
- config/config.h
+ aws/backoff.h aws/json_scan.h aws/sigv4.h aws/time.h config/config.h
 storage/storage.h:
 common/status.h:
 storage/item.h:
@@ -10,7 +9,6 @@ common/util.h:
 common/utf8.h:
 aws/backoff.h:
 aws/json_scan.h:
-aws/profile.h:
 aws/sigv4.h:
 aws/time.h:
 config/config.h:

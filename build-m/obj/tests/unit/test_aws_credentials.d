@@ -1,13 +1,12 @@
 build-m/obj/tests/unit/test_aws_credentials.o: \
  tests/unit/test_aws_credentials.c aws/aws.h common/status.h \
- common/util.h common/utf8.h aws/backoff.h aws/json_scan.h aws/profile.h \
- aws/sigv4.h aws/time.h
+ common/util.h common/utf8.h aws/backoff.h aws/json_scan.h aws/sigv4.h \
+ aws/time.h
 aws/aws.h:
 common/status.h:
 common/util.h:
 common/utf8.h:
 aws/backoff.h:
 aws/json_scan.h:
-aws/profile.h:
 aws/sigv4.h:
 aws/time.h:

@@ -1,7 +1,7 @@
 build-m/obj/tests/unit/test_openapi.o: tests/unit/test_openapi.c \
  server/router.h handlers/handlers.h common/status.h config/config.h \
  aws/aws.h common/util.h common/utf8.h aws/backoff.h aws/json_scan.h \
- aws/profile.h aws/sigv4.h aws/time.h keystore/keystore.h common/ec.h \
+ aws/sigv4.h aws/time.h keystore/keystore.h common/ec.h \
  keystore/materials.h kms/kms.h common/bytes.h storage/storage.h \
  storage/item.h
 server/router.h:
@@ -13,7 +13,6 @@ common/util.h:
 common/utf8.h:
 aws/backoff.h:
 aws/json_scan.h:
-aws/profile.h:
 aws/sigv4.h:
 aws/time.h:
 keystore/keystore.h:
