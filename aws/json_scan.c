@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/secret.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 /* Nesting followed while skipping members nobody asked for (DescribeKey's KeyMetadata is 3
@@ -35,31 +36,6 @@ static int hex4(const char *p, unsigned *out)
     }
     *out = v;
     return 0;
-}
-
-/* UTF-8 of code point cp into out; returns the byte count. */
-static size_t put_utf8(unsigned cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xc0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 /*
@@ -97,7 +73,7 @@ static size_t decode_escape(const char *p, const char *end, char tmp[4], size_t 
     }
     if (p[1] != 'u' || (used = unicode_escape(p, end, &cp)) == 0)
         return 0;
-    *n = put_utf8(cp, tmp);
+    *n = ks_utf8_encode(cp, tmp);
     return used;
 }
 

@@ -5,6 +5,8 @@
  */
 #include "common/log.h"
 
+#include "common/utf8.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -78,33 +80,13 @@ const char *ks_log_level_name(enum ks_log_level level)
 
 /* --- UTF-8 and escaping ---------------------------------------------------------------- */
 
-/* Length (2..4) of the well-formed multi-byte sequence at p, with its code point; 0 if none. */
+/* Length (2..4) of the well-formed multi-byte sequence at p, with its code point; 0 if none
+ * (the one UTF-8 decoder, common/utf8.h). */
 static size_t utf8_sequence(const unsigned char *p, size_t len, unsigned *cp)
 {
-    size_t n, k;
-    unsigned c = p[0], v;
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        v = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        v = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        v = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (k = 1; k < n; k++) {
-        if ((p[k] & 0xc0) != 0x80)
-            return 0;
-        v = v << 6 | (p[k] & 0x3f);
-    }
-    if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10ffff ||
-        (v >= 0xd800 && v <= 0xdfff))
+    uint32_t v;
+    size_t n = ks_utf8_decode((const char *)p, len, &v);
+    if (n < 2)
         return 0;
     *cp = v;
     return n;
