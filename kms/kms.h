@@ -6,8 +6,9 @@
  *
  * Every method is thread-safe. Inputs are borrowed. Results go into a caller-provided
  * struct ks_kms_result, which the caller releases with ks_kms_result_free (plaintext wiped).
- * KMS refusals are KS_E_KMS with the KMS error name first in the message
- * ("InvalidCiphertextException: ..."), throttling KS_E_THROTTLED, unreachable KS_E_UNAVAILABLE.
+ * KMS refusals are KS_E_KMS with the message "KMS <error name>" ("KMS InvalidCiphertextException")
+ * and AWS's or the local KMS's explanation in err->detail (log only: AWS text can name accounts
+ * and roles); throttling KS_E_THROTTLED, unreachable KS_E_UNAVAILABLE.
  */
 #ifndef KS_KMS_KMS_H
 #define KS_KMS_KMS_H

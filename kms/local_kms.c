@@ -23,11 +23,12 @@
  * same map", aws-apis.md section 2). The canonical serialization sorts entries, so the order the
  * caller built the map in does not matter.
  *
- * Errors are KS_E_KMS with the AWS error name first (kms.h): ValidationException for request
- * members outside AWS's limits, NotFoundException for a KeyId that names no key,
- * IncorrectKeyException for a KeyId that is not the ciphertext's key, InvalidCiphertextException
- * for a blob that does not parse, names no key of this KMS, or does not authenticate (AWS KMS
- * does not say why a ciphertext is invalid either). Key file problems are KS_E_CONFIG.
+ * Errors are KS_E_KMS, message "KMS <AWS error name>", the explanation in the log-only detail
+ * (kms.h): ValidationException for request members outside AWS's limits, NotFoundException for a
+ * KeyId that names no key, IncorrectKeyException for a KeyId that is not the ciphertext's key,
+ * InvalidCiphertextException for a blob that does not parse, names no key of this KMS, or does not
+ * authenticate (AWS KMS does not say why a ciphertext is invalid either). Key file problems are
+ * KS_E_CONFIG.
  *
  * Results: out must be initialized (ks_kms_result_init, as kms.h's callers do); on success its
  * previous contents are released and replaced, on failure it is left untouched.
@@ -511,9 +512,20 @@ static ks_status replace_key_file(const char *path, const char *buf, size_t len,
 /* ------------------------------------------------------------------------------------------ */
 /* AES-256-GCM                                                                                 */
 
-static ks_status kms_error(struct ks_error *err, const char *aws_error, const char *what)
+/* As the AWS backend does (docs/reference/aws-apis.md section 1): the client sees the
+ * dependency and the error code, the explanation goes to the log-only detail. */
+static ks_status kms_error(struct ks_error *err, const char *aws_error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static ks_status kms_error(struct ks_error *err, const char *aws_error, const char *fmt, ...)
 {
-    return ks_error_set(err, KS_E_KMS, "%s: %s", aws_error, what);
+    char what[KS_ERROR_DETAIL_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    ks_error_set(err, KS_E_KMS, "KMS %s", aws_error);
+    ks_error_set_detail(err, "%s: %s", aws_error, what);
+    return KS_E_KMS;
 }
 
 /* AAD = blob header || canonical encryption context (file comment). NULL ec = empty map. */
@@ -656,25 +668,25 @@ static ks_status resolve_key(const struct local_kms *k, const char *key_id, cons
     size_t len;
 
     if (!key_id || !*key_id)
-        return ks_error_set(err, KS_E_KMS,
-                            "ValidationException: 1 validation error detected: Value at '%s' "
-                            "failed to satisfy constraint: Member must have length greater "
-                            "than or equal to 1",
-                            member);
+        return kms_error(err, "ValidationException",
+                         "1 validation error detected: Value at '%s' "
+                         "failed to satisfy constraint: Member must have length greater "
+                         "than or equal to 1",
+                         member);
     len = strlen(key_id);
     if (len > KMS_KEY_ID_MAX)
-        return ks_error_set(err, KS_E_KMS,
-                            "ValidationException: 1 validation error detected: Value at '%s' "
-                            "failed to satisfy constraint: Member must have length less than "
-                            "or equal to %d",
-                            member, KMS_KEY_ID_MAX);
+        return kms_error(err, "ValidationException",
+                         "1 validation error detected: Value at '%s' "
+                         "failed to satisfy constraint: Member must have length less than "
+                         "or equal to %d",
+                         member, KMS_KEY_ID_MAX);
     if (key_id_uuid(key_id, uuid) != 0)
-        return ks_error_set(err, KS_E_KMS, "NotFoundException: Invalid keyId '%.120s'", key_id);
+        return kms_error(err, "NotFoundException", "Invalid keyId '%.120s'", key_id);
     uuid_to_bin(uuid, id);
     *out = key_set_find(&k->set, id);
     if (!*out)
-        return ks_error_set(err, KS_E_KMS, "NotFoundException: Key '%s%s' does not exist",
-                            LOCAL_ARN_PREFIX, uuid);
+        return kms_error(err, "NotFoundException", "Key '%s%s' does not exist", LOCAL_ARN_PREFIX,
+                         uuid);
     return KS_OK;
 }
 
@@ -692,11 +704,11 @@ static ks_status unwrap(const struct local_kms *k, const char *key_id, const cha
     ks_status st;
 
     if (!blob || blob_len < 1 || blob_len > KMS_CIPHERTEXT_MAX)
-        return ks_error_set(err, KS_E_KMS,
-                            "ValidationException: 1 validation error detected: Value at "
-                            "'ciphertextBlob' failed to satisfy constraint: Member must have "
-                            "length between 1 and %d",
-                            KMS_CIPHERTEXT_MAX);
+        return kms_error(err, "ValidationException",
+                         "1 validation error detected: Value at "
+                         "'ciphertextBlob' failed to satisfy constraint: Member must have "
+                         "length between 1 and %d",
+                         KMS_CIPHERTEXT_MAX);
     if (key_id && (st = resolve_key(k, key_id, member, &given, err)) != KS_OK)
         return st;
     /* A plaintext is at least 1 byte (Encrypt, GenerateDataKey*), so a valid blob is longer
@@ -740,11 +752,11 @@ static ks_status generate_data_key_common(struct ks_kms *kms, const char *key_id
     ks_status st;
 
     if (number_of_bytes < 1 || number_of_bytes > KMS_DATA_KEY_MAX)
-        return ks_error_set(err, KS_E_KMS,
-                            "ValidationException: 1 validation error detected: Value '%zu' at "
-                            "'numberOfBytes' failed to satisfy constraint: Member must have "
-                            "value between 1 and %d",
-                            number_of_bytes, KMS_DATA_KEY_MAX);
+        return kms_error(err, "ValidationException",
+                         "1 validation error detected: Value '%zu' at "
+                         "'numberOfBytes' failed to satisfy constraint: Member must have "
+                         "value between 1 and %d",
+                         number_of_bytes, KMS_DATA_KEY_MAX);
     st = resolve_key(k, key_id, "keyId", &mk, err);
     if (st != KS_OK)
         return st;
@@ -800,11 +812,11 @@ static ks_status local_encrypt(struct ks_kms *kms, const struct ks_kms_call *c, 
 
     (void)c;
     if (!plaintext || plaintext_len < 1 || plaintext_len > KMS_PLAINTEXT_MAX)
-        return ks_error_set(err, KS_E_KMS,
-                            "ValidationException: 1 validation error detected: Value at "
-                            "'plaintext' failed to satisfy constraint: Member must have length "
-                            "between 1 and %d",
-                            KMS_PLAINTEXT_MAX);
+        return kms_error(err, "ValidationException",
+                         "1 validation error detected: Value at "
+                         "'plaintext' failed to satisfy constraint: Member must have length "
+                         "between 1 and %d",
+                         KMS_PLAINTEXT_MAX);
     st = resolve_key(k, key_id, "keyId", &mk, err);
     if (st != KS_OK)
         return st;

@@ -108,7 +108,7 @@ export async function runTamper(h, backend) {
 
   await h.test('tamper: changed EC value -> GET active 502 KeyManagementException (InvalidCiphertextException), nothing leaks', async () => {
     const r = await api('GET', `${KS}/branch-keys/tamper-ec/active`, T);
-    checkRefusal(r, 502, 'KeyManagementException', 'InvalidCiphertextException', secrets);
+    checkRefusal(r, 502, 'KeyManagementException', 'KMS InvalidCiphertextException', secrets);
   });
   await h.test('tamper: changed EC value -> the untouched version item still reads, same key bytes', async () => {
     const r = await api('GET', `${KS}/branch-keys/tamper-ec/versions/${before['tamper-ec'].version}`, T);
@@ -121,12 +121,12 @@ export async function runTamper(h, backend) {
   await h.test('tamper: VersionKey on a tampered ACTIVE is refused (authenticated first) and writes nothing', async () => {
     const n0 = await store.countVersionItems('tamper-ec');
     const r = await api('POST', `${KS}/branch-keys/tamper-ec/versions`, T);
-    checkRefusal(r, 502, 'KeyManagementException', 'InvalidCiphertextException', secrets);
+    checkRefusal(r, 502, 'KeyManagementException', 'KMS InvalidCiphertextException', secrets);
     assertEq(await store.countVersionItems('tamper-ec'), n0, 'version items');
   });
   await h.test('tamper: changed enc byte -> GET active 502 KeyManagementException, version item reads', async () => {
     const r = await api('GET', `${KS}/branch-keys/tamper-enc/active`, T);
-    checkRefusal(r, 502, 'KeyManagementException', 'InvalidCiphertextException', secrets);
+    checkRefusal(r, 502, 'KeyManagementException', 'KMS InvalidCiphertextException', secrets);
     const v = await api('GET', `${KS}/branch-keys/tamper-enc/versions/${before['tamper-enc'].version}`, T);
     assertEq(v.status, 200, 'version status');
     assertEq(v.json.branchKey, before['tamper-enc'].active, 'branchKey');
