@@ -4,7 +4,7 @@
 #   make run        install missing Debian packages, build, start the embedded default
 #   make test       install what the tests need, build, run every suite
 #   make asan       every suite under AddressSanitizer + UBSan (LeakSanitizer included)
-#   make check-style   clang-format check + banned functions (docs/style.md)
+#   make check-style   clang-format, banned functions, layer/include graph, function length
 #   make bench      benchmarks; figures and commands in bench/RESULTS.md
 #   make clean
 
@@ -129,6 +129,7 @@ check-style:
 	@if grep -nE '\b(strcpy|sprintf|strcat|atoi|gets)[[:space:]]*\(' $(LIB_SRC) server/main.c $(UNIT_SRC) $(INTEG_SRC); \
 	then echo "banned function (docs/style.md)"; exit 1; fi
 	./scripts/check-layers.sh
+	./scripts/check-function-length.sh --max 100
 
 bench: all
 	./bench/run.sh
