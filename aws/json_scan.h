@@ -4,7 +4,7 @@
  * (aws/client.c). It picks the top-level string members it is asked for out of a JSON object
  * (RFC 8259) and decodes each into a buffer that is wiped when freed; everything else is
  * checked and skipped without being copied. json-c is not used here because it keeps unwiped
- * copies of every string it parses (docs/architecture.md section 6).
+ * copies of every string it parses (docs/architecture.md section 9).
  *
  * Strict on what it decodes: escapes are RFC 8259 section 7, a lone surrogate or an escaped NUL
  * (which would cut a C string short) is malformed, and a wanted member given twice is refused,

@@ -354,7 +354,7 @@ static void normalize_path(const char *path, struct sbuf *out)
 
 /*
  * Canonical URI. Non-S3 services normalise the path as sent (already encoded once), then encode
- * it again ("double encoding", tests/data/sigv4/README.md "use_double_uri_encode"), so "%20" on
+ * it again ("double encoding", tests/data/sigv4/README.md "Path encoding"), so "%20" on
  * the wire is signed as "%2520".
  */
 static void append_canonical_uri(const struct ks_sigv4_request *req, struct sbuf *out)
@@ -754,7 +754,7 @@ static ks_status step_payload(struct signing *s, struct ks_error *err)
 }
 
 /* Headers to sign: the request's own (minus the skipped ones), then X-Amz-Date and the session
- * token, which KMS and DynamoDB need signed (tests/data/sigv4/README.md point 3). */
+ * token, which KMS and DynamoDB need signed (docs/reference/aws-apis.md section 6). */
 static ks_status step_headers(struct signing *s, const char *amz_date, struct ks_error *err)
 {
     const struct ks_sigv4_request *req = s->req;

@@ -139,7 +139,7 @@ void ks_config_section_listen(struct ks_config_parser *p, yaml_node_t *n)
 }
 
 /*
- * `server:` limits, each optional (defaults in set_defaults, config/config.c). The connection caps
+ * `server:` limits, each optional (defaults in set_defaults, config/load.c). The connection caps
  * keep idle connections below the descriptor limit (max_connections 0: derived from
  * RLIMIT_NOFILE; max_connections_per_ip 0: no per-address cap, since behind a proxy every client
  * shares one address), header_timeout_seconds bounds slow headers, the URI and header caps are

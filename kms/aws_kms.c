@@ -6,7 +6,7 @@
  * to KS_E_KMS with the message "KMS <error code>" ("KMS IncorrectKeyException"); KMS's own text
  * stays in err->detail, for the log only.
  *
- * Secrets (docs/architecture.md section 6, docs/style.md "Memory"): Encrypt's plaintext and the
+ * Secrets (docs/architecture.md section 9, docs/style.md "Memory"): Encrypt's plaintext and the
  * plaintexts of GenerateDataKey and Decrypt travel base64-encoded inside the JSON bodies. Requests
  * are built with common/jsonw.h, whose buffer is wiped when released, and the finished body is
  * wiped after the call. Responses are read by the wiped scanner of aws/json_scan.h rather than by
