@@ -1,7 +1,7 @@
 /*
  * log.h - the one log of keystored: one JSON object per line, one write(2) per line.
  *
- *   {"time":"2024-05-01T12:00:00.123Z","level":"info","event":"access","method":"GET",...}
+ *   {"time":"2024-05-01T12:00:00.123456Z","level":"info","event":"access","method":"GET",...}
  *
  * Every string (keys included) is escaped on the way in, so no value can end its string early
  * and add a field (the forged access-log field of issue 9): '"', '\\', control characters, DEL and

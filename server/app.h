@@ -9,8 +9,9 @@
 #include "handlers/handlers.h"
 
 /*
- * Opens every backend named by cfg (borrowed; must outlive the app). Unsupported backends
- * (aws KMS, DynamoDB until they land) are KS_E_CONFIG naming the relationship or key store.
+ * Opens every backend named by cfg (borrowed; must outlive the app): key stores first, then KMS
+ * relationships (a local relationship never creates master keys while any key store holds
+ * items). A backend that cannot be opened is an error naming the relationship or key store.
  * Caller frees with ks_app_destroy.
  */
 ks_status ks_app_create(const struct ks_config *cfg, const struct ks_clock *clock,
