@@ -15,7 +15,8 @@
 //    SIGTERM (exit 0 expected) and checks its access log.
 // 2. Programmatic suites, each on its own server(s): tamper, graceful shutdown; sqlite only:
 //    key file, --check-config, embedded default, shared cache, the log (log.mjs),
-//    readiness and connection limits (limits.mjs), the README walkthrough; dynamodb only: two
+//    readiness and connection limits (limits.mjs), the README walkthrough, keystorectl
+//    (cli.mjs, build/keystorectl next to KEYSTORED); dynamodb only: two
 //    instances on one table (multi.mjs), with and without KMS throttling.
 // 3. Once: no keystored process may have printed a sanitizer report.
 // Prints one line per test (prefixed [backend]), the counts per backend, and a final
@@ -41,6 +42,7 @@ import { runCache } from './cache.mjs';
 import { runWalkthrough } from './walkthrough.mjs';
 import { runLog } from './log.mjs';
 import { runLimits, waitReadyz } from './limits.mjs';
+import { runCli } from './cli.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -192,6 +194,8 @@ async function backendSuite(backend) {
       await guarded('limits', () => runLimits(h));
       h.section('[sqlite] README walkthrough');
       await guarded('walkthrough', () => runWalkthrough(h, repoRoot));
+      h.section('[sqlite] keystorectl');
+      await guarded('keystorectl', () => runCli(h));
     }
     if (backend.name === 'dynamodb') {
       h.section('[dynamodb] two instances, one table');
