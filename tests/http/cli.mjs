@@ -13,6 +13,7 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { assert, assertEq } from './lib/harness.mjs';
 import { makeApi } from './lib/http.mjs';
@@ -23,10 +24,11 @@ export const KEYSTORECTL = process.env.KEYSTORECTL || path.join(path.dirname(KEY
 
 /*
  * Runs keystorectl with args; env replaces the suite's defaults (URL, token) member by member,
- * a member set to undefined is removed. onStderr(text so far, child) sees stderr as it comes.
+ * a member set to undefined is removed. onStderr(text so far, child) sees stderr as it comes;
+ * onSpawn(child) gets the process as soon as it runs.
  * Resolves {code, signal, stdout, stderr, json (stdout parsed, or undefined)}.
  */
-export function ctl(args, env = {}, { onStderr, timeoutMs = 120000 } = {}) {
+export function ctl(args, env = {}, { onStderr, onSpawn, timeoutMs = 120000 } = {}) {
   return new Promise((resolve, reject) => {
     const full = { ...process.env };
     delete full.KEYSTORED_TOKEN;
@@ -36,6 +38,7 @@ export function ctl(args, env = {}, { onStderr, timeoutMs = 120000 } = {}) {
       else full[k] = v;
     }
     const child = spawn(KEYSTORECTL, args, { env: full, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (onSpawn) onSpawn(child);
     let stdout = '';
     let stderr = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -379,3 +382,208 @@ async function mutationTests(h, run, api, t) {
   });
 }
 
+
+// ---- mutate's client side, against a scripted server ------------------------------------------
+//
+// What the client itself does (request bodies, following the token, retrying a lost page race,
+// progress on a terminal and off it, Ctrl-C between pages, "nothing to do") is checked against a
+// small scripted HTTP server that speaks the mutation API of issue 10, so these tests run whether
+// or not keystored has the routes yet; the end-to-end tests above run them against keystored.
+
+
+/*
+ * A scripted mutation server: total versions, pages of pageSize (default 3), pageDelayMs per
+ * page; conflicts: how many 409s to answer before the page at index conflictAt is accepted;
+ * onPageStart(index) runs when a page starts (before its delay).
+ * Records every request {method, url, body, auth}.
+ */
+function startScripted({ total = 10, pageDelayMs = 0, conflictAt = -1, conflicts = 0, initAnswer, onPageStart } = {}) {
+  const st = { total, done: 0, inFlight: false, requests: [], pageIndex: 0, conflictsLeft: conflicts, pageStarts: [], pageEnds: [] };
+  const token = { identifier: 'k', uuid: '00000000-0000-4000-8000-000000000001', createTime: '2026-01-01T00:00:00Z' };
+  const send = (res, status, obj) => {
+    const text = obj === undefined ? '' : JSON.stringify(obj);
+    res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+  const error = (res, status, type, message) => send(res, status, { error: { type, message, requestId: 'scripted' } });
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', async () => {
+      let json;
+      try {
+        json = body ? JSON.parse(body) : undefined;
+      } catch {
+        return error(res, 400, 'KeyStoreException', 'bad JSON');
+      }
+      st.requests.push({ method: req.method, url: req.url, body: json, auth: req.headers.authorization });
+      const base = '/v1/keystores/ks/branch-keys/k/mutation';
+      if (req.method === 'POST' && req.url === base) {
+        if (initAnswer) return initAnswer(res, send, error);
+        const resumed = st.inFlight;
+        st.inFlight = true;
+        return send(res, resumed ? 200 : 201, { mutationToken: token, initializeMutationFlag: resumed ? 'Resumed' : 'Created', mutatedBranchKeyItems: [] });
+      }
+      if (req.method === 'GET' && req.url === base) {
+        if (!st.inFlight) return error(res, 404, 'KeyStoreException', 'no mutation in flight');
+        return send(res, 200, { mutationToken: token, versions: { original: st.total - st.done, terminal: st.done } });
+      }
+      if (req.method === 'DELETE' && req.url === base) {
+        st.inFlight = false;
+        return send(res, 204);
+      }
+      if (req.method === 'POST' && req.url === `${base}/apply`) {
+        const i = st.pageIndex;
+        if (i === conflictAt && st.conflictsLeft > 0) {
+          st.conflictsLeft--;
+          return error(res, 409, 'MutationConflictException', 'lost the race');
+        }
+        st.pageStarts.push(Date.now());
+        if (onPageStart) onPageStart(i);
+        await new Promise((r) => setTimeout(r, pageDelayMs));
+        const n = Math.min(json.pageSize || 3, st.total - st.done);
+        st.done += n;
+        st.pageIndex++;
+        st.pageEnds.push(Date.now());
+        const completed = st.done >= st.total;
+        if (completed) st.inFlight = false;
+        const out = { completed, mutatedBranchKeyItems: [], versionsMutated: n, versionsVerified: 0 };
+        if (!completed) out.mutationToken = { ...token, page: st.pageIndex };
+        return send(res, 200, out);
+      }
+      return error(res, 404, 'NotFoundException', `no route for ${req.url}`);
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
+    st.url = `http://127.0.0.1:${server.address().port}`;
+    st.close = () => new Promise((r) => server.close(r));
+    resolve(st);
+  }));
+}
+
+// keystorectl under a pseudo-terminal (script(1)): resolves {code, out} (stdout and stderr mixed).
+function underTerminal(args, env) {
+  const quote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
+  return new Promise((resolve) => {
+    const child = spawn('script', ['-qfec', [KEYSTORECTL, ...args].map(quote).join(' '), '/dev/null'],
+      { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+export async function runCliScripted(h) {
+  const token = 'ks_scripted_token_0123456789';
+  const env = (st) => ({ KEYSTORED_URL: st.url, KEYSTORED_TOKEN: token });
+  const mutateArgs = ['mutate', 'ks', 'k', '--terminal-kms-arn', 'arn:x', '--terminal-ec', 'tier=b',
+    '--strategy', 'decrypt-encrypt:old,new', '--do-not-version', '--page-size', '3'];
+
+  await h.test('cli (scripted server): mutate sends the bodies of issue 10, follows the token page to page, retries a 409 page race', async () => {
+    const st = await startScripted({ total: 10, conflictAt: 1, conflicts: 2 });
+    try {
+      const r = await ctl(mutateArgs, env(st));
+      expectExit(r, 0, 'mutate');
+      assertEq(r.json && r.json.completed, true, 'final answer printed');
+      const init = st.requests.find((x) => x.method === 'POST' && x.url.endsWith('/mutation'));
+      assertEq(init.body, {
+        terminalKmsArn: 'arn:x', terminalEncryptionContext: { tier: 'b' },
+        strategy: { decryptEncrypt: { decrypt: 'old', encrypt: 'new' } }, doNotVersion: true,
+      }, 'InitializeMutation body');
+      assertEq(init.auth, `Bearer ${token}`, 'Authorization');
+      const applies = st.requests.filter((x) => x.url.endsWith('/apply'));
+      assertEq(applies.length, 4 + 2, 'apply requests (4 pages + 2 conflicts retried)');
+      assertEq(applies[0].body.pageSize, 3, 'pageSize');
+      assertEq(applies[0].body.strategy, { decryptEncrypt: { decrypt: 'old', encrypt: 'new' } }, 'apply strategy');
+      assertEq(applies.at(-1).body.mutationToken.page, 3, 'the token of the previous answer');
+      assertEq((r.stderr.match(/keystorectl: page \d+: /g) || []).length, 4, `one progress line per page:\n${r.stderr}`);
+      assert(/page 4: 10\/10 versions/.test(r.stderr), `last line: ${r.stderr}`);
+      assert(!/HTTP 409/.test(r.stderr), 'a retried conflict is not reported');
+    } finally {
+      await st.close();
+    }
+  });
+  await h.test('cli (scripted server): a 409 that persists past the retries -> exit 1 with the error', async () => {
+    const st = await startScripted({ total: 10, conflictAt: 0, conflicts: 100 });
+    try {
+      const r = await ctl(mutateArgs, env(st));
+      expectServerError(r, 409, 'MutationConflictException', 'persistent conflict');
+      assertEq(st.requests.filter((x) => x.url.endsWith('/apply')).length, 6, 'attempts (1 + 5 retries)');
+    } finally {
+      await st.close();
+    }
+  });
+  await h.test('cli (scripted server): Ctrl-C waits for the page in flight, exits 130; the rerun resumes and completes', async () => {
+    let child;
+    let sentAt = 0;
+    // SIGINT while the second page is in the server's hands
+    const st = await startScripted({
+      total: 30, pageDelayMs: 300,
+      onPageStart: (i) => {
+        if (i === 1 && child) {
+          sentAt = Date.now();
+          child.kill('SIGINT');
+        }
+      },
+    });
+    try {
+      const r = await ctl(mutateArgs, env(st), { onSpawn: (c) => (child = c) });
+      expectExit(r, 130, 'interrupted');
+      assert(sentAt > 0, 'SIGINT never sent');
+      // the page in flight was answered and counted, and no further page was started
+      assert(/interrupted after 2 page\(s\), 6\/30 versions done; run the same command again to resume/.test(r.stderr), r.stderr);
+      assertEq(st.pageStarts.length, 2, 'pages started');
+      assert(st.pageEnds.at(-1) >= sentAt, 'SIGINT was sent after the last page ended: not a page in flight');
+      const again = await ctl(mutateArgs, env(st));
+      expectExit(again, 0, 'resume');
+      assert(/Resumed/.test(again.stderr), again.stderr);
+      assertEq(st.done, 30, 'every version done');
+    } finally {
+      await st.close();
+    }
+  });
+  await h.test('cli (scripted server): on a terminal, one bar redrawn in place (done/total, rate, ETA)', async () => {
+    const st = await startScripted({ total: 9, pageDelayMs: 20 });
+    try {
+      const r = await underTerminal(mutateArgs, env(st));
+      assertEq(r.code, 0, `exit (${r.out})`);
+      assert(/\r\[#{10}\.{20}\] 3\/9 versions +[0-9.]+\/s +ETA [0-9:-]+ +page 1/.test(r.out), `no bar at page 1: ${JSON.stringify(r.out)}`);
+      assert(/\r\[#{30}\] 9\/9 versions/.test(r.out), `no full bar: ${JSON.stringify(r.out)}`);
+      assert(!/keystorectl: page \d+:/.test(r.out), 'plain lines on a terminal');
+    } finally {
+      await st.close();
+    }
+  });
+  await h.test('cli (scripted server): 400 MutationInvalidException and no mutation in flight -> "nothing to do", exit 0', async () => {
+    const st = await startScripted({
+      initAnswer: (res, send, error) => error(res, 400, 'MutationInvalidException', 'already in the terminal state'),
+    });
+    try {
+      const r = await ctl(mutateArgs, env(st));
+      expectExit(r, 0, 'nothing to do');
+      assertEq(r.json, { completed: true }, 'stdout');
+      assert(/nothing to do/.test(r.stderr), r.stderr);
+      st.inFlight = true; // the same 400 while a mutation is in flight is an error
+      const r2 = await ctl(mutateArgs, env(st));
+      expectServerError(r2, 400, 'MutationInvalidException', 'in flight');
+    } finally {
+      await st.close();
+    }
+  });
+  await h.test('cli (scripted server): mutation abort reads the token from DescribeMutation and sends it in the DELETE', async () => {
+    const st = await startScripted();
+    try {
+      st.inFlight = true;
+      const r = await ctl(['mutation', 'abort', 'ks', 'k'], env(st));
+      expectExit(r, 0, 'abort');
+      assertEq(r.stdout, '', 'stdout of a 204');
+      const del = st.requests.find((x) => x.method === 'DELETE');
+      assertEq(del && del.body && del.body.mutationToken.uuid, '00000000-0000-4000-8000-000000000001', 'token');
+      const r2 = await ctl(['mutation', 'abort', 'ks', 'k'], env(st));
+      expectServerError(r2, 404, 'KeyStoreException', 'abort with none in flight');
+    } finally {
+      await st.close();
+    }
+  });
+}

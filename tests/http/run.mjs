@@ -42,7 +42,7 @@ import { runCache } from './cache.mjs';
 import { runWalkthrough } from './walkthrough.mjs';
 import { runLog } from './log.mjs';
 import { runLimits, waitReadyz } from './limits.mjs';
-import { runCli } from './cli.mjs';
+import { runCli, runCliScripted } from './cli.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -196,6 +196,7 @@ async function backendSuite(backend) {
       await guarded('walkthrough', () => runWalkthrough(h, repoRoot));
       h.section('[sqlite] keystorectl');
       await guarded('keystorectl', () => runCli(h));
+      await guarded('keystorectl (scripted server)', () => runCliScripted(h));
     }
     if (backend.name === 'dynamodb') {
       h.section('[dynamodb] two instances, one table');
