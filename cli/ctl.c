@@ -190,6 +190,10 @@ void ks_ctl_print_json(const struct ks_ctl *ctl, json_object *obj)
 int ks_ctl_report(const struct ks_ctl *ctl, const struct ks_ctl_response *r)
 {
     if (!ks_ctl_ok(r)) {
+        /* an answer that is not an error object (GET /readyz's 503 lists its checks) is shown */
+        if (r->json && json_object_is_type(r->json, json_type_object) &&
+            !json_object_object_get_ex(r->json, "error", NULL))
+            ks_ctl_print_json(ctl, r->json);
         ks_ctl_print_error(r);
         return KS_CTL_EXIT_SERVER;
     }
@@ -227,7 +231,7 @@ void ks_ctl_print_error(const struct ks_ctl_response *r)
         fprintf(stderr, "keystorectl: HTTP %ld %s: %s", r->status, type ? type : "-",
                 message ? message : "-");
     else
-        fprintf(stderr, "keystorectl: HTTP %ld (no error object in the answer)", r->status);
+        fprintf(stderr, "keystorectl: HTTP %ld", r->status);
     if (request_id)
         fprintf(stderr, " (request id %s)", request_id);
     fputc('\n', stderr);

@@ -107,6 +107,35 @@ export async function runCli(h) {
     const info = await srv.stop();
     await h.test('cli: server exits 0', async () => assertEq(info.code, 0, 'exit code'));
   }
+  await readyUnavailable(h);
+}
+
+// A KMS relationship at a closed port: /readyz is 503, `ready` exits 1 and still shows the checks.
+async function readyUnavailable(h) {
+  const setup = makeSuiteSetup('cli-unready', 'server:\n  readiness_interval_ms: 200');
+  const cfg = setup.configPath;
+  fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace('kms_relationships:\n', 'kms_relationships:\n' +
+    '  - name: dead\n    type: aws\n    region: us-west-2\n    endpoint: http://127.0.0.1:1\n' +
+    '    credentials:\n      source: static\n      access_key_id: AKIAIOSFODNN7EXAMPLE\n' +
+    '      secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n    kms_configuration:\n' +
+    '      kms_key_arn: "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"\n'));
+  let srv;
+  try {
+    srv = await startServer(['--config', cfg], 'cli (unready)');
+  } catch (e) {
+    h.fail('cli: start a server with an unreachable KMS', e.message);
+    return;
+  }
+  try {
+    await h.test('cli: ready with a dependency down -> exit 1, "HTTP 503" on stderr, the checks on stdout', async () => {
+      const r = await ctl(['ready', '--compact'], { KEYSTORED_URL: srv.base });
+      expectExit(r, 1, 'ready');
+      assert(/^keystorectl: HTTP 503\n$/.test(r.stderr), `stderr: ${r.stderr}`);
+      assert(r.json && r.json.checks && r.json.checks['kms:dead'] !== 'ok', `stdout: ${r.stdout}`);
+    });
+  } finally {
+    await srv.stop();
+  }
 }
 
 async function systemTests(h, run, api) {
