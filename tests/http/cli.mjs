@@ -17,7 +17,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { assert, assertEq } from './lib/harness.mjs';
 import { makeApi } from './lib/http.mjs';
-import { KEYSTORED, makeSuiteSetup, startServer } from './lib/server.mjs';
+import { KEYSTORED, makeSuiteSetup, sanitizerFindings, startServer } from './lib/server.mjs';
 import { waitReadyz } from './limits.mjs';
 
 export const KEYSTORECTL = process.env.KEYSTORECTL || path.join(path.dirname(KEYSTORED), 'keystorectl');
@@ -65,6 +65,9 @@ export function ctl(args, env = {}, { onStderr, onSpawn, timeoutMs = 120000 } = 
 }
 
 function expectExit(r, code, what) {
+  // under `make asan` keystorectl is the sanitizer build too: a report fails the test
+  const found = sanitizerFindings(r.stderr);
+  assert(found.length === 0, `${what}: keystorectl printed a sanitizer report (${found.join(', ')}):\n${r.stderr.slice(0, 3000)}`);
   assert(r.code === code,
     `${what}: exit ${r.code} (signal ${r.signal}), expected ${code}\nstdout: ${r.stdout.slice(0, 500)}\nstderr: ${r.stderr.slice(0, 800)}`);
 }
