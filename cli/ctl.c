@@ -157,7 +157,9 @@ int ks_ctl_request(struct ks_ctl *ctl, const char *method, const char *path, jso
     }
     free_headers(headers);
     free(url);
-    if (rc == 0 && out->body)
+    if (rc != 0)
+        ks_ctl_response_free(out); /* a partial body of a failed transfer */
+    else if (out->body)
         out->json = json_tokener_parse(out->body);
     return rc;
 }

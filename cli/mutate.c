@@ -156,7 +156,8 @@ static json_object *apply_body(json_object *token, const struct ks_ctl_mutation_
 /*
  * One ApplyMutation. A 409 MutationConflictException is a lost race with another client applying
  * the same mutation (issue: "one page write wins, the other gets 409 and retries"): retried a few
- * times after a short pause. 0 with *out a 2xx answer; else the exit code, the error printed.
+ * times after a short pause. 0 with *out a 2xx answer (caller frees); else the exit code, the
+ * error printed and *out empty.
  */
 static int apply_page(struct ks_ctl *ctl, const char *path, json_object *token,
                       const struct ks_ctl_mutation_opts *opts, struct ks_ctl_response *out)
@@ -174,6 +175,7 @@ static int apply_page(struct ks_ctl *ctl, const char *path, json_object *token,
         if (out->status != 409 || strcmp(ks_ctl_error_type(out), "MutationConflictException") ||
             attempt == APPLY_CONFLICT_RETRIES) {
             ks_ctl_print_error(out);
+            ks_ctl_response_free(out);
             rc = KS_CTL_EXIT_SERVER;
             break;
         }
