@@ -31,6 +31,14 @@ typedef enum ks_status {
     KS_E_UNAVAILABLE,     /* 503: dependency unreachable / timed out, or shutting down */
     KS_E_INTERNAL,        /* 500: bug or resource exhaustion */
     KS_E_CONFIG,          /* configuration invalid (start-up only) */
+    KS_E_MUTATION_CONFLICT, /* 409: another mutation in flight, or a lost mutation write race */
+    /* Mutations (docs/reference/mutations.md section 9): */
+    KS_E_UNEXPECTED_STATE,      /* 409: an item in neither the original nor the terminal state */
+    KS_E_MUTATION_INVALID,      /* 400: bad or stale token, commitment/index mismatch, no-op */
+    KS_E_UNSUPPORTED,           /* 400: a strategy that cannot do what is asked; atomic too big */
+    KS_E_MUTATION_VERIFICATION, /* 502: commitment or index fails system-key verification */
+    KS_E_MUTATION_FROM,         /* 502: KMS refused the original side */
+    KS_E_MUTATION_TO,           /* 502: KMS refused the terminal side */
     KS_STATUS_COUNT
 } ks_status;
 
