@@ -14,6 +14,7 @@
 #include "common/utf8.h"
 #include "keystore/cache.h"
 #include "keystore/materials.h"
+#include "keystore/mutation_internal.h"
 #include "keystore/testing.h"
 
 #define KEY_LEN 32       /* AES-256 branch and beacon keys */
@@ -42,6 +43,7 @@ const char *ks_kms_op_name(enum ks_kms_op op)
         [KS_KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT] = "GenerateDataKeyWithoutPlaintext",
         [KS_KMS_OP_RE_ENCRYPT] = "ReEncrypt",
         [KS_KMS_OP_DECRYPT] = "Decrypt",
+        [KS_KMS_OP_ENCRYPT] = "Encrypt",
     };
     return (int)op >= 0 && op < KS_KMS_OP_COUNT ? names[op] : "unknown";
 }
@@ -846,4 +848,55 @@ ks_status ks_keystore_get_beacon(struct ks_keystore *ks, const struct ks_kms_rel
                                  struct ks_key_ref **out, struct ks_error *err)
 {
     return get_key(ks, rel, reader, branch_key_id, NULL, ITEM_BEACON, out, err);
+}
+
+/* --- hooks for keystore/mutation*.c (mutation_internal.h) -------------------------------- */
+
+struct ks_storage *ks_mut_storage(struct ks_keystore *ks)
+{
+    return ks->storage;
+}
+
+const char *ks_mut_logical_name(const struct ks_keystore *ks)
+{
+    return ks->logical_key_store_name;
+}
+
+const struct ks_clock *ks_mut_clock(const struct ks_keystore *ks)
+{
+    return ks->clock;
+}
+
+void ks_mut_invalidate(struct ks_keystore *ks, const char *branch_key_id)
+{
+    if (ks->cache)
+        ks_cache_invalidate_branch_key(ks->cache, ks->logical_key_store_name, branch_key_id);
+}
+
+ks_status ks_mut_item_ec(const struct ks_keystore *ks, const struct ks_item *item,
+                         struct ks_ec *ec, struct ks_error *err)
+{
+    return item_to_ec(ks, item, ec, err);
+}
+
+ks_status ks_mut_ec_item(const struct ks_ec *ec, const struct ks_bytes *enc, struct ks_item *item,
+                         struct ks_error *err)
+{
+    return ec_to_item(ec, enc, item, err);
+}
+
+ks_status ks_mut_check_item(const struct ks_item *item, int kind, const char *id,
+                            const char *expected_type, struct ks_error *err)
+{
+    return validate_item(item, (enum item_kind)kind, id, expected_type, err);
+}
+
+ks_status ks_mut_check_custom_ec(const struct ks_ec *ec, struct ks_error *err)
+{
+    return check_custom_ec(ec, err);
+}
+
+ks_status ks_mut_counted(const struct ks_kms_relationship *rel, enum ks_kms_op op, ks_status st)
+{
+    return counted(rel, op, st);
 }
