@@ -31,7 +31,7 @@ typedef enum ks_status {
     KS_E_UNAVAILABLE,     /* 503: dependency unreachable / timed out, or shutting down */
     KS_E_INTERNAL,        /* 500: bug or resource exhaustion */
     KS_E_CONFIG,          /* configuration invalid (start-up only) */
-    KS_E_MUTATION_CONFLICT, /* 409: another mutation in flight, or a lost mutation write race */
+    KS_E_MUTATION_CONFLICT, /* 409: another mutation in flight, or a mutation write lost a race */
     /* Mutations (docs/reference/mutations.md section 9): */
     KS_E_UNEXPECTED_STATE,      /* 409: an item in neither the original nor the terminal state */
     KS_E_MUTATION_INVALID,      /* 400: bad or stale token, commitment/index mismatch, no-op */
