@@ -39,6 +39,7 @@ static const struct {
     [KS_E_UNAVAILABLE] = {503, "ServiceUnavailableException", "dependency unavailable"},
     [KS_E_INTERNAL] = {500, "InternalServerError", "internal error"},
     [KS_E_CONFIG] = {500, "ConfigurationException", "invalid configuration"},
+    [KS_E_MUTATION_CONFLICT] = {409, "MutationConflictException", "mutation conflict"},
 };
 
 static int valid(ks_status status)

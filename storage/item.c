@@ -9,6 +9,7 @@
 #include "storage/item.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -372,4 +373,238 @@ ks_status ks_item_from_json(struct json_object *map, struct ks_item *out, struct
         }
     }
     return KS_OK;
+}
+
+/* --- Mutation commitment and index items (docs/reference/mutations.md section 1) ---------- */
+
+void ks_mutation_commitment_init(struct ks_mutation_commitment *c)
+{
+    memset(c, 0, sizeof *c);
+}
+
+void ks_mutation_commitment_free(struct ks_mutation_commitment *c)
+{
+    if (!c)
+        return;
+    free(c->branch_key_id);
+    free(c->create_time);
+    free(c->uuid);
+    ks_bytes_free(&c->original);
+    ks_bytes_free(&c->terminal);
+    ks_bytes_free(&c->input);
+    ks_bytes_free(&c->enc);
+    ks_mutation_commitment_init(c);
+}
+
+void ks_mutation_index_init(struct ks_mutation_index *x)
+{
+    memset(x, 0, sizeof *x);
+}
+
+void ks_mutation_index_free(struct ks_mutation_index *x)
+{
+    if (!x)
+        return;
+    free(x->branch_key_id);
+    free(x->create_time);
+    free(x->uuid);
+    ks_bytes_free(&x->page_index);
+    ks_bytes_free(&x->enc);
+    ks_mutation_index_init(x);
+}
+
+/* *dst = strdup(src) (NULL stays NULL); 0 or -1. */
+static int dup_str(char **dst, const char *src)
+{
+    *dst = src ? strdup(src) : NULL;
+    return src && !*dst ? -1 : 0;
+}
+
+static int dup_bytes(struct ks_bytes *dst, const struct ks_bytes *src)
+{
+    return ks_bytes_set(dst, src->data, src->len);
+}
+
+int ks_mutation_commitment_copy(struct ks_mutation_commitment *dst,
+                                const struct ks_mutation_commitment *src)
+{
+    struct ks_mutation_commitment tmp;
+
+    ks_mutation_commitment_init(&tmp);
+    if (dup_str(&tmp.branch_key_id, src->branch_key_id) != 0 ||
+        dup_str(&tmp.create_time, src->create_time) != 0 || dup_str(&tmp.uuid, src->uuid) != 0 ||
+        dup_bytes(&tmp.original, &src->original) != 0 ||
+        dup_bytes(&tmp.terminal, &src->terminal) != 0 || dup_bytes(&tmp.input, &src->input) != 0 ||
+        dup_bytes(&tmp.enc, &src->enc) != 0) {
+        ks_mutation_commitment_free(&tmp);
+        return -1;
+    }
+    ks_mutation_commitment_free(dst);
+    *dst = tmp;
+    return 0;
+}
+
+int ks_mutation_index_copy(struct ks_mutation_index *dst, const struct ks_mutation_index *src)
+{
+    struct ks_mutation_index tmp;
+
+    ks_mutation_index_init(&tmp);
+    if (dup_str(&tmp.branch_key_id, src->branch_key_id) != 0 ||
+        dup_str(&tmp.create_time, src->create_time) != 0 || dup_str(&tmp.uuid, src->uuid) != 0 ||
+        dup_bytes(&tmp.page_index, &src->page_index) != 0 || dup_bytes(&tmp.enc, &src->enc) != 0) {
+        ks_mutation_index_free(&tmp);
+        return -1;
+    }
+    ks_mutation_index_free(dst);
+    *dst = tmp;
+    return 0;
+}
+
+/* One attribute of a mutation item's layout. */
+struct field {
+    const char *name;
+    enum ks_attr_type type;
+    size_t str_off;   /* offset of the char * (S), or SIZE_MAX */
+    size_t bytes_off; /* offset of the struct ks_bytes (B), or SIZE_MAX */
+};
+
+#define NONE SIZE_MAX
+#define C_STR(f) offsetof(struct ks_mutation_commitment, f), NONE
+#define C_BYTES(f) NONE, offsetof(struct ks_mutation_commitment, f)
+#define X_STR(f) offsetof(struct ks_mutation_index, f), NONE
+#define X_BYTES(f) NONE, offsetof(struct ks_mutation_index, f)
+
+/* The 9 commitment attributes and the 7 index attributes (section 1). `type` and
+ * `hierarchy-version` are constants, not fields. */
+static const struct field commitment_fields[] = {
+    {KS_ATTR_BRANCH_KEY_ID, KS_ATTR_S, C_STR(branch_key_id)},
+    {KS_ATTR_CREATE_TIME, KS_ATTR_S, C_STR(create_time)},
+    {KS_ATTR_UUID, KS_ATTR_S, C_STR(uuid)},
+    {KS_ATTR_ORIGINAL, KS_ATTR_B, C_BYTES(original)},
+    {KS_ATTR_TERMINAL, KS_ATTR_B, C_BYTES(terminal)},
+    {KS_ATTR_INPUT, KS_ATTR_B, C_BYTES(input)},
+    {KS_ATTR_ENC, KS_ATTR_B, C_BYTES(enc)},
+};
+static const struct field index_fields[] = {
+    {KS_ATTR_BRANCH_KEY_ID, KS_ATTR_S, X_STR(branch_key_id)},
+    {KS_ATTR_CREATE_TIME, KS_ATTR_S, X_STR(create_time)},
+    {KS_ATTR_UUID, KS_ATTR_S, X_STR(uuid)},
+    {KS_ATTR_PAGE_INDEX, KS_ATTR_B, X_BYTES(page_index)},
+    {KS_ATTR_ENC, KS_ATTR_B, X_BYTES(enc)},
+};
+
+/* Encodes the fields of obj (a commitment or an index) plus type and hierarchy-version. */
+static ks_status fields_to_item(const void *obj, const struct field *fields, size_t n,
+                                const char *type, struct ks_item *out, struct ks_error *err)
+{
+    const char *base = obj;
+    int rc = 0;
+    size_t i;
+
+    ks_item_init(out);
+    for (i = 0; i < n; i++) {
+        const struct field *f = &fields[i];
+        if (f->type == KS_ATTR_S) {
+            const char *v = *(char *const *)(base + f->str_off);
+            if (!v || !*v || !ks_utf8_valid(v, strlen(v)))
+                goto invalid;
+            rc = ks_item_set_s(out, f->name, v);
+        } else {
+            const struct ks_bytes *b = (const struct ks_bytes *)(base + f->bytes_off);
+            if (b->len == 0)
+                goto invalid;
+            rc = ks_item_set_b(out, f->name, b->data, b->len);
+        }
+        if (rc != 0)
+            break;
+    }
+    if (rc == 0)
+        rc = ks_item_set_s(out, KS_ATTR_TYPE, type);
+    if (rc == 0)
+        rc = ks_item_set_n(out, KS_ATTR_HIERARCHY_VERSION, KS_MUTATION_HIERARCHY_VERSION);
+    if (rc != 0) {
+        ks_item_free(out);
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    return KS_OK;
+invalid:
+    ks_item_free(out);
+    return ks_error_set(err, KS_E_INVALID, "%s: %s must be non-empty%s", type, fields[i].name,
+                        fields[i].type == KS_ATTR_S ? " UTF-8 text" : "");
+}
+
+/* Decodes item into obj's fields: exactly n + 2 attributes, each of its type and non-empty. */
+static ks_status fields_from_item(const struct ks_item *item, const struct field *fields, size_t n,
+                                  const char *type, void *obj, struct ks_error *err)
+{
+    const struct ks_attr *a;
+    char *base = obj;
+    size_t i;
+
+    a = ks_item_get(item, KS_ATTR_TYPE);
+    if (!a || a->type != KS_ATTR_S || strcmp((const char *)a->value, type) != 0)
+        return ks_error_set(err, KS_E_CORRUPT, "stored %s is not valid: %s", type, KS_ATTR_TYPE);
+    a = ks_item_get(item, KS_ATTR_HIERARCHY_VERSION);
+    if (!a || a->type != KS_ATTR_N || strcmp((const char *)a->value, "1") != 0)
+        return ks_error_set(err, KS_E_CORRUPT, "stored %s is not valid: %s must be N 1", type,
+                            KS_ATTR_HIERARCHY_VERSION);
+    if (item->count != n + 2)
+        return ks_error_set(err, KS_E_CORRUPT,
+                            "stored %s is not valid: it has %zu attributes, not %zu", type,
+                            item->count, n + 2);
+    for (i = 0; i < n; i++) {
+        const struct field *f = &fields[i];
+        a = ks_item_get(item, f->name);
+        if (!a || a->type != f->type || a->len == 0 ||
+            (f->type == KS_ATTR_S && !ks_utf8_valid((const char *)a->value, a->len)))
+            return ks_error_set(err, KS_E_CORRUPT,
+                                "stored %s is not valid: %s must be a non-empty %c", type, f->name,
+                                (char)f->type);
+        if (f->type == KS_ATTR_S
+                ? dup_str((char **)(base + f->str_off), (const char *)a->value)
+                : ks_bytes_set((struct ks_bytes *)(base + f->bytes_off), a->value, a->len))
+            return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    return KS_OK;
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+ks_status ks_mutation_commitment_to_item(const struct ks_mutation_commitment *c,
+                                         struct ks_item *out, struct ks_error *err)
+{
+    return fields_to_item(c, commitment_fields, COUNT(commitment_fields),
+                          KS_TYPE_MUTATION_COMMITMENT, out, err);
+}
+
+ks_status ks_mutation_index_to_item(const struct ks_mutation_index *x, struct ks_item *out,
+                                    struct ks_error *err)
+{
+    return fields_to_item(x, index_fields, COUNT(index_fields), KS_TYPE_MUTATION_INDEX, out, err);
+}
+
+ks_status ks_mutation_commitment_from_item(const struct ks_item *item,
+                                           struct ks_mutation_commitment *out, struct ks_error *err)
+{
+    ks_status st;
+
+    ks_mutation_commitment_init(out);
+    st = fields_from_item(item, commitment_fields, COUNT(commitment_fields),
+                          KS_TYPE_MUTATION_COMMITMENT, out, err);
+    if (st != KS_OK)
+        ks_mutation_commitment_free(out);
+    return st;
+}
+
+ks_status ks_mutation_index_from_item(const struct ks_item *item, struct ks_mutation_index *out,
+                                      struct ks_error *err)
+{
+    ks_status st;
+
+    ks_mutation_index_init(out);
+    st =
+        fields_from_item(item, index_fields, COUNT(index_fields), KS_TYPE_MUTATION_INDEX, out, err);
+    if (st != KS_OK)
+        ks_mutation_index_free(out);
+    return st;
 }
