@@ -10,12 +10,16 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
 
 #include "common/base64.h"
+#include "common/ec.h"
+#include "common/json_check.h"
+#include "common/utf8.h"
 #include "common/util.h"
 
 void ks_item_init(struct ks_item *item)
@@ -607,4 +611,311 @@ ks_status ks_mutation_index_from_item(const struct ks_item *item, struct ks_muta
     if (st != KS_OK)
         ks_mutation_index_free(out);
     return st;
+}
+
+/* --- original / terminal / input JSON (docs/reference/mutations.md sections 1 and 12) ------- */
+
+/* A growable byte buffer; failed set on OOM, after which appends are no-ops. */
+struct buf {
+    char *data;
+    size_t len, cap;
+    int failed;
+};
+
+static void buf_put(struct buf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 128;
+        char *grown;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        grown = realloc(b->data, cap);
+        if (!grown) {
+            b->failed = 1;
+            return;
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+static void buf_puts(struct buf *b, const char *s)
+{
+    buf_put(b, s, strlen(s));
+}
+
+/*
+ * A JSON string as the MPL's serializer writes it (section 1): \" \\ \b \f \n \r \t, other
+ * control characters as \u00XX with uppercase hex, everything else (non-ASCII included) raw.
+ * The MPL leaves 0x1F raw, which is not valid JSON; keystored escapes it (issue 10 item 5).
+ */
+static void buf_quoted(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    buf_put(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        const char *e = c == '"'    ? "\\\""
+                        : c == '\\' ? "\\\\"
+                        : c == '\b' ? "\\b"
+                        : c == '\f' ? "\\f"
+                        : c == '\n' ? "\\n"
+                        : c == '\r' ? "\\r"
+                        : c == '\t' ? "\\t"
+                                    : NULL;
+        if (e) {
+            buf_puts(b, e);
+        } else if (c < 0x20) {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            buf_put(b, u, sizeof u);
+        } else {
+            buf_put(b, (const char *)&c, 1);
+        }
+    }
+    buf_put(b, "\"", 1);
+}
+
+/* The next UTF-16 code unit of valid UTF-8 at *s (*pending holds a low surrogate to come). */
+static unsigned next_unit(const char **s, unsigned *pending)
+{
+    uint32_t cp;
+    size_t n;
+
+    if (*pending) {
+        unsigned u = *pending;
+        *pending = 0;
+        return u;
+    }
+    n = ks_utf8_decode(*s, strlen(*s), &cp);
+    *s += n ? n : 1;
+    if (cp < 0x10000)
+        return cp;
+    cp -= 0x10000;
+    *pending = 0xDC00 + (cp & 0x3FF);
+    return 0xD800 + (cp >> 10);
+}
+
+/*
+ * Dafny string order (section 12): UTF-16 code units compared lexicographically, a proper
+ * prefix first. Differs from byte order only between non-BMP characters and U+E000..U+FFFF.
+ */
+static int utf16_cmp(const char *a, const char *b)
+{
+    unsigned pa = 0, pb = 0;
+
+    while ((*a || pa) && (*b || pb)) {
+        unsigned ua = next_unit(&a, &pa), ub = next_unit(&b, &pb);
+        if (ua != ub)
+            return ua < ub ? -1 : 1;
+    }
+    return (*a || pa) ? 1 : (*b || pb) ? -1 : 0;
+}
+
+static int entry_utf16_cmp(const void *x, const void *y)
+{
+    return utf16_cmp(((const struct ks_ec_entry *)x)->key, ((const struct ks_ec_entry *)y)->key);
+}
+
+/* Writes ec as a JSON object in UTF-16 key order. -1 on invalid UTF-8 or OOM (b->failed). */
+static int buf_ec(struct buf *b, const struct ks_ec *ec)
+{
+    struct ks_ec_entry *sorted = NULL;
+    size_t i;
+
+    for (i = 0; i < ec->count; i++)
+        if (!ks_utf8_valid(ec->entries[i].key, strlen(ec->entries[i].key)) ||
+            !ks_utf8_valid(ec->entries[i].value, strlen(ec->entries[i].value)))
+            return -1;
+    if (ec->count) {
+        sorted = malloc(ec->count * sizeof *sorted);
+        if (!sorted) {
+            b->failed = 1;
+            return 0;
+        }
+        memcpy(sorted, ec->entries, ec->count * sizeof *sorted);
+        qsort(sorted, ec->count, sizeof *sorted, entry_utf16_cmp);
+    }
+    buf_put(b, "{", 1);
+    for (i = 0; i < ec->count; i++) {
+        if (i)
+            buf_put(b, ",", 1);
+        buf_quoted(b, sorted[i].key);
+        buf_put(b, ":", 1);
+        buf_quoted(b, sorted[i].value);
+    }
+    buf_put(b, "}", 1);
+    free(sorted);
+    return 0;
+}
+
+/* Shared by props and input: {"aws-crypto-ec":<ec|null>,"kms-arn":<arn|null>}. */
+static ks_status two_members_to_json(const char *kms_arn, const struct ks_ec *ec,
+                                     struct ks_bytes *out, struct ks_error *err)
+{
+    struct buf b = {NULL, 0, 0, 0};
+    int bad = 0;
+    ks_status st = KS_OK;
+
+    buf_puts(&b, "{\"" KS_MUTATION_JSON_EC "\":");
+    if (ec)
+        bad = buf_ec(&b, ec);
+    else
+        buf_puts(&b, "null");
+    buf_puts(&b, ",\"" KS_MUTATION_JSON_ARN "\":");
+    if (kms_arn && !ks_utf8_valid(kms_arn, strlen(kms_arn)))
+        bad = -1;
+    else if (kms_arn)
+        buf_quoted(&b, kms_arn);
+    else
+        buf_puts(&b, "null");
+    buf_put(&b, "}", 1);
+    if (bad)
+        st = ks_error_set(err, KS_E_INVALID, "mutation properties: text is not valid UTF-8");
+    else if (b.failed || ks_bytes_set(out, b.data, b.len) != 0)
+        st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    free(b.data);
+    return st;
+}
+
+ks_status ks_mutation_props_to_json(const char *kms_arn, const struct ks_ec *ec,
+                                    struct ks_bytes *out, struct ks_error *err)
+{
+    if (!kms_arn || !ec)
+        return ks_error_set(err, KS_E_INVALID, "mutation properties need an ARN and a context");
+    return two_members_to_json(kms_arn, ec, out, err);
+}
+
+ks_status ks_mutation_input_to_json(const char *kms_arn, const struct ks_ec *ec,
+                                    struct ks_bytes *out, struct ks_error *err)
+{
+    return two_members_to_json(kms_arn, ec, out, err);
+}
+
+/* Names the MPL refuses in the mutable-properties context (section 1). */
+static int reserved_name(const char *k)
+{
+    static const char *const names[] = {
+        KS_ATTR_BRANCH_KEY_ID, KS_ATTR_TYPE,    KS_ATTR_CREATE_TIME, KS_ATTR_HIERARCHY_VERSION,
+        KS_ATTR_TABLENAME,     KS_ATTR_KMS_ARN, KS_ATTR_ENC,         KS_ATTR_VERSION};
+    size_t i;
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(k, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Parses data: strict JSON (no duplicates, no NUL, no lone surrogates), an object. */
+static ks_status parse_object(const unsigned char *data, size_t len, const char *what,
+                              struct json_object **out, struct ks_error *err)
+{
+    struct ks_error inner;
+    struct json_tokener *tok;
+
+    *out = NULL;
+    ks_error_clear(&inner);
+    if (ks_json_check((const char *)data, len, 4, &inner) != KS_OK)
+        return ks_error_set(err, KS_E_CORRUPT, "mutation %s is not valid JSON: %s", what,
+                            inner.message);
+    tok = json_tokener_new_ex(4);
+    if (!tok)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    *out = len <= INT_MAX ? json_tokener_parse_ex(tok, (const char *)data, (int)len) : NULL;
+    json_tokener_free(tok);
+    if (!*out || !json_object_is_type(*out, json_type_object)) {
+        json_object_put(*out);
+        *out = NULL;
+        return ks_error_set(err, KS_E_CORRUPT, "mutation %s is not a JSON object", what);
+    }
+    return KS_OK;
+}
+
+/*
+ * The two members in order: "aws-crypto-ec" (object of strings, or null when allowed) and
+ * "kms-arn" (string, or null when allowed). ec gets the pairs; reserved names refused when
+ * props (the original/terminal form).
+ */
+static ks_status two_members_from_json(struct json_object *obj, const char *what, int props,
+                                       char **kms_arn, int *has_ec, struct ks_ec *ec,
+                                       struct ks_error *err)
+{
+    struct json_object_iterator it = json_object_iter_begin(obj), end = json_object_iter_end(obj);
+    struct json_object *v_ec, *v_arn;
+
+    if (json_object_object_length(obj) != 2 ||
+        strcmp(json_object_iter_peek_name(&it), KS_MUTATION_JSON_EC) != 0)
+        return ks_error_set(err, KS_E_CORRUPT, "mutation %s: members must be %s, %s", what,
+                            KS_MUTATION_JSON_EC, KS_MUTATION_JSON_ARN);
+    v_ec = json_object_iter_peek_value(&it);
+    json_object_iter_next(&it);
+    if (json_object_iter_equal(&it, &end) ||
+        strcmp(json_object_iter_peek_name(&it), KS_MUTATION_JSON_ARN) != 0)
+        return ks_error_set(err, KS_E_CORRUPT, "mutation %s: members must be %s, %s", what,
+                            KS_MUTATION_JSON_EC, KS_MUTATION_JSON_ARN);
+    v_arn = json_object_iter_peek_value(&it);
+    if (!(props ? json_object_is_type(v_arn, json_type_string)
+                : !v_arn || json_object_is_type(v_arn, json_type_string)))
+        return ks_error_set(err, KS_E_CORRUPT, "mutation %s: %s must be a string", what,
+                            KS_MUTATION_JSON_ARN);
+    if (!(json_object_is_type(v_ec, json_type_object) || (!props && !v_ec)))
+        return ks_error_set(err, KS_E_CORRUPT, "mutation %s: %s must be an object", what,
+                            KS_MUTATION_JSON_EC);
+    *has_ec = v_ec != NULL;
+    if (v_ec) {
+        json_object_object_foreach(v_ec, k, v)
+        {
+            if (!json_object_is_type(v, json_type_string))
+                return ks_error_set(err, KS_E_CORRUPT, "mutation %s: context values are strings",
+                                    what);
+            if (props && reserved_name(k))
+                return ks_error_set(err, KS_E_CORRUPT, "mutation %s: reserved name %s in context",
+                                    what, k);
+            if (ks_ec_set(ec, k, json_object_get_string(v)) != 0)
+                return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+        }
+    }
+    *kms_arn = v_arn ? strdup(json_object_get_string(v_arn)) : NULL;
+    if (v_arn && !*kms_arn)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    return KS_OK;
+}
+
+static ks_status members_from_json(const unsigned char *data, size_t len, const char *what,
+                                   int props, char **kms_arn, int *has_ec, struct ks_ec *ec,
+                                   struct ks_error *err)
+{
+    struct json_object *obj;
+    ks_status st;
+
+    *kms_arn = NULL;
+    ks_ec_init(ec);
+    st = parse_object(data, len, what, &obj, err);
+    if (st == KS_OK)
+        st = two_members_from_json(obj, what, props, kms_arn, has_ec, ec, err);
+    json_object_put(obj);
+    if (st != KS_OK) {
+        free(*kms_arn);
+        *kms_arn = NULL;
+        ks_ec_free(ec);
+    }
+    return st;
+}
+
+ks_status ks_mutation_props_from_json(const unsigned char *data, size_t len, char **kms_arn,
+                                      struct ks_ec *ec, struct ks_error *err)
+{
+    int has_ec;
+
+    return members_from_json(data, len, "properties", 1, kms_arn, &has_ec, ec, err);
+}
+
+ks_status ks_mutation_input_from_json(const unsigned char *data, size_t len, char **kms_arn,
+                                      int *has_ec, struct ks_ec *ec, struct ks_error *err)
+{
+    return members_from_json(data, len, "input", 0, kms_arn, has_ec, ec, err);
 }

@@ -91,6 +91,9 @@ ks_status ks_item_from_json(struct json_object *map, struct ks_item *out, struct
 /* pageIndex values besides a `branch:version:` type (section 1). */
 #define KS_PAGE_INDEX_NOT_STARTED "Not Started"
 #define KS_PAGE_INDEX_DONE "Done"
+/* The members of the original/terminal/input JSON (section 1). */
+#define KS_MUTATION_JSON_EC "aws-crypto-ec"
+#define KS_MUTATION_JSON_ARN "kms-arn"
 /* The only hierarchy version a mutation item carries (N "1"; section 1). */
 #define KS_MUTATION_HIERARCHY_VERSION "1"
 
