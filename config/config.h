@@ -65,8 +65,8 @@ struct ks_mutations_config {
     enum ks_system_key_kind system_key;
     char *system_key_relationship; /* KMS: the relationship whose KMS signs */
     size_t system_key_relationship_index;
-    char *system_key_arn; /* KMS: the symmetric key that signs commitment and index */
-    unsigned page_size;   /* 0 (embedded default) or 1..98: default 98 */
+    char *system_key_arn;   /* KMS: the symmetric key that signs commitment and index */
+    unsigned page_size;     /* 0 (embedded default) or 1..98: default 98 */
     unsigned kms_in_flight; /* 0 (embedded default) or 1..256: default 32 */
 };
 

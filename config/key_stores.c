@@ -78,8 +78,8 @@ static void parse_system_key(struct ks_config_parser *p, yaml_node_t *n, const c
                              struct ks_mutations_config *m)
 {
     enum { K_REL, K_ARN, K_COUNT };
-    struct ks_config_field f[K_COUNT] = {[K_REL] = {.key = "kms_relationship"},
-                                         [K_ARN] = {.key = "kms_key_arn"}};
+    struct ks_config_field f[K_COUNT] = {
+        [K_REL] = {.key = "kms_relationship"}, [K_ARN] = {.key = "kms_key_arn"}};
     char sub[KS_CONFIG_PATH_LEN], shown[KS_CONFIG_SHOW_LEN];
     struct ks_arn parsed;
 
@@ -131,16 +131,14 @@ static void parse_mutations(struct ks_config_parser *p, yaml_node_t *n, const ch
     if (ks_config_get_fields(p, n, path, f, M_COUNT) < 0)
         return;
     if (f[M_SYSTEM_KEY].value)
-        parse_system_key(p, f[M_SYSTEM_KEY].value, ks_config_join_path(sub, path, "system_key"),
-                         m);
+        parse_system_key(p, f[M_SYSTEM_KEY].value, ks_config_join_path(sub, path, "system_key"), m);
     if (f[M_PAGE_SIZE].value &&
         ks_config_get_uint(p, f[M_PAGE_SIZE].value, ks_config_join_path(sub, path, "page_size"), 1,
                            KS_MUTATION_PAGE_SIZE_MAX, &v) == 0)
         m->page_size = (unsigned)v;
     if (f[M_IN_FLIGHT].value &&
-        ks_config_get_uint(p, f[M_IN_FLIGHT].value,
-                           ks_config_join_path(sub, path, "kms_in_flight"), 1,
-                           KS_MUTATION_KMS_IN_FLIGHT_MAX, &v) == 0)
+        ks_config_get_uint(p, f[M_IN_FLIGHT].value, ks_config_join_path(sub, path, "kms_in_flight"),
+                           1, KS_MUTATION_KMS_IN_FLIGHT_MAX, &v) == 0)
         m->kms_in_flight = (unsigned)v;
 }
 

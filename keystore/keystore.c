@@ -14,7 +14,6 @@
 #include "common/utf8.h"
 #include "keystore/cache.h"
 #include "keystore/materials.h"
-#include "keystore/mutation_internal.h"
 #include "keystore/testing.h"
 
 #define KEY_LEN 32       /* AES-256 branch and beacon keys */
@@ -516,6 +515,28 @@ static ks_status not_found(ks_status st, struct ks_error *err)
     return st;
 }
 
+/*
+ * Issue 10: no VersionKey while a mutation is in flight (the MPL does not check). Read after
+ * the ACTIVE: a mutation initialized before that read is seen here, and one initialized after
+ * it rewrote the ACTIVE, so the write's enc condition fails (VersionRaceException).
+ */
+static ks_status refuse_under_mutation(struct ks_keystore *ks, const char *branch_key_id,
+                                       struct ks_error *err)
+{
+    struct ks_mutation_state m;
+    ks_status st;
+    if (ks->storage->ops->version < 3 || !ks->storage->ops->get_mutation)
+        return KS_OK;
+    if ((st = ks->storage->ops->get_mutation(ks->storage, branch_key_id, &m, err)) != KS_OK)
+        return st;
+    if (m.has_commitment || m.has_index)
+        st = ks_error_set(err, KS_E_MUTATION_CONFLICT,
+                          "the branch key is under mutation; VersionKey is refused until the "
+                          "mutation completes or is aborted");
+    ks_mutation_state_free(&m);
+    return st;
+}
+
 ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
                                   const char *branch_key_id, char **version_out,
                                   struct ks_error *err)
@@ -560,6 +581,8 @@ ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_re
                           "configured KMS Key ARN.");
         goto out;
     }
+    if ((st = refuse_under_mutation(ks, branch_key_id, err)) != KS_OK)
+        goto out;
     enc = ks_item_get(&old_active, KS_ATTR_ENC);
     if (ks_bytes_set(&old_enc, enc->value, enc->len) != 0) {
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
@@ -873,8 +896,8 @@ void ks_mut_invalidate(struct ks_keystore *ks, const char *branch_key_id)
         ks_cache_invalidate_branch_key(ks->cache, ks->logical_key_store_name, branch_key_id);
 }
 
-ks_status ks_mut_item_ec(const struct ks_keystore *ks, const struct ks_item *item,
-                         struct ks_ec *ec, struct ks_error *err)
+ks_status ks_mut_item_ec(const struct ks_keystore *ks, const struct ks_item *item, struct ks_ec *ec,
+                         struct ks_error *err)
 {
     return item_to_ec(ks, item, ec, err);
 }

@@ -3,11 +3,13 @@
  * (section 7) and the abort keystored adds. ApplyMutation and the atomic mutation are in
  * mutation_apply.c; KMS and the system key in mutation_kms.c.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "aws/arn.h"
 #include "common/utf8.h"
+#include "keystore/mutation.h"
 #include "keystore/mutation_internal.h"
 
 static ks_status oom(struct ks_error *err)
@@ -64,14 +66,13 @@ ks_status ks_mut_token_set(struct ks_mutation_token *t, const char *id, const ch
         return ks_error_set(err, KS_E_MUTATION_INVALID, "mutation uuid or create-time too long");
     if (!(t->identifier = strdup(id)))
         return oom(err);
-    strcpy(t->uuid, uuid);
-    strcpy(t->create_time, create_time);
+    snprintf(t->uuid, sizeof t->uuid, "%s", uuid);
+    snprintf(t->create_time, sizeof t->create_time, "%s", create_time);
     return KS_OK;
 }
 
 /* A commitment and an index that belong together (sections 6 and 7). */
-ks_status ks_mut_check_pair(const struct ks_mutation_state *m, const char *id,
-                            struct ks_error *err)
+ks_status ks_mut_check_pair(const struct ks_mutation_state *m, const char *id, struct ks_error *err)
 {
     if (!m->has_commitment && m->has_index)
         return ks_error_set(err, KS_E_MUTATION_INVALID,
@@ -79,9 +80,9 @@ ks_status ks_mut_check_pair(const struct ks_mutation_state *m, const char *id,
     if (m->has_commitment && !m->has_index)
         return ks_error_set(err, KS_E_MUTATION_INVALID,
                             "a mutation commitment exists without an index for this branch key");
-    if (m->has_commitment && (strcmp(m->commitment.branch_key_id, id) != 0 ||
-                              strcmp(m->index.branch_key_id, id) != 0 ||
-                              strcmp(m->commitment.uuid, m->index.uuid) != 0))
+    if (m->has_commitment &&
+        (strcmp(m->commitment.branch_key_id, id) != 0 || strcmp(m->index.branch_key_id, id) != 0 ||
+         strcmp(m->commitment.uuid, m->index.uuid) != 0))
         return ks_error_set(err, KS_E_MUTATION_INVALID,
                             "the mutation commitment and index disagree (identifier or uuid)");
     return KS_OK;
@@ -111,8 +112,8 @@ static ks_status check_input(const struct ks_mutation_init_input *in, struct ks_
 {
     struct ks_arn parsed;
     ks_status st;
-    if ((st = ks_keystore_check_branch_key_id(in->branch_key_id, strlen(in->branch_key_id),
-                                              err)) != KS_OK)
+    if ((st = ks_keystore_check_branch_key_id(in->branch_key_id, strlen(in->branch_key_id), err)) !=
+        KS_OK)
         return st;
     if (!in->terminal_kms_arn && !in->terminal_ec)
         return ks_error_set(err, KS_E_INVALID,
@@ -296,12 +297,10 @@ static ks_status mutate_heads(struct ks_keystore *ks, const struct ks_mutation_i
         st = st_->ops->get_version(st_, in->branch_key_id, v + strlen(KS_TYPE_VERSION_PREFIX),
                                    &ctx->old_version, err);
         if (st != KS_OK)
-            return st == KS_E_NOT_FOUND
-                       ? ks_error_set(err, KS_E_UNEXPECTED_STATE,
-                                      "the ACTIVE's version item is missing")
-                       : st;
-        if (ks_mut_classify(&ctx->old_version, &ctx->original, &ctx->terminal) !=
-            KS_MUT_ORIGINAL)
+            return st == KS_E_NOT_FOUND ? ks_error_set(err, KS_E_UNEXPECTED_STATE,
+                                                       "the ACTIVE's version item is missing")
+                                        : st;
+        if (ks_mut_classify(&ctx->old_version, &ctx->original, &ctx->terminal) != KS_MUT_ORIGINAL)
             return ks_error_set(err, KS_E_UNEXPECTED_STATE,
                                 "the ACTIVE's version item is not in the original state");
         if ((st = ks_mut_transform(ks, s, &ctx->items.active, &ctx->terminal, &ctx->new_active,
@@ -367,9 +366,8 @@ ks_status ks_mutation_initialize(struct ks_keystore *ks, const struct ks_mutatio
     st = s->ops->get_items_for_initialize_mutation(s, in->branch_key_id, &ctx.items, err);
     if (st == KS_E_NOT_FOUND)
         ks_error_set(err, st, "No item found for corresponding branch key identifier.");
-    if (st == KS_OK &&
-        (st = ks_mut_check_item(&ctx.items.active, 0, in->branch_key_id, KS_TYPE_ACTIVE, err)) ==
-            KS_OK)
+    if (st == KS_OK && (st = ks_mut_check_item(&ctx.items.active, 0, in->branch_key_id,
+                                               KS_TYPE_ACTIVE, err)) == KS_OK)
         st = ks_mut_check_item(&ctx.items.beacon, 2, in->branch_key_id, KS_TYPE_BEACON, err);
     if (st == KS_OK && !ctx.items.mutation.has_commitment && ctx.items.mutation.has_index)
         st = ks_mut_check_pair(&ctx.items.mutation, in->branch_key_id, err);
@@ -433,9 +431,8 @@ static ks_status describe_props(struct ks_keystore *ks, const struct ks_mutation
         st = count_versions(ks, c->branch_key_id, &original, &terminal, out, err);
     /* doNotVersion is not stored (the MPL's input has no member for it): a rotating
      * mutation's ACTIVE was created at the commitment's create-time. */
-    if (st == KS_OK &&
-        ks_mut_storage(ks)->ops->get_active(ks_mut_storage(ks), c->branch_key_id, &active, err) ==
-            KS_OK) {
+    if (st == KS_OK && ks_mut_storage(ks)->ops->get_active(ks_mut_storage(ks), c->branch_key_id,
+                                                           &active, err) == KS_OK) {
         const char *t = ks_item_get_s(&active, KS_ATTR_CREATE_TIME);
         out->do_not_version = !t || strcmp(t, c->create_time) != 0;
     }
@@ -456,8 +453,7 @@ ks_status ks_mutation_describe(struct ks_keystore *ks, const char *branch_key_id
     ks_ec_init(&out->original.ec);
     ks_ec_init(&out->terminal.ec);
     ks_ec_init(&out->input_ec);
-    if ((st = ks_keystore_check_branch_key_id(branch_key_id, strlen(branch_key_id), err)) !=
-        KS_OK)
+    if ((st = ks_keystore_check_branch_key_id(branch_key_id, strlen(branch_key_id), err)) != KS_OK)
         return st;
     if ((st = s->ops->get_mutation(s, branch_key_id, &m, err)) != KS_OK)
         return st;
@@ -491,8 +487,8 @@ ks_status ks_mutation_abort(struct ks_keystore *ks, const struct ks_mutation_tok
     struct ks_mutation_state m;
     ks_status st;
 
-    if ((st = ks_keystore_check_branch_key_id(token->identifier, strlen(token->identifier),
-                                              err)) != KS_OK)
+    if ((st = ks_keystore_check_branch_key_id(token->identifier, strlen(token->identifier), err)) !=
+        KS_OK)
         return st;
     if ((st = s->ops->get_mutation(s, token->identifier, &m, err)) != KS_OK)
         return st;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keystore/mutation.h"
 #include "keystore/mutation_internal.h"
 
 static ks_status oom(struct ks_error *err)
@@ -51,7 +52,7 @@ struct page_job {
     const struct ks_mutation_strategy *strategy;
     const struct ks_mut_props *original, *terminal;
     const struct ks_item *items;
-    struct ks_item *out;     /* terminal form of each original item */
+    struct ks_item *out; /* terminal form of each original item */
     enum ks_mut_state *state;
 };
 
@@ -129,8 +130,8 @@ ks_status ks_mut_atomic_collect(struct ks_keystore *ks, const struct ks_mutation
 }
 
 ks_status ks_mut_atomic_write(struct ks_keystore *ks, const struct ks_mutation_settings *set,
-                              const struct ks_mutation_init_input *in,
-                              struct ks_mut_state_ctx *ctx, struct ks_error *err)
+                              const struct ks_mutation_init_input *in, struct ks_mut_state_ctx *ctx,
+                              struct ks_error *err)
 {
     struct ks_storage *s = ks_mut_storage(ks);
     struct ks_storage_write active = {&ctx->new_active, &ctx->items.active};
@@ -139,7 +140,7 @@ ks_status ks_mut_atomic_write(struct ks_keystore *ks, const struct ks_mutation_s
     struct ks_storage_write beacon = {&ctx->new_beacon, &ctx->items.beacon};
     struct ks_storage_write *writes = NULL;
     enum ks_mut_state *state = calloc(ctx->n_versions + 1, sizeof *state);
-    struct page_job j = {ks, &in->strategy, &ctx->original, &ctx->terminal, ctx->versions,
+    struct page_job j = {ks,           &in->strategy, &ctx->original, &ctx->terminal, ctx->versions,
                          ctx->mutated, state};
     size_t i, n = 0;
     ks_status st;
@@ -167,15 +168,15 @@ ks_status ks_mut_atomic_write(struct ks_keystore *ks, const struct ks_mutation_s
 
 /* GetMutation and every check of section 6 steps 1-3; fills original/terminal. */
 static ks_status load_mutation(struct ks_keystore *ks, const struct ks_mutation_settings *set,
-                              const struct ks_mutation_token *token, struct ks_mutation_state *m,
-                              struct ks_mut_props *original, struct ks_mut_props *terminal,
-                              struct ks_error *err)
+                               const struct ks_mutation_token *token, struct ks_mutation_state *m,
+                               struct ks_mut_props *original, struct ks_mut_props *terminal,
+                               struct ks_error *err)
 {
     struct ks_storage *s = ks_mut_storage(ks);
     ks_status st;
 
-    if ((st = ks_keystore_check_branch_key_id(token->identifier, strlen(token->identifier),
-                                              err)) != KS_OK)
+    if ((st = ks_keystore_check_branch_key_id(token->identifier, strlen(token->identifier), err)) !=
+        KS_OK)
         return st;
     if ((st = s->ops->get_mutation(s, token->identifier, m, err)) != KS_OK)
         return st;
@@ -249,10 +250,9 @@ static ks_status log_page(const struct ks_version_page *page, const enum ks_mut_
         snprintf(type, sizeof type, "%s%s",
                  state[i] == KS_MUT_ORIGINAL ? "Decrypt Only: " : "Version (Decrypt Only): ",
                  t ? t + strlen(KS_TYPE_VERSION_PREFIX) : "");
-        st = ks_mut_log_add(log, type,
-                            state[i] == KS_MUT_ORIGINAL ? "Mutated to Terminal"
-                                                        : "Validated in Terminal",
-                            err);
+        st = ks_mut_log_add(
+            log, type,
+            state[i] == KS_MUT_ORIGINAL ? "Mutated to Terminal" : "Validated in Terminal", err);
     }
     return st;
 }

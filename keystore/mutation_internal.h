@@ -1,7 +1,7 @@
 /*
  * mutation_internal.h - internal to keystore/: what the mutation files (mutation.c,
- * mutation_apply.c, mutation_kms.c, mutation_props.c) share, and the hooks keystore.c lends them
- * (item contexts and checks, so that a mutated item is built exactly as CreateKey builds one).
+ * mutation_apply.c, mutation_kms.c, mutation_props.c) share. The hooks keystore.c lends them
+ * are declared in keystore.h.
  * Nothing outside keystore/ includes it.
  */
 #ifndef KS_KEYSTORE_MUTATION_INTERNAL_H
@@ -12,30 +12,8 @@
 #include "common/bytes.h"
 #include "common/ec.h"
 #include "keystore/keystore.h"
-#include "keystore/mutation.h"
+#include "keystore/mutation_types.h"
 #include "storage/storage.h"
-
-/* --- hooks defined in keystore.c ------------------------------------------------------------ */
-
-struct ks_storage *ks_mut_storage(struct ks_keystore *ks);
-const char *ks_mut_logical_name(const struct ks_keystore *ks);
-const struct ks_clock *ks_mut_clock(const struct ks_keystore *ks);
-/* Drops every cached entry of the branch key on this instance (docs/reference/mutations.md
- * section 13: other instances keep theirs up to the TTL). */
-void ks_mut_invalidate(struct ks_keystore *ks, const char *branch_key_id);
-/* The KMS encryption context of an item (every attribute but enc, plus tablename). */
-ks_status ks_mut_item_ec(const struct ks_keystore *ks, const struct ks_item *item,
-                         struct ks_ec *ec, struct ks_error *err);
-/* The item for such a context and enc. */
-ks_status ks_mut_ec_item(const struct ks_ec *ec, const struct ks_bytes *enc, struct ks_item *item,
-                         struct ks_error *err);
-/* Read validation of an ACTIVE (kind 0), version (1) or beacon (2) item. */
-ks_status ks_mut_check_item(const struct ks_item *item, int kind, const char *id,
-                            const char *expected_type, struct ks_error *err);
-/* CreateKey's custom context checks. */
-ks_status ks_mut_check_custom_ec(const struct ks_ec *ec, struct ks_error *err);
-/* Counts a KMS call on rel's counters; returns st. */
-ks_status ks_mut_counted(const struct ks_kms_relationship *rel, enum ks_kms_op op, ks_status st);
 
 /* --- mutation_props.c: mutable properties and item states (section 2) ----------------------- */
 
@@ -142,7 +120,7 @@ ks_status ks_mut_check_pair(const struct ks_mutation_state *m, const char *id,
 ks_status ks_mut_atomic_collect(struct ks_keystore *ks, const struct ks_mutation_init_input *in,
                                 struct ks_mut_state_ctx *ctx, struct ks_error *err);
 ks_status ks_mut_atomic_write(struct ks_keystore *ks, const struct ks_mutation_settings *set,
-                              const struct ks_mutation_init_input *in,
-                              struct ks_mut_state_ctx *ctx, struct ks_error *err);
+                              const struct ks_mutation_init_input *in, struct ks_mut_state_ctx *ctx,
+                              struct ks_error *err);
 
 #endif

@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,9 +188,9 @@ static ks_status do_encrypt(const struct ks_kms_relationship *rel, const char *a
 }
 
 static ks_status do_re_encrypt(const struct ks_kms_relationship *rel, const struct ks_bytes *enc,
-                               const char *src_arn, const struct ks_ec *src_ec,
-                               const char *dst_arn, const struct ks_ec *dst_ec,
-                               struct ks_bytes *out, struct ks_error *err)
+                               const char *src_arn, const struct ks_ec *src_ec, const char *dst_arn,
+                               const struct ks_ec *dst_ec, struct ks_bytes *out,
+                               struct ks_error *err)
 {
     struct ks_kms_call call = call_of(rel);
     struct ks_kms_result r;
@@ -348,8 +349,8 @@ static ks_status rotate_active_enc(const struct ks_mutation_strategy *s, const c
     struct ks_kms_result r;
     ks_status st;
     if (s->kind == KS_STRATEGY_REENCRYPT)
-        return side_error(do_re_encrypt(s->reencrypt, version_enc, arn, vec, arn, aec, out, err),
-                          1, "ReEncrypt", arn, err);
+        return side_error(do_re_encrypt(s->reencrypt, version_enc, arn, vec, arn, aec, out, err), 1,
+                          "ReEncrypt", arn, err);
     ks_kms_result_init(&r);
     st = do_decrypt(s->encrypt, arn, version_enc, vec, &r, err);
     if (st == KS_OK)
@@ -378,8 +379,7 @@ ks_status ks_mut_rotate(const struct ks_keystore *ks, const struct ks_mutation_s
         st = ks_error_set(err, KS_E_INTERNAL, "random source failed");
         goto out;
     }
-    strcpy(vtype, KS_TYPE_VERSION_PREFIX);
-    strcat(vtype, uuid);
+    snprintf(vtype, sizeof vtype, "%s%s", KS_TYPE_VERSION_PREFIX, uuid);
     /* The old ACTIVE in the terminal state, retyped as a new version (as VersionKey does). */
     if ((st = ks_mut_item_with_props(old_active, terminal, &shaped, err)) != KS_OK ||
         (st = ks_mut_item_ec(ks, &shaped, &vec, err)) != KS_OK)
@@ -507,14 +507,13 @@ static ks_status signing_ec(const struct ks_ec *content, const char *uuid, const
     ks_status st = KS_OK;
 
     if (ks_ec_serialize(content, &ser, &ser_len) != 0)
-        return ks_error_set(err, KS_E_MUTATION_VERIFICATION,
-                            "mutation content too large to sign");
+        return ks_error_set(err, KS_E_MUTATION_VERIFICATION, "mutation content too large to sign");
     if (EVP_Digest(ser, ser_len, md, &md_len, EVP_sha384(), NULL) != 1 || md_len != sizeof md ||
         !(b64 = ks_base64_encode(md, sizeof md)))
         st = ks_error_set(err, KS_E_INTERNAL, "digest failed");
-    if (st == KS_OK && (ks_ec_set(out, "digest", b64) || ks_ec_set(out, "uuid", uuid) ||
-                        ks_ec_set(out, KS_ATTR_BRANCH_KEY_ID, id) ||
-                        ks_ec_set(out, KS_ATTR_TYPE, type)))
+    if (st == KS_OK &&
+        (ks_ec_set(out, "digest", b64) || ks_ec_set(out, "uuid", uuid) ||
+         ks_ec_set(out, KS_ATTR_BRANCH_KEY_ID, id) || ks_ec_set(out, KS_ATTR_TYPE, type)))
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
     free(ser);
     free(b64);
@@ -534,8 +533,7 @@ static ks_status commitment_ec(const struct ks_mutation_commitment *c, struct ks
         set_bytes_value(&content, KS_ATTR_INPUT, &c->input))
         st = ks_error_set(err, KS_E_MUTATION_VERIFICATION, "commitment cannot be signed");
     if (st == KS_OK)
-        st = signing_ec(&content, c->uuid, c->branch_key_id, KS_TYPE_MUTATION_COMMITMENT, out,
-                        err);
+        st = signing_ec(&content, c->uuid, c->branch_key_id, KS_TYPE_MUTATION_COMMITMENT, out, err);
     ks_ec_free(&content);
     return st;
 }

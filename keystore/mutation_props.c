@@ -11,10 +11,9 @@
  * pointer and its ciphertext (section 2). tablename is never stored. */
 static int immutable(const char *name)
 {
-    static const char *const names[] = {KS_ATTR_BRANCH_KEY_ID, KS_ATTR_TYPE,
-                                        KS_ATTR_CREATE_TIME,   KS_ATTR_HIERARCHY_VERSION,
-                                        KS_ATTR_TABLENAME,     KS_ATTR_VERSION,
-                                        KS_ATTR_ENC,           NULL};
+    static const char *const names[] = {
+        KS_ATTR_BRANCH_KEY_ID, KS_ATTR_TYPE,    KS_ATTR_CREATE_TIME, KS_ATTR_HIERARCHY_VERSION,
+        KS_ATTR_TABLENAME,     KS_ATTR_VERSION, KS_ATTR_ENC,         NULL};
     size_t i;
     for (i = 0; names[i]; i++)
         if (strcmp(names[i], name) == 0)
