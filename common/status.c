@@ -39,6 +39,14 @@ static const struct {
     [KS_E_UNAVAILABLE] = {503, "ServiceUnavailableException", "dependency unavailable"},
     [KS_E_INTERNAL] = {500, "InternalServerError", "internal error"},
     [KS_E_CONFIG] = {500, "ConfigurationException", "invalid configuration"},
+    [KS_E_MUTATION_CONFLICT] = {409, "MutationConflictException", "mutation conflict"},
+    [KS_E_UNEXPECTED_STATE] = {409, "UnexpectedStateException", "unexpected item state"},
+    [KS_E_MUTATION_INVALID] = {400, "MutationInvalidException", "invalid mutation"},
+    [KS_E_UNSUPPORTED] = {400, "UnsupportedFeatureException", "unsupported feature"},
+    [KS_E_MUTATION_VERIFICATION] = {502, "MutationVerificationException",
+                                    "mutation verification failed"},
+    [KS_E_MUTATION_FROM] = {502, "MutationFromException", "KMS refused the original side"},
+    [KS_E_MUTATION_TO] = {502, "MutationToException", "KMS refused the terminal side"},
 };
 
 static int valid(ks_status status)

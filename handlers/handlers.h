@@ -90,6 +90,15 @@ ks_status ks_handle_healthz(const struct ks_request *, struct ks_response *, str
 ks_status ks_handle_readyz(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_openapi(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_metrics(const struct ks_request *, struct ks_response *, struct ks_error *);
+/* mutations.c: InitializeMutation, ApplyMutation, DescribeMutation, abort. */
+ks_status ks_handle_mutation_init(const struct ks_request *, struct ks_response *,
+                                  struct ks_error *);
+ks_status ks_handle_mutation_apply(const struct ks_request *, struct ks_response *,
+                                   struct ks_error *);
+ks_status ks_handle_mutation_describe(const struct ks_request *, struct ks_response *,
+                                      struct ks_error *);
+ks_status ks_handle_mutation_abort(const struct ks_request *, struct ks_response *,
+                                   struct ks_error *);
 
 /* --- shared by the handler files (handlers/common.c) --- */
 

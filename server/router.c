@@ -22,6 +22,14 @@ static const struct ks_route routes[] = {
      ks_handle_version_get},
     {"GET", "/v1/keystores/{ks}/branch-keys/{id}/beacon", KS_ACCESS_READER, 0, 1,
      ks_handle_beacon_get},
+    {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation", KS_ACCESS_ADMIN, 1, 0,
+     ks_handle_mutation_init},
+    {"GET", "/v1/keystores/{ks}/branch-keys/{id}/mutation", KS_ACCESS_ADMIN, 0, 0,
+     ks_handle_mutation_describe},
+    {"DELETE", "/v1/keystores/{ks}/branch-keys/{id}/mutation", KS_ACCESS_ADMIN, 1, 0,
+     ks_handle_mutation_abort},
+    {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation/apply", KS_ACCESS_ADMIN, 1, 0,
+     ks_handle_mutation_apply},
 };
 
 const struct ks_route *ks_router_routes(size_t *count)

@@ -57,6 +57,10 @@ Test(router, table_is_the_design)
         {"GET", "/v1/keystores/{ks}/branch-keys/{id}/active"},
         {"GET", "/v1/keystores/{ks}/branch-keys/{id}/versions/{v}"},
         {"GET", "/v1/keystores/{ks}/branch-keys/{id}/beacon"},
+        {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation"},
+        {"GET", "/v1/keystores/{ks}/branch-keys/{id}/mutation"},
+        {"DELETE", "/v1/keystores/{ks}/branch-keys/{id}/mutation"},
+        {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation/apply"},
     };
     size_t n, i, j;
     const struct ks_route *r = ks_router_routes(&n);
