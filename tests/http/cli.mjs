@@ -348,7 +348,10 @@ async function mutationTests(h, run, api, t) {
     expectExit(r, 0, 'mutate');
     assertEq(r.json && r.json.completed, true, 'completed');
     assert(/Created/.test(r.stderr), `no Created flag: ${r.stderr}`);
-    assert(/page \d+: \d+\/\d+ versions/.test(r.stderr), `no progress line (not a terminal): ${r.stderr}`);
+    const lines = [...r.stderr.matchAll(/page (\d+): (\d+)\/(\d+) versions/g)];
+    assert(lines.length >= 4, `fewer than 4 progress lines for 13+ versions in pages of 4: ${r.stderr}`);
+    const last = lines.at(-1);
+    assert(Number(last[3]) >= 13 && last[2] === last[3], `the last line is not done/total with total >= 13: ${last[0]}`);
     await checkVersions('mut-ec', { tenant: 'b' });
     const s = await run(['mutation', 'show', 'default', 'mut-ec']);
     expectServerError(s, 404, s.stderr.match(/HTTP 404 (\S+)/)?.[1] || '?', 'show after completion');
@@ -359,11 +362,12 @@ async function mutationTests(h, run, api, t) {
     assert(/nothing to do/.test(r.stderr), r.stderr);
   });
   await h.test('cli: Ctrl-C stops after the current page (exit 130), the same command resumes to completion', async () => {
-    await makeKey('mut-int', 40);
+    await makeKey('mut-int', 60);
     let sent = false;
-    const r = await run(['mutate', 'default', 'mut-int', '--terminal-ec', 'tenant=c', '--page-size', '2'], {}, {
+    // SIGINT right after InitializeMutation answered: 61 pages of one version are left
+    const r = await run(['mutate', 'default', 'mut-int', '--terminal-ec', 'tenant=c', '--page-size', '1'], {}, {
       onStderr: (text, child) => {
-        if (!sent && /page 1:/.test(text)) {
+        if (!sent && /mutation of mut-int: Created/.test(text)) {
           sent = true;
           child.kill('SIGINT');
         }
@@ -374,7 +378,7 @@ async function mutationTests(h, run, api, t) {
     const s = await run(['mutation', 'show', 'default', 'mut-int']);
     expectExit(s, 0, 'show in flight');
     assert(s.json.versions && s.json.versions.original > 0, `nothing left to do after Ctrl-C: ${s.stdout}`);
-    const again = await run(['mutate', 'default', 'mut-int', '--terminal-ec', 'tenant=c', '--page-size', '2']);
+    const again = await run(['mutate', 'default', 'mut-int', '--terminal-ec', 'tenant=c', '--page-size', '7']);
     expectExit(again, 0, 'resume');
     assert(/Resumed/.test(again.stderr), `not resumed: ${again.stderr}`);
     assertEq(again.json.completed, true, 'completed');
