@@ -189,6 +189,9 @@ async function makeKeys(env, o) {
     await Promise.all(sizes.map((n) => makeKey(api, `bench-${n}`, n)));
     for (const n of sizes) env.tiers.set(`bench-${n}`, 'a');
     console.error(`[${env.backend}] keys with ${sizes.join(', ')} versions made in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  } catch (e) {
+    e.message += `\nkeystored's last log lines:\n${srv.stderr().slice(-3000)}`;
+    throw e;
   } finally {
     await srv.stop();
   }
@@ -209,6 +212,9 @@ async function runConfig(env, o, kmsInFlight, sizes) {
         out.push(row);
       }
     }
+  } catch (e) {
+    e.message += `\nkeystored's last log lines:\n${srv.stderr().slice(-3000)}`;
+    throw e;
   } finally {
     await env.kms.admin('POST', '/__admin/delay', { ms: 0 }).catch(() => {});
     await srv.stop();
