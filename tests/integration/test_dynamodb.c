@@ -1894,3 +1894,73 @@ Test(dynamodb_mutation, full_page_of_98)
     ks_mutation_index_free(&x);
     fx_close(&f);
 }
+
+/*
+ * A mutation write as sent (mutations.md section 8): ConditionCheck on the commitment with the
+ * commitment check, Put of the new index under the old index's check, Put of each version under
+ * the enc lock; a ConditionalCheckFailed is 409 at once, naming the item, with no resend; a
+ * conflict that persists is 409 too.
+ */
+Test(dynamodb_scripted, mutation_write_request_and_reasons)
+{
+    static const struct fake_answer ccf[] = {CANCELLED("None, ConditionalCheckFailed, None")};
+    static const struct fake_answer conflict[] = {CANCELLED("None, None, TransactionConflict")};
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x, nx;
+    struct ks_storage_write w;
+    struct ks_item old, item;
+    struct fixture f;
+    struct fake fk;
+    struct ks_error err;
+    const char *body;
+
+    m_commitment(&c, "bk");
+    m_index(&x, "bk", KS_PAGE_INDEX_NOT_STARTED);
+    m_index(&nx, "bk", "branch:version:b");
+    cr_assert_eq(make_version(&old, "bk", "b",
+                              (const unsigned char *)"0123456789abcdef0123456789"
+                                                     "abcdef"),
+                 0);
+    m_mutate(&old, &item);
+    w = (struct ks_storage_write){&item, &old};
+
+    fx_open_fake(&f, &fk, ccf, 1);
+    m_assert_conflict(f.s->ops->write_mutated_versions(f.s, &w, 1, &c, &nx, &x, 0, &err), &err,
+                      "scripted");
+    cr_assert(strstr(err.message, KS_TYPE_MUTATION_INDEX), "%s", err.message);
+    fx_close(&f);
+    fake_stop(&fk);
+    cr_assert_eq(fk.requests, 1, "a lost condition is not resent");
+    body = fk.bodies[0];
+    cr_assert_str_eq(fk.targets[0], "DynamoDB_20120810.TransactWriteItems");
+    cr_assert_not_null(strstr(body, "{\"ConditionCheck\":{"), "%s", body);
+    /* The commitment check: exists, and enc, original, terminal, uuid equal. */
+    cr_assert_not_null(strstr(body, "\"ConditionExpression\":\"attribute_exists(#pk) AND #a0 = "
+                                    ":v0 AND #a1 = :v1 AND #a2 = :v2 AND #a3 = :v3\""),
+                       "%s", body);
+    cr_assert_not_null(strstr(body, "\"#a1\":\"original\""));
+    cr_assert_not_null(strstr(body, "\"#a3\":\"uuid\""));
+    cr_assert_not_null(strstr(body, "\":v0\":{\"B\":\"dHJ1c3RTdG9yYWdl\"}")); /* trustStorage */
+    /* The index check uses the OLD pageIndex ("Not Started"), the Put the new one. */
+    cr_assert_not_null(strstr(body, "\"#a1\":\"pageIndex\""));
+    cr_assert_not_null(strstr(body, "{\"B\":\"Tm90IFN0YXJ0ZWQ=\"}"));
+    cr_assert_not_null(strstr(body, "\"pageIndex\":{\"B\":\"YnJhbmNoOnZlcnNpb246Yg==\"}"));
+    /* The version's enc lock. */
+    cr_assert_not_null(strstr(body, "\"ConditionExpression\":\"attribute_exists(#pk) AND #a0 = "
+                                    ":v0\""));
+    cr_assert_lt(strstr(body, "MUTATION_COMMITMENT"), strstr(body, "MUTATION_INDEX"));
+    fake_free(&fk);
+
+    fx_open_fake(&f, &fk, conflict, 1);
+    m_assert_conflict(f.s->ops->write_mutated_versions(f.s, &w, 1, &c, &nx, &x, 0, &err), &err,
+                      "persistent conflict");
+    fx_close(&f);
+    fake_stop(&fk);
+    cr_assert_eq(fk.requests, 4);
+    fake_free(&fk);
+    ks_item_free(&old);
+    ks_item_free(&item);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+    ks_mutation_index_free(&nx);
+}
