@@ -1907,3 +1907,70 @@ Test(storage_sqlite, mutation_corrupt_commitment)
     ks_mutation_index_free(&x);
     fx_close(&f);
 }
+
+/* --- two clients applying the same page (issue 10 item 7) ---------------------------------- */
+
+#define APPLY_RACERS 6
+
+struct apply_racer {
+    struct ks_storage *s;
+    pthread_barrier_t *go;
+    const struct page_writes *pw;
+    const struct ks_mutation_commitment *c;
+    const struct ks_mutation_index *x, *nx;
+    ks_status st;
+};
+
+static void *apply_racer_main(void *arg)
+{
+    struct apply_racer *r = arg;
+    struct ks_error err;
+
+    pthread_barrier_wait(r->go);
+    r->st = r->s->ops->write_mutated_versions(r->s, r->pw->w, r->pw->n, r->c, r->nx, r->x, 0, &err);
+    return NULL;
+}
+
+static void case_mutation_page_race(struct fixture *f)
+{
+    struct apply_racer racers[APPLY_RACERS];
+    pthread_t threads[APPLY_RACERS];
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x, nx;
+    struct ks_version_page page;
+    struct ks_mutation_state ms;
+    pthread_barrier_t go;
+    struct page_writes pw;
+    struct ks_error err;
+    int wins = 0, i;
+
+    setup_key(f->s, "race", 6);
+    start_mutation(f->s, "race", &c, &x);
+    cr_assert_eq(f->s->ops->query_for_versions(f->s, "race", NULL, 4, &page, &err), KS_OK);
+    page_writes_build(&page, &pw);
+    make_mut_index(&nx, "race", page.next);
+    pthread_barrier_init(&go, NULL, APPLY_RACERS);
+    for (i = 0; i < APPLY_RACERS; i++) {
+        racers[i] = (struct apply_racer){f->s, &go, &pw, &c, &x, &nx, KS_OK};
+        cr_assert_eq(pthread_create(&threads[i], NULL, apply_racer_main, &racers[i]), 0);
+    }
+    for (i = 0; i < APPLY_RACERS; i++) {
+        pthread_join(threads[i], NULL);
+        if (racers[i].st == KS_OK)
+            wins++;
+        else
+            cr_assert_eq(racers[i].st, KS_E_MUTATION_CONFLICT, "racer %d: %d", i, racers[i].st);
+    }
+    cr_assert_eq(wins, 1, "exactly one page write wins");
+    cr_assert_eq(f->s->ops->get_mutation(f->s, "race", &ms, &err), KS_OK);
+    assert_index_eq(&ms.index, &nx);
+    ks_mutation_state_free(&ms);
+    pthread_barrier_destroy(&go);
+    page_writes_free(&pw);
+    ks_version_page_free(&page);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+    ks_mutation_index_free(&nx);
+}
+
+BOTH_BACKENDS(mutation_page_race)
