@@ -231,6 +231,42 @@ export async function runMutations(h, backend) {
     const info = await srv.stop();
     await h.test('mutations: server stops with exit 0', async () => assertEq(info.code, 0, 'exit code'));
   }
+  await systemKeyCases(h, backend);
+}
+
+// A key store whose system key is KMS (alt's key): commitment and index are signed with KMS
+// Encrypt and verified with Decrypt; an index altered in storage fails verification.
+async function systemKeyCases(h, backend) {
+  const sysArn = backend.name === 'sqlite' ? ALT_LOCAL : backend.keyArns.local2;
+  const setup = mutationSetup(backend, 'syskey', `{system_key: {kms_relationship: alt, kms_key_arn: "${sysArn}"}}`);
+  const srv = await startServer(['--config', setup.configPath], `mutations syskey (${backend.name})`);
+  const c = client(makeApi(srv.base), setup.tokens);
+  const store = withListing(backend, setup);
+  try {
+    await h.test('mutations: KMS system key: signed commitment and index, paged to completion', async () => {
+      if (backend.name === 'dynamodb') assertEq((await c.api('PUT', KS, c.T)).status, 200, 'CreateKeyStore');
+      const id = await c.createKey(4);
+      const snap = await c.snapshot(id, store, 'local');
+      const r = await c.init(id, { terminalEncryptionContext: { tenant: 'signed' } });
+      assertEq(r.status, 201, `init (${r.text.slice(0, 300)})`);
+      const d = await c.describe(id);
+      assertEq(d.json.systemKey, 'kmsSymmetricEncryption', 'systemKey');
+      const idx = await store.getItem(id, INDEX);
+      assert(Buffer.from(idx.enc.B, 'base64').length > 32, 'the index enc is a KMS ciphertext');
+      await c.applyAll(id, r.json.mutationToken, { pageSize: 2 });
+      await checkTerminal(c, store, id, snap, 'local', { tenant: 'signed' });
+    });
+    await h.test('mutations: row MutationVerificationException 502 (KMS system key): an index altered in storage', async () => {
+      const id = await c.createKey(2);
+      const r = await c.init(id, { terminalEncryptionContext: { tenant: 'signed' } });
+      assertEq(r.status, 201, 'init');
+      await store.setAttribute(id, INDEX, 'create-time', { S: '2001-01-01T00:00:00.000000Z' });
+      expectError(await c.apply(id, { mutationToken: r.json.mutationToken }), 502, 'MutationVerificationException');
+      expectError(await c.init(id, { terminalEncryptionContext: { tenant: 'signed' } }), 502, 'MutationVerificationException');
+    });
+  } finally {
+    await srv.stop();
+  }
 }
 
 async function mutationCases(h, backend, c, store) {
