@@ -572,12 +572,12 @@ export async function runMutationCrash(h, backend, { versions = 300, kills = 50 
     await srv.stop();
     return;
   }
-  let resumes = 0, created = 0, pagesBeforeKill = 0, killedInInit = 0;
+  let resumes = 0, created = 0, pagesBeforeKill = 0, killedInInit = 0, killsInside = 0;
   await h.test(`crash: SIGKILL at random points of the paged mutation, ${kills} times, restart and resume each time`, async () => {
     for (let k = 0; k < kills; k++) {
       // Kill after a random number of pages (0..3; sometimes during InitializeMutation itself),
       // a few ms into the next request, so that every kill lands inside the mutation.
-      const target = Math.random() < 0.1 ? -1 : Math.floor(Math.random() * 4);
+      const target = Math.random() < 0.1 ? -1 : Math.floor(Math.random() * 3);
       let pages = 0;
       let reached;
       const reachedP = new Promise((res) => (reached = res));
@@ -597,16 +597,20 @@ export async function runMutationCrash(h, backend, { versions = 300, kills = 50 
         }
       })().catch(() => reached());
       await Promise.race([reachedP, sleep(10000)]);
-      await sleep(Math.floor(Math.random() * 15));
+      await sleep(Math.floor(Math.random() * 4));
       if (target < 0) killedInInit++;
       srv.proc.kill('SIGKILL');
       await srv.exited;
       await work;
+      // The commitment still there after the kill: the kill landed inside the mutation.
+      if (target < 0 || (await store.getItem(id, COMMITMENT))) killsInside++;
       srv = await startServer(['--config', setup.configPath], `crash ${k} (${backend.name})`);
       api = makeApi(srv.base);
       c = client(api, setup.tokens);
     }
-    console.log(`     ${kills} kills (${killedInInit} aimed at InitializeMutation): mutation created ${created}x, resumed ${resumes}x, ${pagesBeforeKill} pages applied between kills`);
+    console.log(`     ${kills} kills (${killedInInit} aimed at InitializeMutation, ${killsInside} with the mutation in flight): ` +
+      `mutation created ${created}x, resumed ${resumes}x, ${pagesBeforeKill} pages applied between kills`);
+    assert(killsInside >= kills * 0.8, `only ${killsInside} of ${kills} kills landed inside the mutation`);
   });
   await h.test('crash: a final resume completes the mutation', async () => {
     const r = await c.init(id, body());
