@@ -572,7 +572,9 @@ ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_re
         not_found(st, err);
         goto out;
     }
-    if ((st = validate_item(&old_active, ITEM_ACTIVE, branch_key_id, KS_TYPE_ACTIVE, err)) != KS_OK)
+    if ((st = validate_item(&old_active, ITEM_ACTIVE, branch_key_id, KS_TYPE_ACTIVE, err)) !=
+            KS_OK ||
+        (st = refuse_under_mutation(ks, branch_key_id, err)) != KS_OK)
         goto out;
     stored_arn = ks_item_get_s(&old_active, KS_ATTR_KMS_ARN);
     if (!rel_accepts_arn(rel, stored_arn)) {
@@ -581,8 +583,6 @@ ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_re
                           "configured KMS Key ARN.");
         goto out;
     }
-    if ((st = refuse_under_mutation(ks, branch_key_id, err)) != KS_OK)
-        goto out;
     enc = ks_item_get(&old_active, KS_ATTR_ENC);
     if (ks_bytes_set(&old_enc, enc->value, enc->len) != 0) {
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");

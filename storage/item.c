@@ -810,14 +810,61 @@ static int reserved_name(const char *k)
     return 0;
 }
 
+static ks_status parse_strict(const unsigned char *data, size_t len, const char *what,
+                              struct json_object **out, struct ks_error *err);
+
+/*
+ * The MPL writes 0x1F raw inside strings (section 1), which strict JSON refuses. A copy with each
+ * raw 0x1F written as \u001F parses to the same text; 0x1F never occurs inside a multi-byte
+ * UTF-8 sequence, and outside strings it is invalid either way. NULL on OOM; *len updated.
+ */
+static unsigned char *escape_unit_separators(const unsigned char *data, size_t *len)
+{
+    size_t i, n = 0, extra = 0;
+    unsigned char *out;
+
+    for (i = 0; i < *len; i++)
+        extra += data[i] == 0x1F ? 5 : 0;
+    out = malloc(*len + extra + 1);
+    if (!out)
+        return NULL;
+    for (i = 0; i < *len; i++) {
+        if (data[i] == 0x1F) {
+            memcpy(out + n, "\\u001F", 6);
+            n += 6;
+        } else {
+            out[n++] = data[i];
+        }
+    }
+    *len = n;
+    return out;
+}
+
 /* Parses data: strict JSON (no duplicates, no NUL, no lone surrogates), an object. */
 static ks_status parse_object(const unsigned char *data, size_t len, const char *what,
+                              struct json_object **out, struct ks_error *err)
+{
+    unsigned char *copy = NULL;
+    ks_status st;
+
+    *out = NULL;
+    if (memchr(data, 0x1F, len)) {
+        copy = escape_unit_separators(data, &len);
+        if (!copy)
+            return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+        data = copy;
+    }
+    st = parse_strict(data, len, what, out, err);
+    free(copy);
+    return st;
+}
+
+static ks_status parse_strict(const unsigned char *data, size_t len, const char *what,
                               struct json_object **out, struct ks_error *err)
 {
     struct ks_error inner;
     struct json_tokener *tok;
 
-    *out = NULL;
     ks_error_clear(&inner);
     if (ks_json_check((const char *)data, len, 4, &inner) != KS_OK)
         return ks_error_set(err, KS_E_CORRUPT, "mutation %s is not valid JSON: %s", what,

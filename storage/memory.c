@@ -293,36 +293,50 @@ static int copy_if_present(struct memory_storage *m, const char *id, const char 
     return stored ? ks_item_copy(out, stored) : 0;
 }
 
-/* Reads commitment and index under the lock, decodes them outside it. */
-static ks_status memory_read_mutation(struct memory_storage *m, const char *id,
-                                      struct ks_mutation_state *out, struct ks_error *err)
-{
-    struct ks_item c, x;
-    int has_c, has_x, rc;
-    ks_status st;
+/* The items a mutation reads, copied under one lock: one consistent view. */
+static const char *const mutation_types[4] = {KS_TYPE_MUTATION_COMMITMENT, KS_TYPE_MUTATION_INDEX,
+                                              KS_TYPE_ACTIVE, KS_TYPE_BEACON};
 
-    ks_item_init(&c);
-    ks_item_init(&x);
+/* Copies the first n of mutation_types for id (found[i] 0 when absent). */
+static ks_status memory_read_items(struct memory_storage *m, const char *id, size_t n,
+                                   struct ks_item items[4], int found[4], struct ks_error *err)
+{
+    size_t i;
+    int rc = 0;
+
+    for (i = 0; i < 4; i++) {
+        ks_item_init(&items[i]);
+        found[i] = 0;
+    }
     pthread_mutex_lock(&m->lock);
-    rc = copy_if_present(m, id, KS_TYPE_MUTATION_COMMITMENT, &c, &has_c);
-    if (rc == 0)
-        rc = copy_if_present(m, id, KS_TYPE_MUTATION_INDEX, &x, &has_x);
+    for (i = 0; i < n && rc == 0; i++)
+        rc = copy_if_present(m, id, mutation_types[i], &items[i], &found[i]);
     pthread_mutex_unlock(&m->lock);
-    if (rc != 0)
-        st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    else
-        st = ks_storage_mutation_state_from_items(has_c ? &c : NULL, has_x ? &x : NULL, out, err);
-    if (rc != 0)
-        ks_mutation_state_init(out);
-    ks_item_free(&c);
-    ks_item_free(&x);
-    return st;
+    return rc == 0 ? KS_OK : ks_error_set(err, KS_E_INTERNAL, "out of memory");
+}
+
+static void free_items(struct ks_item items[4])
+{
+    size_t i;
+
+    for (i = 0; i < 4; i++)
+        ks_item_free(&items[i]);
 }
 
 static ks_status memory_get_mutation(struct ks_storage *s, const char *branch_key_id,
                                      struct ks_mutation_state *out, struct ks_error *err)
 {
-    return memory_read_mutation(from_base(s), branch_key_id, out, err);
+    struct ks_item items[4];
+    int found[4];
+    ks_status st = memory_read_items(from_base(s), branch_key_id, 2, items, found, err);
+
+    if (st == KS_OK)
+        st = ks_storage_mutation_state_from_items(found[0] ? &items[0] : NULL,
+                                                  found[1] ? &items[1] : NULL, out, err);
+    else
+        ks_mutation_state_init(out);
+    free_items(items);
+    return st;
 }
 
 static ks_status memory_get_items_for_initialize_mutation(struct ks_storage *s,
@@ -330,18 +344,24 @@ static ks_status memory_get_items_for_initialize_mutation(struct ks_storage *s,
                                                           struct ks_mutation_init_items *out,
                                                           struct ks_error *err)
 {
+    struct ks_item items[4];
+    int found[4];
     ks_status st;
 
     ks_mutation_init_items_init(out);
-    /* One lock per read: the memory backend's reads are each consistent; the writes' conditions
-     * catch anything that changed in between, as with the MPL's TransactGetItems. */
-    st = memory_get(s, branch_key_id, KS_TYPE_ACTIVE, &out->active, err);
+    st = memory_read_items(from_base(s), branch_key_id, 4, items, found, err);
+    if (st == KS_OK && (!found[2] || !found[3]))
+        st = ks_error_set(err, KS_E_NOT_FOUND, KS_STORAGE_MSG_NOT_FOUND);
     if (st == KS_OK)
-        st = memory_get(s, branch_key_id, KS_TYPE_BEACON, &out->beacon, err);
-    if (st == KS_OK)
-        st = memory_read_mutation(from_base(s), branch_key_id, &out->mutation, err);
-    if (st != KS_OK)
-        ks_mutation_init_items_free(out);
+        st = ks_storage_mutation_state_from_items(found[0] ? &items[0] : NULL,
+                                                  found[1] ? &items[1] : NULL, &out->mutation, err);
+    if (st == KS_OK) {
+        out->active = items[2];
+        out->beacon = items[3];
+        ks_item_init(&items[2]);
+        ks_item_init(&items[3]);
+    }
+    free_items(items);
     return st;
 }
 

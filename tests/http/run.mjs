@@ -13,7 +13,8 @@
 //    tests/http/cases/*.json in name order (one test per step; backend-specific values reach
 //    the cases as variables), then the VersionKey race on the same server, stops it with
 //    SIGTERM (exit 0 expected) and checks its access log.
-// 2. Programmatic suites, each on its own server(s): tamper, graceful shutdown; sqlite only:
+// 2. Programmatic suites, each on its own server(s): tamper, mutations (mutations.mjs: every
+//    error row, concurrency, SIGKILL crash safety), graceful shutdown; sqlite only:
 //    key file, --check-config, embedded default, shared cache, the log (log.mjs),
 //    readiness and connection limits (limits.mjs), the README walkthrough, keystorectl
 //    (cli.mjs, build/keystorectl next to KEYSTORED); dynamodb only: two
@@ -43,6 +44,7 @@ import { runWalkthrough } from './walkthrough.mjs';
 import { runLog } from './log.mjs';
 import { runLimits, waitReadyz } from './limits.mjs';
 import { runCli, runCliScripted } from './cli.mjs';
+import { runMutationCrash, runMutations } from './mutations.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -177,6 +179,10 @@ async function backendSuite(backend) {
     await guarded('main server suite', () => mainServerSuite(backend));
     h.section(`[${backend.name}] tamper`);
     await guarded('tamper', () => runTamper(h, backend));
+    h.section(`[${backend.name}] mutations`);
+    await guarded('mutations', () => runMutations(h, backend));
+    h.section(`[${backend.name}] mutations: crash safety (SIGKILL during a paged mutation)`);
+    await guarded('mutation crash', () => runMutationCrash(h, backend));
     h.section(`[${backend.name}] graceful shutdown`);
     await guarded('shutdown', () => runShutdown(h, backend));
     if (backend.name === 'sqlite') {

@@ -1559,10 +1559,9 @@ Test(config, mutations_defaults)
 
 Test(config, mutations_all_keys)
 {
-    struct ks_config *cfg = load_ok(
-        REL_LOCAL KS_WITH_MUTATIONS("{system_key: {kms_relationship: local, kms_key_arn: "
-                                    "\"" LOCAL_ARN "\"}, page_size: 7, kms_in_flight: 3}")
-            TENANT_APP1);
+    struct ks_config *cfg = load_ok(REL_LOCAL KS_WITH_MUTATIONS(
+        "{system_key: {kms_relationship: local, kms_key_arn: "
+        "\"" LOCAL_ARN "\"}, page_size: 7, kms_in_flight: 3}") TENANT_APP1);
     const struct ks_mutations_config *m = &cfg->key_stores[0].mutations;
     cr_assert_eq(m->system_key, KS_SYSTEM_KEY_KMS);
     cr_assert_str_eq(m->system_key_relationship, "local");
@@ -1579,13 +1578,16 @@ Test(config, mutations_all_keys)
 
 Test(config, mutations_errors)
 {
-    expect_one_error(REL_LOCAL KS_WITH_MUTATIONS("{page_size: 99}") TENANT_APP1,
-                     "key_stores[0].mutations.page_size is \"99\", out of range; expected an integer in 1..98");
-    expect_one_error(REL_LOCAL KS_WITH_MUTATIONS("{page_size: 0}") TENANT_APP1,
-                     "key_stores[0].mutations.page_size is \"0\", out of range; expected an integer in 1..98");
-    expect_one_error(REL_LOCAL KS_WITH_MUTATIONS("{kms_in_flight: 257}") TENANT_APP1,
-                     "key_stores[0].mutations.kms_in_flight is \"257\", out of range; expected an integer in "
-                     "1..256");
+    expect_one_error(
+        REL_LOCAL KS_WITH_MUTATIONS("{page_size: 99}") TENANT_APP1,
+        "key_stores[0].mutations.page_size is \"99\", out of range; expected an integer in 1..98");
+    expect_one_error(
+        REL_LOCAL KS_WITH_MUTATIONS("{page_size: 0}") TENANT_APP1,
+        "key_stores[0].mutations.page_size is \"0\", out of range; expected an integer in 1..98");
+    expect_one_error(
+        REL_LOCAL KS_WITH_MUTATIONS("{kms_in_flight: 257}") TENANT_APP1,
+        "key_stores[0].mutations.kms_in_flight is \"257\", out of range; expected an integer in "
+        "1..256");
     expect_one_error(REL_LOCAL KS_WITH_MUTATIONS("{system_key: trust}") TENANT_APP1,
                      "key_stores[0].mutations.system_key is \"trust\"; expected trust_storage or "
                      "{kms_relationship, kms_key_arn}");

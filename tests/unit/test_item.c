@@ -677,3 +677,21 @@ Test(item_mutation, input_json_with_nulls)
     ks_ec_free(&ec);
     ks_bytes_free(&b);
 }
+
+/* What the MPL writes for a value with 0x1F (raw, section 1) still reads back. */
+Test(item_mutation, props_json_reads_the_mpl_raw_unit_separator)
+{
+    static const char mpl[] = "{\"aws-crypto-ec\":{\"k\\u0001\":\"a\x1f"
+                              "b\"},\"kms-arn\":\"arn\"}";
+    struct ks_ec ec;
+    struct ks_error err;
+    char *arn;
+
+    cr_assert_eq(
+        ks_mutation_props_from_json((const unsigned char *)mpl, strlen(mpl), &arn, &ec, &err),
+        KS_OK, "%s", err.message);
+    cr_assert_str_eq(ks_ec_get(&ec, "k\x01"), "a\x1f"
+                                              "b");
+    free(arn);
+    ks_ec_free(&ec);
+}
