@@ -29,10 +29,11 @@ CONFIG_SRC   := $(wildcard config/*.c)
 STORAGE_SRC  := $(wildcard storage/*.c)
 KMS_SRC      := $(wildcard kms/*.c)
 KEYSTORE_SRC := $(wildcard keystore/*.c)
+KEYRING_SRC  := $(wildcard keyring/*.c)
 HANDLERS_SRC := $(wildcard handlers/*.c)
 SERVER_SRC   := $(filter-out server/main.c,$(wildcard server/*.c))
 LIB_SRC      := $(COMMON_SRC) $(AWS_SRC) $(CONFIG_SRC) $(STORAGE_SRC) $(KMS_SRC) $(KEYSTORE_SRC) \
-                $(HANDLERS_SRC) $(SERVER_SRC)
+                $(KEYRING_SRC) $(HANDLERS_SRC) $(SERVER_SRC)
 UNIT_SRC     := $(wildcard tests/unit/*.c)
 # Integration suites: one binary per file, each against real peers it starts on loopback
 # (tests/peers/: the KMS test server, DynamoDB Local).
