@@ -33,7 +33,6 @@ typedef enum ks_status {
     KS_E_CONFIG,          /* configuration invalid (start-up only) */
     /* 400: keyring unwrap: no EDK decrypted, and each failed on itself (not a dependency) */
     KS_E_UNABLE_TO_DECRYPT,
-    KS_E_UNABLE_TO_DECRYPT, /* 400: keyring unwrap: no EDK decrypted, each failed on itself */
     KS_STATUS_COUNT
 } ks_status;
 
