@@ -355,16 +355,20 @@ static ks_status try_edk(struct ks_keyring_session *s, const struct ks_keyring_u
                      req->suite->id_text, KS_KEYRING_EDK_OVERHEAD + n);
         return KS_E_UNABLE_TO_DECRYPT;
     }
-    if (!ks_utf8_valid((const char *)edk->provider_info, edk->provider_info_len) ||
-        ks_keystore_check_branch_key_id((const char *)edk->provider_info, edk->provider_info_len,
-                                        &e) != KS_OK) {
+    if (!ks_utf8_valid((const char *)edk->provider_info, edk->provider_info_len)) {
         failures_add(f, index, "provider info is not a valid branch key id");
         return KS_E_UNABLE_TO_DECRYPT;
     }
+    /* The id as a C string: provider info is raw bytes, not NUL-terminated. */
     id = strndup((const char *)edk->provider_info, edk->provider_info_len);
     if (!id) {
-        f->dependency.code = KS_E_INTERNAL;
+        ks_error_set(&f->dependency, KS_E_INTERNAL, "out of memory");
         return KS_E_INTERNAL;
+    }
+    if (ks_keystore_check_branch_key_id(id, edk->provider_info_len, &e) != KS_OK) {
+        free(id);
+        failures_add(f, index, "provider info is not a valid branch key id");
+        return KS_E_UNABLE_TO_DECRYPT;
     }
     st = session_key(s, id, fields.version, &m, &e);
     if (st == KS_OK) {

@@ -829,3 +829,26 @@ Test(keyring_store, a_session_reads_each_version_once, .init = setup, .fini = te
     ks_keyring_session_free(s);
     ks_ec_free(&ec);
 }
+
+Test(keyring_store, provider_info_is_raw_bytes, .init = setup, .fini = teardown)
+{
+    struct ks_keyring_wrap_result w = wrap_ok(&EMPTY, 0x0478);
+    unsigned char info[128];
+    size_t id_len = strlen(F.id);
+    struct ks_keyring_unwrap_result u;
+    struct ks_keyring_edk e = edk_of(&w, F.id);
+    struct ks_error err;
+
+    /* Not NUL-terminated: the bytes after the id must not count. */
+    memcpy(info, F.id, id_len);
+    memcpy(info + id_len, "XYZ", 3);
+    e.provider_info = info;
+    e.provider_info_len = id_len;
+    cr_assert_eq(unwrap(&e, 1, &EMPTY, 0x0478, NULL, &u, &err), KS_OK, "%s", err.message);
+    ks_keyring_unwrap_result_free(&u);
+    /* A NUL inside is refused for this EDK (ids are C strings). */
+    info[2] = '\0';
+    cr_expect_eq(unwrap(&e, 1, &EMPTY, 0x0478, NULL, &u, &err), KS_E_UNABLE_TO_DECRYPT);
+    cr_expect(strstr(err.message, "not a valid branch key id"), "%s", err.message);
+    ks_keyring_wrap_result_free(&w);
+}
