@@ -103,6 +103,7 @@ test-suites: $(BUILD)/keystored $(BUILD)/unit-tests $(INTEG_BIN)
 	node tests/integration/run-dynamodb.mjs ./$(BUILD)/integration/test_dynamodb
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
 	KEYSTORED=./$(BUILD)/keystored node tests/interop/run.mjs
+	KEYSTORED=./$(BUILD)/keystored node tests/interop/keyring.mjs
 
 unit: $(BUILD)/unit-tests
 	./scripts/run-unit.sh ./$(BUILD)/unit-tests
@@ -114,6 +115,7 @@ integration: $(INTEG_BIN)
 
 interop: $(BUILD)/keystored
 	KEYSTORED=./$(BUILD)/keystored node tests/interop/run.mjs
+	KEYSTORED=./$(BUILD)/keystored node tests/interop/keyring.mjs
 
 http: $(BUILD)/keystored
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
