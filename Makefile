@@ -137,6 +137,7 @@ check-style:
 bench: all
 	./bench/run.sh
 	node bench/miss_path.mjs
+	./bench/keyring.sh
 
 clean:
 	rm -rf build build-asan
