@@ -53,14 +53,24 @@ lua() { printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Typ
 lua "$wrap_body" "$tmp/wrap.lua"
 lua "$unwrap_body" "$tmp/unwrap.lua"
 
+# keystored's CPU time so far (user + system, clock ticks): the CPU per request it gives is less
+# sensitive to other load on the machine than requests/s.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+hz=$(getconf CLK_TCK)
+
 run() { # label token url [script]
-    local out rps p50 p99 errs
+    local out rps p50 p99 errs t0 t1 n us
+    t0=$(cpu_ticks)
     out=$(wrk -t2 -c"$c" -d"${duration}s" --latency -H "Authorization: Bearer $2" ${4:+-s "$4"} "$3")
+    t1=$(cpu_ticks)
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    us=$(awk -v d="$((t1 - t0))" -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", n ? d * 1e6 / hz / n : 0}')
     errs=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ' || true)
-    printf 'connections=%-4s %-10s requests/s=%-10s p50=%-9s p99=%-9s %s\n' "$c" "$1" "$rps" "$p50" "$p99" "$errs"
+    printf 'connections=%-4s %-10s requests/s=%-10s p50=%-9s p99=%-9s keystored-cpu/req=%-6s us %s\n' \
+        "$c" "$1" "$rps" "$p50" "$p99" "$us" "$errs"
 }
 
 echo "keystored $("$bin" --version | awk '{print $2}'), $(nproc) cores, default cache (hits), wrk -t2 -d${duration}s"
