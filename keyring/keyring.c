@@ -77,8 +77,10 @@ ks_status ks_keyring_wrap_raw(const struct ks_keyring_wrap_input *in, unsigned c
     size_t aad_len = 0;
     ks_status st;
 
+    /* The key comes from the key store, which only hands out 32-byte keys: anything else is
+     * our bug, never the caller's (docs/reference/hierarchical-keyring.md section 2). */
     if (in->branch_key_len != KS_KEYRING_BRANCH_KEY_LEN)
-        return ks_error_set(err, KS_E_INVALID, "branch key is not 32 bytes");
+        return ks_error_set(err, KS_E_INTERNAL, "branch key is not 32 bytes");
     if (ks_keyring_version_encode(in->version, version) != 0)
         return ks_error_set(err, KS_E_INVALID, "branch key version is not a lowercase UUID");
     if ((st = ks_keyring_check_ec(in->ec, err)) != KS_OK)

@@ -56,9 +56,9 @@ struct ks_keyring_wrap_input {
 };
 
 /*
- * Writes the EDK ciphertext (60 + data_key_len bytes) into ciphertext. KS_E_INVALID for a
- * branch key that is not 32 bytes, a bad version or an encryption context over the limits;
- * KS_E_INTERNAL when OpenSSL fails (ciphertext wiped then).
+ * Writes the EDK ciphertext (60 + data_key_len bytes) into ciphertext. KS_E_INVALID for a bad
+ * version or an encryption context over the limits; KS_E_INTERNAL for a branch key that is not
+ * 32 bytes or when OpenSSL fails (ciphertext wiped then).
  */
 ks_status ks_keyring_wrap_raw(const struct ks_keyring_wrap_input *in, unsigned char *ciphertext,
                               struct ks_error *err);

@@ -115,6 +115,7 @@ struct kat {
 };
 
 static const char *const ec_empty[] = {NULL};
+static const struct ks_ec EMPTY_EC = {NULL, 0, 0};
 static const char *const ec_kat2[] = {"b",
                                       "2",
                                       "a",
@@ -403,6 +404,24 @@ Test(keyring_ec, wrap_refuses_a_context_over_the_limits)
     cr_expect_eq(ks_keyring_unwrap_raw(bk, 32, "id", 2, &ec, ct, 92, 32, dk, &err), KS_E_INVALID);
     ks_ec_free(&ec);
     free(big);
+}
+
+Test(keyring_kat, wrap_refuses_bad_keys_and_versions)
+{
+    unsigned char bk[33] = {1}, dk[32] = {2}, salt[16] = {0}, iv[12] = {0}, ct[92];
+    struct ks_keyring_wrap_input in = {bk, 31, "id", 2, BK_VERSION, &EMPTY_EC, dk, 32, salt, iv};
+    struct ks_error err;
+
+    cr_expect_eq(ks_keyring_wrap_raw(&in, ct, &err), KS_E_INTERNAL);
+    in.branch_key_len = 33;
+    cr_expect_eq(ks_keyring_wrap_raw(&in, ct, &err), KS_E_INTERNAL);
+    cr_expect_eq(ks_keyring_unwrap_raw(bk, 33, "id", 2, &EMPTY_EC, ct, 92, 32, dk, &err),
+                 KS_E_INTERNAL);
+    in.branch_key_len = 32;
+    in.version = "not-a-uuid";
+    cr_expect_eq(ks_keyring_wrap_raw(&in, ct, &err), KS_E_INVALID);
+    in.version = BK_VERSION;
+    cr_expect_eq(ks_keyring_wrap_raw(&in, ct, &err), KS_OK, "%s", err.message);
 }
 
 /* --- suites and versions (sections 1 and 7) ------------------------------------------------ */
