@@ -31,6 +31,8 @@ typedef enum ks_status {
     KS_E_UNAVAILABLE,     /* 503: dependency unreachable / timed out, or shutting down */
     KS_E_INTERNAL,        /* 500: bug or resource exhaustion */
     KS_E_CONFIG,          /* configuration invalid (start-up only) */
+    /* 400: keyring unwrap: no EDK decrypted, and each failed on itself (not a dependency) */
+    KS_E_UNABLE_TO_DECRYPT,
     KS_STATUS_COUNT
 } ks_status;
 

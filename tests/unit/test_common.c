@@ -802,6 +802,7 @@ Test(common_status, table_values)
         {KS_E_UNAVAILABLE, 503, NULL},
         {KS_E_INTERNAL, 500, NULL},
         {KS_E_CONFIG, 500, NULL},
+        {KS_E_UNABLE_TO_DECRYPT, 400, "UnableToDecryptException"},
     };
     size_t i;
     cr_assert_eq(sizeof expected / sizeof expected[0], KS_STATUS_COUNT - 1,
