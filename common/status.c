@@ -42,6 +42,14 @@ static const struct {
     /* The ESDK's name for a keyring that could not decrypt any data key
      * (docs/reference/hierarchical-keyring.md section 6). */
     [KS_E_UNABLE_TO_DECRYPT] = {400, "UnableToDecryptException", "unable to decrypt"},
+    [KS_E_MUTATION_CONFLICT] = {409, "MutationConflictException", "mutation conflict"},
+    [KS_E_UNEXPECTED_STATE] = {409, "UnexpectedStateException", "unexpected item state"},
+    [KS_E_MUTATION_INVALID] = {400, "MutationInvalidException", "invalid mutation"},
+    [KS_E_UNSUPPORTED] = {400, "UnsupportedFeatureException", "unsupported feature"},
+    [KS_E_MUTATION_VERIFICATION] = {502, "MutationVerificationException",
+                                    "mutation verification failed"},
+    [KS_E_MUTATION_FROM] = {502, "MutationFromException", "KMS refused the original side"},
+    [KS_E_MUTATION_TO] = {502, "MutationToException", "KMS refused the terminal side"},
 };
 
 static int valid(ks_status status)

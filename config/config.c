@@ -75,6 +75,8 @@ void ks_config_free(struct ks_config *cfg)
         free(ks->logical_key_store_name);
         free(ks->key_store_id);
         free(ks->kms_relationship);
+        free(ks->mutations.system_key_relationship);
+        free(ks->mutations.system_key_arn);
         free(ks->storage.path);
         free(ks->storage.table);
         free(ks->storage.region);

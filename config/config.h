@@ -55,6 +55,21 @@ struct ks_storage_config {
     struct ks_aws_credentials_options credentials;
 };
 
+/* `mutations:` of a key store (docs/reference/mutations.md sections 3 and 6). */
+#define KS_MUTATION_PAGE_SIZE_DEFAULT 98 /* DynamoDB: 98 items + commitment + index = 100 */
+#define KS_MUTATION_PAGE_SIZE_MAX 98
+#define KS_MUTATION_KMS_IN_FLIGHT_DEFAULT 32
+#define KS_MUTATION_KMS_IN_FLIGHT_MAX 256
+enum ks_system_key_kind { KS_SYSTEM_KEY_TRUST_STORAGE = 0, KS_SYSTEM_KEY_KMS };
+struct ks_mutations_config {
+    enum ks_system_key_kind system_key;
+    char *system_key_relationship; /* KMS: the relationship whose KMS signs */
+    size_t system_key_relationship_index;
+    char *system_key_arn;   /* KMS: the symmetric key that signs commitment and index */
+    unsigned page_size;     /* 0 (embedded default) or 1..98: default 98 */
+    unsigned kms_in_flight; /* 0 (embedded default) or 1..256: default 32 */
+};
+
 struct ks_key_store_config {
     char *name;                    /* the {ks} of the REST API */
     char *logical_key_store_name;  /* bound into every KMS encryption context */
@@ -62,6 +77,7 @@ struct ks_key_store_config {
     char *kms_relationship;        /* default relationship name */
     size_t kms_relationship_index; /* index into ks_config.kms_relationships */
     struct ks_storage_config storage;
+    struct ks_mutations_config mutations;
 };
 
 struct ks_cache_config {

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aws/arn.h"
+
 /* DynamoDB table names: 3..255 characters of A-Z a-z 0-9 _ . - (DynamoDB naming rules). */
 static int valid_table_name(const char *s)
 {
@@ -70,14 +72,84 @@ static void parse_storage(struct ks_config_parser *p, yaml_node_t *n, const char
     }
 }
 
+/* system_key: trust_storage | {kms_relationship: NAME, kms_key_arn: ARN}
+ * (docs/reference/mutations.md section 3). */
+static void parse_system_key(struct ks_config_parser *p, yaml_node_t *n, const char *path,
+                             struct ks_mutations_config *m)
+{
+    enum { K_REL, K_ARN, K_COUNT };
+    struct ks_config_field f[K_COUNT] = {
+        [K_REL] = {.key = "kms_relationship"}, [K_ARN] = {.key = "kms_key_arn"}};
+    char sub[KS_CONFIG_PATH_LEN], shown[KS_CONFIG_SHOW_LEN];
+    struct ks_arn parsed;
+
+    if (n->type == YAML_SCALAR_NODE) {
+        if (!ks_config_scalar_is(n, "trust_storage"))
+            ks_config_error(p, n,
+                            "%s is %s; expected trust_storage or {kms_relationship, kms_key_arn}",
+                            path, ks_config_describe(n, shown, sizeof shown));
+        m->system_key = KS_SYSTEM_KEY_TRUST_STORAGE;
+        return;
+    }
+    if (ks_config_get_fields(p, n, path, f, K_COUNT) < 0)
+        return;
+    m->system_key = KS_SYSTEM_KEY_KMS;
+    if (ks_config_require(p, n, path, &f[K_REL], "the name of a KMS relationship")) {
+        ks_config_join_path(sub, path, "kms_relationship");
+        m->system_key_relationship =
+            ks_config_get_string(p, f[K_REL].value, sub, "the name of a KMS relationship");
+        if (m->system_key_relationship && p->have_relationships &&
+            !ks_config_kms_relationship(p->cfg, m->system_key_relationship,
+                                        &m->system_key_relationship_index))
+            ks_config_error(p, f[K_REL].value,
+                            "%s %s names no KMS relationship; expected one of the names under "
+                            "kms_relationships",
+                            sub, ks_config_show(f[K_REL].value, shown, sizeof shown));
+    }
+    if (ks_config_require(p, n, path, &f[K_ARN], "a symmetric KMS key ARN")) {
+        ks_config_join_path(sub, path, "kms_key_arn");
+        m->system_key_arn = ks_config_get_string(p, f[K_ARN].value, sub, "a KMS key ARN");
+        if (m->system_key_arn && ks_arn_parse(m->system_key_arn, &parsed) != KS_ARN_OK)
+            ks_config_error(p, f[K_ARN].value,
+                            "%s %s is not a valid KMS key ARN; expected "
+                            "arn:<partition>:kms:<region>:<account>:key/<key id>",
+                            sub, ks_config_show(f[K_ARN].value, shown, sizeof shown));
+    }
+}
+
+/* mutations: {system_key, page_size, kms_in_flight} (docs/reference/mutations.md section 6). */
+static void parse_mutations(struct ks_config_parser *p, yaml_node_t *n, const char *path,
+                            struct ks_mutations_config *m)
+{
+    enum { M_SYSTEM_KEY, M_PAGE_SIZE, M_IN_FLIGHT, M_COUNT };
+    struct ks_config_field f[M_COUNT] = {[M_SYSTEM_KEY] = {.key = "system_key"},
+                                         [M_PAGE_SIZE] = {.key = "page_size"},
+                                         [M_IN_FLIGHT] = {.key = "kms_in_flight"}};
+    char sub[KS_CONFIG_PATH_LEN];
+    uint64_t v;
+
+    if (ks_config_get_fields(p, n, path, f, M_COUNT) < 0)
+        return;
+    if (f[M_SYSTEM_KEY].value)
+        parse_system_key(p, f[M_SYSTEM_KEY].value, ks_config_join_path(sub, path, "system_key"), m);
+    if (f[M_PAGE_SIZE].value &&
+        ks_config_get_uint(p, f[M_PAGE_SIZE].value, ks_config_join_path(sub, path, "page_size"), 1,
+                           KS_MUTATION_PAGE_SIZE_MAX, &v) == 0)
+        m->page_size = (unsigned)v;
+    if (f[M_IN_FLIGHT].value &&
+        ks_config_get_uint(p, f[M_IN_FLIGHT].value, ks_config_join_path(sub, path, "kms_in_flight"),
+                           1, KS_MUTATION_KMS_IN_FLIGHT_MAX, &v) == 0)
+        m->kms_in_flight = (unsigned)v;
+}
+
 static void parse_key_store(struct ks_config_parser *p, yaml_node_t *n, const char *path,
                             struct ks_key_store_config *ks)
 {
-    enum { S_NAME, S_LOGICAL, S_ID, S_REL, S_STORAGE, S_COUNT };
+    enum { S_NAME, S_LOGICAL, S_ID, S_REL, S_STORAGE, S_MUTATIONS, S_COUNT };
     struct ks_config_field f[S_COUNT] = {
         [S_NAME] = {.key = "name"},       [S_LOGICAL] = {.key = "logical_key_store_name"},
         [S_ID] = {.key = "key_store_id"}, [S_REL] = {.key = "kms_relationship"},
-        [S_STORAGE] = {.key = "storage"},
+        [S_STORAGE] = {.key = "storage"}, [S_MUTATIONS] = {.key = "mutations"},
     };
     char sub[KS_CONFIG_PATH_LEN], shown[KS_CONFIG_SHOW_LEN];
 
@@ -106,6 +178,11 @@ static void parse_key_store(struct ks_config_parser *p, yaml_node_t *n, const ch
     if (ks_config_require(p, n, path, &f[S_STORAGE], "storage: {type: sqlite|dynamodb, ...}"))
         parse_storage(p, f[S_STORAGE].value, ks_config_join_path(sub, path, "storage"),
                       &ks->storage);
+    ks->mutations.page_size = KS_MUTATION_PAGE_SIZE_DEFAULT;
+    ks->mutations.kms_in_flight = KS_MUTATION_KMS_IN_FLIGHT_DEFAULT;
+    if (f[S_MUTATIONS].value)
+        parse_mutations(p, f[S_MUTATIONS].value, ks_config_join_path(sub, path, "mutations"),
+                        &ks->mutations);
 }
 
 void ks_config_section_key_stores(struct ks_config_parser *p, yaml_node_t *n)

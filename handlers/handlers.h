@@ -4,7 +4,8 @@
  * versions.c (POST .../branch-keys/{id}/versions, GET .../versions/{v}), active.c (GET
  * .../active), beacon.c (GET .../beacon), system.c (GET /healthz, /readyz, /v1/openapi.yaml),
  * metrics.c (GET /metrics, Prometheus text), keyring.c (POST .../keyring/wrap, unwrap,
- * unwrap-batch). A handler turns the parsed request into a validated
+ * unwrap-batch), mutations.c (POST/GET/DELETE .../mutation, POST .../mutation/apply). A handler
+ * turns the parsed request into a validated
  * keystore call and its result into JSON; no crypto and no storage calls here. common.c also
  * renders errors for the server. Handlers are thread-safe (they only read the app).
  */
@@ -102,6 +103,16 @@ ks_status ks_handle_keyring_unwrap(const struct ks_request *, struct ks_response
                                    struct ks_error *);
 ks_status ks_handle_keyring_unwrap_batch(const struct ks_request *, struct ks_response *,
                                          struct ks_error *);
+
+/* mutations.c: InitializeMutation, ApplyMutation, DescribeMutation, abort. */
+ks_status ks_handle_mutation_init(const struct ks_request *, struct ks_response *,
+                                  struct ks_error *);
+ks_status ks_handle_mutation_apply(const struct ks_request *, struct ks_response *,
+                                   struct ks_error *);
+ks_status ks_handle_mutation_describe(const struct ks_request *, struct ks_response *,
+                                      struct ks_error *);
+ks_status ks_handle_mutation_abort(const struct ks_request *, struct ks_response *,
+                                   struct ks_error *);
 
 /* --- shared by the handler files (handlers/common.c) --- */
 

@@ -1162,6 +1162,35 @@ size_t ks_cache_invalidate_active(struct ks_cache *cache, const char *logical_na
     return n;
 }
 
+size_t ks_cache_invalidate_branch_key(struct ks_cache *cache, const char *logical_name,
+                                      const char *branch_key_id)
+{
+    struct ks_cache_ref *e, *next;
+    struct flight *f;
+    size_t n;
+
+    if (!logical_name || !branch_key_id)
+        return 0;
+    n = ks_cache_invalidate_active(cache, logical_name, branch_key_id);
+    /* Version and beacon entries keep only their identifier digest: match them by the branch
+     * key id of their materials (the same id in another logical key store is dropped too,
+     * which costs one refetch and is never wrong). */
+    pthread_mutex_lock(&cache->lock);
+    for (e = cache->lru_head; e; e = next) {
+        next = e->lru_next;
+        if (e->scope != KS_CACHE_ACTIVE && e->materials && e->materials->branch_key_id &&
+            strcmp(e->materials->branch_key_id, branch_key_id) == 0) {
+            entry_drop(cache, e, DROP_INVALIDATE);
+            n++;
+        }
+    }
+    for (f = cache->running; f; f = f->all_next)
+        if (f->scope != KS_CACHE_ACTIVE)
+            f->no_insert = 1;
+    pthread_mutex_unlock(&cache->lock);
+    return n;
+}
+
 void ks_cache_wake_all(struct ks_cache *cache)
 {
     struct flight *f;

@@ -157,6 +157,14 @@ void ks_cache_release(struct ks_cache_ref *ref);
 size_t ks_cache_invalidate_active(struct ks_cache *cache, const char *logical_name,
                                   const char *branch_key_id);
 
+/*
+ * A mutation rewrote the branch key's items (docs/reference/mutations.md section 13): drops
+ * every entry of the key (ACTIVE, versions, beacon) in every partition, and keeps fetches in
+ * flight from being cached. O(entries). Returns the number of entries dropped.
+ */
+size_t ks_cache_invalidate_branch_key(struct ks_cache *cache, const char *logical_name,
+                                      const char *branch_key_id);
+
 /* Per-partition counters. Counters only grow; entries and in_flight are current values. */
 struct ks_cache_stats {
     uint64_t hits;          /* served from a valid entry */

@@ -42,6 +42,7 @@ const char *ks_kms_op_name(enum ks_kms_op op)
         [KS_KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT] = "GenerateDataKeyWithoutPlaintext",
         [KS_KMS_OP_RE_ENCRYPT] = "ReEncrypt",
         [KS_KMS_OP_DECRYPT] = "Decrypt",
+        [KS_KMS_OP_ENCRYPT] = "Encrypt",
     };
     return (int)op >= 0 && op < KS_KMS_OP_COUNT ? names[op] : "unknown";
 }
@@ -514,6 +515,28 @@ static ks_status not_found(ks_status st, struct ks_error *err)
     return st;
 }
 
+/*
+ * Issue 10: no VersionKey while a mutation is in flight (the MPL does not check). Read after
+ * the ACTIVE: a mutation initialized before that read is seen here, and one initialized after
+ * it rewrote the ACTIVE, so the write's enc condition fails (VersionRaceException).
+ */
+static ks_status refuse_under_mutation(struct ks_keystore *ks, const char *branch_key_id,
+                                       struct ks_error *err)
+{
+    struct ks_mutation_state m;
+    ks_status st;
+    if (ks->storage->ops->version < 3 || !ks->storage->ops->get_mutation)
+        return KS_OK;
+    if ((st = ks->storage->ops->get_mutation(ks->storage, branch_key_id, &m, err)) != KS_OK)
+        return st;
+    if (m.has_commitment || m.has_index)
+        st = ks_error_set(err, KS_E_MUTATION_CONFLICT,
+                          "the branch key is under mutation; VersionKey is refused until the "
+                          "mutation completes or is aborted");
+    ks_mutation_state_free(&m);
+    return st;
+}
+
 ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
                                   const char *branch_key_id, char **version_out,
                                   struct ks_error *err)
@@ -549,7 +572,9 @@ ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_re
         not_found(st, err);
         goto out;
     }
-    if ((st = validate_item(&old_active, ITEM_ACTIVE, branch_key_id, KS_TYPE_ACTIVE, err)) != KS_OK)
+    if ((st = validate_item(&old_active, ITEM_ACTIVE, branch_key_id, KS_TYPE_ACTIVE, err)) !=
+            KS_OK ||
+        (st = refuse_under_mutation(ks, branch_key_id, err)) != KS_OK)
         goto out;
     stored_arn = ks_item_get_s(&old_active, KS_ATTR_KMS_ARN);
     if (!rel_accepts_arn(rel, stored_arn)) {
@@ -846,4 +871,55 @@ ks_status ks_keystore_get_beacon(struct ks_keystore *ks, const struct ks_kms_rel
                                  struct ks_key_ref **out, struct ks_error *err)
 {
     return get_key(ks, rel, reader, branch_key_id, NULL, ITEM_BEACON, out, err);
+}
+
+/* --- hooks for keystore/mutation*.c (mutation_internal.h) -------------------------------- */
+
+struct ks_storage *ks_mut_storage(struct ks_keystore *ks)
+{
+    return ks->storage;
+}
+
+const char *ks_mut_logical_name(const struct ks_keystore *ks)
+{
+    return ks->logical_key_store_name;
+}
+
+const struct ks_clock *ks_mut_clock(const struct ks_keystore *ks)
+{
+    return ks->clock;
+}
+
+void ks_mut_invalidate(struct ks_keystore *ks, const char *branch_key_id)
+{
+    if (ks->cache)
+        ks_cache_invalidate_branch_key(ks->cache, ks->logical_key_store_name, branch_key_id);
+}
+
+ks_status ks_mut_item_ec(const struct ks_keystore *ks, const struct ks_item *item, struct ks_ec *ec,
+                         struct ks_error *err)
+{
+    return item_to_ec(ks, item, ec, err);
+}
+
+ks_status ks_mut_ec_item(const struct ks_ec *ec, const struct ks_bytes *enc, struct ks_item *item,
+                         struct ks_error *err)
+{
+    return ec_to_item(ec, enc, item, err);
+}
+
+ks_status ks_mut_check_item(const struct ks_item *item, int kind, const char *id,
+                            const char *expected_type, struct ks_error *err)
+{
+    return validate_item(item, (enum item_kind)kind, id, expected_type, err);
+}
+
+ks_status ks_mut_check_custom_ec(const struct ks_ec *ec, struct ks_error *err)
+{
+    return check_custom_ec(ec, err);
+}
+
+ks_status ks_mut_counted(const struct ks_kms_relationship *rel, enum ks_kms_op op, ks_status st)
+{
+    return counted(rel, op, st);
 }

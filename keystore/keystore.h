@@ -27,6 +27,7 @@ enum ks_kms_op {
     KS_KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT = 0,
     KS_KMS_OP_RE_ENCRYPT,
     KS_KMS_OP_DECRYPT,
+    KS_KMS_OP_ENCRYPT, /* mutations: decryptEncrypt strategy and the KMS system key */
     KS_KMS_OP_COUNT
 };
 const char *ks_kms_op_name(enum ks_kms_op op);
@@ -151,5 +152,28 @@ unsigned long long ks_keystore_storage_reads(const struct ks_keystore *ks);
  */
 #define KS_BRANCH_KEY_ID_MAX 1024
 ks_status ks_keystore_check_branch_key_id(const char *id, size_t len, struct ks_error *err);
+
+/* --- For keystore/mutation*.c only (keystore/mutation_internal.h): item contexts and checks,
+ * so that a mutated item is built exactly as CreateKey builds one. Not for handlers. --- */
+
+struct ks_storage *ks_mut_storage(struct ks_keystore *ks);
+const char *ks_mut_logical_name(const struct ks_keystore *ks);
+const struct ks_clock *ks_mut_clock(const struct ks_keystore *ks);
+/* Drops every cached entry of the branch key on this instance (docs/reference/mutations.md
+ * section 13: other instances keep theirs up to the TTL). */
+void ks_mut_invalidate(struct ks_keystore *ks, const char *branch_key_id);
+/* The KMS encryption context of an item (every attribute but enc, plus tablename). */
+ks_status ks_mut_item_ec(const struct ks_keystore *ks, const struct ks_item *item, struct ks_ec *ec,
+                         struct ks_error *err);
+/* The item for such a context and enc. */
+ks_status ks_mut_ec_item(const struct ks_ec *ec, const struct ks_bytes *enc, struct ks_item *item,
+                         struct ks_error *err);
+/* Read validation of an ACTIVE (kind 0), version (1) or beacon (2) item. */
+ks_status ks_mut_check_item(const struct ks_item *item, int kind, const char *id,
+                            const char *expected_type, struct ks_error *err);
+/* CreateKey's custom context checks. */
+ks_status ks_mut_check_custom_ec(const struct ks_ec *ec, struct ks_error *err);
+/* Counts a KMS call on rel's counters; returns st. */
+ks_status ks_mut_counted(const struct ks_kms_relationship *rel, enum ks_kms_op op, ks_status st);
 
 #endif

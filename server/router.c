@@ -27,6 +27,14 @@ static const struct ks_route routes[] = {
      ks_handle_keyring_unwrap},
     {"POST", "/v1/keystores/{ks}/keyring/unwrap-batch", KS_ACCESS_KEYRING, 1, 1,
      ks_handle_keyring_unwrap_batch},
+    {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation", KS_ACCESS_ADMIN, 1, 0,
+     ks_handle_mutation_init},
+    {"GET", "/v1/keystores/{ks}/branch-keys/{id}/mutation", KS_ACCESS_ADMIN, 0, 0,
+     ks_handle_mutation_describe},
+    {"DELETE", "/v1/keystores/{ks}/branch-keys/{id}/mutation", KS_ACCESS_ADMIN, 1, 0,
+     ks_handle_mutation_abort},
+    {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation/apply", KS_ACCESS_ADMIN, 1, 0,
+     ks_handle_mutation_apply},
 };
 
 const struct ks_route *ks_router_routes(size_t *count)

@@ -13,6 +13,7 @@
  * are thread-safe (aws/aws.h), so every method may run on any number of threads at once.
  */
 #include "storage/storage.h"
+#include "storage/tx.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -57,7 +58,8 @@
 #define COND_OLD_ENC_NAME "#pk"
 #define COND_OLD_ENC_VALUE ":encOld"
 
-#define MAX_TX_ACTIONS 3
+/* DynamoDB's limit of actions per TransactWriteItems (docs/reference/mutations.md section 8). */
+#define MAX_TX_ACTIONS 100
 
 struct ddb_storage {
     struct ks_storage base; /* first: struct ks_storage * <-> struct ddb_storage * */
@@ -466,13 +468,23 @@ static struct json_object *put_action(const struct ddb_storage *d, const struct 
  * [None, ConditionalCheckFailed]" in the same order as the body's CancellationReasons.
  * Returns the number of codes, or -1 when the message carries no such list.
  */
-static int cancellation_reasons(const char *message, char codes[][40], int max)
+static int cancellation_reasons(const char *message, char codes[][40], int max, int *truncated)
 {
     const char *p = strrchr(message, '['), *end;
     int n = 0;
 
-    if (!p || !(end = strchr(p, ']')))
+    *truncated = 0;
+    if (!p)
         return -1;
+    /* A long list (up to 100 actions) can be cut off by the client's message buffer: then the
+     * codes before the last comma are still exact, and the rest is unknown. */
+    end = strchr(p, ']');
+    if (!end) {
+        *truncated = 1;
+        end = strrchr(p, ',');
+        if (!end)
+            return 0;
+    }
     p++;
     while (p < end) {
         const char *comma = memchr(p, ',', (size_t)(end - p));
@@ -533,12 +545,14 @@ static ks_status transact_write(struct ddb_storage *d, struct json_object *actio
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
     for (attempt = 0;; attempt++) {
-        int n;
+        int n, truncated;
         st = call(d, "TransactWriteItems", req, NULL, &aws_err, err);
         if (st == KS_OK || !is_type(&aws_err, "TransactionCanceledException"))
             break;
-        n = cancellation_reasons(aws_err.message, codes, MAX_TX_ACTIONS);
-        if (n != n_actions) {
+        n = cancellation_reasons(aws_err.message, codes, MAX_TX_ACTIONS, &truncated);
+        /* classify sees the codes known; a cut-off list is resent like a conflict, and a
+         * condition failing beyond the cut ends as `exhausted` after the resends. */
+        if (n < 0 || n > n_actions || (n < n_actions && !truncated)) {
             st = ks_error_set(err, KS_E_STORAGE, "DynamoDB TransactionCanceledException");
             ks_error_set_detail(err, "DynamoDB TransactWriteItems cancelled: %s", aws_err.message);
             break;
@@ -551,6 +565,7 @@ static ks_status transact_write(struct ddb_storage *d, struct json_object *actio
             int i, conflict = 0;
             for (i = 0; i < n; i++)
                 conflict |= strcmp(codes[i], "TransactionConflict") == 0;
+            conflict |= n < n_actions; /* a cut-off list: assume the worst */
             st = conflict ? ks_error_set(err, exhausted, "%s", exhausted_msg)
                           : ks_error_set(err, KS_E_THROTTLED,
                                          "DynamoDB TransactionCanceledException (throttled)");
@@ -801,6 +816,454 @@ static ks_status ddb_has_items(struct ks_storage *s, int *out, struct ks_error *
     return st;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Mutations (docs/reference/mutations.md section 8)                                          */
+
+/* {"branch-key-id": {"S": id}, "type": {"S": type}} */
+static struct json_object *key_json(const char *id, const char *type)
+{
+    struct json_object *key = json_object_new_object();
+
+    if (key && (add(key, KS_ATTR_BRANCH_KEY_ID, new_s(id)) != 0 ||
+                add(key, KS_ATTR_TYPE, new_s(type)) != 0)) {
+        json_object_put(key);
+        return NULL;
+    }
+    return key;
+}
+
+/*
+ * The condition of action a into body: NOT_EXISTS is the MPL's create condition verbatim;
+ * MATCHES is "attribute_exists(#pk) AND #a0 = :v0 AND ..." over the expected attributes, the
+ * MPL's overwrite, commitment and index checks with every name behind a placeholder (`uuid` and
+ * the like need none, but a placeholder is never wrong). 0, or -1 on OOM.
+ */
+static int add_condition(struct json_object *body, const struct ks_tx_action *a)
+{
+    struct json_object *names, *values = NULL, *expect_json = NULL;
+    char expr[1024], ph[32];
+    size_t i, used;
+    int rc = 0;
+
+    if (a->cond == KS_TX_ANY)
+        return 0;
+    names = json_object_new_object();
+    if (!names)
+        return -1;
+    if (a->cond == KS_TX_NOT_EXISTS) {
+        rc |= add(names, COND_NOT_EXISTS_NAME, json_object_new_string(KS_ATTR_BRANCH_KEY_ID));
+        rc |= add(body, "ConditionExpression", json_object_new_string(COND_NOT_EXISTS));
+        rc |= add(body, "ExpressionAttributeNames", names);
+        return rc;
+    }
+    values = json_object_new_object();
+    rc |= values ? 0 : -1;
+    rc |= ks_item_to_json(&a->expect, &expect_json);
+    rc |= add(names, "#pk", json_object_new_string(KS_ATTR_BRANCH_KEY_ID));
+    used = (size_t)snprintf(expr, sizeof expr, "attribute_exists(#pk)");
+    for (i = 0; rc == 0 && i < a->expect.count; i++) {
+        struct json_object *av = NULL;
+        json_object_object_get_ex(expect_json, a->expect.attrs[i].name, &av);
+        snprintf(ph, sizeof ph, "#a%zu", i);
+        rc |= add(names, ph, json_object_new_string(a->expect.attrs[i].name));
+        snprintf(ph, sizeof ph, ":v%zu", i);
+        rc |= add(values, ph, av ? json_object_get(av) : NULL);
+        if (used < sizeof expr)
+            used += (size_t)snprintf(expr + used, sizeof expr - used, " AND #a%zu = :v%zu", i, i);
+    }
+    json_object_put(expect_json);
+    if (used >= sizeof expr)
+        rc = -1;
+    rc |= add(body, "ConditionExpression", rc == 0 ? json_object_new_string(expr) : NULL);
+    rc |= add(body, "ExpressionAttributeNames", names);
+    rc |= add(body, "ExpressionAttributeValues", values);
+    return rc;
+}
+
+/* One TransactItems element for action a: Put, Delete or ConditionCheck. NULL on OOM. */
+static struct json_object *tx_action_json(const struct ddb_storage *d, const struct ks_tx_action *a)
+{
+    static const char *const kinds[] = {
+        [KS_TX_PUT] = "Put", [KS_TX_DELETE] = "Delete", [KS_TX_CHECK] = "ConditionCheck"};
+    struct json_object *action = json_object_new_object(), *body = request_for_table(d);
+    struct json_object *item_json = NULL;
+    int rc = action && body ? 0 : -1;
+
+    if (rc == 0 && a->op == KS_TX_PUT)
+        rc = ks_item_to_json(&a->item, &item_json) == 0 ? add(body, "Item", item_json) : -1;
+    else if (rc == 0)
+        rc = add(body, "Key", key_json(a->id, a->type));
+    if (rc == 0)
+        rc = add_condition(body, a);
+    if (rc == 0) {
+        rc = add(action, kinds[a->op], body);
+        body = NULL;
+    }
+    json_object_put(body);
+    if (rc != 0) {
+        json_object_put(action);
+        return NULL;
+    }
+    return action;
+}
+
+/*
+ * The first ConditionalCheckFailed names the item that lost the race (409); other reasons as
+ * for every write (resend on conflict or throttling, else KS_E_STORAGE).
+ */
+static ks_status classify_tx(char codes[][40], int n, const void *ctx, struct ks_error *err)
+{
+    const struct ks_tx *tx = ctx;
+    int i;
+
+    for (i = 0; i < n && (size_t)i < tx->count; i++)
+        if (is_ccf(codes[i]))
+            return ks_tx_conflict(&tx->actions[i], err);
+    return other_reasons(codes, n, err);
+}
+
+/* Sends a built tx as one TransactWriteItems (or returns the builder's failure); frees tx. */
+static ks_status ddb_run(struct ks_storage *s, struct ks_tx *tx, ks_status built,
+                         struct ks_error *err)
+{
+    struct ddb_storage *d = from_base(s);
+    struct json_object *actions = NULL;
+    ks_status st = built;
+    size_t i;
+
+    if (st == KS_OK && tx->count > MAX_TX_ACTIONS)
+        st = ks_error_set(err, KS_E_INVALID, "a write has at most %d actions", MAX_TX_ACTIONS);
+    if (st == KS_OK && !(actions = json_object_new_array()))
+        st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    for (i = 0; st == KS_OK && i < tx->count; i++) {
+        struct json_object *a = tx_action_json(d, &tx->actions[i]);
+        if (!a || json_object_array_add(actions, a) != 0) {
+            json_object_put(a);
+            st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
+        }
+    }
+    if (st == KS_OK) {
+        /* A conflict that outlasts the resends is another writer on these items: a lost race. */
+        st = transact_write(d, actions, (int)tx->count, classify_tx, tx, KS_E_MUTATION_CONFLICT,
+                            "mutation write lost a race: a concurrent write to the same items "
+                            "persisted; nothing was written",
+                            err);
+        actions = NULL;
+    }
+    json_object_put(actions);
+    ks_tx_free(tx);
+    return st;
+}
+
+static ks_status ddb_write_initialize_mutation(struct ks_storage *s,
+                                               const struct ks_storage_write *active,
+                                               const struct ks_storage_write *version,
+                                               const struct ks_storage_write *beacon,
+                                               const struct ks_mutation_commitment *commitment,
+                                               const struct ks_mutation_index *index,
+                                               struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_initialize_mutation(&tx, active, version, beacon, commitment, index, err);
+
+    return ddb_run(s, &tx, st, err);
+}
+
+static ks_status ddb_write_atomic_mutation(struct ks_storage *s,
+                                           const struct ks_storage_write *active,
+                                           const struct ks_storage_write *version,
+                                           const struct ks_storage_write *beacon,
+                                           const struct ks_storage_write *items, size_t count,
+                                           struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_atomic_mutation(&tx, active, version, beacon, items, count, err);
+
+    return ddb_run(s, &tx, st, err);
+}
+
+static ks_status ddb_write_mutated_versions(struct ks_storage *s,
+                                            const struct ks_storage_write *items, size_t count,
+                                            const struct ks_mutation_commitment *commitment,
+                                            const struct ks_mutation_index *index,
+                                            const struct ks_mutation_index *old_index,
+                                            int end_mutation, struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st =
+        ks_tx_mutated_versions(&tx, items, count, commitment, index, old_index, end_mutation, err);
+
+    return ddb_run(s, &tx, st, err);
+}
+
+static ks_status ddb_delete_mutation(struct ks_storage *s,
+                                     const struct ks_mutation_commitment *commitment,
+                                     struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_delete_mutation(&tx, commitment, err);
+
+    return ddb_run(s, &tx, st, err);
+}
+
+static ks_status ddb_write_mutation_index(struct ks_storage *s,
+                                          const struct ks_mutation_commitment *commitment,
+                                          const struct ks_mutation_index *index,
+                                          struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_mutation_index(&tx, commitment, index, err);
+
+    return ddb_run(s, &tx, st, err);
+}
+
+/* ddb_get, with "no such item" as KS_OK and *found 0. */
+static ks_status get_optional(struct ks_storage *s, const char *id, const char *type,
+                              struct ks_item *out, int *found, struct ks_error *err)
+{
+    ks_status st = ddb_get(s, id, type, out, err);
+
+    *found = st == KS_OK;
+    if (st == KS_E_NOT_FOUND) {
+        ks_error_clear(err);
+        st = KS_OK;
+    }
+    return st;
+}
+
+/* GetMutation: two strongly consistent GetItems (mutations.md section 12 allows either form). */
+static ks_status ddb_get_mutation(struct ks_storage *s, const char *branch_key_id,
+                                  struct ks_mutation_state *out, struct ks_error *err)
+{
+    struct ks_item c, x;
+    int has_c = 0, has_x = 0;
+    ks_status st;
+
+    ks_item_init(&x);
+    st = get_optional(s, branch_key_id, KS_TYPE_MUTATION_COMMITMENT, &c, &has_c, err);
+    if (st == KS_OK)
+        st = get_optional(s, branch_key_id, KS_TYPE_MUTATION_INDEX, &x, &has_x, err);
+    if (st == KS_OK)
+        st = ks_storage_mutation_state_from_items(has_c ? &c : NULL, has_x ? &x : NULL, out, err);
+    else
+        ks_mutation_state_init(out);
+    ks_item_free(&c);
+    ks_item_free(&x);
+    return st;
+}
+
+/* The TransactGetItems of GetItemsForInitializeMutation, in the MPL's order. */
+static const char *const init_types[4] = {KS_TYPE_MUTATION_COMMITMENT, KS_TYPE_ACTIVE,
+                                          KS_TYPE_BEACON, KS_TYPE_MUTATION_INDEX};
+
+static struct json_object *init_get_request(const struct ddb_storage *d, const char *id)
+{
+    struct json_object *req = json_object_new_object(), *list = json_object_new_array();
+    int rc = req && list ? 0 : -1;
+    size_t i;
+
+    for (i = 0; rc == 0 && i < 4; i++) {
+        struct json_object *get = request_for_table(d), *elem = json_object_new_object();
+        if (!get || !elem || add(get, "Key", key_json(id, init_types[i])) != 0) {
+            json_object_put(get);
+            json_object_put(elem);
+            rc = -1;
+        } else if (add(elem, "Get", get) != 0 || json_object_array_add(list, elem) != 0) {
+            json_object_put(elem);
+            rc = -1;
+        }
+    }
+    if (rc == 0 && add(req, "TransactItems", list) == 0)
+        return req;
+    if (rc != 0)
+        json_object_put(list);
+    json_object_put(req);
+    return NULL;
+}
+
+/* Response i of TransactGetItems into out (*found 0 when it is an empty map). */
+static ks_status init_get_item(struct json_object *responses, size_t i, const char *id,
+                               struct ks_item *out, int *found, struct ks_error *err)
+{
+    struct json_object *r = json_object_array_get_idx(responses, i), *item = NULL;
+    struct ks_error inner;
+    ks_status st;
+
+    ks_item_init(out);
+    *found = 0;
+    if (!r || !json_object_object_get_ex(r, "Item", &item) || !item)
+        return KS_OK;
+    ks_error_clear(&inner);
+    st = ks_item_from_json(item, out, &inner);
+    if (st != KS_OK)
+        return ks_error_set(err, st, "stored item is not valid: %s", inner.message);
+    *found = 1;
+    return ks_storage_check_read(out, id, init_types[i], err);
+}
+
+static ks_status init_get_parse(struct json_object *resp, const char *id,
+                                struct ks_mutation_init_items *out, struct ks_error *err)
+{
+    struct json_object *responses = NULL;
+    struct ks_item items[4];
+    int found[4] = {0, 0, 0, 0};
+    ks_status st = KS_OK;
+    size_t i;
+
+    for (i = 0; i < 4; i++)
+        ks_item_init(&items[i]);
+    /* The MPL needs exactly 4 responses; an empty one is an absent item. */
+    if (!json_object_object_get_ex(resp, "Responses", &responses) ||
+        !json_object_is_type(responses, json_type_array) ||
+        json_object_array_length(responses) != 4)
+        st = ks_error_set(err, KS_E_STORAGE, "DynamoDB TransactGetItems: not 4 responses");
+    for (i = 0; st == KS_OK && i < 4; i++)
+        st = init_get_item(responses, i, id, &items[i], &found[i], err);
+    if (st == KS_OK && (!found[1] || !found[2]))
+        st = ks_error_set(err, KS_E_NOT_FOUND, KS_STORAGE_MSG_NOT_FOUND);
+    if (st == KS_OK)
+        st = ks_storage_mutation_state_from_items(found[0] ? &items[0] : NULL,
+                                                  found[3] ? &items[3] : NULL, &out->mutation, err);
+    if (st == KS_OK) {
+        out->active = items[1];
+        out->beacon = items[2];
+        ks_item_init(&items[1]);
+        ks_item_init(&items[2]);
+    }
+    for (i = 0; i < 4; i++)
+        ks_item_free(&items[i]);
+    return st;
+}
+
+/* GetItemsForInitializeMutation: one TransactGetItems (serializable, so strongly consistent). */
+static ks_status ddb_get_items_for_initialize_mutation(struct ks_storage *s,
+                                                       const char *branch_key_id,
+                                                       struct ks_mutation_init_items *out,
+                                                       struct ks_error *err)
+{
+    struct ddb_storage *d = from_base(s);
+    struct json_object *req, *resp = NULL;
+    struct ks_aws_error aws_err;
+    ks_status st;
+
+    ks_mutation_init_items_init(out);
+    req = init_get_request(d, branch_key_id);
+    if (!req)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    st = call(d, "TransactGetItems", req, &resp, &aws_err, err);
+    json_object_put(req);
+    if (st == KS_OK)
+        st = init_get_parse(resp, branch_key_id, out, err);
+    json_object_put(resp);
+    if (st != KS_OK)
+        ks_mutation_init_items_free(out);
+    return st;
+}
+
+/*
+ * The Query of QueryForVersions: key condition "#pk = :pk AND begins_with(#sk, :prefix)" (the
+ * MPL's), ConsistentRead, Limit page_size + 1 (one more tells whether another page follows), and
+ * the token as ExclusiveStartKey {branch-key-id, type}.
+ */
+static struct json_object *query_request(const struct ddb_storage *d, const char *id,
+                                         const char *start, size_t page_size)
+{
+    struct json_object *req = request_for_table(d), *names = json_object_new_object();
+    struct json_object *values = json_object_new_object();
+    int rc = req && names && values ? 0 : -1;
+
+    if (rc == 0) {
+        rc |= add(names, "#pk", json_object_new_string(KS_ATTR_BRANCH_KEY_ID));
+        rc |= add(names, "#sk", json_object_new_string(KS_ATTR_TYPE));
+        rc |= add(values, ":pk", new_s(id));
+        rc |= add(values, ":prefix", new_s(KS_TYPE_VERSION_PREFIX));
+        rc |= add(req, "KeyConditionExpression",
+                  json_object_new_string("#pk = :pk AND begins_with(#sk, :prefix)"));
+        rc |= add(req, "ExpressionAttributeNames", names);
+        rc |= add(req, "ExpressionAttributeValues", values);
+        names = values = NULL;
+        rc |= add(req, "ConsistentRead", json_object_new_boolean(1));
+        rc |= add(req, "Limit", json_object_new_int64((int64_t)page_size + 1));
+        if (start && *start)
+            rc |= add(req, "ExclusiveStartKey", key_json(id, start));
+    }
+    json_object_put(names);
+    json_object_put(values);
+    if (rc != 0) {
+        json_object_put(req);
+        return NULL;
+    }
+    return req;
+}
+
+/* Items of a Query response into page (at most page_size; next set as storage.h says). */
+static ks_status query_parse(struct json_object *resp, const char *id, size_t page_size,
+                             struct ks_version_page *page, struct ks_error *err)
+{
+    struct json_object *items = NULL, *lek = NULL, *lek_type = NULL;
+    struct ks_error inner;
+    ks_status st = KS_OK;
+    size_t n, i;
+
+    if (!json_object_object_get_ex(resp, "Items", &items) ||
+        !json_object_is_type(items, json_type_array))
+        return ks_error_set(err, KS_E_STORAGE, "DynamoDB Query: response has no Items");
+    n = json_object_array_length(items);
+    page->items = calloc(n ? n : 1, sizeof *page->items);
+    if (!page->items)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    for (i = 0; st == KS_OK && i < n; i++) {
+        ks_error_clear(&inner);
+        st = ks_item_from_json(json_object_array_get_idx(items, i), &page->items[i], &inner);
+        if (st != KS_OK)
+            st = ks_error_set(err, st, "stored item is not valid: %s", inner.message);
+        else
+            page->count = i + 1;
+        if (st == KS_OK)
+            st = ks_storage_check_version_read(&page->items[i], id, err);
+    }
+    if (st != KS_OK)
+        return st;
+    while (page->count > page_size)
+        ks_item_free(&page->items[--page->count]);
+    /* More follow when the extra item came back, or when DynamoDB stopped early (1 MB). */
+    json_object_object_get_ex(resp, "LastEvaluatedKey", &lek);
+    if (n > page_size || (lek && page->count > 0))
+        page->next = strdup(ks_item_get_s(&page->items[page->count - 1], KS_ATTR_TYPE));
+    else if (lek && json_object_object_get_ex(lek, KS_ATTR_TYPE, &lek_type) &&
+             json_object_object_get_ex(lek_type, "S", &lek_type))
+        page->next = strdup(json_object_get_string(lek_type));
+    else
+        return KS_OK;
+    return page->next ? KS_OK : ks_error_set(err, KS_E_INTERNAL, "out of memory");
+}
+
+static ks_status ddb_query_for_versions(struct ks_storage *s, const char *branch_key_id,
+                                        const char *start, size_t page_size,
+                                        struct ks_version_page *out, struct ks_error *err)
+{
+    struct ddb_storage *d = from_base(s);
+    struct json_object *req, *resp = NULL;
+    struct ks_aws_error aws_err;
+    ks_status st;
+
+    ks_version_page_init(out);
+    st = ks_storage_check_query(branch_key_id, start, page_size, err);
+    if (st != KS_OK)
+        return st;
+    req = query_request(d, branch_key_id, start, page_size);
+    if (!req)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    st = call(d, "Query", req, &resp, &aws_err, err);
+    json_object_put(req);
+    if (st == KS_OK)
+        st = query_parse(resp, branch_key_id, page_size, out, err);
+    json_object_put(resp);
+    if (st != KS_OK)
+        ks_version_page_free(out);
+    return st;
+}
+
 static void ddb_destroy(struct ks_storage *s)
 {
     struct ddb_storage *d = from_base(s);
@@ -828,6 +1291,14 @@ static const struct ks_storage_ops ddb_ops = {
     .ping = ddb_ping,
     .destroy = ddb_destroy,
     .has_items = ddb_has_items,
+    .get_items_for_initialize_mutation = ddb_get_items_for_initialize_mutation,
+    .write_initialize_mutation = ddb_write_initialize_mutation,
+    .write_atomic_mutation = ddb_write_atomic_mutation,
+    .query_for_versions = ddb_query_for_versions,
+    .write_mutated_versions = ddb_write_mutated_versions,
+    .get_mutation = ddb_get_mutation,
+    .delete_mutation = ddb_delete_mutation,
+    .write_mutation_index = ddb_write_mutation_index,
 };
 
 /* A plain table name: 3..255 of [a-zA-Z0-9_.-] (aws-apis.md section 3 CreateTable). */

@@ -11,9 +11,11 @@
 
 #include <stddef.h>
 
+#include "common/bytes.h"
 #include "common/status.h"
 
 struct json_object;
+struct ks_ec;
 
 enum ks_attr_type { KS_ATTR_S = 'S', KS_ATTR_N = 'N', KS_ATTR_B = 'B' };
 
@@ -76,5 +78,113 @@ int ks_item_to_json(const struct ks_item *item, struct json_object **out);
  * initialized by the call; on failure it is left empty.
  */
 ks_status ks_item_from_json(struct json_object *map, struct ks_item *out, struct ks_error *err);
+
+/* --- Mutation commitment and index items (docs/reference/mutations.md sections 1 and 12) --- */
+
+#define KS_TYPE_MUTATION_COMMITMENT "branch:MUTATION_COMMITMENT"
+#define KS_TYPE_MUTATION_INDEX "branch:MUTATION_INDEX"
+#define KS_ATTR_UUID "uuid"
+#define KS_ATTR_ORIGINAL "original"
+#define KS_ATTR_TERMINAL "terminal"
+#define KS_ATTR_INPUT "input"
+#define KS_ATTR_PAGE_INDEX "pageIndex"
+/* pageIndex values besides a `branch:version:` type (section 1). */
+#define KS_PAGE_INDEX_NOT_STARTED "Not Started"
+#define KS_PAGE_INDEX_DONE "Done"
+/* The members of the original/terminal/input JSON (section 1). */
+#define KS_MUTATION_JSON_EC "aws-crypto-ec"
+#define KS_MUTATION_JSON_ARN "kms-arn"
+/* The only hierarchy version a mutation item carries (N "1"; section 1). */
+#define KS_MUTATION_HIERARCHY_VERSION "1"
+
+/*
+ * The MPL's MutationCommitment: the item `branch:MUTATION_COMMITMENT` with exactly the
+ * attributes branch-key-id S, type S, create-time S, hierarchy-version N "1", uuid S, original B,
+ * terminal B, input B, enc B. All fields owned; original/terminal/input are the JSON bytes
+ * exactly as stored (storage compares them bytewise, never re-serializes them).
+ */
+struct ks_mutation_commitment {
+    char *branch_key_id;
+    char *create_time;
+    char *uuid;
+    struct ks_bytes original;
+    struct ks_bytes terminal;
+    struct ks_bytes input;
+    struct ks_bytes enc;
+};
+
+/*
+ * The MPL's MutationIndex: `branch:MUTATION_INDEX` with exactly branch-key-id S, type S,
+ * create-time S, hierarchy-version N "1", uuid S, pageIndex B, enc B. page_index holds
+ * KS_PAGE_INDEX_NOT_STARTED, KS_PAGE_INDEX_DONE or a `branch:version:<v>` type (UTF-8).
+ */
+struct ks_mutation_index {
+    char *branch_key_id;
+    char *create_time;
+    char *uuid;
+    struct ks_bytes page_index;
+    struct ks_bytes enc;
+};
+
+void ks_mutation_commitment_init(struct ks_mutation_commitment *c);
+void ks_mutation_commitment_free(struct ks_mutation_commitment *c);
+/* dst (initialized; replaced) gets a deep copy. 0, or -1 on OOM. */
+int ks_mutation_commitment_copy(struct ks_mutation_commitment *dst,
+                                const struct ks_mutation_commitment *src);
+void ks_mutation_index_init(struct ks_mutation_index *x);
+void ks_mutation_index_free(struct ks_mutation_index *x);
+int ks_mutation_index_copy(struct ks_mutation_index *dst, const struct ks_mutation_index *src);
+
+/*
+ * Encode into an item (out initialized by the call). Every string field must be non-empty
+ * and every bytes field non-empty (the MPL's reader refuses empty ones): KS_E_INVALID naming
+ * the field. OOM: KS_E_INTERNAL.
+ */
+ks_status ks_mutation_commitment_to_item(const struct ks_mutation_commitment *c,
+                                         struct ks_item *out, struct ks_error *err);
+ks_status ks_mutation_index_to_item(const struct ks_mutation_index *x, struct ks_item *out,
+                                    struct ks_error *err);
+
+/*
+ * Decode a stored item (out initialized by the call, empty on failure). Exactly the attributes
+ * above with their types, type equal to the item type, hierarchy-version N "1", non-empty
+ * values, S values valid UTF-8: anything else (a missing, extra or mistyped attribute) is
+ * KS_E_CORRUPT naming the attribute, as the MPL's KeyStorageException.
+ */
+ks_status ks_mutation_commitment_from_item(const struct ks_item *item,
+                                           struct ks_mutation_commitment *out,
+                                           struct ks_error *err);
+ks_status ks_mutation_index_from_item(const struct ks_item *item, struct ks_mutation_index *out,
+                                      struct ks_error *err);
+
+/*
+ * The `original` / `terminal` JSON (section 1, key order section 12): compact
+ * {"aws-crypto-ec":{<ec>},"kms-arn":"<arn>"}; ec holds item-level names (prefixed
+ * `aws-crypto-ec:`, plus un-modeled attributes), written in UTF-16 code-unit order, escaped as
+ * the MPL's serializer does except that 0x1F is escaped too (issue 10 item 5). out (replaced)
+ * gets the bytes. KS_E_INVALID when a string is not valid UTF-8; KS_E_INTERNAL on OOM.
+ */
+ks_status ks_mutation_props_to_json(const char *kms_arn, const struct ks_ec *ec,
+                                    struct ks_bytes *out, struct ks_error *err);
+
+/*
+ * Parses such JSON: exactly the two members in that order, an object of strings without
+ * duplicate keys and without the reserved names (section 1), a string ARN (not validated
+ * here: the keystore parses ARNs). *kms_arn is malloc'd; ec (initialized by the call) gets the
+ * pairs. Failures: KS_E_CORRUPT naming the problem.
+ */
+ks_status ks_mutation_props_from_json(const unsigned char *data, size_t len, char **kms_arn,
+                                      struct ks_ec *ec, struct ks_error *err);
+
+/*
+ * The `input` JSON: {"aws-crypto-ec":<object|null>,"kms-arn":<string|null>}; ec is the
+ * caller's UNPREFIXED terminal context. kms_arn NULL and/or ec NULL write null.
+ */
+ks_status ks_mutation_input_to_json(const char *kms_arn, const struct ks_ec *ec,
+                                    struct ks_bytes *out, struct ks_error *err);
+
+/* Parses it; *kms_arn NULL when null; *has_ec 0 when null (ec then empty). */
+ks_status ks_mutation_input_from_json(const unsigned char *data, size_t len, char **kms_arn,
+                                      int *has_ec, struct ks_ec *ec, struct ks_error *err);
 
 #endif

@@ -4,6 +4,7 @@
  * no persistence. Items are kept in an array and found by linear search: test-sized data only.
  */
 #include "storage/storage.h"
+#include "storage/tx.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -226,6 +227,271 @@ static ks_status memory_has_items(struct ks_storage *s, int *out, struct ks_erro
     return KS_OK;
 }
 
+/* --- Mutations (docs/reference/mutations.md section 8) -------------------------------------- */
+
+/* Removes the stored item at p (order is not kept: lookups are linear anyway). Lock held. */
+static void remove_at(struct memory_storage *m, struct ks_item *p)
+{
+    ks_item_free(p);
+    *p = m->items[--m->count];
+}
+
+/*
+ * Runs tx atomically: every condition is evaluated against the state before any write, then
+ * all writes are applied, under one lock. The PUT items are moved out of tx (tx is the
+ * caller's to free).
+ */
+static ks_status memory_execute(struct memory_storage *m, struct ks_tx *tx, struct ks_error *err)
+{
+    ks_status st = KS_OK;
+    size_t i;
+
+    pthread_mutex_lock(&m->lock);
+    for (i = 0; i < tx->count && st == KS_OK; i++) {
+        struct ks_tx_action *a = &tx->actions[i];
+        if (!ks_tx_condition_holds(a, lookup(m, a->id, a->type)))
+            st = ks_tx_conflict(a, err);
+    }
+    /* Room for every Put first, so that nothing below can fail half-way. */
+    if (st == KS_OK && reserve(m, tx->count) != 0)
+        st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    for (i = 0; i < tx->count && st == KS_OK; i++) {
+        struct ks_tx_action *a = &tx->actions[i];
+        struct ks_item *stored = lookup(m, a->id, a->type);
+        if (a->op == KS_TX_PUT) {
+            if (stored)
+                ks_item_free(stored);
+            else
+                stored = &m->items[m->count++];
+            *stored = a->item;
+            ks_item_init(&a->item);
+        } else if (a->op == KS_TX_DELETE && stored) {
+            remove_at(m, stored);
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    return st;
+}
+
+/* Executes a built tx (or returns the builder's failure) and frees it. */
+static ks_status memory_run(struct ks_storage *s, struct ks_tx *tx, ks_status built,
+                            struct ks_error *err)
+{
+    ks_status st = built == KS_OK ? memory_execute(from_base(s), tx, err) : built;
+
+    ks_tx_free(tx);
+    return st;
+}
+
+/* Copy of the stored item (id, type), or an empty item and *found 0. Lock held. */
+static int copy_if_present(struct memory_storage *m, const char *id, const char *type,
+                           struct ks_item *out, int *found)
+{
+    const struct ks_item *stored = lookup(m, id, type);
+
+    *found = stored != NULL;
+    return stored ? ks_item_copy(out, stored) : 0;
+}
+
+/* The items a mutation reads, copied under one lock: one consistent view. */
+static const char *const mutation_types[4] = {KS_TYPE_MUTATION_COMMITMENT, KS_TYPE_MUTATION_INDEX,
+                                              KS_TYPE_ACTIVE, KS_TYPE_BEACON};
+
+/* Copies the first n of mutation_types for id (found[i] 0 when absent). */
+static ks_status memory_read_items(struct memory_storage *m, const char *id, size_t n,
+                                   struct ks_item items[4], int found[4], struct ks_error *err)
+{
+    size_t i;
+    int rc = 0;
+
+    for (i = 0; i < 4; i++) {
+        ks_item_init(&items[i]);
+        found[i] = 0;
+    }
+    pthread_mutex_lock(&m->lock);
+    for (i = 0; i < n && rc == 0; i++)
+        rc = copy_if_present(m, id, mutation_types[i], &items[i], &found[i]);
+    pthread_mutex_unlock(&m->lock);
+    return rc == 0 ? KS_OK : ks_error_set(err, KS_E_INTERNAL, "out of memory");
+}
+
+static void free_items(struct ks_item items[4])
+{
+    size_t i;
+
+    for (i = 0; i < 4; i++)
+        ks_item_free(&items[i]);
+}
+
+static ks_status memory_get_mutation(struct ks_storage *s, const char *branch_key_id,
+                                     struct ks_mutation_state *out, struct ks_error *err)
+{
+    struct ks_item items[4];
+    int found[4];
+    ks_status st = memory_read_items(from_base(s), branch_key_id, 2, items, found, err);
+
+    if (st == KS_OK)
+        st = ks_storage_mutation_state_from_items(found[0] ? &items[0] : NULL,
+                                                  found[1] ? &items[1] : NULL, out, err);
+    else
+        ks_mutation_state_init(out);
+    free_items(items);
+    return st;
+}
+
+static ks_status memory_get_items_for_initialize_mutation(struct ks_storage *s,
+                                                          const char *branch_key_id,
+                                                          struct ks_mutation_init_items *out,
+                                                          struct ks_error *err)
+{
+    struct ks_item items[4];
+    int found[4];
+    ks_status st;
+
+    ks_mutation_init_items_init(out);
+    st = memory_read_items(from_base(s), branch_key_id, 4, items, found, err);
+    if (st == KS_OK && (!found[2] || !found[3]))
+        st = ks_error_set(err, KS_E_NOT_FOUND, KS_STORAGE_MSG_NOT_FOUND);
+    if (st == KS_OK)
+        st = ks_storage_mutation_state_from_items(found[0] ? &items[0] : NULL,
+                                                  found[1] ? &items[1] : NULL, &out->mutation, err);
+    if (st == KS_OK) {
+        out->active = items[2];
+        out->beacon = items[3];
+        ks_item_init(&items[2]);
+        ks_item_init(&items[3]);
+    }
+    free_items(items);
+    return st;
+}
+
+static ks_status memory_write_initialize_mutation(struct ks_storage *s,
+                                                  const struct ks_storage_write *active,
+                                                  const struct ks_storage_write *version,
+                                                  const struct ks_storage_write *beacon,
+                                                  const struct ks_mutation_commitment *commitment,
+                                                  const struct ks_mutation_index *index,
+                                                  struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_initialize_mutation(&tx, active, version, beacon, commitment, index, err);
+
+    return memory_run(s, &tx, st, err);
+}
+
+static ks_status memory_write_atomic_mutation(struct ks_storage *s,
+                                              const struct ks_storage_write *active,
+                                              const struct ks_storage_write *version,
+                                              const struct ks_storage_write *beacon,
+                                              const struct ks_storage_write *items, size_t count,
+                                              struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_atomic_mutation(&tx, active, version, beacon, items, count, err);
+
+    return memory_run(s, &tx, st, err);
+}
+
+static ks_status memory_write_mutated_versions(struct ks_storage *s,
+                                               const struct ks_storage_write *items, size_t count,
+                                               const struct ks_mutation_commitment *commitment,
+                                               const struct ks_mutation_index *index,
+                                               const struct ks_mutation_index *old_index,
+                                               int end_mutation, struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st =
+        ks_tx_mutated_versions(&tx, items, count, commitment, index, old_index, end_mutation, err);
+
+    return memory_run(s, &tx, st, err);
+}
+
+static ks_status memory_delete_mutation(struct ks_storage *s,
+                                        const struct ks_mutation_commitment *commitment,
+                                        struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_delete_mutation(&tx, commitment, err);
+
+    return memory_run(s, &tx, st, err);
+}
+
+static ks_status memory_write_mutation_index(struct ks_storage *s,
+                                             const struct ks_mutation_commitment *commitment,
+                                             const struct ks_mutation_index *index,
+                                             struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_mutation_index(&tx, commitment, index, err);
+
+    return memory_run(s, &tx, st, err);
+}
+
+/* Ascending bytewise order of `type`, DynamoDB's sort-key order. */
+static int by_type(const void *a, const void *b)
+{
+    return strcmp(ks_item_get_s(a, KS_ATTR_TYPE), ks_item_get_s(b, KS_ATTR_TYPE));
+}
+
+/* Copies the version items of id after `start` into a sorted array. Lock held. */
+static int collect_versions(struct memory_storage *m, const char *id, const char *start,
+                            struct ks_item **out, size_t *n)
+{
+    size_t i, prefix = strlen(KS_TYPE_VERSION_PREFIX);
+
+    *out = NULL;
+    *n = 0;
+    if (m->count == 0)
+        return 0;
+    *out = calloc(m->count, sizeof **out);
+    if (!*out)
+        return -1;
+    for (i = 0; i < m->count; i++) {
+        const char *type = ks_item_get_s(&m->items[i], KS_ATTR_TYPE);
+        if (strcmp(ks_item_get_s(&m->items[i], KS_ATTR_BRANCH_KEY_ID), id) != 0 ||
+            strncmp(type, KS_TYPE_VERSION_PREFIX, prefix) != 0 ||
+            (start && strcmp(type, start) <= 0))
+            continue;
+        ks_item_init(&(*out)[*n]);
+        if (ks_item_copy(&(*out)[*n], &m->items[i]) != 0)
+            return -1;
+        (*n)++;
+    }
+    qsort(*out, *n, sizeof **out, by_type);
+    return 0;
+}
+
+static ks_status memory_query_for_versions(struct ks_storage *s, const char *branch_key_id,
+                                           const char *start, size_t page_size,
+                                           struct ks_version_page *out, struct ks_error *err)
+{
+    struct memory_storage *m = from_base(s);
+    struct ks_item *all;
+    size_t n, i;
+    int rc;
+
+    ks_version_page_init(out);
+    ks_status st = ks_storage_check_query(branch_key_id, start, page_size, err);
+    if (st != KS_OK)
+        return st;
+    pthread_mutex_lock(&m->lock);
+    rc = collect_versions(m, branch_key_id, start && *start ? start : NULL, &all, &n);
+    pthread_mutex_unlock(&m->lock);
+    if (rc == 0 && n > page_size) {
+        out->next = strdup(ks_item_get_s(&all[page_size - 1], KS_ATTR_TYPE));
+        rc = out->next ? 0 : -1;
+    }
+    for (i = page_size; i < n; i++)
+        ks_item_free(&all[i]);
+    out->items = all;
+    out->count = n < page_size ? n : page_size;
+    if (rc != 0) {
+        ks_version_page_free(out);
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    return KS_OK;
+}
+
 static void memory_destroy(struct ks_storage *s)
 {
     struct memory_storage *m = from_base(s);
@@ -251,6 +517,14 @@ static const struct ks_storage_ops memory_ops = {
     .ping = memory_ping,
     .destroy = memory_destroy,
     .has_items = memory_has_items,
+    .get_items_for_initialize_mutation = memory_get_items_for_initialize_mutation,
+    .write_initialize_mutation = memory_write_initialize_mutation,
+    .write_atomic_mutation = memory_write_atomic_mutation,
+    .query_for_versions = memory_query_for_versions,
+    .write_mutated_versions = memory_write_mutated_versions,
+    .get_mutation = memory_get_mutation,
+    .delete_mutation = memory_delete_mutation,
+    .write_mutation_index = memory_write_mutation_index,
 };
 
 ks_status ks_storage_memory_create(struct ks_storage **out, struct ks_error *err)

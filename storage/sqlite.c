@@ -16,6 +16,7 @@
  * win a race (seed "Mitigate Update Race", docs/reference/branch-key-store.md section 9).
  */
 #include "storage/storage.h"
+#include "storage/tx.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +51,8 @@ struct conn {
     sqlite3_stmt *exists; /* SELECT 1 ... WHERE key = (?1, ?2) */
     sqlite3_stmt *insert; /* INSERT (?1, ?2, ?3) */
     sqlite3_stmt *update; /* UPDATE item = ?3 WHERE key = (?1, ?2) */
+    sqlite3_stmt *del;    /* DELETE ... WHERE key = (?1, ?2) */
+    sqlite3_stmt *range;  /* versions of ?1 with ?2 < type < ?3, ascending, LIMIT ?4 */
     struct conn *next;    /* in the idle list */
 };
 
@@ -92,6 +95,8 @@ static void conn_close(struct conn *c)
     sqlite3_finalize(c->exists);
     sqlite3_finalize(c->insert);
     sqlite3_finalize(c->update);
+    sqlite3_finalize(c->del);
+    sqlite3_finalize(c->range);
     sqlite3_close(c->db);
     free(c);
 }
@@ -241,6 +246,13 @@ static ks_status conn_open(const char *path, struct conn **out, struct ks_error 
     if (rc == SQLITE_OK)
         rc = prepare(c->db, "UPDATE items SET item = ?3 WHERE branch_key_id = ?1 AND type = ?2",
                      &c->update);
+    if (rc == SQLITE_OK)
+        rc = prepare(c->db, "DELETE FROM items WHERE branch_key_id = ?1 AND type = ?2", &c->del);
+    if (rc == SQLITE_OK)
+        rc = prepare(c->db,
+                     "SELECT item FROM items WHERE branch_key_id = ?1 AND type > ?2 AND type < ?3"
+                     " ORDER BY type LIMIT ?4",
+                     &c->range);
     if (rc != SQLITE_OK) {
         st = db_error(c->db, rc, "preparing statements", err);
         conn_close(c);
@@ -651,6 +663,295 @@ static ks_status sqlite_has_items(struct ks_storage *s, int *out, struct ks_erro
     return st;
 }
 
+/* --- Mutations (docs/reference/mutations.md section 8) -------------------------------------- */
+
+/* Reads (id, type) for a condition: *found 0 when absent. Damage is KS_E_CORRUPT. */
+static ks_status row_read_optional(struct conn *c, const char *id, const char *type,
+                                   struct ks_item *out, int *found, struct ks_error *err)
+{
+    ks_status st = row_get(c, id, type, out, err);
+
+    *found = st == KS_OK;
+    if (st == KS_E_NOT_FOUND) {
+        ks_error_clear(err);
+        st = KS_OK;
+    }
+    return st;
+}
+
+static ks_status row_delete(struct conn *c, const char *id, const char *type, struct ks_error *err)
+{
+    int rc = bind_key(c->del, id, type);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(c->del);
+    stmt_done(c->del);
+    return rc == SQLITE_DONE ? KS_OK : db_error(c->db, rc, "deleting an item", err);
+}
+
+/*
+ * Checks every condition of tx, then applies every action, inside the one open transaction.
+ * exists[i] records whether action i's item is stored, so that a Put knows insert from update.
+ */
+static ks_status tx_apply(struct conn *c, const struct ks_tx *tx, struct ks_error *err)
+{
+    unsigned char *exists = calloc(tx->count ? tx->count : 1, 1);
+    ks_status st = exists ? KS_OK : ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    size_t i;
+
+    for (i = 0; st == KS_OK && i < tx->count; i++) {
+        const struct ks_tx_action *a = &tx->actions[i];
+        struct ks_item stored;
+        int found;
+        st = row_read_optional(c, a->id, a->type, &stored, &found, err);
+        if (st == KS_OK && !ks_tx_condition_holds(a, found ? &stored : NULL))
+            st = ks_tx_conflict(a, err);
+        exists[i] = (unsigned char)found;
+        ks_item_free(&stored);
+    }
+    for (i = 0; st == KS_OK && i < tx->count; i++) {
+        const struct ks_tx_action *a = &tx->actions[i];
+        if (a->op == KS_TX_PUT)
+            st = row_write(c, exists[i] ? c->update : c->insert, &a->item, err);
+        else if (a->op == KS_TX_DELETE && exists[i])
+            st = row_delete(c, a->id, a->type, err);
+    }
+    free(exists);
+    return st;
+}
+
+/* Runs a built tx in one BEGIN IMMEDIATE transaction (or returns the builder's failure). */
+static ks_status sqlite_run(struct ks_storage *s, struct ks_tx *tx, ks_status built,
+                            struct ks_error *err)
+{
+    struct sqlite_storage *q = from_base(s);
+    struct conn *c;
+    ks_status st = built;
+
+    if (st == KS_OK) {
+        pthread_mutex_lock(&q->write_lock);
+        st = acquire(q, &c, err);
+        if (st == KS_OK) {
+            st = tx_begin(c, err);
+            if (st == KS_OK)
+                st = tx_end(c, tx_apply(c, tx, err), err);
+            release(q, c);
+        }
+        pthread_mutex_unlock(&q->write_lock);
+    }
+    ks_tx_free(tx);
+    return st;
+}
+
+static ks_status sqlite_write_initialize_mutation(struct ks_storage *s,
+                                                  const struct ks_storage_write *active,
+                                                  const struct ks_storage_write *version,
+                                                  const struct ks_storage_write *beacon,
+                                                  const struct ks_mutation_commitment *commitment,
+                                                  const struct ks_mutation_index *index,
+                                                  struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_initialize_mutation(&tx, active, version, beacon, commitment, index, err);
+
+    return sqlite_run(s, &tx, st, err);
+}
+
+static ks_status sqlite_write_atomic_mutation(struct ks_storage *s,
+                                              const struct ks_storage_write *active,
+                                              const struct ks_storage_write *version,
+                                              const struct ks_storage_write *beacon,
+                                              const struct ks_storage_write *items, size_t count,
+                                              struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_atomic_mutation(&tx, active, version, beacon, items, count, err);
+
+    return sqlite_run(s, &tx, st, err);
+}
+
+static ks_status sqlite_write_mutated_versions(struct ks_storage *s,
+                                               const struct ks_storage_write *items, size_t count,
+                                               const struct ks_mutation_commitment *commitment,
+                                               const struct ks_mutation_index *index,
+                                               const struct ks_mutation_index *old_index,
+                                               int end_mutation, struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st =
+        ks_tx_mutated_versions(&tx, items, count, commitment, index, old_index, end_mutation, err);
+
+    return sqlite_run(s, &tx, st, err);
+}
+
+static ks_status sqlite_delete_mutation(struct ks_storage *s,
+                                        const struct ks_mutation_commitment *commitment,
+                                        struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_delete_mutation(&tx, commitment, err);
+
+    return sqlite_run(s, &tx, st, err);
+}
+
+static ks_status sqlite_write_mutation_index(struct ks_storage *s,
+                                             const struct ks_mutation_commitment *commitment,
+                                             const struct ks_mutation_index *index,
+                                             struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_mutation_index(&tx, commitment, index, err);
+
+    return sqlite_run(s, &tx, st, err);
+}
+
+/* Commitment and index of id on c (inside the caller's read transaction), decoded. */
+static ks_status read_mutation(struct conn *c, const char *id, struct ks_mutation_state *out,
+                               struct ks_error *err)
+{
+    struct ks_item ci, xi;
+    int has_c = 0, has_x = 0;
+    ks_status st;
+
+    ks_item_init(&xi);
+    st = row_read_optional(c, id, KS_TYPE_MUTATION_COMMITMENT, &ci, &has_c, err);
+    if (st == KS_OK)
+        st = row_read_optional(c, id, KS_TYPE_MUTATION_INDEX, &xi, &has_x, err);
+    if (st == KS_OK)
+        st = ks_storage_mutation_state_from_items(has_c ? &ci : NULL, has_x ? &xi : NULL, out, err);
+    else
+        ks_mutation_state_init(out);
+    ks_item_free(&ci);
+    ks_item_free(&xi);
+    return st;
+}
+
+/* Reads in one deferred transaction: in WAL mode all its reads see one snapshot. */
+static ks_status read_begin(struct conn *c, struct ks_error *err)
+{
+    int rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
+
+    return rc == SQLITE_OK ? KS_OK : db_error(c->db, rc, "starting a read", err);
+}
+
+static ks_status sqlite_get_mutation(struct ks_storage *s, const char *branch_key_id,
+                                     struct ks_mutation_state *out, struct ks_error *err)
+{
+    struct sqlite_storage *q = from_base(s);
+    struct conn *c;
+    ks_status st;
+
+    ks_mutation_state_init(out);
+    st = acquire(q, &c, err);
+    if (st != KS_OK)
+        return st;
+    st = read_begin(c, err);
+    if (st == KS_OK) {
+        st = read_mutation(c, branch_key_id, out, err);
+        tx_rollback(c);
+    }
+    release(q, c);
+    return st;
+}
+
+static ks_status sqlite_get_items_for_initialize_mutation(struct ks_storage *s,
+                                                          const char *branch_key_id,
+                                                          struct ks_mutation_init_items *out,
+                                                          struct ks_error *err)
+{
+    struct sqlite_storage *q = from_base(s);
+    struct conn *c;
+    ks_status st;
+
+    ks_mutation_init_items_init(out);
+    st = acquire(q, &c, err);
+    if (st != KS_OK)
+        return st;
+    st = read_begin(c, err);
+    if (st == KS_OK) {
+        st = row_get(c, branch_key_id, KS_TYPE_ACTIVE, &out->active, err);
+        if (st == KS_OK)
+            st = row_get(c, branch_key_id, KS_TYPE_BEACON, &out->beacon, err);
+        if (st == KS_OK)
+            st = read_mutation(c, branch_key_id, &out->mutation, err);
+        tx_rollback(c);
+    }
+    release(q, c);
+    if (st != KS_OK)
+        ks_mutation_init_items_free(out);
+    return st;
+}
+
+/* Steps c->range (bound by the caller) into page: at most limit rows. */
+static ks_status range_rows(struct conn *c, const char *id, size_t limit,
+                            struct ks_version_page *page, size_t *rows, struct ks_error *err)
+{
+    ks_status st = KS_OK;
+    int rc;
+
+    *rows = 0;
+    page->items = calloc(limit, sizeof *page->items);
+    if (!page->items)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    while (st == KS_OK && (rc = sqlite3_step(c->range)) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(c->range, 0);
+        size_t len = (size_t)sqlite3_column_bytes(c->range, 0);
+        struct ks_item *item = &page->items[*rows];
+        st = text ? parse_item(text, len, item, err)
+                  : ks_error_set(err, KS_E_CORRUPT, "stored item is not valid: empty");
+        if (st == KS_OK) {
+            (*rows)++;
+            page->count = *rows;
+            st = ks_storage_check_version_read(item, id, err);
+        }
+    }
+    if (st == KS_OK && rc != SQLITE_DONE)
+        st = db_error(c->db, rc, "reading versions", err);
+    return st;
+}
+
+static ks_status sqlite_query_for_versions(struct ks_storage *s, const char *branch_key_id,
+                                           const char *start, size_t page_size,
+                                           struct ks_version_page *out, struct ks_error *err)
+{
+    struct sqlite_storage *q = from_base(s);
+    /* The type range of the prefix: ':' + 1 is ';' (BINARY collation compares bytes, as
+     * DynamoDB orders sort keys). */
+    const char *low = start && *start ? start : KS_TYPE_VERSION_PREFIX, *high = "branch:version;";
+    size_t rows = 0;
+    struct conn *c;
+    ks_status st;
+    int rc;
+
+    ks_version_page_init(out);
+    st = ks_storage_check_query(branch_key_id, start, page_size, err);
+    if (st != KS_OK)
+        return st;
+    st = acquire(q, &c, err);
+    if (st != KS_OK)
+        return st;
+    /* One row more than a page tells whether another page follows. */
+    rc = bind_key(c->range, branch_key_id, low);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(c->range, 3, high, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(c->range, 4, (sqlite3_int64)page_size + 1);
+    st = rc == SQLITE_OK ? range_rows(c, branch_key_id, page_size + 1, out, &rows, err)
+                         : db_error(c->db, rc, "reading versions", err);
+    stmt_done(c->range);
+    release(q, c);
+    if (st == KS_OK && rows > page_size) {
+        ks_item_free(&out->items[page_size]);
+        out->count = page_size;
+        out->next = strdup(ks_item_get_s(&out->items[page_size - 1], KS_ATTR_TYPE));
+        if (!out->next)
+            st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    if (st != KS_OK)
+        ks_version_page_free(out);
+    return st;
+}
+
 static void sqlite_destroy(struct ks_storage *s)
 {
     struct sqlite_storage *q = from_base(s);
@@ -681,6 +982,14 @@ static const struct ks_storage_ops sqlite_ops = {
     .ping = sqlite_ping,
     .destroy = sqlite_destroy,
     .has_items = sqlite_has_items,
+    .get_items_for_initialize_mutation = sqlite_get_items_for_initialize_mutation,
+    .write_initialize_mutation = sqlite_write_initialize_mutation,
+    .write_atomic_mutation = sqlite_write_atomic_mutation,
+    .query_for_versions = sqlite_query_for_versions,
+    .write_mutated_versions = sqlite_write_mutated_versions,
+    .get_mutation = sqlite_get_mutation,
+    .delete_mutation = sqlite_delete_mutation,
+    .write_mutation_index = sqlite_write_mutation_index,
 };
 
 /*

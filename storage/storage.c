@@ -125,3 +125,58 @@ ks_status ks_storage_get_version_via(ks_storage_get_fn get, struct ks_storage *s
     free(type);
     return st;
 }
+
+/* --- Mutation operation arguments ---------------------------------------------------------- */
+
+void ks_mutation_state_init(struct ks_mutation_state *st)
+{
+    st->has_commitment = 0;
+    st->has_index = 0;
+    ks_mutation_commitment_init(&st->commitment);
+    ks_mutation_index_init(&st->index);
+}
+
+void ks_mutation_state_free(struct ks_mutation_state *st)
+{
+    if (!st)
+        return;
+    ks_mutation_commitment_free(&st->commitment);
+    ks_mutation_index_free(&st->index);
+    ks_mutation_state_init(st);
+}
+
+void ks_mutation_init_items_init(struct ks_mutation_init_items *items)
+{
+    ks_item_init(&items->active);
+    ks_item_init(&items->beacon);
+    ks_mutation_state_init(&items->mutation);
+}
+
+void ks_mutation_init_items_free(struct ks_mutation_init_items *items)
+{
+    if (!items)
+        return;
+    ks_item_free(&items->active);
+    ks_item_free(&items->beacon);
+    ks_mutation_state_free(&items->mutation);
+}
+
+void ks_version_page_init(struct ks_version_page *page)
+{
+    page->items = NULL;
+    page->count = 0;
+    page->next = NULL;
+}
+
+void ks_version_page_free(struct ks_version_page *page)
+{
+    size_t i;
+
+    if (!page)
+        return;
+    for (i = 0; i < page->count; i++)
+        ks_item_free(&page->items[i]);
+    free(page->items);
+    free(page->next);
+    ks_version_page_init(page);
+}

@@ -17,7 +17,7 @@
 #include "common/status.h"
 #include "storage/item.h"
 
-#define KS_STORAGE_OPS_VERSION 2 /* 2: has_items */
+#define KS_STORAGE_OPS_VERSION 3 /* 2: has_items; 3: the eight mutation operations */
 
 struct ks_storage;
 
@@ -25,6 +25,57 @@ struct ks_storage_info {
     char name[256]; /* the table name (DynamoDB) or database path (SQLite) */
     char kind[16];  /* "sqlite", "dynamodb", "memory" */
 };
+
+/* --- Mutation operation arguments (version 3; docs/reference/mutations.md section 8) -------- */
+
+/*
+ * One item to write. old == NULL: create, conditioned on no item with item's key existing
+ * (attribute_not_exists). old != NULL: overwrite, conditioned on the stored item existing with
+ * exactly old's `enc` (the optimistic lock; old is the item as read, only its enc is used).
+ * Both borrowed.
+ */
+struct ks_storage_write {
+    const struct ks_item *item;
+    const struct ks_item *old;
+};
+
+/* A commitment and an index as read, each when present. */
+struct ks_mutation_state {
+    int has_commitment;
+    struct ks_mutation_commitment commitment;
+    int has_index;
+    struct ks_mutation_index index;
+};
+
+/* What GetItemsForInitializeMutation reads. */
+struct ks_mutation_init_items {
+    struct ks_item active;
+    struct ks_item beacon;
+    struct ks_mutation_state mutation;
+};
+
+/* One page of QueryForVersions. */
+struct ks_version_page {
+    struct ks_item *items; /* count items, ascending type */
+    size_t count;
+    char *next; /* token for the next page (the last item's type); NULL: no more versions */
+};
+
+/*
+ * Transaction limits. DynamoDB allows 100 actions per TransactWriteItems: a page is at most 98
+ * items plus the commitment and index actions; an atomic mutation is at most 95 versions plus
+ * ACTIVE, beacon, the ACTIVE's version and two condition checks. Every backend enforces the same
+ * limits so that they all behave the same.
+ */
+#define KS_STORAGE_MAX_PAGE 98
+#define KS_STORAGE_MAX_ATOMIC_VERSIONS 95
+
+void ks_mutation_state_init(struct ks_mutation_state *st);
+void ks_mutation_state_free(struct ks_mutation_state *st);
+void ks_mutation_init_items_init(struct ks_mutation_init_items *items);
+void ks_mutation_init_items_free(struct ks_mutation_init_items *items);
+void ks_version_page_init(struct ks_version_page *page);
+void ks_version_page_free(struct ks_version_page *page);
 
 struct ks_storage_ops {
     int version; /* KS_STORAGE_OPS_VERSION when this table was written */
@@ -87,6 +138,110 @@ struct ks_storage_ops {
      * keys that a new master key could not decrypt.
      */
     ks_status (*has_items)(struct ks_storage *s, int *out, struct ks_error *err);
+
+    /* --- Appended in version 3: mutations (docs/reference/mutations.md section 8) ---
+     *
+     * Every write below is one atomic transaction (DynamoDB: one TransactWriteItems; SQLite: one
+     * BEGIN IMMEDIATE transaction; memory: one critical section) whose conditions are checked
+     * inside it: when any condition fails nothing is written and KS_E_MUTATION_CONFLICT is
+     * returned, naming the item whose condition failed (never KS_E_STORAGE). Bad arguments
+     * (wrong types, ids that disagree, too many items, duplicate keys) are KS_E_INVALID before
+     * anything is sent. Reads are strongly consistent.
+     */
+
+    /*
+     * GetItemsForInitializeMutation: the ACTIVE, the beacon, and the commitment and index if
+     * present. ACTIVE or beacon missing: KS_E_NOT_FOUND. A commitment or index item that does
+     * not decode (ks_mutation_commitment_from_item): KS_E_CORRUPT. out is initialized by the
+     * call (ks_mutation_init_items_free); left empty on failure.
+     */
+    ks_status (*get_items_for_initialize_mutation)(struct ks_storage *s, const char *branch_key_id,
+                                                   struct ks_mutation_init_items *out,
+                                                   struct ks_error *err);
+
+    /*
+     * WriteInitializeMutation: in one transaction
+     *   - overwrite active->item   (active->old required: stored ACTIVE exists with old's enc),
+     *   - overwrite beacon->item   (beacon->old required: same lock on the beacon),
+     *   - version->item: created when version->old is NULL (rotate: must not exist) or
+     *     overwritten when not (doNotVersion's mutate: enc lock),
+     *   - create the commitment and the index (neither may exist).
+     * All items share commitment->branch_key_id; commitment and index share id and uuid.
+     */
+    ks_status (*write_initialize_mutation)(struct ks_storage *s,
+                                           const struct ks_storage_write *active,
+                                           const struct ks_storage_write *version,
+                                           const struct ks_storage_write *beacon,
+                                           const struct ks_mutation_commitment *commitment,
+                                           const struct ks_mutation_index *index,
+                                           struct ks_error *err);
+
+    /*
+     * WriteAtomicMutation (declared by the MPL, never implemented there): active, version and
+     * beacon as in write_initialize_mutation, plus items[0..count) (each an overwrite of a
+     * `branch:version:` item, old required), conditioned on NO commitment and NO index existing
+     * for the branch key. count <= KS_STORAGE_MAX_ATOMIC_VERSIONS, and no key may appear twice
+     * (with doNotVersion the ACTIVE's version is `version`, not one of items).
+     */
+    ks_status (*write_atomic_mutation)(struct ks_storage *s, const struct ks_storage_write *active,
+                                       const struct ks_storage_write *version,
+                                       const struct ks_storage_write *beacon,
+                                       const struct ks_storage_write *items, size_t count,
+                                       struct ks_error *err);
+
+    /*
+     * QueryForVersions: up to page_size (1..KS_STORAGE_MAX_PAGE) `branch:version:` items of
+     * branch_key_id in ascending `type` order (bytewise, DynamoDB's sort-key order), starting
+     * after `start` (exclusive; NULL or "" = from the first). out->next is the token for the
+     * next page, or NULL when no version follows this page. A token is the `type` of the last
+     * item of the page, i.e. exactly the MPL's `pageIndex` (docs/reference/mutations.md section
+     * 1): a start token that is not "branch:version:" + something is KS_E_INVALID. An item under
+     * the prefix that is not a valid item of this key is KS_E_CORRUPT. out is initialized by the
+     * call (ks_version_page_free).
+     */
+    ks_status (*query_for_versions)(struct ks_storage *s, const char *branch_key_id,
+                                    const char *start, size_t page_size,
+                                    struct ks_version_page *out, struct ks_error *err);
+
+    /*
+     * WriteMutatedVersions: overwrites items[0..count) (old required: enc lock; count <=
+     * KS_STORAGE_MAX_PAGE; may be 0), with the commitment check (the stored commitment exists
+     * and its original, terminal, enc and uuid equal `commitment`'s) and the index check (the
+     * stored index exists and its pageIndex, enc and uuid equal `old_index`'s).
+     * end_mutation: deletes the commitment and the index (both under their checks); `index` is
+     * ignored and may be NULL. Otherwise: the commitment is only checked, and `index` replaces
+     * the stored index (same id and uuid as the commitment).
+     */
+    ks_status (*write_mutated_versions)(struct ks_storage *s, const struct ks_storage_write *items,
+                                        size_t count,
+                                        const struct ks_mutation_commitment *commitment,
+                                        const struct ks_mutation_index *index,
+                                        const struct ks_mutation_index *old_index, int end_mutation,
+                                        struct ks_error *err);
+
+    /*
+     * GetMutation: the commitment and the index of branch_key_id, each if present (neither is
+     * KS_OK with both flags 0). Undecodable item: KS_E_CORRUPT. out is initialized by the call
+     * (ks_mutation_state_free).
+     */
+    ks_status (*get_mutation)(struct ks_storage *s, const char *branch_key_id,
+                              struct ks_mutation_state *out, struct ks_error *err);
+
+    /*
+     * DeleteMutation: deletes the commitment (commitment check, as in write_mutated_versions)
+     * and the index of commitment->branch_key_id (no condition: it may be absent).
+     */
+    ks_status (*delete_mutation)(struct ks_storage *s,
+                                 const struct ks_mutation_commitment *commitment,
+                                 struct ks_error *err);
+
+    /*
+     * WriteMutationIndex: creates `index` (must not exist) under the commitment check. index
+     * shares id and uuid with the commitment.
+     */
+    ks_status (*write_mutation_index)(struct ks_storage *s,
+                                      const struct ks_mutation_commitment *commitment,
+                                      const struct ks_mutation_index *index, struct ks_error *err);
 };
 
 /* Every backend's struct starts with this. */

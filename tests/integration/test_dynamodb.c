@@ -1322,3 +1322,646 @@ Test(dynamodb, open_refuses_bad_config)
     cfg.region = NULL;
     cr_assert_eq(ks_storage_dynamodb_open(&cfg, NULL, &s, &err), KS_E_CONFIG);
 }
+
+/* --- mutations (docs/reference/mutations.md section 8) ------------------------------------- */
+
+#define TERMINAL_ARN "arn:aws:kms:us-west-2:111122223333:key/7d1f0c55-0e61-4c7e-9a53-5f7f0e3b9a21"
+#define M_UUID "5b8e1a1f-3c2d-4e5f-8a9b-0c1d2e3f4a5b"
+
+/* A branch key with `versions` versions (create, then VersionKey writes). */
+static void m_setup_key(struct ks_storage *s, const char *id, size_t versions)
+{
+    unsigned char enc[ENC_LEN];
+    struct branch_key bk;
+    struct ks_error err;
+    size_t i;
+
+    make_branch_key(&bk, id);
+    cr_assert_eq(write_branch_key(s, &bk, &err), KS_OK, "%s", err.message);
+    memcpy(enc, bk.active_enc, ENC_LEN);
+    for (i = 1; i < versions; i++) {
+        struct new_version nv;
+        make_new_version(&nv, id);
+        cr_assert_eq(s->ops->write_new_version(s, &nv.version, &nv.active, enc, ENC_LEN, &err),
+                     KS_OK, "%s", err.message);
+        memcpy(enc, nv.active_enc, ENC_LEN);
+        free_new_version(&nv);
+    }
+    free_branch_key(&bk);
+}
+
+/* Everything stored for one key as the wire text of each item, read raw (one consistent Query
+ * of the whole partition), so that a failed write can be shown to have written nothing. */
+static char *m_snapshot(struct fixture *f, const char *id)
+{
+    char req[512], type[128];
+    struct json_object *resp, *items;
+    char *text;
+
+    snprintf(req, sizeof req,
+             "{\"TableName\":\"%s\",\"ConsistentRead\":true,"
+             "\"KeyConditionExpression\":\"#pk = :id\","
+             "\"ExpressionAttributeNames\":{\"#pk\":\"branch-key-id\"},"
+             "\"ExpressionAttributeValues\":{\":id\":{\"S\":\"%s\"}}}",
+             f->table, id);
+    cr_assert_eq(raw_call(f, "Query", req, &resp, type), KS_OK, "Query: %s", type);
+    cr_assert_not(json_object_object_get_ex(resp, "LastEvaluatedKey", NULL));
+    cr_assert(json_object_object_get_ex(resp, "Items", &items));
+    text = strdup(json_object_to_json_string_ext(items, JSON_C_TO_STRING_PLAIN));
+    json_object_put(resp);
+    return text;
+}
+
+static void m_assert_unchanged(struct fixture *f, const char *id, const char *before)
+{
+    char *now = m_snapshot(f, id);
+
+    cr_assert_str_eq(now, before, "a failed write changed the table");
+    free(now);
+}
+
+static void m_mutate(const struct ks_item *in, struct ks_item *out)
+{
+    unsigned char enc[ENC_LEN];
+
+    cr_assert_eq(RAND_bytes(enc, ENC_LEN), 1);
+    ks_item_init(out);
+    cr_assert_eq(ks_item_copy(out, in), 0);
+    cr_assert_eq(ks_item_set_s(out, KS_ATTR_KMS_ARN, TERMINAL_ARN), 0);
+    cr_assert_eq(ks_item_set_b(out, KS_ATTR_ENC, enc, ENC_LEN), 0);
+}
+
+static void m_stale(const struct ks_item *in, struct ks_item *out)
+{
+    unsigned char enc[ENC_LEN];
+
+    cr_assert_eq(RAND_bytes(enc, ENC_LEN), 1);
+    ks_item_init(out);
+    cr_assert_eq(ks_item_copy(out, in), 0);
+    cr_assert_eq(ks_item_set_b(out, KS_ATTR_ENC, enc, ENC_LEN), 0);
+}
+
+static void m_text(struct ks_bytes *b, const char *text)
+{
+    cr_assert_eq(ks_bytes_set(b, text, strlen(text)), 0);
+}
+
+static void m_commitment(struct ks_mutation_commitment *c, const char *id)
+{
+    ks_mutation_commitment_init(c);
+    c->branch_key_id = strdup(id);
+    c->create_time = strdup(CREATE_TIME);
+    c->uuid = strdup(M_UUID);
+    m_text(&c->original, "{\"aws-crypto-ec\":{},\"kms-arn\":\"" KMS_ARN "\"}");
+    m_text(&c->terminal, "{\"aws-crypto-ec\":{},\"kms-arn\":\"" TERMINAL_ARN "\"}");
+    m_text(&c->input, "{\"aws-crypto-ec\":null,\"kms-arn\":\"" TERMINAL_ARN "\"}");
+    m_text(&c->enc, "trustStorage");
+}
+
+static void m_index(struct ks_mutation_index *x, const char *id, const char *page_index)
+{
+    ks_mutation_index_init(x);
+    x->branch_key_id = strdup(id);
+    x->create_time = strdup(CREATE_TIME);
+    x->uuid = strdup(M_UUID);
+    m_text(&x->page_index, page_index);
+    m_text(&x->enc, "trustStorage");
+}
+
+static void m_assert_conflict(ks_status st, const struct ks_error *err, const char *what)
+{
+    cr_assert_eq(st, KS_E_MUTATION_CONFLICT, "%s: status %d (%s)", what, st, err->message);
+}
+
+/* The writes of a rotating InitializeMutation, built from what storage returned. */
+struct m_init {
+    struct ks_mutation_init_items read;
+    struct ks_item active, version, beacon;
+    struct ks_storage_write w_active, w_version, w_beacon;
+};
+
+static void m_init_build(struct ks_storage *s, const char *id, struct m_init *mi)
+{
+    unsigned char enc[ENC_LEN];
+    char vid[KS_UUID_LEN + 1], vtype[80];
+    struct ks_error err;
+
+    cr_assert_eq(s->ops->get_items_for_initialize_mutation(s, id, &mi->read, &err), KS_OK, "%s",
+                 err.message);
+    cr_assert_eq(ks_uuid_v4(vid), 0);
+    cr_assert_eq(RAND_bytes(enc, ENC_LEN), 1);
+    cr_assert_eq(make_version(&mi->version, id, vid, enc), 0);
+    cr_assert_eq(ks_item_set_s(&mi->version, KS_ATTR_KMS_ARN, TERMINAL_ARN), 0);
+    m_mutate(&mi->read.active, &mi->active);
+    snprintf(vtype, sizeof vtype, "%s%s", KS_TYPE_VERSION_PREFIX, vid);
+    cr_assert_eq(ks_item_set_s(&mi->active, KS_ATTR_VERSION, vtype), 0);
+    m_mutate(&mi->read.beacon, &mi->beacon);
+    mi->w_active = (struct ks_storage_write){&mi->active, &mi->read.active};
+    mi->w_version = (struct ks_storage_write){&mi->version, NULL};
+    mi->w_beacon = (struct ks_storage_write){&mi->beacon, &mi->read.beacon};
+}
+
+static void m_init_free(struct m_init *mi)
+{
+    ks_mutation_init_items_free(&mi->read);
+    ks_item_free(&mi->active);
+    ks_item_free(&mi->version);
+    ks_item_free(&mi->beacon);
+}
+
+static ks_status m_init_write(struct ks_storage *s, const struct m_init *mi,
+                              const struct ks_mutation_commitment *c,
+                              const struct ks_mutation_index *x, struct ks_error *err)
+{
+    ks_error_clear(err);
+    return s->ops->write_initialize_mutation(s, &mi->w_active, &mi->w_version, &mi->w_beacon, c, x,
+                                             err);
+}
+
+static void m_start(struct ks_storage *s, const char *id, struct ks_mutation_commitment *c,
+                    struct ks_mutation_index *x)
+{
+    struct m_init mi;
+    struct ks_error err;
+
+    m_commitment(c, id);
+    m_index(x, id, KS_PAGE_INDEX_NOT_STARTED);
+    m_init_build(s, id, &mi);
+    cr_assert_eq(m_init_write(s, &mi, c, x, &err), KS_OK, "%s", err.message);
+    m_init_free(&mi);
+}
+
+/* The raw commitment item: exactly the MPL's layout (section 1), hierarchy-version N "1". */
+static void m_assert_commitment_layout(struct fixture *f, const char *id)
+{
+    char req[512], type[128];
+    struct json_object *resp, *item, *v;
+
+    snprintf(req, sizeof req,
+             "{\"TableName\":\"%s\",\"ConsistentRead\":true,\"Key\":{\"branch-key-id\":"
+             "{\"S\":\"%s\"},\"type\":{\"S\":\"branch:MUTATION_COMMITMENT\"}}}",
+             f->table, id);
+    cr_assert_eq(raw_call(f, "GetItem", req, &resp, type), KS_OK, "%s", type);
+    cr_assert(json_object_object_get_ex(resp, "Item", &item));
+    cr_assert_eq(json_object_object_length(item), 9);
+    cr_assert(json_object_object_get_ex(item, "hierarchy-version", &v));
+    cr_assert_str_eq(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), "{\"N\":\"1\"}");
+    cr_assert(json_object_object_get_ex(item, "original", &v));
+    cr_assert(json_object_object_get_ex(v, "B", NULL), "original is B");
+    cr_assert(json_object_object_get_ex(item, "uuid", &v));
+    cr_assert_str_eq(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN),
+                     "{\"S\":\"" M_UUID "\"}");
+    json_object_put(resp);
+}
+
+Test(dynamodb_mutation, initialize_conditions_and_layout)
+{
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x;
+    struct ks_mutation_state ms;
+    struct ks_item stale;
+    struct fixture f;
+    struct m_init mi;
+    struct ks_error err;
+    char *before;
+
+    fx_open(&f);
+    create_store(&f);
+    m_setup_key(f.s, "mi", 2);
+    m_commitment(&c, "mi");
+    m_index(&x, "mi", KS_PAGE_INDEX_NOT_STARTED);
+    m_init_build(f.s, "mi", &mi);
+    cr_assert_eq(mi.read.mutation.has_commitment + mi.read.mutation.has_index, 0);
+    assert_stored(&f, &mi.read.active);
+    before = m_snapshot(&f, "mi");
+
+    m_stale(&mi.read.active, &stale);
+    mi.w_active.old = &stale;
+    m_assert_conflict(m_init_write(f.s, &mi, &c, &x, &err), &err, "stale ACTIVE");
+    cr_assert(strstr(err.message, KS_TYPE_ACTIVE), "%s", err.message);
+    mi.w_active.old = &mi.read.active;
+    ks_item_free(&stale);
+    m_stale(&mi.read.beacon, &stale);
+    mi.w_beacon.old = &stale;
+    m_assert_conflict(m_init_write(f.s, &mi, &c, &x, &err), &err, "stale beacon");
+    mi.w_beacon.old = &mi.read.beacon;
+    ks_item_free(&stale);
+    m_assert_unchanged(&f, "mi", before);
+    free(before);
+
+    cr_assert_eq(m_init_write(f.s, &mi, &c, &x, &err), KS_OK, "%s", err.message);
+    assert_stored(&f, &mi.active);
+    assert_stored(&f, &mi.version);
+    assert_stored(&f, &mi.beacon);
+    m_assert_commitment_layout(&f, "mi");
+    cr_assert_eq(f.s->ops->get_mutation(f.s, "mi", &ms, &err), KS_OK, "%s", err.message);
+    cr_assert(ms.has_commitment && ms.has_index);
+    cr_assert_eq(ms.commitment.terminal.len, c.terminal.len);
+    cr_assert_eq(memcmp(ms.commitment.terminal.data, c.terminal.data, c.terminal.len), 0);
+    cr_assert_eq(memcmp(ms.index.page_index.data, "Not Started", 11), 0);
+    ks_mutation_state_free(&ms);
+    m_init_free(&mi);
+
+    /* A second one (fresh reads): the commitment exists. */
+    before = m_snapshot(&f, "mi");
+    m_init_build(f.s, "mi", &mi);
+    cr_assert(mi.read.mutation.has_commitment && mi.read.mutation.has_index);
+    m_assert_conflict(m_init_write(f.s, &mi, &c, &x, &err), &err, "in flight");
+    cr_assert(strstr(err.message, KS_TYPE_MUTATION_COMMITMENT), "%s", err.message);
+    m_assert_unchanged(&f, "mi", before);
+    free(before);
+    m_init_free(&mi);
+    cr_assert_eq(f.s->ops->get_items_for_initialize_mutation(f.s, "none", &mi.read, &err),
+                 KS_E_NOT_FOUND);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+    fx_close(&f);
+}
+
+/* Reads all pages; checks order and tokens; returns the number of versions. */
+static size_t m_read_pages(struct ks_storage *s, const char *id, size_t page_size, size_t *pages)
+{
+    struct ks_version_page page;
+    struct ks_error err;
+    char last[128] = "", *start = NULL;
+    size_t total = 0, i;
+
+    *pages = 0;
+    do {
+        cr_assert_eq(s->ops->query_for_versions(s, id, start, page_size, &page, &err), KS_OK, "%s",
+                     err.message);
+        cr_assert_leq(page.count, page_size);
+        for (i = 0; i < page.count; i++) {
+            const char *type = ks_item_get_s(&page.items[i], KS_ATTR_TYPE);
+            cr_assert_gt(strcmp(type, last), 0, "not ascending: %s after %s", type, last);
+            snprintf(last, sizeof last, "%s", type);
+        }
+        if (page.next)
+            cr_assert_str_eq(page.next, last);
+        total += page.count;
+        (*pages)++;
+        free(start);
+        start = page.next ? strdup(page.next) : NULL;
+        ks_version_page_free(&page);
+    } while (start);
+    return total;
+}
+
+Test(dynamodb_mutation, query_pages)
+{
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x;
+    struct ks_version_page page;
+    struct fixture f;
+    struct ks_error err;
+    size_t pages;
+
+    fx_open(&f);
+    create_store(&f);
+    m_setup_key(f.s, "q", 7);
+    m_setup_key(f.s, "q2", 2);
+    m_start(f.s, "q", &c, &x); /* 8 versions, a commitment and an index */
+    cr_assert_eq(m_read_pages(f.s, "q", 3, &pages), 8);
+    cr_assert_eq(pages, 3);
+    cr_assert_eq(m_read_pages(f.s, "q", 8, &pages), 8);
+    cr_assert_eq(pages, 1, "no empty last page");
+    cr_assert_eq(m_read_pages(f.s, "q", 1, &pages), 8);
+    cr_assert_eq(pages, 8);
+    cr_assert_eq(m_read_pages(f.s, "q2", 98, &pages), 2);
+    cr_assert_eq(m_read_pages(f.s, "none", 3, &pages), 0);
+    cr_assert_eq(f.s->ops->query_for_versions(f.s, "q", "branch:version:~", 3, &page, &err), KS_OK,
+                 "%s", err.message);
+    cr_assert_eq(page.count, 0);
+    cr_assert_null(page.next);
+    ks_version_page_free(&page);
+    cr_assert_eq(f.s->ops->query_for_versions(f.s, "q", "bogus", 3, &page, &err), KS_E_INVALID);
+    cr_assert_eq(f.s->ops->query_for_versions(f.s, "q", NULL, 99, &page, &err), KS_E_INVALID);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+    fx_close(&f);
+}
+
+/* One page's overwrites. */
+struct m_page {
+    struct ks_version_page page;
+    struct ks_item items[KS_STORAGE_MAX_PAGE];
+    struct ks_storage_write w[KS_STORAGE_MAX_PAGE];
+    size_t n;
+};
+
+static void m_page_read(struct ks_storage *s, const char *id, const char *start, size_t size,
+                        struct m_page *mp)
+{
+    struct ks_error err;
+    size_t i;
+
+    cr_assert_eq(s->ops->query_for_versions(s, id, start, size, &mp->page, &err), KS_OK, "%s",
+                 err.message);
+    mp->n = 0;
+    for (i = 0; i < mp->page.count; i++) {
+        if (strcmp(ks_item_get_s(&mp->page.items[i], KS_ATTR_KMS_ARN), TERMINAL_ARN) == 0)
+            continue;
+        m_mutate(&mp->page.items[i], &mp->items[mp->n]);
+        mp->w[mp->n] = (struct ks_storage_write){&mp->items[mp->n], &mp->page.items[i]};
+        mp->n++;
+    }
+}
+
+static void m_page_free(struct m_page *mp)
+{
+    size_t i;
+
+    for (i = 0; i < mp->n; i++)
+        ks_item_free(&mp->items[i]);
+    ks_version_page_free(&mp->page);
+}
+
+Test(dynamodb_mutation, apply_pages_conditions_and_end)
+{
+    struct ks_mutation_commitment c, other;
+    struct ks_mutation_index x, nx, stale_x;
+    struct ks_mutation_state ms;
+    const struct ks_item *keep;
+    struct ks_item stale;
+    struct m_page mp;
+    struct fixture f;
+    struct ks_error err;
+    char *before, tok[128];
+
+    fx_open(&f);
+    create_store(&f);
+    m_setup_key(f.s, "ap", 4); /* 5 with the rotation: pages of 3 and 2 */
+    m_start(f.s, "ap", &c, &x);
+    m_page_read(f.s, "ap", NULL, 3, &mp);
+    cr_assert_geq(mp.n, 2, "at most the new version is terminal already");
+    cr_assert_not_null(mp.page.next);
+    m_index(&nx, "ap", mp.page.next);
+    before = m_snapshot(&f, "ap");
+
+    m_index(&stale_x, "ap", "branch:version:zzz");
+    m_assert_conflict(f.s->ops->write_mutated_versions(f.s, mp.w, mp.n, &c, &nx, &stale_x, 0, &err),
+                      &err, "index moved");
+    cr_assert(strstr(err.message, KS_TYPE_MUTATION_INDEX), "%s", err.message);
+    m_commitment(&other, "ap");
+    ks_bytes_free(&other.original);
+    m_text(&other.original, "{\"aws-crypto-ec\":{},\"kms-arn\":\"x\"}");
+    m_assert_conflict(f.s->ops->write_mutated_versions(f.s, mp.w, mp.n, &other, &nx, &x, 0, &err),
+                      &err, "commitment differs");
+    cr_assert(strstr(err.message, KS_TYPE_MUTATION_COMMITMENT), "%s", err.message);
+    keep = mp.w[1].old;
+    m_stale(keep, &stale);
+    mp.w[1].old = &stale;
+    m_assert_conflict(f.s->ops->write_mutated_versions(f.s, mp.w, mp.n, &c, &nx, &x, 0, &err), &err,
+                      "stale version");
+    cr_assert(strstr(err.message, ks_item_get_s(keep, KS_ATTR_TYPE)), "%s", err.message);
+    mp.w[1].old = keep;
+    ks_item_free(&stale);
+    m_assert_unchanged(&f, "ap", before);
+    free(before);
+
+    cr_assert_eq(f.s->ops->write_mutated_versions(f.s, mp.w, mp.n, &c, &nx, &x, 0, &err), KS_OK,
+                 "%s", err.message);
+    assert_stored(&f, &mp.items[0]);
+    assert_stored(&f, &mp.items[1]);
+    cr_assert_eq(f.s->ops->get_mutation(f.s, "ap", &ms, &err), KS_OK);
+    cr_assert_eq(ms.index.page_index.len, strlen(mp.page.next));
+    ks_mutation_state_free(&ms);
+    /* The old index no longer matches: a second client replaying the page loses. */
+    m_assert_conflict(f.s->ops->write_mutated_versions(f.s, NULL, 0, &c, &nx, &x, 0, &err), &err,
+                      "replayed page");
+    m_page_free(&mp);
+
+    snprintf(tok, sizeof tok, "%.*s", (int)nx.page_index.len, (const char *)nx.page_index.data);
+    m_page_read(f.s, "ap", tok, 3, &mp);
+    cr_assert_eq(mp.page.count, 2);
+    cr_assert_null(mp.page.next);
+    cr_assert_eq(f.s->ops->write_mutated_versions(f.s, mp.w, mp.n, &c, NULL, &nx, 1, &err), KS_OK,
+                 "%s", err.message);
+    cr_assert_eq(f.s->ops->get_mutation(f.s, "ap", &ms, &err), KS_OK);
+    cr_assert_eq(ms.has_commitment + ms.has_index, 0);
+    cr_assert_eq(count_items(&f, "ap", "branch:MUTATION"), 0);
+    m_page_free(&mp);
+    ks_mutation_index_free(&stale_x);
+    ks_mutation_index_free(&nx);
+    ks_mutation_index_free(&x);
+    ks_mutation_commitment_free(&other);
+    ks_mutation_commitment_free(&c);
+    fx_close(&f);
+}
+
+Test(dynamodb_mutation, index_recreated_and_delete)
+{
+    struct ks_mutation_commitment c, other;
+    struct ks_mutation_index x;
+    struct ks_mutation_state ms;
+    struct fixture f;
+    struct ks_error err;
+    char req[512], type[128];
+
+    fx_open(&f);
+    create_store(&f);
+    m_setup_key(f.s, "ix", 2);
+    m_start(f.s, "ix", &c, &x);
+    m_assert_conflict(f.s->ops->write_mutation_index(f.s, &c, &x, &err), &err, "index exists");
+    snprintf(req, sizeof req,
+             "{\"TableName\":\"%s\",\"Key\":{\"branch-key-id\":{\"S\":\"ix\"},"
+             "\"type\":{\"S\":\"branch:MUTATION_INDEX\"}}}",
+             f.table);
+    cr_assert_eq(raw_call(&f, "DeleteItem", req, NULL, type), KS_OK, "%s", type);
+    m_commitment(&other, "ix");
+    ks_bytes_free(&other.enc);
+    m_text(&other.enc, "another");
+    m_assert_conflict(f.s->ops->write_mutation_index(f.s, &other, &x, &err), &err, "differs");
+    cr_assert_eq(f.s->ops->write_mutation_index(f.s, &c, &x, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(f.s->ops->get_mutation(f.s, "ix", &ms, &err), KS_OK);
+    cr_assert(ms.has_commitment && ms.has_index);
+    ks_mutation_state_free(&ms);
+
+    m_assert_conflict(f.s->ops->delete_mutation(f.s, &other, &err), &err, "delete, differs");
+    cr_assert_eq(count_items(&f, "ix", "branch:MUTATION"), 2);
+    cr_assert_eq(f.s->ops->delete_mutation(f.s, &c, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(count_items(&f, "ix", "branch:MUTATION"), 0);
+    m_assert_conflict(f.s->ops->delete_mutation(f.s, &c, &err), &err, "delete twice");
+    m_assert_conflict(f.s->ops->write_mutation_index(f.s, &c, &x, &err), &err, "no commitment");
+    cr_assert_eq(count_items(&f, "ix", "branch:MUTATION"), 0);
+    ks_mutation_commitment_free(&other);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+    fx_close(&f);
+}
+
+Test(dynamodb_mutation, atomic)
+{
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x;
+    const struct ks_item *keep;
+    struct ks_item stale;
+    struct m_init mi;
+    struct m_page mp;
+    struct fixture f;
+    struct ks_error err;
+    char *before;
+
+    fx_open(&f);
+    create_store(&f);
+    m_setup_key(f.s, "at", 4);
+    m_init_build(f.s, "at", &mi);
+    m_page_read(f.s, "at", NULL, KS_STORAGE_MAX_PAGE, &mp);
+    before = m_snapshot(&f, "at");
+    keep = mp.w[2].old;
+    m_stale(keep, &stale);
+    mp.w[2].old = &stale;
+    m_assert_conflict(f.s->ops->write_atomic_mutation(f.s, &mi.w_active, &mi.w_version,
+                                                      &mi.w_beacon, mp.w, mp.n, &err),
+                      &err, "stale version");
+    mp.w[2].old = keep;
+    ks_item_free(&stale);
+    m_assert_unchanged(&f, "at", before);
+    free(before);
+    cr_assert_eq(f.s->ops->write_atomic_mutation(f.s, &mi.w_active, &mi.w_version, &mi.w_beacon,
+                                                 mp.w, mp.n, &err),
+                 KS_OK, "%s", err.message);
+    assert_stored(&f, &mi.active);
+    assert_stored(&f, &mp.items[3]);
+    m_page_free(&mp);
+    m_init_free(&mi);
+
+    /* A mutation in flight: nothing is written. */
+    m_setup_key(f.s, "at2", 2);
+    m_start(f.s, "at2", &c, &x);
+    m_init_build(f.s, "at2", &mi);
+    m_page_read(f.s, "at2", NULL, KS_STORAGE_MAX_PAGE, &mp);
+    before = m_snapshot(&f, "at2");
+    m_assert_conflict(f.s->ops->write_atomic_mutation(f.s, &mi.w_active, &mi.w_version,
+                                                      &mi.w_beacon, mp.w, mp.n, &err),
+                      &err, "in flight");
+    cr_assert(strstr(err.message, KS_TYPE_MUTATION_COMMITMENT), "%s", err.message);
+    m_assert_unchanged(&f, "at2", before);
+    free(before);
+    m_page_free(&mp);
+    m_init_free(&mi);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+    fx_close(&f);
+}
+
+/*
+ * A full page: 98 overwrites + commitment + index = 100 actions, DynamoDB's limit. A stale item
+ * at the very end makes the cancellation reasons list longer than the client keeps of the
+ * message: still a conflict (after the resends), and nothing written.
+ */
+Test(dynamodb_mutation, full_page_of_98)
+{
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x;
+    const struct ks_item *keep;
+    struct ks_item stale;
+    struct m_page mp;
+    struct fixture f;
+    struct ks_error err;
+    char *before;
+
+    fx_open(&f);
+    create_store(&f);
+    m_setup_key(f.s, "full", KS_STORAGE_MAX_PAGE - 1);
+    m_start(f.s, "full", &c, &x); /* 98 versions, one of them terminal already */
+    m_page_read(f.s, "full", NULL, KS_STORAGE_MAX_PAGE, &mp);
+    cr_assert_eq(mp.page.count, KS_STORAGE_MAX_PAGE);
+    cr_assert_null(mp.page.next);
+    /* Fill the page to 98 writes: the terminal version is overwritten too (enc lock holds). */
+    for (size_t i = 0; i < mp.page.count && mp.n < KS_STORAGE_MAX_PAGE; i++)
+        if (strcmp(ks_item_get_s(&mp.page.items[i], KS_ATTR_KMS_ARN), TERMINAL_ARN) == 0) {
+            m_mutate(&mp.page.items[i], &mp.items[mp.n]);
+            mp.w[mp.n] = (struct ks_storage_write){&mp.items[mp.n], &mp.page.items[i]};
+            mp.n++;
+        }
+    cr_assert_eq(mp.n, KS_STORAGE_MAX_PAGE);
+    before = m_snapshot(&f, "full");
+    keep = mp.w[mp.n - 1].old;
+    m_stale(keep, &stale);
+    mp.w[mp.n - 1].old = &stale;
+    m_assert_conflict(f.s->ops->write_mutated_versions(f.s, mp.w, mp.n, &c, NULL, &x, 1, &err),
+                      &err, "stale last item");
+    mp.w[mp.n - 1].old = keep;
+    ks_item_free(&stale);
+    m_assert_unchanged(&f, "full", before);
+    free(before);
+    cr_assert_eq(f.s->ops->write_mutated_versions(f.s, mp.w, mp.n, &c, NULL, &x, 1, &err), KS_OK,
+                 "%s", err.message);
+    cr_assert_eq(count_items(&f, "full", "branch:MUTATION"), 0);
+    assert_stored(&f, &mp.items[mp.n - 1]);
+    m_page_free(&mp);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+    fx_close(&f);
+}
+
+/*
+ * A mutation write as sent (mutations.md section 8): ConditionCheck on the commitment with the
+ * commitment check, Put of the new index under the old index's check, Put of each version under
+ * the enc lock; a ConditionalCheckFailed is 409 at once, naming the item, with no resend; a
+ * conflict that persists is 409 too.
+ */
+Test(dynamodb_scripted, mutation_write_request_and_reasons)
+{
+    static const struct fake_answer ccf[] = {CANCELLED("None, ConditionalCheckFailed, None")};
+    static const struct fake_answer conflict[] = {CANCELLED("None, None, TransactionConflict")};
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x, nx;
+    struct ks_storage_write w;
+    struct ks_item old, item;
+    struct fixture f;
+    struct fake fk;
+    struct ks_error err;
+    const char *body;
+
+    m_commitment(&c, "bk");
+    m_index(&x, "bk", KS_PAGE_INDEX_NOT_STARTED);
+    m_index(&nx, "bk", "branch:version:b");
+    cr_assert_eq(make_version(&old, "bk", "b",
+                              (const unsigned char *)"0123456789abcdef0123456789"
+                                                     "abcdef"),
+                 0);
+    m_mutate(&old, &item);
+    w = (struct ks_storage_write){&item, &old};
+
+    fx_open_fake(&f, &fk, ccf, 1);
+    m_assert_conflict(f.s->ops->write_mutated_versions(f.s, &w, 1, &c, &nx, &x, 0, &err), &err,
+                      "scripted");
+    cr_assert(strstr(err.message, KS_TYPE_MUTATION_INDEX), "%s", err.message);
+    fx_close(&f);
+    fake_stop(&fk);
+    cr_assert_eq(fk.requests, 1, "a lost condition is not resent");
+    body = fk.bodies[0];
+    cr_assert_str_eq(fk.targets[0], "DynamoDB_20120810.TransactWriteItems");
+    cr_assert_not_null(strstr(body, "{\"ConditionCheck\":{"), "%s", body);
+    /* The commitment check: exists, and enc, original, terminal, uuid equal. */
+    cr_assert_not_null(strstr(body, "\"ConditionExpression\":\"attribute_exists(#pk) AND #a0 = "
+                                    ":v0 AND #a1 = :v1 AND #a2 = :v2 AND #a3 = :v3\""),
+                       "%s", body);
+    cr_assert_not_null(strstr(body, "\"#a1\":\"original\""));
+    cr_assert_not_null(strstr(body, "\"#a3\":\"uuid\""));
+    cr_assert_not_null(strstr(body, "\":v0\":{\"B\":\"dHJ1c3RTdG9yYWdl\"}")); /* trustStorage */
+    /* The index check uses the OLD pageIndex ("Not Started"), the Put the new one. */
+    cr_assert_not_null(strstr(body, "\"#a1\":\"pageIndex\""));
+    cr_assert_not_null(strstr(body, "{\"B\":\"Tm90IFN0YXJ0ZWQ=\"}"));
+    cr_assert_not_null(strstr(body, "\"pageIndex\":{\"B\":\"YnJhbmNoOnZlcnNpb246Yg==\"}"));
+    /* The version's enc lock. */
+    cr_assert_not_null(strstr(body, "\"ConditionExpression\":\"attribute_exists(#pk) AND #a0 = "
+                                    ":v0\""));
+    cr_assert_lt(strstr(body, "MUTATION_COMMITMENT"), strstr(body, "MUTATION_INDEX"));
+    fake_free(&fk);
+
+    fx_open_fake(&f, &fk, conflict, 1);
+    m_assert_conflict(f.s->ops->write_mutated_versions(f.s, &w, 1, &c, &nx, &x, 0, &err), &err,
+                      "persistent conflict");
+    fx_close(&f);
+    fake_stop(&fk);
+    cr_assert_eq(fk.requests, 4);
+    fake_free(&fk);
+    ks_item_free(&old);
+    ks_item_free(&item);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+    ks_mutation_index_free(&nx);
+}

@@ -803,6 +803,13 @@ Test(common_status, table_values)
         {KS_E_INTERNAL, 500, NULL},
         {KS_E_CONFIG, 500, NULL},
         {KS_E_UNABLE_TO_DECRYPT, 400, "UnableToDecryptException"},
+        {KS_E_MUTATION_CONFLICT, 409, "MutationConflictException"},
+        {KS_E_UNEXPECTED_STATE, 409, "UnexpectedStateException"},
+        {KS_E_MUTATION_INVALID, 400, "MutationInvalidException"},
+        {KS_E_UNSUPPORTED, 400, "UnsupportedFeatureException"},
+        {KS_E_MUTATION_VERIFICATION, 502, "MutationVerificationException"},
+        {KS_E_MUTATION_FROM, 502, "MutationFromException"},
+        {KS_E_MUTATION_TO, 502, "MutationToException"},
     };
     size_t i;
     cr_assert_eq(sizeof expected / sizeof expected[0], KS_STATUS_COUNT - 1,

@@ -1579,3 +1579,73 @@ Test(config, max_keyring_body_bytes)
     expect_one_error("server: {max_keyring_body_bytes: \"4MiB\"}\n" MINIMAL,
                      "expected an integer in 1024..67108864");
 }
+
+/* --- mutations: (docs/reference/mutations.md sections 3 and 6) --------------------------- */
+
+#define KS_WITH_MUTATIONS(m)                                                                       \
+    "key_stores:\n"                                                                                \
+    "  - name: default\n"                                                                          \
+    "    logical_key_store_name: default\n"                                                        \
+    "    kms_relationship: local\n"                                                                \
+    "    storage: {type: sqlite, path: /tmp/db}\n"                                                 \
+    "    mutations: " m "\n"
+
+Test(config, mutations_defaults)
+{
+    struct ks_config *cfg = load_ok(MINIMAL);
+    const struct ks_mutations_config *m = &cfg->key_stores[0].mutations;
+    cr_assert_eq(m->system_key, KS_SYSTEM_KEY_TRUST_STORAGE);
+    cr_assert_eq(m->page_size, 98);
+    cr_assert_eq(m->kms_in_flight, 32);
+    cr_assert_null(m->system_key_arn);
+    ks_config_free(cfg);
+}
+
+Test(config, mutations_all_keys)
+{
+    struct ks_config *cfg = load_ok(REL_LOCAL KS_WITH_MUTATIONS(
+        "{system_key: {kms_relationship: local, kms_key_arn: "
+        "\"" LOCAL_ARN "\"}, page_size: 7, kms_in_flight: 3}") TENANT_APP1);
+    const struct ks_mutations_config *m = &cfg->key_stores[0].mutations;
+    cr_assert_eq(m->system_key, KS_SYSTEM_KEY_KMS);
+    cr_assert_str_eq(m->system_key_relationship, "local");
+    cr_assert_eq(m->system_key_relationship_index, 0);
+    cr_assert_str_eq(m->system_key_arn, LOCAL_ARN);
+    cr_assert_eq(m->page_size, 7);
+    cr_assert_eq(m->kms_in_flight, 3);
+    ks_config_free(cfg);
+    cfg = load_ok(REL_LOCAL KS_WITH_MUTATIONS("{system_key: trust_storage}") TENANT_APP1);
+    cr_assert_eq(cfg->key_stores[0].mutations.system_key, KS_SYSTEM_KEY_TRUST_STORAGE);
+    cr_assert_eq(cfg->key_stores[0].mutations.page_size, 98);
+    ks_config_free(cfg);
+}
+
+Test(config, mutations_errors)
+{
+    expect_one_error(
+        REL_LOCAL KS_WITH_MUTATIONS("{page_size: 99}") TENANT_APP1,
+        "key_stores[0].mutations.page_size is \"99\", out of range; expected an integer in 1..98");
+    expect_one_error(
+        REL_LOCAL KS_WITH_MUTATIONS("{page_size: 0}") TENANT_APP1,
+        "key_stores[0].mutations.page_size is \"0\", out of range; expected an integer in 1..98");
+    expect_one_error(
+        REL_LOCAL KS_WITH_MUTATIONS("{kms_in_flight: 257}") TENANT_APP1,
+        "key_stores[0].mutations.kms_in_flight is \"257\", out of range; expected an integer in "
+        "1..256");
+    expect_one_error(REL_LOCAL KS_WITH_MUTATIONS("{system_key: trust}") TENANT_APP1,
+                     "key_stores[0].mutations.system_key is \"trust\"; expected trust_storage or "
+                     "{kms_relationship, kms_key_arn}");
+    expect_one_error(REL_LOCAL KS_WITH_MUTATIONS("{system_key: {kms_relationship: nope, "
+                                                 "kms_key_arn: \"" LOCAL_ARN "\"}}") TENANT_APP1,
+                     "key_stores[0].mutations.system_key.kms_relationship \"nope\" names no KMS "
+                     "relationship");
+    expect_one_error(REL_LOCAL KS_WITH_MUTATIONS("{system_key: {kms_relationship: local, "
+                                                 "kms_key_arn: \"arn:aws:kms:x\"}}") TENANT_APP1,
+                     "key_stores[0].mutations.system_key.kms_key_arn \"arn:aws:kms:x\" is not a "
+                     "valid KMS key ARN");
+    expect_one_error(REL_LOCAL KS_WITH_MUTATIONS("{system_key: {kms_relationship: local}}")
+                         TENANT_APP1,
+                     "key_stores[0].mutations.system_key: missing required key \"kms_key_arn\"");
+    expect_one_error(REL_LOCAL KS_WITH_MUTATIONS("{pages: 3}") TENANT_APP1,
+                     "key_stores[0].mutations: unknown key \"pages\"");
+}

@@ -344,3 +344,354 @@ Test(item, from_json_rejects_non_object)
     cr_assert_eq(ks_item_from_json(NULL, &item, &err), KS_E_CORRUPT);
     cr_assert_eq(item.count, 0);
 }
+
+/* --- mutation commitment and index (docs/reference/mutations.md sections 1 and 12) -------- */
+
+#include "common/ec.h"
+
+#define M_ARN "arn:aws:kms:us-west-2:111122223333:key/0b9e5ac2-4a1e-4a4b-9f6a-2a1b7a0c3d11"
+
+#define ORIGINAL_JSON "{\"aws-crypto-ec\":{},\"kms-arn\":\"" M_ARN "\"}"
+#define TERMINAL_JSON "{\"aws-crypto-ec\":{\"aws-crypto-ec:a\":\"b\"},\"kms-arn\":\"" M_ARN "\"}"
+#define INPUT_JSON "{\"aws-crypto-ec\":{\"a\":\"b\"},\"kms-arn\":null}"
+
+static void set_bytes(struct ks_bytes *b, const char *text)
+{
+    cr_assert_eq(ks_bytes_set(b, text, strlen(text)), 0);
+}
+
+static void make_commitment(struct ks_mutation_commitment *c)
+{
+    ks_mutation_commitment_init(c);
+    c->branch_key_id = strdup("bk-1");
+    c->create_time = strdup("2024-01-02T03:04:05.678000Z");
+    c->uuid = strdup("9c1b2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d");
+    set_bytes(&c->original, ORIGINAL_JSON);
+    set_bytes(&c->terminal, TERMINAL_JSON);
+    set_bytes(&c->input, INPUT_JSON);
+    set_bytes(&c->enc, "trustStorage");
+}
+
+static void make_index(struct ks_mutation_index *x)
+{
+    ks_mutation_index_init(x);
+    x->branch_key_id = strdup("bk-1");
+    x->create_time = strdup("2024-01-02T03:04:06.000000Z");
+    x->uuid = strdup("9c1b2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d");
+    set_bytes(&x->page_index, KS_PAGE_INDEX_NOT_STARTED);
+    set_bytes(&x->enc, "trustStorage");
+}
+
+static void assert_bytes_eq(const struct ks_bytes *a, const struct ks_bytes *b)
+{
+    cr_assert_eq(a->len, b->len);
+    cr_assert_eq(memcmp(a->data, b->data, a->len), 0);
+}
+
+static void assert_attr(const struct ks_item *item, const char *name, enum ks_attr_type type,
+                        const char *value)
+{
+    const struct ks_attr *a = ks_item_get(item, name);
+
+    cr_assert_not_null(a, "%s missing", name);
+    cr_assert_eq(a->type, type, "type of %s", name);
+    cr_assert_eq(a->len, strlen(value), "length of %s", name);
+    cr_assert_eq(memcmp(a->value, value, a->len), 0, "value of %s", name);
+}
+
+Test(item_mutation, commitment_layout_and_round_trip)
+{
+    struct ks_mutation_commitment c, back;
+    struct ks_item item;
+    struct ks_error err;
+
+    make_commitment(&c);
+    cr_assert_eq(ks_mutation_commitment_to_item(&c, &item, &err), KS_OK, "%s", err.message);
+    /* Exactly the 9 attributes of section 1, with their DynamoDB types. */
+    cr_assert_eq(item.count, 9);
+    assert_attr(&item, "branch-key-id", KS_ATTR_S, "bk-1");
+    assert_attr(&item, "type", KS_ATTR_S, "branch:MUTATION_COMMITMENT");
+    assert_attr(&item, "create-time", KS_ATTR_S, "2024-01-02T03:04:05.678000Z");
+    assert_attr(&item, "hierarchy-version", KS_ATTR_N, "1");
+    assert_attr(&item, "uuid", KS_ATTR_S, c.uuid);
+    assert_attr(&item, "original", KS_ATTR_B, ORIGINAL_JSON);
+    assert_attr(&item, "terminal", KS_ATTR_B, TERMINAL_JSON);
+    assert_attr(&item, "input", KS_ATTR_B, INPUT_JSON);
+    assert_attr(&item, "enc", KS_ATTR_B, "trustStorage");
+
+    cr_assert_eq(ks_mutation_commitment_from_item(&item, &back, &err), KS_OK, "%s", err.message);
+    cr_assert_str_eq(back.branch_key_id, c.branch_key_id);
+    cr_assert_str_eq(back.create_time, c.create_time);
+    cr_assert_str_eq(back.uuid, c.uuid);
+    assert_bytes_eq(&back.original, &c.original);
+    assert_bytes_eq(&back.terminal, &c.terminal);
+    assert_bytes_eq(&back.input, &c.input);
+    assert_bytes_eq(&back.enc, &c.enc);
+    ks_mutation_commitment_free(&back);
+    ks_item_free(&item);
+    ks_mutation_commitment_free(&c);
+}
+
+Test(item_mutation, index_layout_and_round_trip)
+{
+    struct ks_mutation_index x, back;
+    struct ks_item item;
+    struct ks_error err;
+
+    make_index(&x);
+    cr_assert_eq(ks_mutation_index_to_item(&x, &item, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(item.count, 7);
+    assert_attr(&item, "type", KS_ATTR_S, "branch:MUTATION_INDEX");
+    assert_attr(&item, "hierarchy-version", KS_ATTR_N, "1");
+    assert_attr(&item, "pageIndex", KS_ATTR_B, "Not Started");
+    assert_attr(&item, "uuid", KS_ATTR_S, x.uuid);
+    cr_assert_eq(ks_mutation_index_from_item(&item, &back, &err), KS_OK, "%s", err.message);
+    cr_assert_str_eq(back.uuid, x.uuid);
+    cr_assert_str_eq(back.create_time, x.create_time);
+    assert_bytes_eq(&back.page_index, &x.page_index);
+    assert_bytes_eq(&back.enc, &x.enc);
+    ks_mutation_index_free(&back);
+    ks_item_free(&item);
+    ks_mutation_index_free(&x);
+}
+
+Test(item_mutation, encode_refuses_empty_fields)
+{
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x;
+    struct ks_item item;
+    struct ks_error err;
+
+    make_commitment(&c);
+    ks_bytes_free(&c.enc);
+    cr_assert_eq(ks_mutation_commitment_to_item(&c, &item, &err), KS_E_INVALID);
+    cr_assert(strstr(err.message, "enc"), "%s", err.message);
+    cr_assert_eq(item.count, 0);
+    ks_mutation_commitment_free(&c);
+
+    make_index(&x);
+    free(x.uuid);
+    x.uuid = strdup("");
+    cr_assert_eq(ks_mutation_index_to_item(&x, &item, &err), KS_E_INVALID);
+    cr_assert(strstr(err.message, "uuid"), "%s", err.message);
+    ks_mutation_index_free(&x);
+}
+
+/* Encodes a commitment, lets damage() alter the item, and expects KS_E_CORRUPT naming `what`. */
+static void assert_commitment_refused(void (*damage)(struct ks_item *), const char *what)
+{
+    struct ks_mutation_commitment c, back;
+    struct ks_item item;
+    struct ks_error err;
+
+    make_commitment(&c);
+    cr_assert_eq(ks_mutation_commitment_to_item(&c, &item, &err), KS_OK);
+    damage(&item);
+    cr_assert_eq(ks_mutation_commitment_from_item(&item, &back, &err), KS_E_CORRUPT, "%s", what);
+    cr_assert(strstr(err.message, what), "%s lacks %s", err.message, what);
+    cr_assert_null(back.uuid);
+    ks_item_free(&item);
+    ks_mutation_commitment_free(&c);
+}
+
+static void extra_attr(struct ks_item *i)
+{
+    cr_assert_eq(ks_item_set_s(i, "aws-crypto-ec:x", "y"), 0);
+}
+static void no_enc(struct ks_item *i)
+{
+    ks_item_remove(i, "enc");
+}
+static void hv_two(struct ks_item *i)
+{
+    cr_assert_eq(ks_item_set_n(i, "hierarchy-version", "2"), 0);
+}
+static void hv_string(struct ks_item *i)
+{
+    cr_assert_eq(ks_item_set_s(i, "hierarchy-version", "1"), 0);
+}
+static void input_as_s(struct ks_item *i)
+{
+    cr_assert_eq(ks_item_set_s(i, "input", "{}"), 0);
+}
+static void empty_uuid(struct ks_item *i)
+{
+    cr_assert_eq(ks_item_set_s(i, "uuid", ""), 0);
+}
+static void index_type(struct ks_item *i)
+{
+    cr_assert_eq(ks_item_set_s(i, "type", "branch:MUTATION_INDEX"), 0);
+}
+
+Test(item_mutation, decode_refuses_damage)
+{
+    assert_commitment_refused(extra_attr, "attributes");
+    assert_commitment_refused(no_enc, "attributes");
+    assert_commitment_refused(hv_two, "hierarchy-version");
+    assert_commitment_refused(hv_string, "hierarchy-version");
+    assert_commitment_refused(input_as_s, "input");
+    assert_commitment_refused(empty_uuid, "uuid");
+    assert_commitment_refused(index_type, "type");
+}
+
+/* The bytes of props JSON for (arn, ec) as a C string. */
+static char *props_text(const char *arn, const struct ks_ec *ec)
+{
+    struct ks_bytes b = {NULL, 0};
+    struct ks_error err;
+    char *text;
+
+    cr_assert_eq(ks_mutation_props_to_json(arn, ec, &b, &err), KS_OK, "%s", err.message);
+    text = strndup((const char *)b.data, b.len);
+    ks_bytes_free(&b);
+    return text;
+}
+
+Test(item_mutation, props_json_exact_bytes_of_the_reference_example)
+{
+    struct ks_ec ec;
+    char *text;
+
+    ks_ec_init(&ec);
+    cr_assert_eq(ks_ec_set(&ec, "aws-crypto-ec:Robbie", "x"), 0);
+    text = props_text(M_ARN, &ec);
+    cr_assert_str_eq(
+        text, "{\"aws-crypto-ec\":{\"aws-crypto-ec:Robbie\":\"x\"},\"kms-arn\":\"" M_ARN "\"}");
+    free(text);
+    ks_ec_free(&ec);
+
+    ks_ec_init(&ec);
+    text = props_text(M_ARN, &ec);
+    cr_assert_str_eq(text, "{\"aws-crypto-ec\":{},\"kms-arn\":\"" M_ARN "\"}");
+    free(text);
+}
+
+Test(item_mutation, props_json_keys_in_utf16_order)
+{
+    struct ks_ec ec;
+    char *text;
+
+    /* U+1F600 (surrogates D83D DE00) sorts BEFORE U+FF61 in UTF-16 order, after it in UTF-8
+     * byte order (F0.. > EF..); "b" before "ba" (proper prefix first); "Z" before "a". */
+    ks_ec_init(&ec);
+    cr_assert_eq(ks_ec_set(&ec, "aws-crypto-ec:\xef\xbd\xa1", "1"), 0);
+    cr_assert_eq(ks_ec_set(&ec, "aws-crypto-ec:\xf0\x9f\x98\x80", "2"), 0);
+    cr_assert_eq(ks_ec_set(&ec, "aws-crypto-ec:ba", "3"), 0);
+    cr_assert_eq(ks_ec_set(&ec, "aws-crypto-ec:b", "4"), 0);
+    cr_assert_eq(ks_ec_set(&ec, "aws-crypto-ec:Z", "5"), 0);
+    text = props_text("a", &ec);
+    cr_assert_str_eq(text,
+                     "{\"aws-crypto-ec\":{\"aws-crypto-ec:Z\":\"5\",\"aws-crypto-ec:b\":\"4\","
+                     "\"aws-crypto-ec:ba\":\"3\",\"aws-crypto-ec:\xf0\x9f\x98\x80\":\"2\","
+                     "\"aws-crypto-ec:\xef\xbd\xa1\":\"1\"},\"kms-arn\":\"a\"}");
+    free(text);
+    ks_ec_free(&ec);
+}
+
+Test(item_mutation, props_json_escapes)
+{
+    struct ks_ec ec;
+    char *text;
+
+    /* The MPL's escapes, uppercase \u00XX, raw non-ASCII, and 0x1F escaped (not left raw). */
+    ks_ec_init(&ec);
+    cr_assert_eq(ks_ec_set(&ec, "k", "\"\\\b\f\n\r\t\x01\x1f\x7f/\xc3\xa9"), 0);
+    text = props_text("a", &ec);
+    cr_assert_str_eq(text, "{\"aws-crypto-ec\":{\"k\":\"\\\"\\\\\\b\\f\\n\\r\\t\\u0001\\u001F\x7f/"
+                           "\xc3\xa9\"},\"kms-arn\":\"a\"}");
+    free(text);
+    ks_ec_free(&ec);
+}
+
+Test(item_mutation, props_json_round_trip_and_refusals)
+{
+    static const char *const bad[] = {
+        "{\"kms-arn\":\"a\",\"aws-crypto-ec\":{}}",                        /* order */
+        "{\"aws-crypto-ec\":{}}",                                          /* count */
+        "{\"aws-crypto-ec\":{},\"kms-arn\":\"a\",\"x\":1}",                /* count */
+        "{\"aws-crypto-ec\":{\"k\":1},\"kms-arn\":\"a\"}",                 /* value type */
+        "{\"aws-crypto-ec\":{\"k\":\"a\",\"k\":\"b\"},\"kms-arn\":\"a\"}", /* duplicate */
+        "{\"aws-crypto-ec\":{\"enc\":\"a\"},\"kms-arn\":\"a\"}",           /* reserved */
+        "{\"aws-crypto-ec\":null,\"kms-arn\":\"a\"}",                      /* null */
+        "{\"aws-crypto-ec\":{},\"kms-arn\":null}",                         /* null */
+        "[]",
+        "{\"aws-crypto-ec\":{},\"kms-arn\":\"a\"} x",
+    };
+    struct ks_ec ec, back;
+    struct ks_bytes b = {NULL, 0};
+    struct ks_error err;
+    char *arn;
+    size_t i;
+
+    ks_ec_init(&ec);
+    cr_assert_eq(ks_ec_set(&ec, "aws-crypto-ec:d\x1f\xf0\x9f\x98\x80", "v\n"), 0);
+    cr_assert_eq(ks_ec_set(&ec, "unmodeled", "u"), 0);
+    cr_assert_eq(ks_mutation_props_to_json(M_ARN, &ec, &b, &err), KS_OK);
+    cr_assert_eq(ks_mutation_props_from_json(b.data, b.len, &arn, &back, &err), KS_OK, "%s",
+                 err.message);
+    cr_assert_str_eq(arn, M_ARN);
+    cr_assert(ks_ec_equal(&ec, &back));
+    free(arn);
+    ks_ec_free(&back);
+    ks_bytes_free(&b);
+    ks_ec_free(&ec);
+
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(ks_mutation_props_from_json((const unsigned char *)bad[i], strlen(bad[i]),
+                                                 &arn, &back, &err),
+                     KS_E_CORRUPT, "accepted %s", bad[i]);
+        cr_assert_null(arn);
+        cr_assert_eq(back.count, 0);
+    }
+}
+
+Test(item_mutation, input_json_with_nulls)
+{
+    struct ks_ec ec, back;
+    struct ks_bytes b = {NULL, 0};
+    struct ks_error err;
+    char *arn;
+    int has_ec;
+
+    cr_assert_eq(ks_mutation_input_to_json(NULL, NULL, &b, &err), KS_OK);
+    cr_assert_eq(b.len, strlen("{\"aws-crypto-ec\":null,\"kms-arn\":null}"));
+    cr_assert_eq(memcmp(b.data, "{\"aws-crypto-ec\":null,\"kms-arn\":null}", b.len), 0);
+    cr_assert_eq(ks_mutation_input_from_json(b.data, b.len, &arn, &has_ec, &back, &err), KS_OK);
+    cr_assert_null(arn);
+    cr_assert_eq(has_ec, 0);
+    ks_bytes_free(&b);
+
+    ks_ec_init(&ec);
+    cr_assert_eq(ks_ec_set(&ec, "b", "2"), 0);
+    cr_assert_eq(ks_ec_set(&ec, "a", "1"), 0);
+    cr_assert_eq(ks_mutation_input_to_json("arn", &ec, &b, &err), KS_OK);
+    cr_assert_eq(
+        memcmp(b.data, "{\"aws-crypto-ec\":{\"a\":\"1\",\"b\":\"2\"},\"kms-arn\":\"arn\"}", b.len),
+        0);
+    cr_assert_eq(ks_mutation_input_from_json(b.data, b.len, &arn, &has_ec, &back, &err), KS_OK);
+    cr_assert_str_eq(arn, "arn");
+    cr_assert_eq(has_ec, 1);
+    cr_assert(ks_ec_equal(&ec, &back));
+    free(arn);
+    ks_ec_free(&back);
+    ks_ec_free(&ec);
+    ks_bytes_free(&b);
+}
+
+/* What the MPL writes for a value with 0x1F (raw, section 1) still reads back. */
+Test(item_mutation, props_json_reads_the_mpl_raw_unit_separator)
+{
+    static const char mpl[] = "{\"aws-crypto-ec\":{\"k\\u0001\":\"a\x1f"
+                              "b\"},\"kms-arn\":\"arn\"}";
+    struct ks_ec ec;
+    struct ks_error err;
+    char *arn;
+
+    cr_assert_eq(
+        ks_mutation_props_from_json((const unsigned char *)mpl, strlen(mpl), &arn, &ec, &err),
+        KS_OK, "%s", err.message);
+    cr_assert_str_eq(ks_ec_get(&ec, "k\x01"), "a\x1f"
+                                              "b");
+    free(arn);
+    ks_ec_free(&ec);
+}

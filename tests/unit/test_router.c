@@ -60,6 +60,10 @@ Test(router, table_is_the_design)
         {"POST", "/v1/keystores/{ks}/keyring/wrap"},
         {"POST", "/v1/keystores/{ks}/keyring/unwrap"},
         {"POST", "/v1/keystores/{ks}/keyring/unwrap-batch"},
+        {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation"},
+        {"GET", "/v1/keystores/{ks}/branch-keys/{id}/mutation"},
+        {"DELETE", "/v1/keystores/{ks}/branch-keys/{id}/mutation"},
+        {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation/apply"},
     };
     size_t n, i, j;
     const struct ks_route *r = ks_router_routes(&n);

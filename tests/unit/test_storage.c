@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
+#include "common/ec.h"
 #include "common/util.h"
 #include "storage/storage.h"
 
@@ -1136,3 +1137,841 @@ Test(storage_sqlite, thread_race_row_count)
     sqlite3_close(db);
     fx_close(&f);
 }
+
+/* --- mutations (docs/reference/mutations.md section 8), both backends ----------------------- */
+
+#define TERMINAL_ARN "arn:aws:kms:us-west-2:111122223333:key/7d1f0c55-0e61-4c7e-9a53-5f7f0e3b9a21"
+#define M_UUID "5b8e1a1f-3c2d-4e5f-8a9b-0c1d2e3f4a5b"
+
+/* A branch key with `versions` versions (create, then VersionKey writes). */
+static void setup_key(struct ks_storage *s, const char *id, size_t versions)
+{
+    unsigned char enc[ENC_LEN];
+    struct branch_key bk;
+    struct ks_error err;
+    size_t i;
+
+    make_branch_key(&bk, id);
+    cr_assert_eq(write_branch_key(s, &bk, &err), KS_OK, "%s", err.message);
+    memcpy(enc, bk.active_enc, ENC_LEN);
+    for (i = 1; i < versions; i++) {
+        struct new_version nv;
+        make_new_version(&nv, id, NULL);
+        cr_assert_eq(write_version(s, &nv, enc, &err), KS_OK, "%s", err.message);
+        memcpy(enc, nv.active_enc, ENC_LEN);
+        free_new_version(&nv);
+    }
+    free_branch_key(&bk);
+}
+
+/* Everything stored for one key, as items in a fixed order. */
+#define SNAP_MAX 128
+struct snap {
+    struct ks_item items[SNAP_MAX];
+    size_t n;
+};
+
+static void snap_add_get(struct snap *sn, ks_status st, struct ks_item *item)
+{
+    if (st == KS_OK) {
+        cr_assert_lt(sn->n, SNAP_MAX);
+        sn->items[sn->n++] = *item;
+    }
+}
+
+static void snap_take(struct ks_storage *s, const char *id, struct snap *sn)
+{
+    struct ks_mutation_state ms;
+    struct ks_version_page page;
+    struct ks_error err;
+    struct ks_item item;
+    char *start = NULL;
+    size_t i;
+
+    sn->n = 0;
+    snap_add_get(sn, s->ops->get_active(s, id, &item, &err), &item);
+    snap_add_get(sn, s->ops->get_beacon(s, id, &item, &err), &item);
+    do {
+        cr_assert_eq(s->ops->query_for_versions(s, id, start, 5, &page, &err), KS_OK, "%s",
+                     err.message);
+        for (i = 0; i < page.count; i++) {
+            cr_assert_lt(sn->n, SNAP_MAX);
+            sn->items[sn->n++] = page.items[i];
+            ks_item_init(&page.items[i]);
+        }
+        free(start);
+        start = page.next ? strdup(page.next) : NULL;
+        ks_version_page_free(&page);
+    } while (start);
+    cr_assert_eq(s->ops->get_mutation(s, id, &ms, &err), KS_OK, "%s", err.message);
+    if (ms.has_commitment) {
+        cr_assert_eq(ks_mutation_commitment_to_item(&ms.commitment, &item, &err), KS_OK);
+        snap_add_get(sn, KS_OK, &item);
+    }
+    if (ms.has_index) {
+        cr_assert_eq(ks_mutation_index_to_item(&ms.index, &item, &err), KS_OK);
+        snap_add_get(sn, KS_OK, &item);
+    }
+    ks_mutation_state_free(&ms);
+}
+
+static void snap_free(struct snap *sn)
+{
+    size_t i;
+
+    for (i = 0; i < sn->n; i++)
+        ks_item_free(&sn->items[i]);
+    sn->n = 0;
+}
+
+/* The table holds for id exactly what `before` recorded (a failed write wrote nothing). */
+static void assert_unchanged(struct ks_storage *s, const char *id, const struct snap *before)
+{
+    struct snap now;
+    size_t i;
+
+    snap_take(s, id, &now);
+    cr_assert_eq(now.n, before->n, "item count changed");
+    for (i = 0; i < now.n; i++)
+        assert_items_equal(&now.items[i], &before->items[i]);
+    snap_free(&now);
+}
+
+/* The mutated form of an item: terminal ARN, a new enc. */
+static void mutate_item(const struct ks_item *in, struct ks_item *out)
+{
+    unsigned char enc[ENC_LEN];
+
+    random_bytes(enc, ENC_LEN);
+    ks_item_init(out);
+    cr_assert_eq(ks_item_copy(out, in), 0);
+    cr_assert_eq(ks_item_set_s(out, KS_ATTR_KMS_ARN, TERMINAL_ARN), 0);
+    cr_assert_eq(ks_item_set_b(out, KS_ATTR_ENC, enc, ENC_LEN), 0);
+}
+
+/* A copy of item whose enc differs (an "old" that lost a race). */
+static void stale_copy(const struct ks_item *in, struct ks_item *out)
+{
+    unsigned char enc[ENC_LEN];
+
+    random_bytes(enc, ENC_LEN);
+    ks_item_init(out);
+    cr_assert_eq(ks_item_copy(out, in), 0);
+    cr_assert_eq(ks_item_set_b(out, KS_ATTR_ENC, enc, ENC_LEN), 0);
+}
+
+static int is_terminal(const struct ks_item *item)
+{
+    return strcmp(ks_item_get_s(item, KS_ATTR_KMS_ARN), TERMINAL_ARN) == 0;
+}
+
+static void set_text(struct ks_bytes *b, const char *text)
+{
+    cr_assert_eq(ks_bytes_set(b, text, strlen(text)), 0);
+}
+
+static void make_mut_commitment(struct ks_mutation_commitment *c, const char *id)
+{
+    struct ks_error err;
+    struct ks_ec ec;
+
+    ks_mutation_commitment_init(c);
+    c->branch_key_id = strdup(id);
+    c->create_time = strdup(CREATE_TIME);
+    c->uuid = strdup(M_UUID);
+    ks_ec_init(&ec);
+    cr_assert_eq(ks_ec_set(&ec, KS_EC_PREFIX "department", "finance"), 0);
+    cr_assert_eq(ks_mutation_props_to_json(KMS_ARN, &ec, &c->original, &err), KS_OK);
+    cr_assert_eq(ks_mutation_props_to_json(TERMINAL_ARN, &ec, &c->terminal, &err), KS_OK);
+    cr_assert_eq(ks_mutation_input_to_json(TERMINAL_ARN, NULL, &c->input, &err), KS_OK);
+    set_text(&c->enc, "trustStorage");
+    ks_ec_free(&ec);
+}
+
+static void make_mut_index(struct ks_mutation_index *x, const char *id, const char *page_index)
+{
+    ks_mutation_index_init(x);
+    x->branch_key_id = strdup(id);
+    x->create_time = strdup(CREATE_TIME);
+    x->uuid = strdup(M_UUID);
+    set_text(&x->page_index, page_index);
+    set_text(&x->enc, "trustStorage");
+}
+
+/* The writes of a rotating InitializeMutation, built from what storage returned. */
+struct init_writes {
+    struct ks_mutation_init_items read;
+    struct ks_item active, version, beacon;
+    struct ks_storage_write w_active, w_version, w_beacon;
+};
+
+static void init_writes_build(struct ks_storage *s, const char *id, struct init_writes *iw)
+{
+    unsigned char enc[ENC_LEN];
+    char vid[KS_UUID_LEN + 1], vtype[80];
+    struct ks_error err;
+
+    cr_assert_eq(s->ops->get_items_for_initialize_mutation(s, id, &iw->read, &err), KS_OK, "%s",
+                 err.message);
+    cr_assert_eq(ks_uuid_v4(vid), 0);
+    random_bytes(enc, ENC_LEN);
+    make_version(&iw->version, id, vid, enc);
+    cr_assert_eq(ks_item_set_s(&iw->version, KS_ATTR_KMS_ARN, TERMINAL_ARN), 0);
+    mutate_item(&iw->read.active, &iw->active);
+    version_type(vid, vtype, sizeof vtype);
+    cr_assert_eq(ks_item_set_s(&iw->active, KS_ATTR_VERSION, vtype), 0);
+    mutate_item(&iw->read.beacon, &iw->beacon);
+    iw->w_active = (struct ks_storage_write){&iw->active, &iw->read.active};
+    iw->w_version = (struct ks_storage_write){&iw->version, NULL};
+    iw->w_beacon = (struct ks_storage_write){&iw->beacon, &iw->read.beacon};
+}
+
+static void init_writes_free(struct init_writes *iw)
+{
+    ks_mutation_init_items_free(&iw->read);
+    ks_item_free(&iw->active);
+    ks_item_free(&iw->version);
+    ks_item_free(&iw->beacon);
+}
+
+static ks_status init_write(struct ks_storage *s, const struct init_writes *iw,
+                            const struct ks_mutation_commitment *c,
+                            const struct ks_mutation_index *x, struct ks_error *err)
+{
+    ks_error_clear(err);
+    return s->ops->write_initialize_mutation(s, &iw->w_active, &iw->w_version, &iw->w_beacon, c, x,
+                                             err);
+}
+
+/* Starts a mutation on id (commitment and index "Not Started"); c and x are what was written. */
+static void start_mutation(struct ks_storage *s, const char *id, struct ks_mutation_commitment *c,
+                           struct ks_mutation_index *x)
+{
+    struct init_writes iw;
+    struct ks_error err;
+
+    make_mut_commitment(c, id);
+    make_mut_index(x, id, KS_PAGE_INDEX_NOT_STARTED);
+    init_writes_build(s, id, &iw);
+    cr_assert_eq(init_write(s, &iw, c, x, &err), KS_OK, "%s", err.message);
+    init_writes_free(&iw);
+}
+
+static void assert_conflict(ks_status st, const struct ks_error *err, const char *what)
+{
+    cr_assert_eq(st, KS_E_MUTATION_CONFLICT, "%s: status %d (%s)", what, st, err->message);
+    cr_assert_eq(err->code, KS_E_MUTATION_CONFLICT);
+    cr_assert_eq(ks_status_http_code(st), 409);
+    cr_assert_str_eq(ks_status_exception(st), "MutationConflictException");
+}
+
+static void assert_commitment_eq(const struct ks_mutation_commitment *a,
+                                 const struct ks_mutation_commitment *b)
+{
+    struct ks_item ia, ib;
+    struct ks_error err;
+
+    cr_assert_eq(ks_mutation_commitment_to_item(a, &ia, &err), KS_OK);
+    cr_assert_eq(ks_mutation_commitment_to_item(b, &ib, &err), KS_OK);
+    assert_items_equal(&ia, &ib);
+    ks_item_free(&ia);
+    ks_item_free(&ib);
+}
+
+static void assert_index_eq(const struct ks_mutation_index *a, const struct ks_mutation_index *b)
+{
+    struct ks_item ia, ib;
+    struct ks_error err;
+
+    cr_assert_eq(ks_mutation_index_to_item(a, &ia, &err), KS_OK);
+    cr_assert_eq(ks_mutation_index_to_item(b, &ib, &err), KS_OK);
+    assert_items_equal(&ia, &ib);
+    ks_item_free(&ia);
+    ks_item_free(&ib);
+}
+
+/* Each lost condition of WriteInitializeMutation: 409, and nothing written. */
+static void init_conflicts(struct ks_storage *s, const char *id, struct init_writes *iw,
+                           const struct ks_mutation_commitment *c,
+                           const struct ks_mutation_index *x)
+{
+    struct ks_storage_write w;
+    struct ks_item stale, existing;
+    struct ks_version_page page;
+    struct ks_error err;
+    struct snap before;
+
+    snap_take(s, id, &before);
+    stale_copy(&iw->read.active, &stale);
+    w = iw->w_active;
+    iw->w_active.old = &stale;
+    assert_conflict(init_write(s, iw, c, x, &err), &err, "stale ACTIVE");
+    cr_assert(strstr(err.message, KS_TYPE_ACTIVE), "%s", err.message);
+    iw->w_active = w;
+    assert_unchanged(s, id, &before);
+
+    w = iw->w_beacon;
+    iw->w_beacon.old = &stale; /* an old of another key: refused before anything runs */
+    cr_assert_eq(init_write(s, iw, c, x, &err), KS_E_INVALID);
+    ks_item_free(&stale);
+    stale_copy(&iw->read.beacon, &stale);
+    iw->w_beacon.old = &stale;
+    assert_conflict(init_write(s, iw, c, x, &err), &err, "stale beacon");
+    iw->w_beacon = w;
+    ks_item_free(&stale);
+    assert_unchanged(s, id, &before);
+
+    /* rotate onto a version that exists; then doNotVersion's overwrite with a stale old */
+    cr_assert_eq(s->ops->query_for_versions(s, id, NULL, 1, &page, &err), KS_OK);
+    mutate_item(&page.items[0], &existing);
+    w = iw->w_version;
+    iw->w_version = (struct ks_storage_write){&existing, NULL};
+    assert_conflict(init_write(s, iw, c, x, &err), &err, "version exists");
+    stale_copy(&page.items[0], &stale);
+    iw->w_version.old = &stale;
+    assert_conflict(init_write(s, iw, c, x, &err), &err, "stale version");
+    iw->w_version = w;
+    assert_unchanged(s, id, &before);
+    ks_item_free(&stale);
+    ks_item_free(&existing);
+    ks_version_page_free(&page);
+    snap_free(&before);
+}
+
+static void case_mutation_initialize(struct fixture *f)
+{
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x, bad_x;
+    struct ks_mutation_init_items again;
+    struct ks_mutation_state ms;
+    struct init_writes iw;
+    struct ks_error err;
+    struct snap before;
+
+    setup_key(f->s, "m-init", 2);
+    make_mut_commitment(&c, "m-init");
+    make_mut_index(&x, "m-init", KS_PAGE_INDEX_NOT_STARTED);
+    init_writes_build(f->s, "m-init", &iw);
+    cr_assert_eq(iw.read.mutation.has_commitment, 0);
+    cr_assert_eq(iw.read.mutation.has_index, 0);
+    assert_active_is(f->s, &iw.read.active);
+    init_conflicts(f->s, "m-init", &iw, &c, &x);
+
+    /* Arguments that disagree are refused before anything is written. */
+    make_mut_index(&bad_x, "m-init", KS_PAGE_INDEX_NOT_STARTED);
+    free(bad_x.uuid);
+    bad_x.uuid = strdup("another");
+    cr_assert_eq(init_write(f->s, &iw, &c, &bad_x, &err), KS_E_INVALID);
+    ks_mutation_index_free(&bad_x);
+    iw.w_active.old = NULL;
+    cr_assert_eq(init_write(f->s, &iw, &c, &x, &err), KS_E_INVALID);
+    iw.w_active.old = &iw.read.active;
+
+    cr_assert_eq(init_write(f->s, &iw, &c, &x, &err), KS_OK, "%s", err.message);
+    assert_active_is(f->s, &iw.active);
+    cr_assert_eq(f->s->ops->get_mutation(f->s, "m-init", &ms, &err), KS_OK);
+    cr_assert(ms.has_commitment && ms.has_index);
+    assert_commitment_eq(&ms.commitment, &c);
+    assert_index_eq(&ms.index, &x);
+    ks_mutation_state_free(&ms);
+    cr_assert_eq(f->s->ops->get_items_for_initialize_mutation(f->s, "m-init", &again, &err), KS_OK);
+    cr_assert(again.mutation.has_commitment && again.mutation.has_index);
+    assert_items_equal(&again.beacon, &iw.beacon);
+    init_writes_free(&iw);
+
+    /* A second InitializeMutation (fresh reads, so only the commitment's condition fails). */
+    snap_take(f->s, "m-init", &before);
+    init_writes_build(f->s, "m-init", &iw);
+    assert_conflict(init_write(f->s, &iw, &c, &x, &err), &err, "mutation in flight");
+    cr_assert(strstr(err.message, KS_TYPE_MUTATION_COMMITMENT), "%s", err.message);
+    assert_unchanged(f->s, "m-init", &before);
+    ks_mutation_init_items_free(&again);
+    cr_assert_eq(f->s->ops->get_items_for_initialize_mutation(f->s, "nope", &again, &err),
+                 KS_E_NOT_FOUND);
+    snap_free(&before);
+    init_writes_free(&iw);
+    ks_mutation_init_items_free(&again);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+}
+
+/* Reads every page of id at page_size; checks order and the end token; returns the count. */
+static size_t read_all_pages(struct ks_storage *s, const char *id, size_t page_size, size_t *pages)
+{
+    struct ks_version_page page;
+    struct ks_error err;
+    char last[128] = "", *start = NULL;
+    size_t total = 0, i;
+
+    *pages = 0;
+    do {
+        cr_assert_eq(s->ops->query_for_versions(s, id, start, page_size, &page, &err), KS_OK, "%s",
+                     err.message);
+        cr_assert_leq(page.count, page_size);
+        if (page.next) {
+            cr_assert_eq(page.count, page_size, "a short page must be the last");
+            cr_assert_str_eq(page.next, ks_item_get_s(&page.items[page.count - 1], KS_ATTR_TYPE));
+        }
+        for (i = 0; i < page.count; i++) {
+            const char *type = ks_item_get_s(&page.items[i], KS_ATTR_TYPE);
+            cr_assert_str_eq(ks_item_get_s(&page.items[i], KS_ATTR_BRANCH_KEY_ID), id);
+            cr_assert_eq(strncmp(type, KS_TYPE_VERSION_PREFIX, strlen(KS_TYPE_VERSION_PREFIX)), 0);
+            cr_assert_gt(strcmp(type, last), 0, "not ascending: %s after %s", type, last);
+            snprintf(last, sizeof last, "%s", type);
+        }
+        total += page.count;
+        (*pages)++;
+        free(start);
+        start = page.next ? strdup(page.next) : NULL;
+        ks_version_page_free(&page);
+    } while (start);
+    return total;
+}
+
+static void case_mutation_query_pages(struct fixture *f)
+{
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x;
+    struct ks_version_page page;
+    struct ks_error err;
+    size_t pages;
+
+    setup_key(f->s, "q", 7);
+    setup_key(f->s, "q2", 2);
+    start_mutation(f->s, "q", &c, &x); /* 8 versions, plus a commitment and an index */
+    cr_assert_eq(read_all_pages(f->s, "q", 3, &pages), 8);
+    cr_assert_eq(pages, 3);
+    cr_assert_eq(read_all_pages(f->s, "q", 8, &pages), 8);
+    cr_assert_eq(pages, 1, "a full last page says no more follow");
+    cr_assert_eq(read_all_pages(f->s, "q", 4, &pages), 8);
+    cr_assert_eq(pages, 2);
+    cr_assert_eq(read_all_pages(f->s, "q", 1, &pages), 8);
+    cr_assert_eq(pages, 8);
+    cr_assert_eq(read_all_pages(f->s, "q", KS_STORAGE_MAX_PAGE, &pages), 8);
+    cr_assert_eq(read_all_pages(f->s, "q2", 3, &pages), 2);
+    cr_assert_eq(read_all_pages(f->s, "none", 3, &pages), 0);
+
+    /* A token past the last version: an empty last page. */
+    cr_assert_eq(f->s->ops->query_for_versions(f->s, "q", "branch:version:~", 3, &page, &err),
+                 KS_OK);
+    cr_assert_eq(page.count, 0);
+    cr_assert_null(page.next);
+    ks_version_page_free(&page);
+
+    cr_assert_eq(f->s->ops->query_for_versions(f->s, "q", NULL, 0, &page, &err), KS_E_INVALID);
+    cr_assert_eq(
+        f->s->ops->query_for_versions(f->s, "q", NULL, KS_STORAGE_MAX_PAGE + 1, &page, &err),
+        KS_E_INVALID);
+    cr_assert_eq(f->s->ops->query_for_versions(f->s, "q", "Not Started", 3, &page, &err),
+                 KS_E_INVALID);
+    cr_assert_eq(f->s->ops->query_for_versions(f->s, "q", "branch:version:", 3, &page, &err),
+                 KS_E_INVALID);
+    cr_assert_eq(page.count, 0);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+}
+
+/* One ApplyMutation page's writes: the items of page mutated (terminal ones skipped). */
+struct page_writes {
+    struct ks_item items[KS_STORAGE_MAX_PAGE];
+    struct ks_storage_write w[KS_STORAGE_MAX_PAGE];
+    size_t n;
+};
+
+static void page_writes_build(const struct ks_version_page *page, struct page_writes *pw)
+{
+    size_t i;
+
+    pw->n = 0;
+    for (i = 0; i < page->count; i++) {
+        if (is_terminal(&page->items[i]))
+            continue;
+        mutate_item(&page->items[i], &pw->items[pw->n]);
+        pw->w[pw->n] = (struct ks_storage_write){&pw->items[pw->n], &page->items[i]};
+        pw->n++;
+    }
+}
+
+static void page_writes_free(struct page_writes *pw)
+{
+    size_t i;
+
+    for (i = 0; i < pw->n; i++)
+        ks_item_free(&pw->items[i]);
+    pw->n = 0;
+}
+
+/* Each lost condition of WriteMutatedVersions: 409, nothing written. */
+static void apply_conflicts(struct ks_storage *s, const char *id, struct page_writes *pw,
+                            const struct ks_mutation_commitment *c,
+                            const struct ks_mutation_index *x, const struct ks_mutation_index *nx)
+{
+    struct ks_mutation_commitment other;
+    struct ks_mutation_index old_stale;
+    const struct ks_item *keep;
+    struct ks_item stale;
+    struct ks_error err;
+    struct snap before;
+
+    snap_take(s, id, &before);
+    make_mut_index(&old_stale, id, "branch:version:zzz");
+    assert_conflict(s->ops->write_mutated_versions(s, pw->w, pw->n, c, nx, &old_stale, 0, &err),
+                    &err, "index moved");
+    cr_assert(strstr(err.message, KS_TYPE_MUTATION_INDEX), "%s", err.message);
+    assert_conflict(s->ops->write_mutated_versions(s, pw->w, pw->n, c, NULL, &old_stale, 1, &err),
+                    &err, "index moved, last page");
+    ks_mutation_index_free(&old_stale);
+
+    make_mut_commitment(&other, id);
+    ks_bytes_free(&other.terminal);
+    set_text(&other.terminal, "{\"aws-crypto-ec\":{},\"kms-arn\":\"x\"}");
+    assert_conflict(s->ops->write_mutated_versions(s, pw->w, pw->n, &other, nx, x, 0, &err), &err,
+                    "commitment differs");
+    cr_assert(strstr(err.message, KS_TYPE_MUTATION_COMMITMENT), "%s", err.message);
+    ks_mutation_commitment_free(&other);
+
+    /* A stale item in the middle of the batch: the items before it are not written either. */
+    keep = pw->w[pw->n / 2].old;
+    stale_copy(keep, &stale);
+    pw->w[pw->n / 2].old = &stale;
+    assert_conflict(s->ops->write_mutated_versions(s, pw->w, pw->n, c, nx, x, 0, &err), &err,
+                    "stale version");
+    cr_assert(strstr(err.message, ks_item_get_s(keep, KS_ATTR_TYPE)), "%s", err.message);
+    pw->w[pw->n / 2].old = keep;
+    ks_item_free(&stale);
+    assert_unchanged(s, id, &before);
+
+    cr_assert_eq(
+        s->ops->write_mutated_versions(s, pw->w, KS_STORAGE_MAX_PAGE + 1, c, nx, x, 0, &err),
+        KS_E_INVALID);
+    keep = pw->w[0].old;
+    pw->w[0].old = NULL; /* an overwrite without the item as read */
+    cr_assert_eq(s->ops->write_mutated_versions(s, pw->w, pw->n, c, nx, x, 0, &err), KS_E_INVALID);
+    pw->w[0].old = pw->w[1].old;
+    cr_assert_eq(s->ops->write_mutated_versions(s, pw->w, pw->n, c, nx, x, 0, &err), KS_E_INVALID);
+    pw->w[0].old = keep;
+    assert_unchanged(s, id, &before);
+    snap_free(&before);
+}
+
+/* ApplyMutation's loop over storage: pages of page_size until the mutation ends. */
+static size_t apply_all(struct ks_storage *s, const char *id,
+                        const struct ks_mutation_commitment *c, struct ks_mutation_index *x,
+                        size_t page_size, int test_conflicts)
+{
+    size_t pages = 0;
+    int end = 0;
+
+    while (!end) {
+        struct ks_version_page page;
+        struct ks_mutation_index nx;
+        struct page_writes pw;
+        struct ks_error err;
+        const char *start = (const char *)x->page_index.data;
+        char tok[128];
+
+        snprintf(tok, sizeof tok, "%.*s", (int)x->page_index.len, start);
+        cr_assert_eq(s->ops->query_for_versions(s, id, strcmp(tok, "Not Started") ? tok : NULL,
+                                                page_size, &page, &err),
+                     KS_OK, "%s", err.message);
+        page_writes_build(&page, &pw);
+        end = page.next == NULL;
+        make_mut_index(&nx, id, end ? KS_PAGE_INDEX_DONE : page.next);
+        if (test_conflicts && pages == 0 && pw.n >= 2)
+            apply_conflicts(s, id, &pw, c, x, &nx);
+        cr_assert_eq(
+            s->ops->write_mutated_versions(s, pw.w, pw.n, c, end ? NULL : &nx, x, end, &err), KS_OK,
+            "%s", err.message);
+        ks_mutation_index_free(x);
+        *x = nx;
+        page_writes_free(&pw);
+        ks_version_page_free(&page);
+        pages++;
+    }
+    return pages;
+}
+
+static void assert_all_terminal(struct ks_storage *s, const char *id, size_t versions)
+{
+    struct snap now;
+    size_t i;
+
+    snap_take(s, id, &now);
+    cr_assert_eq(now.n, versions + 2, "ACTIVE, beacon and %zu versions, no mutation items",
+                 versions);
+    for (i = 0; i < now.n; i++)
+        cr_assert(is_terminal(&now.items[i]), "%s not terminal",
+                  ks_item_get_s(&now.items[i], KS_ATTR_TYPE));
+    snap_free(&now);
+}
+
+static void case_mutation_apply_pages(struct fixture *f)
+{
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x;
+    struct ks_mutation_state ms;
+    struct ks_error err;
+
+    setup_key(f->s, "apply", 9); /* + 1 from the rotation: 10 versions, pages 4, 4, 2 */
+    start_mutation(f->s, "apply", &c, &x);
+    cr_assert_eq(apply_all(f->s, "apply", &c, &x, 4, 1), 3);
+    cr_assert_eq(f->s->ops->get_mutation(f->s, "apply", &ms, &err), KS_OK);
+    cr_assert_eq(ms.has_commitment, 0, "the last page deletes the commitment");
+    cr_assert_eq(ms.has_index, 0, "the last page deletes the index");
+    ks_mutation_state_free(&ms);
+    assert_all_terminal(f->s, "apply", 10);
+
+    /* The finished mutation cannot be written again: the commitment is gone. */
+    assert_conflict(f->s->ops->write_mutated_versions(f->s, NULL, 0, &c, NULL, &x, 1, &err), &err,
+                    "after the end");
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+}
+
+static void case_mutation_index_and_delete(struct fixture *f)
+{
+    struct ks_mutation_commitment c, other;
+    struct ks_mutation_index x;
+    struct ks_mutation_state ms;
+    struct ks_error err;
+    struct snap before;
+
+    setup_key(f->s, "idx", 2);
+    start_mutation(f->s, "idx", &c, &x);
+    snap_take(f->s, "idx", &before);
+    assert_conflict(f->s->ops->write_mutation_index(f->s, &c, &x, &err), &err, "index exists");
+    cr_assert(strstr(err.message, KS_TYPE_MUTATION_INDEX), "%s", err.message);
+    make_mut_commitment(&other, "idx");
+    ks_bytes_free(&other.enc);
+    set_text(&other.enc, "another signature");
+    assert_conflict(f->s->ops->write_mutation_index(f->s, &other, &x, &err), &err,
+                    "commitment differs");
+    assert_conflict(f->s->ops->delete_mutation(f->s, &other, &err), &err, "delete, differs");
+    free(other.uuid);
+    other.uuid = strdup("another");
+    cr_assert_eq(f->s->ops->write_mutation_index(f->s, &other, &x, &err), KS_E_INVALID);
+    assert_unchanged(f->s, "idx", &before);
+
+    cr_assert_eq(f->s->ops->delete_mutation(f->s, &c, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(f->s->ops->get_mutation(f->s, "idx", &ms, &err), KS_OK);
+    cr_assert_eq(ms.has_commitment + ms.has_index, 0);
+    assert_conflict(f->s->ops->delete_mutation(f->s, &c, &err), &err, "delete twice");
+    assert_conflict(f->s->ops->write_mutation_index(f->s, &c, &x, &err), &err, "no commitment");
+    cr_assert_eq(f->s->ops->get_mutation(f->s, "idx", &ms, &err), KS_OK);
+    cr_assert_eq(ms.has_commitment + ms.has_index, 0, "nothing written");
+    snap_free(&before);
+    ks_mutation_commitment_free(&other);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+}
+
+/* The writes of an atomic mutation of every version of id (rotating). */
+struct atomic_writes {
+    struct init_writes iw;
+    struct ks_version_page page;
+    struct page_writes pw;
+};
+
+static void atomic_build(struct ks_storage *s, const char *id, struct atomic_writes *aw)
+{
+    struct ks_error err;
+
+    init_writes_build(s, id, &aw->iw);
+    cr_assert_eq(s->ops->query_for_versions(s, id, NULL, KS_STORAGE_MAX_PAGE, &aw->page, &err),
+                 KS_OK);
+    page_writes_build(&aw->page, &aw->pw);
+}
+
+static void atomic_free(struct atomic_writes *aw)
+{
+    init_writes_free(&aw->iw);
+    page_writes_free(&aw->pw);
+    ks_version_page_free(&aw->page);
+}
+
+static ks_status atomic_write(struct ks_storage *s, struct atomic_writes *aw, size_t n,
+                              struct ks_error *err)
+{
+    ks_error_clear(err);
+    return s->ops->write_atomic_mutation(s, &aw->iw.w_active, &aw->iw.w_version, &aw->iw.w_beacon,
+                                         aw->pw.w, n, err);
+}
+
+static void case_mutation_atomic(struct fixture *f)
+{
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x;
+    struct atomic_writes aw;
+    const struct ks_item *keep;
+    struct ks_item stale;
+    struct ks_error err;
+    struct snap before;
+
+    setup_key(f->s, "atom", 5);
+    atomic_build(f->s, "atom", &aw);
+    snap_take(f->s, "atom", &before);
+    keep = aw.pw.w[2].old;
+    stale_copy(keep, &stale);
+    aw.pw.w[2].old = &stale;
+    assert_conflict(atomic_write(f->s, &aw, aw.pw.n, &err), &err, "stale version");
+    aw.pw.w[2].old = keep;
+    ks_item_free(&stale);
+    cr_assert_eq(atomic_write(f->s, &aw, KS_STORAGE_MAX_ATOMIC_VERSIONS + 1, &err), KS_E_INVALID);
+    cr_assert(strstr(err.message, "95"), "%s", err.message);
+    /* doNotVersion's ACTIVE version may not also be one of the items. */
+    aw.iw.w_version = aw.pw.w[0];
+    cr_assert_eq(atomic_write(f->s, &aw, aw.pw.n, &err), KS_E_INVALID);
+    aw.iw.w_version = (struct ks_storage_write){&aw.iw.version, NULL};
+    assert_unchanged(f->s, "atom", &before);
+    cr_assert_eq(atomic_write(f->s, &aw, aw.pw.n, &err), KS_OK, "%s", err.message);
+    assert_all_terminal(f->s, "atom", 6);
+    atomic_free(&aw);
+    snap_free(&before);
+
+    /* With a mutation in flight, nothing is written. */
+    setup_key(f->s, "atom2", 3);
+    start_mutation(f->s, "atom2", &c, &x);
+    atomic_build(f->s, "atom2", &aw);
+    snap_take(f->s, "atom2", &before);
+    assert_conflict(atomic_write(f->s, &aw, aw.pw.n, &err), &err, "mutation in flight");
+    cr_assert(strstr(err.message, KS_TYPE_MUTATION_COMMITMENT), "%s", err.message);
+    assert_unchanged(f->s, "atom2", &before);
+    atomic_free(&aw);
+    snap_free(&before);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+}
+
+BOTH_BACKENDS(mutation_initialize)
+BOTH_BACKENDS(mutation_query_pages)
+BOTH_BACKENDS(mutation_apply_pages)
+BOTH_BACKENDS(mutation_index_and_delete)
+BOTH_BACKENDS(mutation_atomic)
+
+/* --- mutations, SQLite only: states no sequence of operations produces -------------------- */
+
+Test(storage_sqlite, mutation_index_recreated_and_delete_without_index)
+{
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x;
+    struct ks_mutation_state ms;
+    struct fixture f;
+    struct ks_error err;
+    sqlite3 *db;
+
+    fx_open(&f, SQLITE);
+    setup_key(f.s, "ri", 2);
+    start_mutation(f.s, "ri", &c, &x);
+    db = raw_open(f.path);
+    raw_exec(db, "DELETE FROM items WHERE type = 'branch:MUTATION_INDEX'");
+    /* ResumedWithoutIndex: WriteMutationIndex re-creates it under the commitment check. */
+    cr_assert_eq(f.s->ops->write_mutation_index(f.s, &c, &x, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(f.s->ops->get_mutation(f.s, "ri", &ms, &err), KS_OK);
+    cr_assert(ms.has_commitment && ms.has_index);
+    assert_index_eq(&ms.index, &x);
+    ks_mutation_state_free(&ms);
+    raw_exec(db, "DELETE FROM items WHERE type = 'branch:MUTATION_INDEX'");
+    cr_assert_eq(f.s->ops->delete_mutation(f.s, &c, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(f.s->ops->get_mutation(f.s, "ri", &ms, &err), KS_OK);
+    cr_assert_eq(ms.has_commitment + ms.has_index, 0);
+    sqlite3_close(db);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+    fx_close(&f);
+}
+
+Test(storage_sqlite, mutation_corrupt_commitment)
+{
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x;
+    struct ks_mutation_state ms;
+    struct ks_mutation_init_items items;
+    struct fixture f;
+    struct ks_error err;
+    sqlite3 *db;
+
+    fx_open(&f, SQLITE);
+    setup_key(f.s, "cc", 2);
+    start_mutation(f.s, "cc", &c, &x);
+    db = raw_open(f.path);
+    /* An extra attribute: the MPL's reader refuses a commitment that is not exactly 9. */
+    raw_exec(db, "UPDATE items SET item = json_set(item, '$.extra', json('{\"S\":\"x\"}'))"
+                 " WHERE type = 'branch:MUTATION_COMMITMENT'");
+    cr_assert_eq(f.s->ops->get_mutation(f.s, "cc", &ms, &err), KS_E_CORRUPT);
+    cr_assert(strstr(err.message, "attributes"), "%s", err.message);
+    cr_assert_eq(ms.has_commitment + ms.has_index, 0);
+    cr_assert_eq(f.s->ops->get_items_for_initialize_mutation(f.s, "cc", &items, &err),
+                 KS_E_CORRUPT);
+    cr_assert_eq(items.active.count, 0);
+    sqlite3_close(db);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+    fx_close(&f);
+}
+
+/* --- two clients applying the same page (issue 10 item 7) ---------------------------------- */
+
+#define APPLY_RACERS 6
+
+struct apply_racer {
+    struct ks_storage *s;
+    pthread_barrier_t *go;
+    const struct page_writes *pw;
+    const struct ks_mutation_commitment *c;
+    const struct ks_mutation_index *x, *nx;
+    ks_status st;
+};
+
+static void *apply_racer_main(void *arg)
+{
+    struct apply_racer *r = arg;
+    struct ks_error err;
+
+    pthread_barrier_wait(r->go);
+    r->st = r->s->ops->write_mutated_versions(r->s, r->pw->w, r->pw->n, r->c, r->nx, r->x, 0, &err);
+    return NULL;
+}
+
+static void case_mutation_page_race(struct fixture *f)
+{
+    struct apply_racer racers[APPLY_RACERS];
+    pthread_t threads[APPLY_RACERS];
+    struct ks_mutation_commitment c;
+    struct ks_mutation_index x, nx;
+    struct ks_version_page page;
+    struct ks_mutation_state ms;
+    pthread_barrier_t go;
+    struct page_writes pw;
+    struct ks_error err;
+    int wins = 0, i;
+
+    setup_key(f->s, "race", 6);
+    start_mutation(f->s, "race", &c, &x);
+    cr_assert_eq(f->s->ops->query_for_versions(f->s, "race", NULL, 4, &page, &err), KS_OK);
+    page_writes_build(&page, &pw);
+    make_mut_index(&nx, "race", page.next);
+    pthread_barrier_init(&go, NULL, APPLY_RACERS);
+    for (i = 0; i < APPLY_RACERS; i++) {
+        racers[i] = (struct apply_racer){f->s, &go, &pw, &c, &x, &nx, KS_OK};
+        cr_assert_eq(pthread_create(&threads[i], NULL, apply_racer_main, &racers[i]), 0);
+    }
+    for (i = 0; i < APPLY_RACERS; i++) {
+        pthread_join(threads[i], NULL);
+        if (racers[i].st == KS_OK)
+            wins++;
+        else
+            cr_assert_eq(racers[i].st, KS_E_MUTATION_CONFLICT, "racer %d: %d", i, racers[i].st);
+    }
+    cr_assert_eq(wins, 1, "exactly one page write wins");
+    cr_assert_eq(f->s->ops->get_mutation(f->s, "race", &ms, &err), KS_OK);
+    assert_index_eq(&ms.index, &nx);
+    ks_mutation_state_free(&ms);
+    pthread_barrier_destroy(&go);
+    page_writes_free(&pw);
+    ks_version_page_free(&page);
+    ks_mutation_commitment_free(&c);
+    ks_mutation_index_free(&x);
+    ks_mutation_index_free(&nx);
+}
+
+BOTH_BACKENDS(mutation_page_race)
