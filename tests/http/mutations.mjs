@@ -452,6 +452,17 @@ async function mutationCases(h, backend, c, store) {
     await checkTerminal(c, store, id6, snap, 'local', { tenant: 'f' });
   });
 
+  await h.test('mutations: row MutationInvalidException 400: index without commitment (Initialize, Apply, Describe)', async () => {
+    const id = await c.createKey(2);
+    const body = { terminalEncryptionContext: { tenant: 'orphan' } };
+    const r = await c.init(id, body);
+    assertEq(r.status, 201, 'init');
+    await store.deleteItem(id, COMMITMENT);
+    expectError(await c.init(id, body), 400, 'MutationInvalidException', 'index');
+    expectError(await c.apply(id, { mutationToken: r.json.mutationToken }), 400, 'MutationInvalidException');
+    expectError(await c.describe(id), 400, 'MutationInvalidException');
+  });
+
   await h.test('mutations: row MutationVerificationException 502: a commitment altered in storage', async () => {
     const id7 = await c.createKey(2);
     const r = await c.init(id7, { terminalEncryptionContext: { tenant: 'g' } });
