@@ -351,6 +351,21 @@ static ks_status start_new(struct ks_keystore *ks, const struct ks_mutation_sett
     return st;
 }
 
+/*
+ * A storage driver older than the mutation operations (driver table version 3) has none of
+ * them: refuse instead of calling a NULL method.
+ */
+ks_status ks_mut_storage_has_mutations(const struct ks_storage *s, struct ks_error *err)
+{
+    const struct ks_storage_ops *o = s->ops;
+    if (o->version >= 3 && o->get_items_for_initialize_mutation && o->write_initialize_mutation &&
+        o->write_atomic_mutation && o->query_for_versions && o->write_mutated_versions &&
+        o->get_mutation && o->delete_mutation && o->write_mutation_index)
+        return KS_OK;
+    return ks_error_set(err, KS_E_UNSUPPORTED,
+                        "this key store's storage backend has no mutation operations");
+}
+
 ks_status ks_mutation_initialize(struct ks_keystore *ks, const struct ks_mutation_settings *set,
                                  const struct ks_mutation_init_input *in,
                                  struct ks_mutation_init_result *out, struct ks_error *err)
@@ -360,7 +375,8 @@ ks_status ks_mutation_initialize(struct ks_keystore *ks, const struct ks_mutatio
     ks_status st;
 
     memset(out, 0, sizeof *out);
-    if ((st = check_input(in, err)) != KS_OK)
+    if ((st = ks_mut_storage_has_mutations(s, err)) != KS_OK ||
+        (st = check_input(in, err)) != KS_OK)
         return st;
     ks_mut_ctx_init(&ctx);
     st = s->ops->get_items_for_initialize_mutation(s, in->branch_key_id, &ctx.items, err);
@@ -453,7 +469,8 @@ ks_status ks_mutation_describe(struct ks_keystore *ks, const char *branch_key_id
     ks_ec_init(&out->original.ec);
     ks_ec_init(&out->terminal.ec);
     ks_ec_init(&out->input_ec);
-    if ((st = ks_keystore_check_branch_key_id(branch_key_id, strlen(branch_key_id), err)) != KS_OK)
+    if ((st = ks_mut_storage_has_mutations(s, err)) != KS_OK ||
+        (st = ks_keystore_check_branch_key_id(branch_key_id, strlen(branch_key_id), err)) != KS_OK)
         return st;
     if ((st = s->ops->get_mutation(s, branch_key_id, &m, err)) != KS_OK)
         return st;
@@ -487,8 +504,9 @@ ks_status ks_mutation_abort(struct ks_keystore *ks, const struct ks_mutation_tok
     struct ks_mutation_state m;
     ks_status st;
 
-    if ((st = ks_keystore_check_branch_key_id(token->identifier, strlen(token->identifier), err)) !=
-        KS_OK)
+    if ((st = ks_mut_storage_has_mutations(s, err)) != KS_OK ||
+        (st = ks_keystore_check_branch_key_id(token->identifier, strlen(token->identifier), err)) !=
+            KS_OK)
         return st;
     if ((st = s->ops->get_mutation(s, token->identifier, &m, err)) != KS_OK)
         return st;

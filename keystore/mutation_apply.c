@@ -315,6 +315,8 @@ ks_status ks_mutation_apply(struct ks_keystore *ks, const struct ks_mutation_set
     ks_status st;
 
     memset(out, 0, sizeof *out);
+    if ((st = ks_mut_storage_has_mutations(ks_mut_storage(ks), err)) != KS_OK)
+        return st;
     if (!page_size)
         page_size = set->page_size ? set->page_size : KS_MUTATION_PAGE_SIZE_DEFAULT;
     if (page_size > KS_STORAGE_MAX_PAGE)

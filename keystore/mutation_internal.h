@@ -123,4 +123,8 @@ ks_status ks_mut_atomic_write(struct ks_keystore *ks, const struct ks_mutation_s
                               const struct ks_mutation_init_input *in, struct ks_mut_state_ctx *ctx,
                               struct ks_error *err);
 
+/* KS_OK when the storage driver has the eight mutation operations (table version >= 3), else
+ * KS_E_UNSUPPORTED: the public mutation functions check it before any storage call. */
+ks_status ks_mut_storage_has_mutations(const struct ks_storage *s, struct ks_error *err);
+
 #endif

@@ -766,3 +766,29 @@ Test(mutation, cache_forgets_the_key_at_initialize_and_completion)
     ks_keystore_destroy(ks2);
     ks_cache_destroy(cache);
 }
+
+/* A storage driver from before the mutation operations (table version 2) is refused with 400
+ * UnsupportedFeatureException by every mutation call, never called through a NULL method. */
+Test(mutation, storage_without_mutation_operations_is_refused)
+{
+    struct ks_storage *s = ks_keystore_storage(F.ks);
+    const struct ks_storage_ops *real = s->ops;
+    struct ks_storage_ops old = *real;
+    struct ks_mutation_description d;
+    struct ks_mutation_token token;
+    struct ks_error err;
+
+    make_key(1);
+    old.version = 2;
+    old.get_mutation = NULL;
+    s->ops = &old;
+    cr_expect_eq(ks_mutation_describe(F.ks, F.id, &d, &err), KS_E_UNSUPPORTED);
+    cr_expect_not_null(strstr(err.message, "no mutation operations"), "%s", err.message);
+    struct ks_mutation_apply_result res;
+    memset(&token, 0, sizeof token);
+    token.identifier = F.id;
+    cr_expect_eq(ks_mutation_abort(F.ks, &token, &err), KS_E_UNSUPPORTED);
+    cr_expect_eq(ks_mutation_apply(F.ks, &F.set, &token, 1, NULL, &res, &err), KS_E_UNSUPPORTED);
+    s->ops = real;
+    cr_expect_eq(ks_mutation_describe(F.ks, F.id, &d, &err), KS_E_NOT_FOUND);
+}
