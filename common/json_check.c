@@ -36,6 +36,7 @@ struct scan {
     const char *p;
     size_t len, pos;
     unsigned max_depth;
+    unsigned flags; /* KS_JSON_* */
     struct frame *stack;
     size_t depth;
     char *arena;
@@ -176,7 +177,9 @@ static ks_status unicode_escape(struct scan *s, int out, struct string_problem *
         problem(pb, at, what);
         emit(s, out, s->p + at, 6);
         return KS_OK;
-    } else if (cp == 0) {
+    } else if (cp == 0 && (out || !(s->flags & KS_JSON_NUL_IN_VALUES))) {
+        /* out is set for member names only (emit); values may hold it when the caller reads
+         * them with their lengths (json_check.h). */
         problem(pb, at, "NUL (\\u0000) is not allowed");
     }
     emit(s, out, enc, ks_utf8_encode(cp, enc));
@@ -211,7 +214,7 @@ static void raw_char(struct scan *s, int out, struct string_problem *pb)
     uint32_t cp;
     size_t n = 1;
     if (c == 0)
-        problem(pb, s->pos, "NUL is not allowed");
+        problem(pb, s->pos, "NUL is not allowed"); /* raw: never, whatever the flags */
     else if (c < 0x20)
         problem(pb, s->pos, "unescaped control character");
     else if (c >= 0x80 && !(n = ks_utf8_decode(s->p + s->pos, s->len - s->pos, &cp))) {
@@ -455,6 +458,12 @@ static ks_status run(struct scan *s)
 
 ks_status ks_json_check(const char *text, size_t len, unsigned max_depth, struct ks_error *err)
 {
+    return ks_json_check_ex(text, len, max_depth, 0, err);
+}
+
+ks_status ks_json_check_ex(const char *text, size_t len, unsigned max_depth, unsigned flags,
+                           struct ks_error *err)
+{
     struct scan s;
     ks_status st;
 
@@ -462,6 +471,7 @@ ks_status ks_json_check(const char *text, size_t len, unsigned max_depth, struct
     s.p = text;
     s.len = len;
     s.max_depth = max_depth;
+    s.flags = flags;
     s.err = err;
     s.arena = malloc(len ? len : 1);
     s.stack = calloc(max_depth ? max_depth : 1, sizeof *s.stack);

@@ -116,9 +116,12 @@ static ks_status get_branch_key_id(struct json_object *obj, const char *where, i
     return ks_keystore_check_branch_key_id(*id, *len, err);
 }
 
-/* The encryption context: an object of string values (json_check refused NUL and lone
- * surrogates in names and values already), within the u16 limits of the serialization. */
-static ks_status get_ec(struct json_object *obj, const char *where, struct ks_ec *ec,
+/* The encryption context: an object of string values, each taken with its length: a value may
+ * hold U+0000 (the keyring routes' pre-scan lets it through, common/json_check.h), a key may not
+ * (json-c keeps member names as C strings, and the pre-scan refuses NUL there). Lone surrogates
+ * and invalid UTF-8 were refused by the pre-scan; ks_keyring_check_ec checks the limits
+ * (docs/reference/hierarchical-keyring.md section 4). */
+static ks_status get_ec(struct json_object *obj, const char *where, struct ks_keyring_ec *ec,
                         struct ks_error *err)
 {
     struct json_object *ctx;
@@ -132,14 +135,14 @@ static ks_status get_ec(struct json_object *obj, const char *where, struct ks_ec
     json_object_object_foreach(ctx, key, val)
     {
         char shown[KS_UTF8_NAME_SHOWN];
-        if (!json_object_is_type(val, json_type_string) ||
-            strlen(json_object_get_string(val)) != (size_t)json_object_get_string_len(val)) {
+        if (!json_object_is_type(val, json_type_string)) {
             ks_utf8_display(key, strlen(key), shown, sizeof shown);
             return ks_error_set(err, KS_E_INVALID,
                                 "%s%sencryptionContext.%s: expected a string value", where, dot,
                                 shown);
         }
-        if (ks_ec_set(ec, key, json_object_get_string(val)) != 0)
+        if (ks_keyring_ec_set(ec, key, strlen(key), json_object_get_string(val),
+                              (size_t)json_object_get_string_len(val)) != 0)
             return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
     if (ec->count != (size_t)json_object_object_length(ctx))
@@ -150,7 +153,7 @@ static ks_status get_ec(struct json_object *obj, const char *where, struct ks_ec
 /* --- the unwrap request (also one item of a batch) ----------------------------------------- */
 
 struct unwrap_input {
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
     const struct ks_keyring_suite *suite;
     const char *branch_key_id; /* borrowed from the JSON */
     size_t branch_key_id_len;
@@ -166,7 +169,7 @@ static void unwrap_input_free(struct unwrap_input *in)
         free(in->blobs[i]);
     free(in->blobs);
     free(in->edks);
-    ks_ec_free(&in->ec);
+    ks_keyring_ec_free(&in->ec);
 }
 
 /* One EDK object. Provider info and ciphertext are opaque bytes here: their length and UTF-8
@@ -329,10 +332,10 @@ static ks_status wrap(const struct ks_request *req, struct ks_response *resp, st
     size_t data_key_len = 0, id_len;
     const char *id;
     struct ks_jsonw w;
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
     ks_status st;
 
-    ks_ec_init(&ec);
+    ks_keyring_ec_init(&ec);
     if (!req->body)
         return ks_error_set(err, KS_E_INVALID, "body: required");
     if ((st = check_members(req->body, "", wrap_members, err)) != KS_OK ||
@@ -357,7 +360,7 @@ static ks_status wrap(const struct ks_request *req, struct ks_response *resp, st
 done:
     ks_keyring_wrap_result_free(&r);
     ks_secret_free(data_key, data_key_len);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
     return st;
 }
 
@@ -385,7 +388,7 @@ static ks_status unwrap(const struct ks_request *req, struct ks_response *resp,
 
     memset(&in, 0, sizeof in);
     memset(&r, 0, sizeof r);
-    ks_ec_init(&in.ec);
+    ks_keyring_ec_init(&in.ec);
     src.reader = &reader;
     if ((st = parse_unwrap(req->body, "", &budget, &in, err)) != KS_OK ||
         (st = ks_handler_resolve(req, NULL, &src.keystore, &src.relationship, err)) != KS_OK)
@@ -456,7 +459,7 @@ static ks_status parse_batch(struct json_object *body, struct batch *b, struct k
     for (i = 0; i < n; i++) {
         char where[WHERE_MAX];
         snprintf(where, sizeof where, "requests[%zu]", i);
-        ks_ec_init(&b->items[i].ec);
+        ks_keyring_ec_init(&b->items[i].ec);
         b->n++;
         st = parse_unwrap(json_object_array_get_idx(arr, i), where, &budget, &b->items[i], err);
         if (st != KS_OK)

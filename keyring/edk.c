@@ -53,36 +53,14 @@ void ks_keyring_version_decode(const unsigned char in[KS_KEYRING_VERSION_LEN],
     out[o] = '\0';
 }
 
-ks_status ks_keyring_check_ec(const struct ks_ec *ec, struct ks_error *err)
-{
-    size_t i;
-    if (ec->count > 0xffff)
-        return ks_error_set(err, KS_E_INVALID,
-                            "encryptionContext: %zu pairs; at most 65535 can be serialized",
-                            ec->count);
-    for (i = 0; i < ec->count; i++) {
-        if (strlen(ec->entries[i].key) > 0xffff)
-            return ks_error_set(err, KS_E_INVALID,
-                                "encryptionContext: a key of %zu bytes; at most 65535",
-                                strlen(ec->entries[i].key));
-        if (strlen(ec->entries[i].value) > 0xffff)
-            return ks_error_set(err, KS_E_INVALID,
-                                "encryptionContext: a value of %zu bytes; at most 65535",
-                                strlen(ec->entries[i].value));
-    }
-    return KS_OK;
-}
-
 int ks_keyring_aad(const char *branch_key_id, size_t id_len,
-                   const unsigned char version[KS_KEYRING_VERSION_LEN], const struct ks_ec *ec,
-                   unsigned char **out, size_t *len)
+                   const unsigned char version[KS_KEYRING_VERSION_LEN],
+                   const struct ks_keyring_ec *ec, unsigned char **out, size_t *len)
 {
     unsigned char *ser, *aad;
     size_t ser_len, total, o = 0;
 
-    /* common/ec.c sorts by the keys' UTF-8 bytes and writes nothing for an empty context,
-     * which is exactly SER(EC) of section 4. */
-    if (ks_ec_serialize(ec, &ser, &ser_len) != 0)
+    if (ks_keyring_ec_serialize(ec, &ser, &ser_len) != 0)
         return -1;
     total = KS_KEYRING_PROVIDER_ID_LEN + id_len + KS_KEYRING_VERSION_LEN + ser_len;
     aad = malloc(total);

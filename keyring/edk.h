@@ -2,16 +2,16 @@
  * edk.h - the bytes of an encrypted data key (EDK) of AWS's hierarchical keyring
  * (docs/reference/hierarchical-keyring.md sections 1, 3 and 4): the ciphertext layout
  * salt[16] || iv[12] || version[16] || encrypted data key[N] || tag[16], the 16-byte form of a
- * branch key version, the AES-GCM additional data and the encryption context limits. Pure and
- * thread-safe.
+ * branch key version and the AES-GCM additional data (the context and its limits are in
+ * keyring/context.h). Pure and thread-safe.
  */
 #ifndef KS_KEYRING_EDK_H
 #define KS_KEYRING_EDK_H
 
 #include <stddef.h>
 
-#include "common/ec.h"
 #include "common/status.h"
+#include "keyring/context.h"
 #include "keyring/kdf.h"
 
 #define KS_KEYRING_PROVIDER_ID "aws-kms-hierarchy"
@@ -48,19 +48,12 @@ void ks_keyring_version_decode(const unsigned char in[KS_KEYRING_VERSION_LEN],
                                char out[KS_KEYRING_VERSION_TEXT_LEN + 1]);
 
 /*
- * The encryption context limits of the canonical serialization (section 4): fewer than 65536
- * pairs, every key and value shorter than 65536 bytes. KS_E_INVALID naming the limit otherwise
- * (refused, never truncated).
- */
-ks_status ks_keyring_check_ec(const struct ks_ec *ec, struct ks_error *err);
-
-/*
  * The AES-GCM additional data (section 3): "aws-kms-hierarchy" || id bytes || version[16] ||
  * SER(ec), no lengths, no separators; an empty ec adds nothing. *out is malloc'd (free()); it
  * holds no secret. Returns 0, or -1 when ec is over the limits or on OOM.
  */
 int ks_keyring_aad(const char *branch_key_id, size_t id_len,
-                   const unsigned char version[KS_KEYRING_VERSION_LEN], const struct ks_ec *ec,
-                   unsigned char **out, size_t *len);
+                   const unsigned char version[KS_KEYRING_VERSION_LEN],
+                   const struct ks_keyring_ec *ec, unsigned char **out, size_t *len);
 
 #endif

@@ -108,7 +108,7 @@ ks_status ks_keyring_wrap_raw(const struct ks_keyring_wrap_input *in, unsigned c
 
 ks_status ks_keyring_unwrap_raw(const unsigned char *branch_key, size_t branch_key_len,
                                 const char *branch_key_id, size_t branch_key_id_len,
-                                const struct ks_ec *ec, const unsigned char *ciphertext,
+                                const struct ks_keyring_ec *ec, const unsigned char *ciphertext,
                                 size_t ciphertext_len, size_t data_key_len, unsigned char *data_key,
                                 struct ks_error *err)
 {
@@ -169,7 +169,7 @@ static ks_status take_data_key(const struct ks_keyring_suite *suite, const unsig
 }
 
 ks_status ks_keyring_wrap(const struct ks_keyring_source *src, const char *branch_key_id,
-                          const struct ks_ec *ec, const struct ks_keyring_suite *suite,
+                          const struct ks_keyring_ec *ec, const struct ks_keyring_suite *suite,
                           const unsigned char *data_key, size_t data_key_len,
                           struct ks_keyring_wrap_result *out, struct ks_error *err)
 {

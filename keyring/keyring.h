@@ -15,7 +15,6 @@
 
 #include <stddef.h>
 
-#include "common/ec.h"
 #include "common/status.h"
 #include "keyring/edk.h"
 #include "keyring/suites.h"
@@ -48,7 +47,7 @@ struct ks_keyring_wrap_input {
     const char *branch_key_id; /* becomes the provider info and enters the AAD */
     size_t branch_key_id_len;
     const char *version; /* lowercase UUID text of the branch key version */
-    const struct ks_ec *ec;
+    const struct ks_keyring_ec *ec;
     const unsigned char *data_key;
     size_t data_key_len;
     const unsigned char *salt; /* 16 bytes; fresh from the CSPRNG in production */
@@ -57,8 +56,8 @@ struct ks_keyring_wrap_input {
 
 /*
  * Writes the EDK ciphertext (60 + data_key_len bytes) into ciphertext. KS_E_INVALID for a bad
- * version or an encryption context over the limits; KS_E_INTERNAL for a branch key that is not
- * 32 bytes or when OpenSSL fails (ciphertext wiped then).
+ * version or an encryption context that ks_keyring_check_ec refuses; KS_E_INTERNAL for a branch key
+ * that is not 32 bytes or when OpenSSL fails (ciphertext wiped then).
  */
 ks_status ks_keyring_wrap_raw(const struct ks_keyring_wrap_input *in, unsigned char *ciphertext,
                               struct ks_error *err);
@@ -67,11 +66,12 @@ ks_status ks_keyring_wrap_raw(const struct ks_keyring_wrap_input *in, unsigned c
  * Decrypts one EDK ciphertext made for data keys of data_key_len bytes under branch_key, with
  * the AAD built from branch_key_id, the version bytes inside the ciphertext and ec. On success
  * data_key (data_key_len bytes) holds the secret. KS_E_UNABLE_TO_DECRYPT when the length is
- * wrong or the tag does not verify (data_key wiped); KS_E_INVALID for an ec over the limits.
+ * wrong or the tag does not verify (data_key wiped); KS_E_INVALID for an ec that
+ * ks_keyring_check_ec refuses.
  */
 ks_status ks_keyring_unwrap_raw(const unsigned char *branch_key, size_t branch_key_len,
                                 const char *branch_key_id, size_t branch_key_id_len,
-                                const struct ks_ec *ec, const unsigned char *ciphertext,
+                                const struct ks_keyring_ec *ec, const unsigned char *ciphertext,
                                 size_t ciphertext_len, size_t data_key_len, unsigned char *data_key,
                                 struct ks_error *err);
 
@@ -101,7 +101,7 @@ void ks_keyring_wrap_result_free(struct ks_keyring_wrap_result *r);
  * CSPRNG when it is NULL, draws a fresh salt and IV, and wraps. out is filled on success only.
  */
 ks_status ks_keyring_wrap(const struct ks_keyring_source *src, const char *branch_key_id,
-                          const struct ks_ec *ec, const struct ks_keyring_suite *suite,
+                          const struct ks_keyring_ec *ec, const struct ks_keyring_suite *suite,
                           const unsigned char *data_key, size_t data_key_len,
                           struct ks_keyring_wrap_result *out, struct ks_error *err);
 
@@ -129,7 +129,7 @@ size_t ks_keyring_session_reads(const struct ks_keyring_session *s);
 struct ks_keyring_unwrap_request {
     const struct ks_keyring_edk *edks;
     size_t n_edks;
-    const struct ks_ec *ec;
+    const struct ks_keyring_ec *ec;
     const struct ks_keyring_suite *suite;
     const char *branch_key_id; /* optional filter (NULL: any id) */
     size_t branch_key_id_len;

@@ -220,8 +220,8 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 
 /* Parses the body: a JSON object within the nesting cap, nothing after it. The raw pre-scan
  * runs first: it refuses what json-c would silently alter (NUL in names, lone surrogates,
- * duplicate members, invalid UTF-8; common/json_check.h). */
-static ks_status parse_body(const char *body, size_t len, unsigned max_depth,
+ * duplicate members, invalid UTF-8; common/json_check.h). check_flags are its KS_JSON_*. */
+static ks_status parse_body(const char *body, size_t len, unsigned max_depth, unsigned check_flags,
                             struct json_object **out, struct ks_error *err)
 {
     struct json_tokener *tok;
@@ -230,7 +230,7 @@ static ks_status parse_body(const char *body, size_t len, unsigned max_depth,
     size_t used;
     ks_status st;
 
-    if ((st = ks_json_check(body, len, max_depth, err)) != KS_OK)
+    if ((st = ks_json_check_ex(body, len, max_depth, check_flags, err)) != KS_OK)
         return st;
     tok = json_tokener_new_ex((int)max_depth);
     if (!tok)
@@ -355,7 +355,12 @@ static ks_status read_body(struct call *c, const struct request_state *rs,
     if (!is_json_content_type(
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return ks_error_set(&c->err, KS_E_MEDIA_TYPE, "request body must be application/json");
-    return parse_body(rs->body, rs->body_len, cfg->server.max_json_depth, &c->req.body, &c->err);
+    /* The keyring routes read encryption context values with their lengths, so those may hold
+     * U+0000 (docs/reference/hierarchical-keyring.md section 4); every other route keeps
+     * strings as C strings and refuses it. */
+    return parse_body(rs->body, rs->body_len, cfg->server.max_json_depth,
+                      c->match.route->access == KS_ACCESS_KEYRING ? KS_JSON_NUL_IN_VALUES : 0,
+                      &c->req.body, &c->err);
 }
 
 static void call_free(struct call *c)

@@ -106,6 +106,58 @@ Test(json_check, nul_in_values)
     cr_expect(strstr(msg, "a: NUL") != NULL, "%s", msg);
 }
 
+/* KS_JSON_NUL_IN_VALUES (the keyring routes): \u0000 passes in values, never in names. */
+Test(json_check, nul_in_values_allowed_by_the_flag_names_still_refused)
+{
+    static const struct jc_case ok[] = {
+        JC("{\"encryptionContext\":{\"k\":\"a\\u0000b\"}}", "inside a context value"),
+        JC("{\"k\":\"\\u0000\"}", "a value that is only NUL"),
+        JC("[1,[\"\\u0000\\u0000\"]]", "in an array"),
+        JC("\"\\u0000\"", "top-level string"),
+    };
+    static const struct jc_case bad[] = {
+        JC("{\"encryptionContext\":{\"a\\u0000\":\"x\"}}", "NUL (\\u0000)"),
+        JC("{\"\\u0000\":\"x\"}", "NUL (\\u0000)"),
+        JC("{\"r\":[{\"k\\u0000\":1}]}", "member name \"k\\x00\" in r[0]"),
+        JC("{\"a\":\"x\0\"}", "a: NUL is not allowed"),        /* a raw NUL byte: never JSON */
+        JC("{\"a\":\"\\ud800\\u0000\"}", "surrogate \\ud800"), /* still refused */
+        JC("{\"a\":\"\xc3\"}", "invalid UTF-8"),
+    };
+    size_t i;
+    for (i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        struct ks_error err;
+        ks_error_clear(&err);
+        cr_expect_eq(ks_json_check_ex(ok[i].text, ok[i].len, DEPTH, KS_JSON_NUL_IN_VALUES, &err),
+                     KS_OK, "%s: %s", ok[i].what, err.message);
+        /* Without the flag the same text is refused (the default of every other route). */
+        cr_expect_eq(ks_json_check_ex(ok[i].text, ok[i].len, DEPTH, 0, &err), KS_E_INVALID, "%s",
+                     ok[i].what);
+    }
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct ks_error err;
+        ks_error_clear(&err);
+        cr_expect_eq(ks_json_check_ex(bad[i].text, bad[i].len, DEPTH, KS_JSON_NUL_IN_VALUES, &err),
+                     KS_E_INVALID, "accepted: %s", bad[i].what);
+        cr_expect(strstr(err.message, bad[i].what) != NULL, "message '%s' lacks '%s'", err.message,
+                  bad[i].what);
+    }
+}
+
+/* A value with NUL that passes the scan arrives in json-c whole, with its length. */
+Test(json_check, nul_value_reaches_json_c_with_its_length)
+{
+    const char *text = "{\"k\":\"a\\u0000b\"}";
+    struct ks_error err;
+    struct json_object *o, *v;
+    cr_assert_eq(ks_json_check_ex(text, strlen(text), DEPTH, KS_JSON_NUL_IN_VALUES, &err), KS_OK);
+    o = json_tokener_parse(text);
+    cr_assert_not_null(o);
+    cr_assert(json_object_object_get_ex(o, "k", &v));
+    cr_expect_eq(json_object_get_string_len(v), 3);
+    cr_expect_eq(memcmp(json_object_get_string(v), "a\0b", 3), 0);
+    json_object_put(o);
+}
+
 Test(json_check, lone_surrogates)
 {
     expect_refused_with("{\"branchKeyIdentifier\":\"\\ud800\"}",

@@ -115,7 +115,7 @@ struct kat {
 };
 
 static const char *const ec_empty[] = {NULL};
-static const struct ks_ec EMPTY_EC = {NULL, 0, 0};
+static const struct ks_keyring_ec EMPTY_EC = {NULL, 0, 0};
 static const char *const ec_kat2[] = {"b",
                                       "2",
                                       "a",
@@ -131,6 +131,10 @@ static const char *const ec_kat2[] = {"b",
                                       "aws-crypto-public-key",
                                       "AAAA",
                                       NULL};
+/* ec_kat2 less the pair "B": "3". */
+static const char *const ec_kat2_without_B[] = {
+    "b",    "2", "a", "1", "a_b", "4", "a-b", "5", "\xc3\xa9", "6", "aws-crypto-public-key",
+    "AAAA", NULL};
 static const char *const ec_kat3[] = {"tenant", "acme", NULL};
 static const char *const ec_kat4[] = {"a", "1", NULL};
 static const char *const ec_kat5[] = {"tenant", "acme", "purpose", "kat", NULL};
@@ -169,11 +173,17 @@ static const struct kat kats[] = {
      "3"},
 };
 
-static void ec_from(struct ks_ec *ec, const char *const *kv)
+/* Sets a pair given as C strings. */
+static int set_c(struct ks_keyring_ec *ec, const char *key, const char *value)
 {
-    ks_ec_init(ec);
+    return ks_keyring_ec_set(ec, key, strlen(key), value, strlen(value));
+}
+
+static void ec_from(struct ks_keyring_ec *ec, const char *const *kv)
+{
+    ks_keyring_ec_init(ec);
     for (; kv && kv[0]; kv += 2)
-        cr_assert_eq(ks_ec_set(ec, kv[0], kv[1]), 0);
+        cr_assert_eq(set_c(ec, kv[0], kv[1]), 0);
 }
 
 Test(keyring_kat, derived_keys_and_serialized_contexts)
@@ -182,14 +192,14 @@ Test(keyring_kat, derived_keys_and_serialized_contexts)
     for (i = 0; i < sizeof kats / sizeof kats[0]; i++) {
         size_t kl, sl, ser_len;
         unsigned char *bk = unhex(BK, &kl), *salt = unhex(kats[i].salt, &sl), k[32], *ser;
-        struct ks_ec ec;
+        struct ks_keyring_ec ec;
         ec_from(&ec, kats[i].ec);
         cr_assert_eq(ks_keyring_kdf(bk, kl, salt, k), 0);
         expect_hex(k, sizeof k, kats[i].derived, kats[i].name);
-        cr_assert_eq(ks_ec_serialize(&ec, &ser, &ser_len), 0);
+        cr_assert_eq(ks_keyring_ec_serialize(&ec, &ser, &ser_len), 0);
         expect_hex(ser, ser_len, kats[i].ser, kats[i].name);
         free(ser);
-        ks_ec_free(&ec);
+        ks_keyring_ec_free(&ec);
         free(bk);
         free(salt);
     }
@@ -205,7 +215,7 @@ Test(keyring_kat, wrap_with_pinned_salt_and_iv_gives_aws_bytes)
         unsigned char *salt = unhex(kats[i].salt, &sl), *iv = unhex(kats[i].iv, &il), ct[92];
         struct ks_keyring_wrap_input in = {
             bk, kl, kats[i].id, strlen(kats[i].id), BK_VERSION, NULL, dk, dl, salt, iv};
-        struct ks_ec ec;
+        struct ks_keyring_ec ec;
         struct ks_error err;
 
         cr_assert_not_null(suite, "%s", kats[i].name);
@@ -215,7 +225,7 @@ Test(keyring_kat, wrap_with_pinned_salt_and_iv_gives_aws_bytes)
         cr_assert_eq(ks_keyring_wrap_raw(&in, ct, &err), KS_OK, "%s: %s", kats[i].name,
                      err.message);
         expect_hex(ct, KS_KEYRING_EDK_OVERHEAD + dl, kats[i].ciphertext, kats[i].name);
-        ks_ec_free(&ec);
+        ks_keyring_ec_free(&ec);
         free(bk);
         free(dk);
         free(salt);
@@ -231,7 +241,7 @@ Test(keyring_kat, unwrap_opens_aws_edks)
         size_t kl, cl;
         unsigned char *bk = unhex(BK, &kl), *ct = unhex(kats[i].ciphertext, &cl), dk[32];
         struct ks_error err;
-        struct ks_ec ec;
+        struct ks_keyring_ec ec;
 
         ec_from(&ec, kats[i].ec);
         cr_assert_eq(ks_keyring_unwrap_raw(bk, kl, kats[i].id, strlen(kats[i].id), &ec, ct, cl,
@@ -248,7 +258,7 @@ Test(keyring_kat, unwrap_opens_aws_edks)
         cr_expect_eq(ks_keyring_unwrap_raw(bk, kl, kats[i].id, strlen(kats[i].id), &ec, ct, cl,
                                            suite->data_key_len, dk, &err),
                      KS_E_UNABLE_TO_DECRYPT, "%s", kats[i].name);
-        ks_ec_free(&ec);
+        ks_keyring_ec_free(&ec);
         free(bk);
         free(ct);
     }
@@ -263,7 +273,7 @@ Test(keyring_kat, kat2l_locale_order_does_not_open_and_wrong_inputs_fail)
     size_t kl, cl, cl2;
     unsigned char *bk = unhex(BK, &kl), *ct = unhex(kat2l, &cl), dk[32];
     unsigned char *good = unhex(kats[1].ciphertext, &cl2);
-    struct ks_ec ec, other;
+    struct ks_keyring_ec ec, other;
     struct ks_error err;
 
     ec_from(&ec, ec_kat2);
@@ -271,8 +281,7 @@ Test(keyring_kat, kat2l_locale_order_does_not_open_and_wrong_inputs_fail)
                  KS_E_UNABLE_TO_DECRYPT);
     cr_expect_str_eq(err.message, "authentication failed");
     /* The right EDK under a context missing one pair, or with another id, or another suite. */
-    ec_from(&other, ec_kat2);
-    ks_ec_remove(&other, "B");
+    ec_from(&other, ec_kat2_without_B);
     cr_expect_eq(
         ks_keyring_unwrap_raw(bk, kl, BK_ID, strlen(BK_ID), &other, good, cl2, 32, dk, &err),
         KS_E_UNABLE_TO_DECRYPT);
@@ -283,8 +292,8 @@ Test(keyring_kat, kat2l_locale_order_does_not_open_and_wrong_inputs_fail)
     cr_expect(strstr(err.message, "wrong length") != NULL, "%s", err.message);
     cr_expect_eq(ks_keyring_unwrap_raw(bk, kl, BK_ID, strlen(BK_ID), &ec, good, cl2, 32, dk, &err),
                  KS_OK);
-    ks_ec_free(&ec);
-    ks_ec_free(&other);
+    ks_keyring_ec_free(&ec);
+    ks_keyring_ec_free(&other);
     free(bk);
     free(ct);
     free(good);
@@ -294,10 +303,10 @@ Test(keyring_kat, aad_of_kat1_and_kat4)
 {
     unsigned char version[16], *aad;
     size_t len;
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
 
     cr_assert_eq(ks_keyring_version_encode(BK_VERSION, version), 0);
-    ks_ec_init(&ec);
+    ks_keyring_ec_init(&ec);
     cr_assert_eq(ks_keyring_aad(BK_ID, strlen(BK_ID), version, &ec, &aad, &len), 0);
     expect_hex(aad, len,
                "6177732d6b6d732d686965726172636879"
@@ -312,7 +321,7 @@ Test(keyring_kat, aad_of_kat1_and_kat4)
                "e9ce18a3edb542729f861cacb7997ff6 0001000161000131",
                "KAT-4 AAD");
     free(aad);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
 }
 
 /* --- encryption context order and limits (section 4) -------------------------------------- */
@@ -321,12 +330,12 @@ static void expect_ser(const char *const *kv, const char *want)
 {
     unsigned char *ser;
     size_t len;
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
     ec_from(&ec, kv);
-    cr_assert_eq(ks_ec_serialize(&ec, &ser, &len), 0);
+    cr_assert_eq(ks_keyring_ec_serialize(&ec, &ser, &len), 0);
     expect_hex(ser, len, want, want);
     free(ser);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
 }
 
 Test(keyring_ec, utf8_byte_order_not_locale_or_code_unit_order)
@@ -351,40 +360,88 @@ Test(keyring_ec, u16_limits_are_refused_never_truncated)
 {
     char *big = malloc(65537);
     struct ks_error err;
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
     size_t i;
 
     memset(big, 'k', 65536);
     big[65535] = '\0'; /* 65535 bytes: the largest that fits */
-    ks_ec_init(&ec);
-    cr_assert_eq(ks_ec_set(&ec, big, big), 0);
+    ks_keyring_ec_init(&ec);
+    cr_assert_eq(set_c(&ec, big, big), 0);
     cr_expect_eq(ks_keyring_check_ec(&ec, &err), KS_OK);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
     big[65535] = 'k';
     big[65536] = '\0'; /* 65536 bytes */
-    ks_ec_init(&ec);
-    cr_assert_eq(ks_ec_set(&ec, big, "v"), 0);
+    ks_keyring_ec_init(&ec);
+    cr_assert_eq(set_c(&ec, big, "v"), 0);
     cr_expect_eq(ks_keyring_check_ec(&ec, &err), KS_E_INVALID);
     cr_expect(strstr(err.message, "key of 65536 bytes") != NULL, "%s", err.message);
-    ks_ec_free(&ec);
-    ks_ec_init(&ec);
-    cr_assert_eq(ks_ec_set(&ec, "k", big), 0);
+    ks_keyring_ec_free(&ec);
+    ks_keyring_ec_init(&ec);
+    cr_assert_eq(set_c(&ec, "k", big), 0);
     cr_expect_eq(ks_keyring_check_ec(&ec, &err), KS_E_INVALID);
     cr_expect(strstr(err.message, "value of 65536 bytes") != NULL, "%s", err.message);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
     free(big);
     /* 65535 pairs fit, 65536 do not (keys inserted in order: appends). */
-    ks_ec_init(&ec);
+    ks_keyring_ec_init(&ec);
     for (i = 0; i < 65535; i++) {
         char key[8];
         snprintf(key, sizeof key, "%06zu", i);
-        cr_assert_eq(ks_ec_set(&ec, key, ""), 0);
+        cr_assert_eq(set_c(&ec, key, ""), 0);
     }
     cr_expect_eq(ks_keyring_check_ec(&ec, &err), KS_OK);
-    cr_assert_eq(ks_ec_set(&ec, "999999", ""), 0);
+    cr_assert_eq(set_c(&ec, "999999", ""), 0);
     cr_expect_eq(ks_keyring_check_ec(&ec, &err), KS_E_INVALID);
     cr_expect(strstr(err.message, "65536 pairs") != NULL, "%s", err.message);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
+}
+
+/* Values carry their lengths: U+0000 inside a value is serialized as its byte (section 4). */
+Test(keyring_ec, a_value_with_nul_serializes_with_its_length)
+{
+    struct ks_keyring_ec ec;
+    unsigned char *ser;
+    size_t len;
+
+    ks_keyring_ec_init(&ec);
+    cr_assert_eq(ks_keyring_ec_set(&ec, "k", 1, "a\0b", 3), 0);
+    cr_assert_eq(ks_keyring_ec_set(&ec, "b", 1, "\0", 1), 0);
+    cr_assert_eq(ks_keyring_ec_set(&ec, "bb", 2, "x\0", 2), 0);
+    cr_expect_eq(ks_keyring_check_ec(&ec, NULL), KS_OK);
+    cr_assert_eq(ks_keyring_ec_serialize(&ec, &ser, &len), 0);
+    /* By hand: 3 pairs; "b" -> 00; "bb" -> 78 00; "k" -> 61 00 62. */
+    expect_hex(ser, len, "0003 0001 62 0001 00 0002 6262 0002 7800 0001 6b 0003 610062",
+               "NUL values");
+    free(ser);
+    /* Replacing a value keeps its new length: "a" is not "a\0b". */
+    cr_assert_eq(ks_keyring_ec_set(&ec, "k", 1, "a", 1), 0);
+    cr_assert_eq(ks_keyring_ec_serialize(&ec, &ser, &len), 0);
+    expect_hex(ser, len, "0003 0001 62 0001 00 0002 6262 0002 7800 0001 6b 0001 61", "replaced");
+    free(ser);
+    ks_keyring_ec_free(&ec);
+}
+
+Test(keyring_ec, a_key_with_nul_and_ill_formed_utf8_are_refused)
+{
+    unsigned char bk[32] = {1}, dk[32] = {2}, salt[16] = {0}, iv[12] = {0}, ct[92];
+    struct ks_keyring_wrap_input in = {bk, 32, "id", 2, BK_VERSION, NULL, dk, 32, salt, iv};
+    struct ks_keyring_ec ec;
+    struct ks_error err;
+
+    ks_keyring_ec_init(&ec);
+    cr_assert_eq(ks_keyring_ec_set(&ec, "a\0", 2, "v", 1), 0);
+    cr_expect_eq(ks_keyring_check_ec(&ec, &err), KS_E_INVALID);
+    cr_expect(strstr(err.message, "a key holds U+0000") != NULL, "%s", err.message);
+    in.ec = &ec;
+    cr_expect_eq(ks_keyring_wrap_raw(&in, ct, &err), KS_E_INVALID);
+    cr_expect_eq(ks_keyring_unwrap_raw(bk, 32, "id", 2, &ec, ct, 92, 32, dk, &err), KS_E_INVALID);
+    ks_keyring_ec_free(&ec);
+    /* A UTF-8-encoded lone surrogate (ed a0 80) in a value: still refused. */
+    ks_keyring_ec_init(&ec);
+    cr_assert_eq(ks_keyring_ec_set(&ec, "k", 1, "\xed\xa0\x80", 3), 0);
+    cr_expect_eq(ks_keyring_check_ec(&ec, &err), KS_E_INVALID);
+    cr_expect(strstr(err.message, "UTF-8") != NULL, "%s", err.message);
+    ks_keyring_ec_free(&ec);
 }
 
 Test(keyring_ec, wrap_refuses_a_context_over_the_limits)
@@ -393,16 +450,16 @@ Test(keyring_ec, wrap_refuses_a_context_over_the_limits)
     char *big = malloc(65537);
     struct ks_keyring_wrap_input in = {bk, 32, "id", 2, BK_VERSION, NULL, dk, 32, salt, iv};
     struct ks_error err;
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
 
     memset(big, 'v', 65536);
     big[65536] = '\0';
-    ks_ec_init(&ec);
-    cr_assert_eq(ks_ec_set(&ec, "k", big), 0);
+    ks_keyring_ec_init(&ec);
+    cr_assert_eq(set_c(&ec, "k", big), 0);
     in.ec = &ec;
     cr_expect_eq(ks_keyring_wrap_raw(&in, ct, &err), KS_E_INVALID);
     cr_expect_eq(ks_keyring_unwrap_raw(bk, 32, "id", 2, &ec, ct, 92, 32, dk, &err), KS_E_INVALID);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
     free(big);
 }
 
@@ -567,7 +624,7 @@ struct fixture {
 };
 
 static struct fixture F;
-static const struct ks_ec EMPTY = {NULL, 0, 0};
+static const struct ks_keyring_ec EMPTY = {NULL, 0, 0};
 
 static void setup(void)
 {
@@ -601,7 +658,7 @@ static void teardown(void)
     rmdir(F.dir);
 }
 
-static struct ks_keyring_wrap_result wrap_ok(const struct ks_ec *ec, uint16_t suite_id)
+static struct ks_keyring_wrap_result wrap_ok(const struct ks_keyring_ec *ec, uint16_t suite_id)
 {
     struct ks_keyring_wrap_result r;
     struct ks_error err;
@@ -619,7 +676,7 @@ static struct ks_keyring_edk edk_of(const struct ks_keyring_wrap_result *r, cons
     return e;
 }
 
-static ks_status unwrap(const struct ks_keyring_edk *edks, size_t n, const struct ks_ec *ec,
+static ks_status unwrap(const struct ks_keyring_edk *edks, size_t n, const struct ks_keyring_ec *ec,
                         uint16_t suite_id, const char *filter, struct ks_keyring_unwrap_result *out,
                         struct ks_error *err)
 {
@@ -636,7 +693,7 @@ Test(keyring_store, wrap_then_unwrap_every_data_key_length, .init = setup, .fini
     static const uint16_t suites[] = {0x0014, 0x0346, 0x0478, 0x0578};
     static const char *const kv[] = {"a", "1", "B", "2", "\xc3\xa9", "3", NULL};
     size_t i;
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
 
     ec_from(&ec, kv);
     for (i = 0; i < sizeof suites / sizeof suites[0]; i++) {
@@ -658,7 +715,7 @@ Test(keyring_store, wrap_then_unwrap_every_data_key_length, .init = setup, .fini
         ks_keyring_unwrap_result_free(&u);
         ks_keyring_wrap_result_free(&w);
     }
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
 }
 
 Test(keyring_store, fresh_salt_iv_and_given_data_key, .init = setup, .fini = teardown)
@@ -666,10 +723,10 @@ Test(keyring_store, fresh_salt_iv_and_given_data_key, .init = setup, .fini = tea
     unsigned char dk[32];
     struct ks_keyring_wrap_result a, b;
     struct ks_error err;
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
 
     memset(dk, 7, sizeof dk);
-    ks_ec_init(&ec);
+    ks_keyring_ec_init(&ec);
     cr_assert_eq(ks_keyring_wrap(&F.src, F.id, &ec, ks_keyring_suite_default(), dk, 32, &a, &err),
                  KS_OK);
     cr_assert_eq(ks_keyring_wrap(&F.src, F.id, &ec, ks_keyring_suite_default(), dk, 32, &b, &err),
@@ -686,7 +743,7 @@ Test(keyring_store, fresh_salt_iv_and_given_data_key, .init = setup, .fini = tea
         ks_keyring_wrap(&F.src, "no-such-key", &ec, ks_keyring_suite_default(), NULL, 0, &b, &err),
         KS_E_NOT_FOUND);
     ks_keyring_wrap_result_free(&a);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
 }
 
 Test(keyring_store, uses_the_version_inside_the_edk, .init = setup, .fini = teardown)
@@ -695,10 +752,10 @@ Test(keyring_store, uses_the_version_inside_the_edk, .init = setup, .fini = tear
     struct ks_keyring_unwrap_result u;
     struct ks_keyring_edk e;
     struct ks_error err;
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
     char *v2 = NULL;
 
-    ks_ec_init(&ec);
+    ks_keyring_ec_init(&ec);
     ks_keyring_wrap_result_free(&old);
     old = wrap_ok(&ec, 0x0478);
     cr_assert_eq(ks_keystore_version_key(F.ks, &F.rel, F.id, &v2, &err), KS_OK, "%s", err.message);
@@ -712,7 +769,7 @@ Test(keyring_store, uses_the_version_inside_the_edk, .init = setup, .fini = tear
     free(v2);
     ks_keyring_wrap_result_free(&old);
     ks_keyring_wrap_result_free(&now);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
 }
 
 Test(keyring_store, skips_other_providers_and_ids_first_success_wins, .init = setup,
@@ -723,9 +780,9 @@ Test(keyring_store, skips_other_providers_and_ids_first_success_wins, .init = se
     struct ks_keyring_edk edks[4];
     struct ks_keyring_unwrap_result u;
     struct ks_error err;
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
 
-    ks_ec_init(&ec);
+    ks_keyring_ec_init(&ec);
     /* A raw AES EDK with provider info that is not UTF-8: opaque, skipped, never refused. */
     edks[0] = (struct ks_keyring_edk){"raw-aes", 7, (const unsigned char *)"\xff\xfe", 2, junk, 3};
     edks[1] = edk_of(&w, "other-id");
@@ -743,7 +800,7 @@ Test(keyring_store, skips_other_providers_and_ids_first_success_wins, .init = se
     cr_expect(strstr(err.message, "no encrypted data key") != NULL, "%s", err.message);
     cr_expect_eq(unwrap(edks, 1, &ec, 0x0478, NULL, &u, &err), KS_E_UNABLE_TO_DECRYPT);
     ks_keyring_wrap_result_free(&w);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
 }
 
 Test(keyring_store, every_failure_reason_is_listed, .init = setup, .fini = teardown)
@@ -753,9 +810,9 @@ Test(keyring_store, every_failure_reason_is_listed, .init = setup, .fini = teard
     struct ks_keyring_edk edks[4];
     struct ks_keyring_unwrap_result u;
     struct ks_error err;
-    struct ks_ec ec, other;
+    struct ks_keyring_ec ec, other;
 
-    ks_ec_init(&ec);
+    ks_keyring_ec_init(&ec);
     ec_from(&other, ec_kat3);
     memcpy(unknown, w.ciphertext, 92);
     memset(unknown + 28, 0x11, 16); /* a version that does not exist */
@@ -781,8 +838,8 @@ Test(keyring_store, every_failure_reason_is_listed, .init = setup, .fini = teard
     cr_expect(strstr(err.message, "needs 76"), "%s", err.message);
     free(copy);
     ks_keyring_wrap_result_free(&w);
-    ks_ec_free(&ec);
-    ks_ec_free(&other);
+    ks_keyring_ec_free(&ec);
+    ks_keyring_ec_free(&other);
 }
 
 Test(keyring_store, a_dependency_failure_is_not_unable_to_decrypt, .init = setup, .fini = teardown)
@@ -791,9 +848,9 @@ Test(keyring_store, a_dependency_failure_is_not_unable_to_decrypt, .init = setup
     struct ks_keyring_edk edks[2];
     struct ks_keyring_unwrap_result u;
     struct ks_error err;
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
 
-    ks_ec_init(&ec);
+    ks_keyring_ec_init(&ec);
     edks[0] = edk_of(&w, F.id);
     edks[0].ciphertext_len = 91; /* fails on itself */
     edks[1] = edk_of(&w, F.id);  /* would open, but KMS is down */
@@ -812,7 +869,7 @@ Test(keyring_store, a_dependency_failure_is_not_unable_to_decrypt, .init = setup
     cr_expect_eq(unwrap(edks, 2, &ec, 0x0478, NULL, &u, &err), KS_OK, "%s", err.message);
     ks_keyring_unwrap_result_free(&u);
     ks_keyring_wrap_result_free(&w);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
 }
 
 Test(keyring_store, a_session_reads_each_version_once, .init = setup, .fini = teardown)
@@ -822,10 +879,10 @@ Test(keyring_store, a_session_reads_each_version_once, .init = setup, .fini = te
     struct ks_keyring_session *s = ks_keyring_session_new(&F.src);
     unsigned long long before;
     struct ks_error err;
-    struct ks_ec ec;
+    struct ks_keyring_ec ec;
     size_t i, v;
 
-    ks_ec_init(&ec);
+    ks_keyring_ec_init(&ec);
     for (v = 0; v < VERSIONS; v++) {
         char *nv = NULL;
         for (i = 0; i < PER_VERSION; i++)
@@ -846,7 +903,31 @@ Test(keyring_store, a_session_reads_each_version_once, .init = setup, .fini = te
     cr_expect_eq(ks_keyring_session_reads(s), VERSIONS);
     cr_expect_eq(ks_keystore_storage_reads(F.ks) - before, VERSIONS);
     ks_keyring_session_free(s);
-    ks_ec_free(&ec);
+    ks_keyring_ec_free(&ec);
+}
+
+Test(keyring_store, a_nul_value_is_bound_whole, .init = setup, .fini = teardown)
+{
+    struct ks_keyring_ec ec, cut;
+    struct ks_keyring_wrap_result w;
+    struct ks_keyring_unwrap_result u;
+    struct ks_keyring_edk e;
+    struct ks_error err;
+
+    ks_keyring_ec_init(&ec);
+    ks_keyring_ec_init(&cut);
+    cr_assert_eq(ks_keyring_ec_set(&ec, "k", 1, "a\0b", 3), 0);
+    cr_assert_eq(ks_keyring_ec_set(&cut, "k", 1, "a", 1), 0); /* what a C string would keep */
+    w = wrap_ok(&ec, 0x0478);
+    e = edk_of(&w, F.id);
+    cr_expect_eq(unwrap(&e, 1, &cut, 0x0478, NULL, &u, &err), KS_E_UNABLE_TO_DECRYPT);
+    cr_expect(strstr(err.message, "authentication failed") != NULL, "%s", err.message);
+    cr_assert_eq(unwrap(&e, 1, &ec, 0x0478, NULL, &u, &err), KS_OK, "%s", err.message);
+    cr_expect_eq(memcmp(u.data_key, w.data_key, 32), 0);
+    ks_keyring_unwrap_result_free(&u);
+    ks_keyring_wrap_result_free(&w);
+    ks_keyring_ec_free(&ec);
+    ks_keyring_ec_free(&cut);
 }
 
 Test(keyring_store, provider_info_is_raw_bytes, .init = setup, .fini = teardown)
