@@ -15,6 +15,8 @@
 //    through examples/keystored-keyring.mjs decrypt with AWS's KmsHierarchicalKeyRingNode, and
 //    the reverse, with the default suite 0x0578 (its context carries aws-crypto-public-key) and
 //    with 0x0478; a message with two EDKs (a raw AES keyring's first) also decrypts.
+// 3. A context value holding U+0000, both directions (keystored allows it in values, refuses it
+//    in keys).
 // The matrix is printed; exits 1 on any failure.
 
 import path from 'node:path';
@@ -143,7 +145,8 @@ tenants:
 const b64 = (k) => Buffer.from(k instanceof Uint8Array ? k : k.export()).toString('base64');
 
 // keystored wraps over HTTP; AWS's keyring opens the EDK.
-async function ksToAws(env, suite, ec, utf8Sorting = true) {
+// unwrapEc (default ec) is the context AWS's keyring is given to open the EDK.
+async function ksToAws(env, suite, ec, utf8Sorting = true, unwrapEc = ec) {
   const w = await env.call('POST', '/keyring/wrap', { branchKeyIdentifier: env.id, encryptionContext: ec, algorithmSuiteId: suite.text });
   assertEq(w.status, 200, `wrap (${w.text.slice(0, 200)})`);
   assertEq(Buffer.from(w.json.encryptedDataKey.ciphertext, 'base64').length, 60 + suite.n, 'EDK length');
@@ -152,14 +155,15 @@ async function ksToAws(env, suite, ec, utf8Sorting = true) {
     providerInfo: Buffer.from(w.json.encryptedDataKey.providerInfo, 'base64').toString('utf8'),
     encryptedDataKey: new Uint8Array(Buffer.from(w.json.encryptedDataKey.ciphertext, 'base64')),
   });
-  const m = new NodeDecryptionMaterial(new NodeAlgorithmSuite(suite.id), ec);
+  const m = new NodeDecryptionMaterial(new NodeAlgorithmSuite(suite.id), unwrapEc);
   await env.awsKeyring(utf8Sorting).onDecrypt(m, [edk]);
   assert(m.hasUnencryptedDataKey, 'AWS keyring set no data key');
   assertEq(b64(m.getUnencryptedDataKey()), w.json.dataKey, 'data key');
 }
 
-// AWS's keyring wraps; keystored unwraps over HTTP. Returns keystored's response.
-async function awsToKs(env, suite, ec, utf8Sorting = true) {
+// AWS's keyring wraps; keystored unwraps over HTTP (with unwrapEc, default ec). Returns
+// keystored's response.
+async function awsToKs(env, suite, ec, utf8Sorting = true, unwrapEc = ec) {
   const m = new NodeEncryptionMaterial(new NodeAlgorithmSuite(suite.id), ec);
   await env.awsKeyring(utf8Sorting).onEncrypt(m);
   const [edk] = m.encryptedDataKeys;
@@ -167,7 +171,7 @@ async function awsToKs(env, suite, ec, utf8Sorting = true) {
   const dataKey = b64(m.getUnencryptedDataKey());
   const u = await env.call('POST', '/keyring/unwrap', {
     encryptedDataKeys: [{ providerId: edk.providerId, providerInfo: b64(Buffer.from(edk.providerInfo, 'utf8')), ciphertext: b64(edk.encryptedDataKey) }],
-    encryptionContext: ec, algorithmSuiteId: suite.text,
+    encryptionContext: unwrapEc, algorithmSuiteId: suite.text,
   });
   return { u, dataKey };
 }
@@ -209,6 +213,39 @@ async function edkInterop(env) {
     const { u, dataKey } = await awsToKs(env, SUITES[0], {}, false);
     assertEq(u.status, 200, 'unwrap');
     assertEq(u.json.dataKey, dataKey, 'data key');
+  });
+}
+
+// A context VALUE holding U+0000: the ESDK allows any character in values and keystored takes
+// them with their lengths on the keyring routes (keys holding U+0000 stay refused, json-c keeps
+// member names as C strings: docs/reference/hierarchical-keyring.md section 4).
+async function nulValueInterop(env) {
+  h.section('EDK interop: a context value holding U+0000 (utf8Sorting: true)');
+  const ec = { k: 'a\u0000b', tenant: 'acme', z: '\u0000' };
+  const cut = { k: 'a', tenant: 'acme', z: '' }; // what a C-string context would keep
+  await h.test('keystored wraps with U+0000 in values; AWS keyring opens it', () => ksToAws(env, SUITES[0], ec));
+  await h.test('keystored wraps with U+0000 in values; AWS keyring given the values cut at the NUL cannot open it', async () => {
+    let opened = false;
+    try {
+      await ksToAws(env, SUITES[0], ec, true, cut);
+      opened = true;
+    } catch {
+      /* expected */
+    }
+    assert(!opened, 'the EDK opened under another context');
+  });
+  await h.test('AWS keyring wraps with U+0000 in values; keystored opens it, and not with the values cut at the NUL', async () => {
+    const { u, dataKey } = await awsToKs(env, SUITES[0], ec);
+    assertEq(u.status, 200, `unwrap (${u.text.slice(0, 300)})`);
+    assertEq(u.json.dataKey, dataKey, 'data key');
+    const { u: bad } = await awsToKs(env, SUITES[0], ec, true, cut);
+    assertEq(bad.status, 400, 'status with the cut context');
+    assertEq(bad.json.error.type, 'UnableToDecryptException', 'type');
+  });
+  await h.test('a context KEY holding U+0000 -> 400 from keystored (a keystored limit)', async () => {
+    const w = await env.call('POST', '/keyring/wrap', { branchKeyIdentifier: env.id, encryptionContext: { 'a\u0000': '1' } });
+    assertEq(w.status, 400, `wrap (${w.text.slice(0, 200)})`);
+    assert(w.json.error.message.includes('NUL'), w.json.error.message);
   });
 }
 
@@ -276,6 +313,7 @@ try {
   });
   if (env) {
     await edkInterop(env);
+    await nulValueInterop(env);
     await endToEnd(env);
   } else {
     aborted = true;
