@@ -32,6 +32,9 @@ const struct ks_kms_relationship *ks_app_relationship(const struct ks_app *app, 
 struct ks_cache *ks_app_cache(const struct ks_app *app);
 /* The OpenAPI document served at GET /v1/openapi.yaml (static text, not NUL-terminated). */
 const char *ks_app_openapi(const struct ks_app *app, size_t *len);
+/* Re-reads the configuration file and swaps it in (server/app.h, README "Reload"). KS_E_INVALID
+ * with the reason when the file is invalid or changes what cannot change live: nothing changed. */
+ks_status ks_app_reload(const struct ks_app *app, struct ks_error *err);
 
 enum { KS_PARAM_KS = 0, KS_PARAM_ID, KS_PARAM_VERSION, KS_PARAM_COUNT };
 
@@ -90,6 +93,8 @@ ks_status ks_handle_healthz(const struct ks_request *, struct ks_response *, str
 ks_status ks_handle_readyz(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_openapi(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_metrics(const struct ks_request *, struct ks_response *, struct ks_error *);
+ks_status ks_handle_admin_reload(const struct ks_request *, struct ks_response *,
+                                 struct ks_error *);
 
 /* --- shared by the handler files (handlers/common.c) --- */
 

@@ -22,6 +22,7 @@ static const struct ks_route routes[] = {
      ks_handle_version_get},
     {"GET", "/v1/keystores/{ks}/branch-keys/{id}/beacon", KS_ACCESS_READER, 0, 1,
      ks_handle_beacon_get},
+    {"POST", "/v1/admin/reload", KS_ACCESS_ADMIN, 0, 0, ks_handle_admin_reload},
 };
 
 const struct ks_route *ks_router_routes(size_t *count)

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include "common/json_check.h"
 #include "common/secret.h"
 #include "common/util.h"
+#include "server/app.h"
 #include "server/auth.h"
 #include "server/connections.h"
 #include "server/readiness.h"
@@ -40,7 +42,9 @@
 
 struct ks_server {
     struct MHD_Daemon *daemon;
-    struct ks_app *app;
+    pthread_mutex_t app_lock; /* guards app: the swap and the taking of a reference */
+    struct ks_app *app;       /* the current configuration snapshot (one reference held) */
+    struct ks_backends *backends;
     struct ks_log *log;
     struct ks_connections *conns;   /* header deadlines (server/connections.h) */
     struct ks_readiness *readiness; /* background dependency probes (server/readiness.h) */
@@ -52,6 +56,7 @@ struct ks_server {
 };
 
 struct request_state {
+    struct ks_app *app; /* the snapshot taken at the first handler call, released on completion */
     uint64_t start_us;
     int started; /* the access handler has run: in_flight counts it, an access line follows */
     char *body;
@@ -301,14 +306,14 @@ static ks_status match_route(struct call *c, struct request_state *rs, const cha
 }
 
 /* Bearer token -> tenant, and the route's role (docs/architecture.md section 7). */
-static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_Connection *conn,
-                           const struct ks_config *cfg)
+static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_Connection *conn)
 {
     const struct ks_route *route = c->match.route;
     if (route->access == KS_ACCESS_PUBLIC)
         return KS_OK;
     c->req.tenant = ks_auth_tenant(
-        cfg, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+        ks_app_auth(rs->app),
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
     if (!c->req.tenant)
         return ks_error_set(&c->err, KS_E_UNAUTHENTICATED,
                             "missing or invalid bearer token (Authorization: Bearer <token>)");
@@ -365,20 +370,20 @@ static void call_free(struct call *c)
 static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *conn,
                                 struct request_state *rs, const char *url, const char *method)
 {
-    const struct ks_config *cfg = ks_app_config(srv->app);
+    const struct ks_config *cfg = ks_app_config(rs->app);
     struct call c;
     enum MHD_Result ret;
     ks_status st;
 
     memset(&c, 0, sizeof c);
     ks_error_clear(&c.err);
-    c.req.app = srv->app;
+    c.req.app = rs->app;
     c.req.readiness = srv->readiness;
     if (rs->too_large)
         st = ks_error_set(&c.err, KS_E_TOO_LARGE, "request body larger than %zu bytes",
                           cfg->server.max_body_bytes);
     else if ((st = match_route(&c, rs, method, url)) == KS_OK &&
-             (st = authorize(&c, rs, conn, cfg)) == KS_OK && (st = read_query(&c, conn)) == KS_OK &&
+             (st = authorize(&c, rs, conn)) == KS_OK && (st = read_query(&c, conn)) == KS_OK &&
              (st = read_body(&c, rs, conn, cfg)) == KS_OK)
         st = c.match.route->handler(&c.req, &c.resp, &c.err);
     if (st == KS_OK) {
@@ -422,6 +427,28 @@ static struct request_state *new_request_state(const char *uri)
     return rs;
 }
 
+/* A reference to the current snapshot: the request keeps it until it completes. */
+static struct ks_app *current_app(struct ks_server *srv)
+{
+    struct ks_app *app;
+    pthread_mutex_lock(&srv->app_lock);
+    app = ks_app_ref(srv->app);
+    pthread_mutex_unlock(&srv->app_lock);
+    return app;
+}
+
+void ks_server_swap(struct ks_server *srv, struct ks_app *app)
+{
+    struct ks_app *old;
+    ks_app_ref(app);
+    pthread_mutex_lock(&srv->app_lock);
+    old = srv->app;
+    srv->app = app;
+    pthread_mutex_unlock(&srv->app_lock);
+    /* Requests still on the old snapshot hold their own references. */
+    ks_app_unref(old);
+}
+
 /* X-Request-Id: echoed when 1..128 of [A-Za-z0-9._:-] (README "Request ids"), else a new UUID. */
 static void take_request_id(struct request_state *rs, struct MHD_Connection *conn)
 {
@@ -440,7 +467,7 @@ static void take_request_id(struct request_state *rs, struct MHD_Connection *con
 static enum MHD_Result begin_request(struct ks_server *srv, struct MHD_Connection *conn,
                                      void **con_cls, const char *method)
 {
-    const struct ks_server_config *limits = &ks_app_config(srv->app)->server;
+    const struct ks_server_config *limits;
     struct request_state *rs = *con_cls ? *con_cls : new_request_state(NULL);
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -451,6 +478,8 @@ static enum MHD_Result begin_request(struct ks_server *srv, struct MHD_Connectio
         return MHD_NO;
     *con_cls = rs;
     rs->started = 1;
+    rs->app = current_app(srv);
+    limits = &ks_app_config(rs->app)->server;
     snprintf(rs->method, sizeof rs->method, "%s", method);
     take_request_id(rs, conn);
     atomic_fetch_add(&srv->in_flight, 1);
@@ -513,7 +542,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        return accumulate_body(rs, ks_app_config(srv->app)->server.max_body_bytes, upload_data, n);
+        return accumulate_body(rs, ks_app_config(rs->app)->server.max_body_bytes, upload_data, n);
     }
     if (rs->status)
         return MHD_YES; /* already answered (an early refusal) */
@@ -583,6 +612,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     } else {
         log_refused(srv, rs, toe);
     }
+    ks_app_unref(rs->app);
     free(rs->body);
     free(rs);
     *con_cls = NULL;
@@ -673,40 +703,59 @@ static ks_status ping_kms(void *arg, struct ks_error *err)
     return ks_kms_relationship_ping(arg, err);
 }
 
-/* One check per key store ("storage:<ks>") and per KMS relationship ("kms:<rel>"). */
+struct check_list {
+    struct ks_readiness_check *checks;
+    char **names;
+    size_t n, cap;
+    int oom;
+};
+
+/* One check per backend: "storage:<ks>" or "kms:<rel>". */
+static void add_check(void *ctx, const char *name, struct ks_keystore *keystore,
+                      const struct ks_kms_relationship *relationship)
+{
+    struct check_list *l = ctx;
+    size_t len = strlen(name) + 9;
+
+    if (l->oom || l->n == l->cap) {
+        l->oom = 1;
+        return;
+    }
+    if (!(l->names[l->n] = malloc(len))) {
+        l->oom = 1;
+        return;
+    }
+    snprintf(l->names[l->n], len, "%s:%s", keystore ? "storage" : "kms", name);
+    l->checks[l->n].name = l->names[l->n];
+    l->checks[l->n].ping = keystore ? ping_storage : ping_kms;
+    l->checks[l->n].arg = keystore ? (void *)keystore : (void *)(uintptr_t)relationship;
+    l->n++;
+}
+
+/*
+ * The probes cover the backends open at start (the long-lived ones, server/app.h): a reload
+ * keeps them, so the checks stay valid across reloads. A key store or relationship first opened
+ * by a reload is not probed until the next start (README "Reload").
+ */
 static ks_status start_readiness(struct ks_server *srv, struct ks_error *err)
 {
     const struct ks_config *cfg = ks_app_config(srv->app);
-    size_t n = cfg->n_key_stores + cfg->n_kms_relationships, i;
-    struct ks_readiness_check *checks = calloc(n + 1, sizeof *checks);
+    size_t n = cfg->n_key_stores + cfg->n_kms_relationships;
+    struct check_list l = {calloc(n + 1, sizeof *l.checks), calloc(n + 1, sizeof *l.names), 0, n,
+                           0};
     struct ks_readiness_options opts = {cfg->server.readiness_interval_ms,
                                         cfg->server.readiness_timeout_ms, srv->log};
-    ks_status st = KS_OK;
+    ks_status st;
 
-    srv->check_names = calloc(n + 1, sizeof *srv->check_names);
-    if (!checks || !srv->check_names) {
-        free(checks);
-        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    }
-    srv->n_checks = n;
-    for (i = 0; i < n && st == KS_OK; i++) {
-        int storage = i < cfg->n_key_stores;
-        size_t j = storage ? i : i - cfg->n_key_stores;
-        const char *name = storage ? cfg->key_stores[j].name : cfg->kms_relationships[j].name;
-        size_t len = strlen(name) + 9;
-        if (!(srv->check_names[i] = malloc(len))) {
-            st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
-            break;
-        }
-        snprintf(srv->check_names[i], len, "%s:%s", storage ? "storage" : "kms", name);
-        checks[i].name = srv->check_names[i];
-        checks[i].ping = storage ? ping_storage : ping_kms;
-        checks[i].arg = storage ? (void *)ks_app_keystore(srv->app, j)
-                                : (void *)(uintptr_t)ks_app_relationship(srv->app, j);
-    }
-    if (st == KS_OK)
-        st = ks_readiness_start(checks, n, &opts, &srv->readiness, err);
-    free(checks);
+    srv->check_names = l.names;
+    if (l.checks && l.names)
+        ks_backends_foreach(srv->backends, add_check, &l);
+    srv->n_checks = l.n;
+    if (!l.checks || !l.names || l.oom)
+        st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    else
+        st = ks_readiness_start(l.checks, l.n, &opts, &srv->readiness, err);
+    free(l.checks);
     return st;
 }
 
@@ -719,6 +768,8 @@ static void free_background(struct ks_server *srv)
     for (i = 0; srv->check_names && i < srv->n_checks; i++)
         free(srv->check_names[i]);
     free(srv->check_names);
+    ks_app_unref(srv->app);
+    pthread_mutex_destroy(&srv->app_lock);
     free(srv);
 }
 
@@ -732,8 +783,8 @@ static ks_status start_background(struct ks_server *srv, struct ks_error *err)
     return st == KS_OK ? start_readiness(srv, err) : st;
 }
 
-ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_server **out,
-                          struct ks_error *err)
+ks_status ks_server_start(struct ks_backends *backends, struct ks_app *app, struct ks_log *log,
+                          struct ks_server **out, struct ks_error *err)
 {
     const struct ks_config *cfg = ks_app_config(app);
     struct ks_server *srv = calloc(1, sizeof *srv);
@@ -748,8 +799,10 @@ ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_serv
 
     if (!srv)
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    srv->app = app;
+    srv->app = ks_app_ref(app);
+    srv->backends = backends;
     srv->log = log;
+    pthread_mutex_init(&srv->app_lock, NULL);
     atomic_init(&srv->in_flight, 0);
     atomic_init(&srv->draining, 0);
     memset(&hints, 0, sizeof hints);
@@ -758,7 +811,7 @@ ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_serv
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     snprintf(port, sizeof port, "%u", (unsigned)cfg->listen_port);
     if ((rc = getaddrinfo(cfg->listen_host, port, &hints, &ai)) != 0) {
-        free(srv);
+        free_background(srv);
         return ks_error_set(err, KS_E_CONFIG, "listen: cannot resolve %s: %s", cfg->listen_host,
                             gai_strerror(rc));
     }

@@ -57,6 +57,7 @@ Test(router, table_is_the_design)
         {"GET", "/v1/keystores/{ks}/branch-keys/{id}/active"},
         {"GET", "/v1/keystores/{ks}/branch-keys/{id}/versions/{v}"},
         {"GET", "/v1/keystores/{ks}/branch-keys/{id}/beacon"},
+        {"POST", "/v1/admin/reload"},
     };
     size_t n, i, j;
     const struct ks_route *r = ks_router_routes(&n);
