@@ -3,6 +3,7 @@
  */
 #include "server/reload.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,8 @@ static ks_status reload_locked(struct ks_reloader *r, struct ks_error *err)
     ks_server_swap(r->server, app);
     ks_app_unref(r->current);
     r->current = app; /* ks_app_create's reference */
+    /* Parsing a file of 10,000 tenants frees megabytes of YAML nodes: give them back. */
+    malloc_trim(0);
     return KS_OK;
 }
 
