@@ -5,7 +5,9 @@
 # resident memory with each tenant count (bytes per tenant) and its start-up time.
 #   bench/tenants.sh [duration_seconds=10] [keystored_threads=4] [tenant counts="1 1000 10000"]
 # Needs wrk and nginx (apt-get install wrk nginx-light) and python3. Loopback only.
-# PERF=1 also records `perf record -g` of keystored during the 64-connection run of each count
+# ROUNDS=N repeats each keystored/nginx pair N times, alternating (the machine is shared: take
+# medians). KEYSTORED_ARGS adds arguments (e.g. "--log-level warn": no access log). PERF=1 also records
+# `perf record --call-graph ${PERF_CALLGRAPH:-fp}` of keystored during the 64-connection run of each count
 # into $PERF_DIR (default /tmp/keystored-perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,9 +119,9 @@ for n in $counts; do
     rm -f "$tmp/ks.db" "$tmp/kms.keys"
     make_config "$n"
     t0=$(date +%s.%N)
-    "$bin" --config "$tmp/keystored.yaml" 2>"$tmp/keystored.log" &
+    "$bin" --config "$tmp/keystored.yaml" ${KEYSTORED_ARGS:-} 2>"$tmp/keystored.log" &
     kpid=$!
-    for _ in $(seq 600); do grep -q listening "$tmp/keystored.log" && break; sleep 0.05; done
+    for _ in $(seq 1200); do curl -sf -o /dev/null "http://127.0.0.1:$kport/healthz" && break; sleep 0.05; done
     t1=$(date +%s.%N)
     rss_start=$(rss_kb)
     admin=$(head -1 "$tmp/tokens.txt")
@@ -142,7 +144,7 @@ for n in $counts; do
         sleep 0.3
     fi
     echo "tenants=$n start=$(python3 -c "print(f'{$t1-$t0:.2f}')")s RSS after start=${rss_start} kB, after warm-up=$(rss_kb) kB, config $(wc -c <"$tmp/keystored.yaml") bytes"
-    for c in 64 256; do
+    for c in 64 256; do for round in $(seq "${ROUNDS:-1}"); do
         if [ "${PERF:-}" = 1 ] && [ $c = 64 ]; then
             mkdir -p "${PERF_DIR:=/tmp/keystored-perf}"
             perf record -q --call-graph "${PERF_CALLGRAPH:-fp}" -p "$kpid" -o "$PERF_DIR/perf-$n.data" -- sleep "$duration" 2>/dev/null &
@@ -153,7 +155,7 @@ for n in $counts; do
             run keystored "http://127.0.0.1:$kport$path" $c "$tmp/keystored.lua"
         fi
         run nginx "http://127.0.0.1:$nport/active.json" $c "$tmp/nginx.lua"
-    done
+    done; done
     echo "keystored RSS after load: $(rss_kb) kB"
     curl -sf "http://127.0.0.1:$kport/metrics" |
         awk '/^keystored_cache_(hits|misses)_total/ {split($0, a, " "); s[substr($1, 1, index($1, "{") - 1)] += a[2]}
