@@ -21,9 +21,10 @@ struct json_object;
 /*
  * Everything a handler may use: one configuration snapshot, built by server/app.c at start and
  * at each reload, read-only and held by the request until it completes (so handlers are
- * thread-safe and a reload never changes what a request sees). Opaque: handlers reach it only through these accessors, which
- * server/app.c implements (handlers include nothing from server/). Indexes are parallel to the
- * config's key_stores and kms_relationships; an index out of range is a bug (NULL).
+ * thread-safe and a reload never changes what a request sees). Opaque: handlers reach it only
+ * through these accessors, which server/app.c implements (handlers include nothing from server/).
+ * Indexes are parallel to the config's key_stores and kms_relationships; an index out of range is a
+ * bug (NULL).
  */
 struct ks_app;
 
