@@ -371,12 +371,17 @@ static int serve(struct ks_log *log, struct ks_config *cfg, const struct options
         ks_backends_destroy(backends);
         return 1;
     }
-    if (ks_server_start(backends, app, log, &server, &err) == KS_OK &&
-        ks_reloader_create(&ro, backends, server, app, &reloader, &err) == KS_OK) {
+    if (ks_reloader_create(&ro, backends, app, &reloader, &err) == KS_OK &&
+        ks_server_start(backends, app, log, &server, &err) == KS_OK) {
+        ks_reloader_attach(reloader, server);
+        log_listening(log, ks_app_config(app), ks_server_port(server));
+        /* The server and the reloader hold their own references: after a reload the first
+         * snapshot goes as soon as its last request completes. */
+        ks_app_unref(app);
+        app = NULL;
         /* The YAML parser's freed nodes (megabytes with 10,000 tenants) back to the system, so
          * that the resident size is the configuration's (bench/RESULTS.md section 7). */
         malloc_trim(0);
-        log_listening(log, ks_app_config(app), ks_server_port(server));
         sig = wait_for_stop(log, reloader, signals);
         ks_log_msg(log, KS_LOG_INFO, "stopping", "%s received, finishing in-flight requests",
                    sig == SIGTERM ? "SIGTERM" : "SIGINT");

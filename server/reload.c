@@ -25,8 +25,7 @@ static ks_status reload_cb(void *ctx, struct ks_error *err)
 }
 
 ks_status ks_reloader_create(const struct ks_reload_options *opts, struct ks_backends *backends,
-                             struct ks_server *server, struct ks_app *current,
-                             struct ks_reloader **out, struct ks_error *err)
+                             struct ks_app *current, struct ks_reloader **out, struct ks_error *err)
 {
     struct ks_reloader *r = calloc(1, sizeof *r);
     if (!r || pthread_mutex_init(&r->lock, NULL) != 0) {
@@ -35,11 +34,17 @@ ks_status ks_reloader_create(const struct ks_reload_options *opts, struct ks_bac
     }
     r->opts = *opts;
     r->backends = backends;
-    r->server = server;
     r->current = ks_app_ref(current);
     ks_backends_set_reload(backends, reload_cb, r);
     *out = r;
     return KS_OK;
+}
+
+void ks_reloader_attach(struct ks_reloader *r, struct ks_server *server)
+{
+    pthread_mutex_lock(&r->lock);
+    r->server = server;
+    pthread_mutex_unlock(&r->lock);
 }
 
 void ks_reloader_destroy(struct ks_reloader *r)
@@ -112,6 +117,8 @@ static ks_status reload_locked(struct ks_reloader *r, struct ks_error *err)
     char why[KS_ERROR_MESSAGE_MAX - 64];
     ks_status st;
 
+    if (!r->server)
+        return ks_error_set(err, KS_E_UNAVAILABLE, "not serving yet; retry");
     if ((st = load(r, &next, err)) != KS_OK)
         return st;
     if (ks_config_live_change_refused(ks_app_config(r->current), next, why, sizeof why)) {

@@ -20,11 +20,15 @@ struct ks_reload_options {
     struct ks_log *log;      /* borrowed */
 };
 
-/* current: the snapshot the server started with (the reloader takes its own reference). All
- * arguments are borrowed and must outlive the reloader. Registers itself with backends. */
+/* current: the snapshot the server starts with (the reloader takes its own reference). All
+ * arguments are borrowed and must outlive the reloader. Registers itself with backends, before
+ * the server starts (so that no request thread sees the registration being written); until
+ * ks_reloader_attach a reload is refused. */
 ks_status ks_reloader_create(const struct ks_reload_options *opts, struct ks_backends *backends,
-                             struct ks_server *server, struct ks_app *current,
-                             struct ks_reloader **out, struct ks_error *err);
+                             struct ks_app *current, struct ks_reloader **out,
+                             struct ks_error *err);
+/* The server that reloads swap snapshots into (borrowed). Thread-safe. */
+void ks_reloader_attach(struct ks_reloader *r, struct ks_server *server);
 /* After the server stopped (no reload can be running). NULL is a no-op. */
 void ks_reloader_destroy(struct ks_reloader *r);
 
