@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { assert, assertEq } from './lib/harness.mjs';
 import { makeApi } from './lib/http.mjs';
-import { newToken, sha256Hex, startServer, tempDir } from './lib/server.mjs';
+import { newToken, runKeystored, sha256Hex, startServer, tempDir } from './lib/server.mjs';
 
 function config(dir, t, names, { listen = '127.0.0.1:0', db = 'ks.db', extra = '' } = {}) {
   const tenant = (name) => `  - name: ${name}
@@ -54,7 +54,25 @@ async function waitFor(pred, what, ms = 10000) {
   throw new Error(`timed out waiting for ${what}`);
 }
 
+// `keystored token new`: a 256-bit token and the token_sha256 line that matches it; never the same
+// twice.
+async function tokenNew(h) {
+  await h.test('token new: ks_ + 64 hex digits, its SHA-256 as a YAML line, fresh each time', async () => {
+    const seen = new Set();
+    for (let i = 0; i < 2; i++) {
+      const r = await runKeystored(['token', 'new'], 'token new');
+      assertEq(r.code, 0, `exit code (${r.stderr})`);
+      const m = /^token: (ks_[0-9a-f]{64})\ntoken_sha256: "([0-9a-f]{64})"\n$/.exec(r.stdout);
+      assert(m, `output: ${JSON.stringify(r.stdout)}`);
+      assertEq(m[2], sha256Hex(m[1]), 'token_sha256 is the SHA-256 of the token');
+      seen.add(m[1]);
+    }
+    assertEq(seen.size, 2, 'two runs, two tokens');
+  });
+}
+
 export async function runReload(h) {
+  await tokenNew(h);
   const dir = tempDir('reload');
   const t = Object.fromEntries(['admin', 't1', 't2', 't3'].map((n) => [n, newToken(n)]));
   const configPath = path.join(dir, 'keystored.yaml');
