@@ -177,3 +177,28 @@ Test(app, each_snapshot_authenticates_its_own_tenants)
     ks_app_unref(two);
     ks_backends_destroy(b);
 }
+
+/* A key store a snapshot drops stays open, idle, and comes back as the same object. */
+Test(app, removed_backend_stays_open_and_is_reused)
+{
+    static const char extra[] =
+        "  - {name: extra, logical_key_store_name: X, kms_relationship: local,\n"
+        "     storage: {type: sqlite, path: /tmp/ks-test-app-extra3.db}}\n";
+    struct ks_backends *b = backends();
+    struct ks_app *one = snapshot(b, load("a.db", extra, TENANT("t1", T1)));
+    struct ks_app *two = snapshot(b, load("a.db", "", TENANT("t1", T1)));
+    struct ks_app *three;
+    size_t n[2] = {0, 0};
+
+    cr_assert_eq(ks_app_config(two)->n_key_stores, 1);
+    ks_app_unref(one); /* the snapshot goes; the backend stays */
+    three = snapshot(b, load("a.db", extra, TENANT("t1", T1)));
+    ks_backends_foreach(b, count, n);
+    cr_assert_eq(n[0], 2);
+    cr_assert_eq(ks_app_keystore(three, 0), ks_app_keystore(two, 0));
+    cr_assert_not_null(ks_app_keystore(three, 1));
+    ks_app_unref(two);
+    ks_app_unref(three);
+    ks_backends_destroy(b);
+    unlink("/tmp/ks-test-app-extra3.db");
+}
