@@ -81,9 +81,10 @@ int ks_config_live_change_refused(const struct ks_config *running, const struct 
     const struct ks_server_config *a = &running->server, *b = &next->server;
     const char *what = NULL;
 
-    /* max_body_bytes and max_json_depth are read per request, from the request's snapshot, and
-     * may change; everything else here is fixed when the daemon starts. A new server: setting
-     * must be added here (or read per request). The cache section holds only integers. */
+    /* max_body_bytes, max_keyring_body_bytes and max_json_depth are read per request, from the
+     * request's snapshot, and may change; everything else here is fixed when the daemon starts. A
+     * new server: setting must be added here (or read per request). The cache section holds only
+     * integers. */
     if (differs(running->listen_host, next->listen_host) ||
         running->listen_port != next->listen_port)
         what = "listen";
