@@ -38,6 +38,14 @@ ks_status ks_log_create(int fd, enum ks_log_level min_level, const struct ks_clo
                         struct ks_log **out, struct ks_error *err);
 void ks_log_destroy(struct ks_log *log);
 
+/*
+ * The SIGHUP hook: reopens the log's file after a rotation (logrotate moves the file, then sends
+ * SIGHUP). A log writing to a descriptor it was given (stderr, the only kind today) has no file
+ * of its own to reopen, so this is a no-op that returns KS_OK; a log file option added later
+ * reopens here. Thread-safe.
+ */
+ks_status ks_log_reopen(struct ks_log *log, struct ks_error *err);
+
 /* 1 when an event of level would be written (log may be NULL: never). */
 int ks_log_enabled(const struct ks_log *log, enum ks_log_level level);
 

@@ -23,7 +23,7 @@ static yaml_node_t *first_of(yaml_node_t *a, yaml_node_t *b, yaml_node_t *fallba
  */
 void ks_config_section_cache(struct ks_config_parser *p, yaml_node_t *n)
 {
-    enum { C_CAPACITY, C_TTL, C_PERIOD, C_INTERVAL, C_FAN_OUT, C_IN_FLIGHT, C_COUNT };
+    enum { C_CAPACITY, C_TTL, C_PERIOD, C_INTERVAL, C_FAN_OUT, C_IN_FLIGHT, C_PER_PART, C_COUNT };
     struct ks_config_field f[C_COUNT] = {
         [C_CAPACITY] = {.key = "capacity"},
         [C_TTL] = {.key = "ttl_seconds"},
@@ -31,6 +31,7 @@ void ks_config_section_cache(struct ks_config_parser *p, yaml_node_t *n)
         [C_INTERVAL] = {.key = "grace_interval_seconds"},
         [C_FAN_OUT] = {.key = "fan_out"},
         [C_IN_FLIGHT] = {.key = "in_flight_ttl_seconds"},
+        [C_PER_PART] = {.key = "max_entries_per_partition"},
     };
     struct ks_cache_config *c = &p->cfg->cache;
     uint64_t *dst[C_COUNT] = {&c->capacity,
@@ -38,7 +39,8 @@ void ks_config_section_cache(struct ks_config_parser *p, yaml_node_t *n)
                               &c->grace_period_seconds,
                               &c->grace_interval_seconds,
                               &c->fan_out,
-                              &c->in_flight_ttl_seconds};
+                              &c->in_flight_ttl_seconds,
+                              &c->max_entries_per_partition};
     char path[KS_CONFIG_PATH_LEN];
     size_t i;
     int ok = 1;
@@ -50,7 +52,7 @@ void ks_config_section_cache(struct ks_config_parser *p, yaml_node_t *n)
             ks_config_get_uint(p, f[i].value, ks_config_join_path(path, "cache", f[i].key),
                                /* capacity 0 is the MPL's "No" cache (LocalCMC(0)): every get reads
                                 * storage and KMS, concurrent misses still share one fetch */
-                               i == C_CAPACITY ? 0 : 1, CACHE_MAX, dst[i]))
+                               i == C_CAPACITY || i == C_PER_PART ? 0 : 1, CACHE_MAX, dst[i]))
             ok = 0;
     if (!ok)
         return;

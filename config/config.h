@@ -87,6 +87,9 @@ struct ks_cache_config {
     uint64_t grace_interval_seconds;
     uint64_t fan_out;
     uint64_t in_flight_ttl_seconds;
+    /* At most this many entries per partition (0: no cap beyond capacity), so that one busy
+     * tenant evicts its own least recently used keys rather than every other tenant's. */
+    uint64_t max_entries_per_partition;
 };
 
 /* keyring: may wrap and unwrap data keys only, never read a key (README "Roles"). */

@@ -21,10 +21,12 @@
 struct json_object;
 
 /*
- * Everything a handler may use, built once at start by server/app.c and read-only afterwards
- * (so handlers are thread-safe). Opaque: handlers reach it only through these accessors, which
- * server/app.c implements (handlers include nothing from server/). Indexes are parallel to the
- * config's key_stores and kms_relationships; an index out of range is a bug (NULL).
+ * Everything a handler may use: one configuration snapshot, built by server/app.c at start and
+ * at each reload, read-only and held by the request until it completes (so handlers are
+ * thread-safe and a reload never changes what a request sees). Opaque: handlers reach it only
+ * through these accessors, which server/app.c implements (handlers include nothing from server/).
+ * Indexes are parallel to the config's key_stores and kms_relationships; an index out of range is a
+ * bug (NULL).
  */
 struct ks_app;
 
@@ -38,6 +40,9 @@ struct ks_keyring_counters;
 struct ks_keyring_counters *ks_app_keyring_counters(const struct ks_app *app);
 /* The OpenAPI document served at GET /v1/openapi.yaml (static text, not NUL-terminated). */
 const char *ks_app_openapi(const struct ks_app *app, size_t *len);
+/* Re-reads the configuration file and swaps it in (server/app.h, README "Reload"). KS_E_INVALID
+ * with the reason when the file is invalid or changes what cannot change live: nothing changed. */
+ks_status ks_app_reload(const struct ks_app *app, struct ks_error *err);
 
 enum { KS_PARAM_KS = 0, KS_PARAM_ID, KS_PARAM_VERSION, KS_PARAM_COUNT };
 
@@ -113,6 +118,10 @@ ks_status ks_handle_mutation_describe(const struct ks_request *, struct ks_respo
                                       struct ks_error *);
 ks_status ks_handle_mutation_abort(const struct ks_request *, struct ks_response *,
                                    struct ks_error *);
+
+/* admin.c: POST /v1/admin/reload. */
+ks_status ks_handle_admin_reload(const struct ks_request *, struct ks_response *,
+                                 struct ks_error *);
 
 /* --- shared by the handler files (handlers/common.c) --- */
 

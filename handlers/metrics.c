@@ -81,6 +81,8 @@ static const struct {
     CACHE_METRIC(waits, "counter", "Gets that waited for another request's fetch."),
     CACHE_METRIC(refreshes, "counter", "Grace-period refreshes started."),
     CACHE_METRIC(evictions, "counter", "Entries evicted at capacity (least recently used)."),
+    CACHE_METRIC(partition_evictions, "counter",
+                 "Entries evicted at the partition's cap (cache.max_entries_per_partition)."),
     CACHE_METRIC(expirations, "counter", "Entries dropped after their TTL."),
     CACHE_METRIC(invalidations, "counter", "ACTIVE entries dropped by VersionKey."),
     CACHE_METRIC(fetch_errors, "counter", "Fetches (storage read + KMS Decrypt) that failed."),

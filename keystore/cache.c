@@ -43,7 +43,7 @@
 #define RESOURCE_HIERARCHICAL 0x02 /* docs/reference/cache.md section 1 */
 #define SLOT_SIZE KS_CACHE_KEY_MAX
 #define CHUNK_PAGES 4
-#define PARTITION_BUCKETS 256
+#define PARTITION_BUCKETS 16384 /* one partition per tenant: 10,000 tenants, short chains */
 #define MAX_BUCKETS (1u << 20)
 #define MIN_WAIT_US 1000ull
 
@@ -174,6 +174,7 @@ static void slab_free(struct keyslab *s, unsigned char *slot)
 
 struct partition {
     struct partition *next;
+    struct ks_cache_ref *lru_head, *lru_tail; /* this partition's entries, most recent first */
     uint64_t hash;
     struct ks_cache_stats stats;
     size_t len;
@@ -195,7 +196,8 @@ struct ks_cache_ref {
     uint64_t hash;
     struct ks_cache_ref *hprev, *hnext; /* identifier table chain */
     struct ks_cache_ref *lru_prev, *lru_next;
-    struct ks_cache_ref *lbprev, *lbnext; /* (L, B) table chain, ACTIVE only */
+    struct ks_cache_ref *plru_prev, *plru_next; /* the partition's own LRU list */
+    struct ks_cache_ref *lbprev, *lbnext;       /* (L, B) table chain, ACTIVE only */
     uint64_t lb_hash;
     char *logical_name, *branch_key_id; /* ACTIVE only (owned) */
     enum ks_cache_scope scope;
@@ -229,6 +231,7 @@ struct ks_cache {
     pthread_cond_t slot_cond; /* waiters blocked by fan_out */
     size_t slot_waiters;
     const struct ks_clock *clock;
+    uint64_t max_per_partition; /* 0: none */
     uint64_t capacity, ttl_us, grace_period_us, grace_interval_us, in_flight_ttl_us, fan_out;
     uint64_t seed[2];
 
@@ -414,6 +417,7 @@ ks_status ks_cache_create(const struct ks_cache_config *config, const struct ks_
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     c->clock = clock ? clock : ks_clock_system();
     c->capacity = config->capacity;
+    c->max_per_partition = config->max_entries_per_partition;
     c->ttl_us = sat_mul(config->ttl_seconds, US_PER_S);
     c->grace_period_us = sat_mul(config->grace_period_seconds, US_PER_S);
     c->grace_interval_us = sat_mul(config->grace_interval_seconds, US_PER_S);
@@ -472,7 +476,39 @@ static void entry_unref(struct ks_cache_ref *e)
         entry_free(e);
 }
 
-enum drop_reason { DROP_EVICT, DROP_EXPIRE, DROP_INVALIDATE, DROP_REPLACE, DROP_DESTROY };
+enum drop_reason {
+    DROP_EVICT,
+    DROP_PARTITION_CAP,
+    DROP_EXPIRE,
+    DROP_INVALIDATE,
+    DROP_REPLACE,
+    DROP_DESTROY
+};
+
+/* The partition's own LRU list (cache lock held): what the per-partition cap evicts from. */
+static void plru_unlink(struct partition *p, struct ks_cache_ref *e)
+{
+    if (e->plru_prev)
+        e->plru_prev->plru_next = e->plru_next;
+    else
+        p->lru_head = e->plru_next;
+    if (e->plru_next)
+        e->plru_next->plru_prev = e->plru_prev;
+    else
+        p->lru_tail = e->plru_prev;
+    e->plru_prev = e->plru_next = NULL;
+}
+
+static void plru_push(struct partition *p, struct ks_cache_ref *e)
+{
+    e->plru_prev = NULL;
+    e->plru_next = p->lru_head;
+    if (p->lru_head)
+        p->lru_head->plru_prev = e;
+    else
+        p->lru_tail = e;
+    p->lru_head = e;
+}
 
 /* Unlinks an indexed entry and drops the cache's reference. Cache lock held. */
 static void entry_drop(struct ks_cache *c, struct ks_cache_ref *e, enum drop_reason why)
@@ -501,11 +537,14 @@ static void entry_drop(struct ks_cache *c, struct ks_cache_ref *e, enum drop_rea
         if (e->lbnext)
             e->lbnext->lbprev = e->lbprev;
     }
+    plru_unlink(e->partition, e);
     e->indexed = 0;
     c->n_entries--;
     st->entries--;
     if (why == DROP_EVICT)
         st->evictions++;
+    else if (why == DROP_PARTITION_CAP)
+        st->partition_evictions++;
     else if (why == DROP_EXPIRE)
         st->expirations++;
     else if (why == DROP_INVALIDATE)
@@ -584,6 +623,10 @@ static struct ks_cache_ref *entry_find(struct ks_cache *c, const unsigned char *
 
 static void lru_touch(struct ks_cache *c, struct ks_cache_ref *e)
 {
+    if (e->partition->lru_head != e) {
+        plru_unlink(e->partition, e);
+        plru_push(e->partition, e);
+    }
     if (c->lru_head == e)
         return;
     e->lru_prev->lru_next = e->lru_next;
@@ -605,6 +648,11 @@ static void entry_insert(struct ks_cache *c, struct ks_cache_ref *e)
 
     if (old)
         entry_drop(c, old, DROP_REPLACE);
+    /* The partition's own cap first: a busy tenant at its cap replaces its own least recently
+     * used entry, so the global LRU below only evicts when the whole cache is full. */
+    while (c->max_per_partition && e->partition->stats.entries >= c->max_per_partition &&
+           e->partition->lru_tail)
+        entry_drop(c, e->partition->lru_tail, DROP_PARTITION_CAP);
     while (c->n_entries >= c->capacity && c->lru_tail)
         entry_drop(c, c->lru_tail, DROP_EVICT);
     entry_ref(e);
@@ -630,6 +678,7 @@ static void entry_insert(struct ks_cache *c, struct ks_cache_ref *e)
             (*head)->lbprev = e;
         *head = e;
     }
+    plru_push(e->partition, e);
     c->n_entries++;
     e->partition->stats.entries++;
 }

@@ -167,17 +167,18 @@ size_t ks_cache_invalidate_branch_key(struct ks_cache *cache, const char *logica
 
 /* Per-partition counters. Counters only grow; entries and in_flight are current values. */
 struct ks_cache_stats {
-    uint64_t hits;          /* served from a valid entry */
-    uint64_t misses;        /* found no valid entry (one per call, whether it fetched or waited) */
-    uint64_t waits;         /* blocked on another request's fetch (one per call) */
-    uint64_t refreshes;     /* grace-period refreshes started */
-    uint64_t evictions;     /* dropped for capacity (LRU) */
-    uint64_t expirations;   /* dropped because their TTL ran out */
-    uint64_t invalidations; /* dropped by ks_cache_invalidate_active */
-    uint64_t fetch_errors;  /* fetch callbacks that failed */
-    uint64_t wait_timeouts; /* InFlightTTLExceeded */
-    uint64_t entries;       /* entries currently cached */
-    uint64_t in_flight;     /* fetches currently running */
+    uint64_t hits;      /* served from a valid entry */
+    uint64_t misses;    /* found no valid entry (one per call, whether it fetched or waited) */
+    uint64_t waits;     /* blocked on another request's fetch (one per call) */
+    uint64_t refreshes; /* grace-period refreshes started */
+    uint64_t evictions; /* dropped for capacity (LRU) */
+    uint64_t partition_evictions; /* dropped for the per-partition cap (own LRU) */
+    uint64_t expirations;         /* dropped because their TTL ran out */
+    uint64_t invalidations;       /* dropped by ks_cache_invalidate_active */
+    uint64_t fetch_errors;        /* fetch callbacks that failed */
+    uint64_t wait_timeouts;       /* InFlightTTLExceeded */
+    uint64_t entries;             /* entries currently cached */
+    uint64_t in_flight;           /* fetches currently running */
 };
 
 /*

@@ -78,7 +78,9 @@ else
 fi
 if [ "$top" -gt 0 ]; then
     echo "the $top longest of $count functions:"
-    printf '%s\n' "$lengths" | head -n "$top" | awk '{ printf "  %5d  %-40s %s\n", $1, $2, $3 }'
+    # awk reads everything (no early exit): with pipefail, head would make printf die of SIGPIPE
+    # once the list outgrows the pipe buffer.
+    printf '%s\n' "$lengths" | awk -v n="$top" 'NR <= n { printf "  %5d  %-40s %s\n", $1, $2, $3 }'
 fi
 
 if [ -n "$max" ]; then

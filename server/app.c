@@ -1,34 +1,62 @@
 /*
- * app.c - the run-time objects of a config (app.h): backends, key stores, the shared cache, and
- * the accessors handlers/handlers.h declares for them.
+ * app.c - the long-lived backends and the configuration snapshots (app.h), and the accessors
+ * handlers/handlers.h declares for them.
  */
 #include "server/app.h"
 
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "aws/aws.h"
 #include "aws/arn.h"
+#include "aws/aws.h"
+#include "config/compare.h"
 #include "keyring/keyring.h"
 #include "keystore/cache.h"
 
 extern const char ks_openapi_yaml[];
 extern const size_t ks_openapi_yaml_len;
 
+struct store_entry {
+    struct store_entry *next;
+    char *name;
+    unsigned char fingerprint[KS_CONFIG_FINGERPRINT_LEN];
+    struct ks_keystore *keystore;
+    struct ks_aws_credentials_provider *credentials; /* DynamoDB only */
+};
+
+struct rel_entry {
+    struct rel_entry *next;
+    char *name;
+    unsigned char fingerprint[KS_CONFIG_FINGERPRINT_LEN];
+    struct ks_kms *kms;
+    char *default_arn; /* local without kms_configuration: the key file's first key */
+    struct ks_aws_credentials_provider *credentials; /* aws only */
+    struct ks_kms_counters counters;                 /* /metrics; kept across reloads */
+    struct ks_kms_relationship probe;                /* name and kms: the readiness ping */
+};
+
+struct ks_backends {
+    struct ks_cache_config cache_config;
+    const struct ks_clock *clock;
+    struct ks_cache *cache;
+    struct ks_keyring_counters keyring_counters; /* wraps and unwraps by outcome, kept on reload */
+    struct store_entry *stores;                  /* in opening order */
+    struct rel_entry *rels;
+    ks_reload_fn reload;
+    void *reload_ctx;
+};
+
 /* Declared opaque in handlers/handlers.h; handlers read it through the accessors below. */
 struct ks_app {
-    const struct ks_config *config;
-    struct ks_keystore **keystores;                   /* parallel to config->key_stores */
-    struct ks_kms_relationship *relationships;        /* parallel to config->kms_relationships */
-    struct ks_kms **kms_backends;                     /* parallel to config->kms_relationships */
-    char **relationship_arns;                         /* resolved ARNs (owned) */
-    struct ks_aws_credentials_provider **credentials; /* AWS backends' providers (owned) */
-    struct ks_kms_counters *kms_counters;             /* parallel to config->kms_relationships */
-    struct ks_cache *cache;                           /* the shared branch key cache (owned) */
-    struct ks_keyring_counters *keyring_counters;     /* wraps and unwraps by outcome */
-    const char *openapi_yaml;
-    size_t openapi_yaml_len;
+    atomic_size_t refs;
+    struct ks_backends *backends;
+    struct ks_config *config;
+    struct ks_auth *auth;
+    struct ks_keystore **keystores;            /* parallel to config->key_stores */
+    struct ks_kms_relationship *relationships; /* parallel to config->kms_relationships */
 };
 
 const struct ks_config *ks_app_config(const struct ks_app *app)
@@ -48,31 +76,205 @@ const struct ks_kms_relationship *ks_app_relationship(const struct ks_app *app, 
 
 struct ks_cache *ks_app_cache(const struct ks_app *app)
 {
-    return app->cache;
+    return app->backends->cache;
 }
 
 struct ks_keyring_counters *ks_app_keyring_counters(const struct ks_app *app)
 {
-    return app->keyring_counters;
+    return &app->backends->keyring_counters;
 }
 
 const char *ks_app_openapi(const struct ks_app *app, size_t *len)
 {
-    *len = app->openapi_yaml_len;
-    return app->openapi_yaml;
+    (void)app;
+    *len = ks_openapi_yaml_len;
+    return ks_openapi_yaml;
+}
+
+const struct ks_auth *ks_app_auth(const struct ks_app *app)
+{
+    return app->auth;
+}
+
+ks_status ks_app_reload(const struct ks_app *app, struct ks_error *err)
+{
+    struct ks_backends *b = app->backends;
+    if (!b->reload)
+        return ks_error_set(err, KS_E_INVALID, "this server cannot reload its configuration");
+    return b->reload(b->reload_ctx, err);
+}
+
+/* --- long-lived backends ------------------------------------------------------------------ */
+
+ks_status ks_backends_create(const struct ks_cache_config *cache, const struct ks_clock *clock,
+                             struct ks_backends **out, struct ks_error *err)
+{
+    struct ks_backends *b = calloc(1, sizeof *b);
+    ks_status st;
+
+    if (!b)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    b->cache_config = *cache;
+    b->clock = clock;
+    /* One cache for every key store, relationship and tenant (issue 5); partitions keep
+     * tenants apart. */
+    if ((st = ks_cache_create(cache, clock, &b->cache, err)) != KS_OK) {
+        free(b);
+        return st;
+    }
+    *out = b;
+    return KS_OK;
+}
+
+void ks_backends_set_reload(struct ks_backends *b, ks_reload_fn fn, void *ctx)
+{
+    b->reload = fn;
+    b->reload_ctx = ctx;
+}
+
+static void store_entry_free(struct store_entry *e)
+{
+    ks_keystore_destroy(e->keystore);
+    ks_aws_credentials_provider_destroy(e->credentials);
+    free(e->name);
+    free(e);
+}
+
+static void rel_entry_free(struct rel_entry *e)
+{
+    ks_kms_destroy(e->kms);
+    /* The provider last: the backend borrowed it. */
+    ks_aws_credentials_provider_destroy(e->credentials);
+    free(e->default_arn);
+    free(e->name);
+    free(e);
+}
+
+/* Frees the entries from *from on and cuts the lists there. */
+static void drop_entries(struct store_entry **stores_from, struct rel_entry **rels_from)
+{
+    while (*rels_from) {
+        struct rel_entry *next = (*rels_from)->next;
+        rel_entry_free(*rels_from);
+        *rels_from = next;
+    }
+    while (*stores_from) {
+        struct store_entry *next = (*stores_from)->next;
+        store_entry_free(*stores_from);
+        *stores_from = next;
+    }
+}
+
+void ks_backends_destroy(struct ks_backends *b)
+{
+    if (!b)
+        return;
+    /* Key stores hold the cache: they go first, relationships after (their backends never
+     * touch the cache), the cache last. */
+    drop_entries(&b->stores, &b->rels);
+    ks_cache_destroy(b->cache);
+    free(b);
+}
+
+void ks_backends_foreach(struct ks_backends *b,
+                         void (*fn)(void *ctx, const char *name, struct ks_keystore *keystore,
+                                    const struct ks_kms_relationship *relationship),
+                         void *ctx)
+{
+    const struct store_entry *s;
+    const struct rel_entry *r;
+    for (s = b->stores; s; s = s->next)
+        fn(ctx, s->name, s->keystore, NULL);
+    for (r = b->rels; r; r = r->next)
+        fn(ctx, r->name, NULL, &r->probe);
+}
+
+static struct store_entry **store_find(struct ks_backends *b, const char *name)
+{
+    struct store_entry **e;
+    for (e = &b->stores; *e && strcmp((*e)->name, name) != 0; e = &(*e)->next)
+        ;
+    return e;
+}
+
+static struct rel_entry **rel_find(struct ks_backends *b, const char *name)
+{
+    struct rel_entry **e;
+    for (e = &b->rels; *e && strcmp((*e)->name, name) != 0; e = &(*e)->next)
+        ;
+    return e;
+}
+
+static ks_status open_store(struct ks_backends *b, const struct ks_key_store_config *kc,
+                            struct store_entry *e, struct ks_error *err)
+{
+    struct ks_keystore_params params;
+    struct ks_storage *storage = NULL;
+    ks_status st;
+
+    if (kc->storage.type == KS_STORAGE_DYNAMODB) {
+        if ((st = ks_aws_credentials_provider_create(&kc->storage.credentials, NULL,
+                                                     &e->credentials, err)) != KS_OK ||
+            (st = ks_storage_dynamodb_open(&kc->storage, e->credentials, &storage, err)) != KS_OK)
+            return st;
+    } else if ((st = ks_storage_sqlite_open(kc->storage.path, &storage, err)) != KS_OK) {
+        return st;
+    }
+    params.name = kc->name;
+    params.logical_key_store_name = kc->logical_key_store_name;
+    params.key_store_id = kc->key_store_id;
+    params.storage = storage;
+    params.clock = b->clock;
+    params.cache = b->cache;
+    if ((st = ks_keystore_create(&params, &e->keystore, err)) != KS_OK)
+        ks_storage_destroy(storage);
+    return st;
+}
+
+/* The key store of kc: the open one of that name, or a new one appended at *slot. */
+static ks_status use_store(struct ks_backends *b, const struct ks_key_store_config *kc,
+                           struct ks_keystore **out, struct ks_error *err)
+{
+    struct store_entry **slot = store_find(b, kc->name), *e;
+    unsigned char fp[KS_CONFIG_FINGERPRINT_LEN];
+    ks_status st;
+
+    if (ks_config_key_store_fingerprint(kc, fp) != KS_OK)
+        return ks_error_set(err, KS_E_INTERNAL, "cannot fingerprint key store '%s'", kc->name);
+    if (*slot) {
+        if (memcmp((*slot)->fingerprint, fp, sizeof fp) != 0)
+            return ks_error_set(err, KS_E_CONFIG,
+                                "key store '%s': its storage, logical_key_store_name or "
+                                "key_store_id changed; that cannot change without a restart",
+                                kc->name);
+        *out = (*slot)->keystore;
+        return KS_OK;
+    }
+    if (!(e = calloc(1, sizeof *e)) || !(e->name = strdup(kc->name))) {
+        free(e);
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    memcpy(e->fingerprint, fp, sizeof fp);
+    if ((st = open_store(b, kc, e, err)) != KS_OK) {
+        store_entry_free(e);
+        return st;
+    }
+    *slot = e;
+    *out = e->keystore;
+    return KS_OK;
 }
 
 /*
  * Opens a local relationship's KMS without creating master keys while any key store holds
  * items: a new key file, or a new key for a kms_key_arn missing from the file, could not
  * decrypt those items, and creating one silently hides that the right key file is lost or
- * misnamed. Every key store counts, not only those whose default relationship this is: a tenant
- * may use any relationship it is allowed with any key store it is allowed, and a config can
- * change between runs, after which a key created now would pass this check unnoticed. The key
- * stores are only asked (one cheap read each) when a key would have to be created; one that
- * cannot be asked stops the start, since emptiness is then unknown.
+ * misnamed. Every key store of the config counts, not only those whose default relationship
+ * this is: a tenant may use any relationship it is allowed with any key store it is allowed,
+ * and a config can change between runs, after which a key created now would pass this check
+ * unnoticed. The key stores are only asked (one cheap read each) when a key would have to be
+ * created; one that cannot be asked stops the start, since emptiness is then unknown.
  */
-static ks_status open_local_kms(struct ks_app *app, const struct ks_kms_rel_config *rc,
+static ks_status open_local_kms(const struct ks_app *app, const struct ks_kms_rel_config *rc,
                                 struct ks_kms **out, struct ks_error *err)
 {
     const char *ensure = rc->has_kms_configuration ? rc->kms.arn : NULL;
@@ -99,138 +301,166 @@ static ks_status open_local_kms(struct ks_app *app, const struct ks_kms_rel_conf
     return ks_kms_local_open(rc->key_file, arns, arns ? 1 : 0, KS_KMS_LOCAL_MAY_CREATE, out, err);
 }
 
-static ks_status open_relationship(struct ks_app *app, size_t i, struct ks_error *err)
+static ks_status open_rel(const struct ks_app *app, const struct ks_kms_rel_config *rc,
+                          struct rel_entry *e, struct ks_error *err)
 {
-    const struct ks_kms_rel_config *rc = &app->config->kms_relationships[i];
-    struct ks_kms_relationship *rel = &app->relationships[i];
     char arn[KS_ARN_MAX + 1];
     ks_status st;
 
     if (rc->type == KS_KMS_AWS) {
-        struct ks_aws_credentials_provider **creds = &app->credentials[i];
-        if ((st = ks_aws_credentials_provider_create(&rc->credentials, NULL, creds, err)) !=
-                KS_OK ||
-            (st = ks_kms_aws_create(rc, *creds, &app->kms_backends[i], err)) != KS_OK)
+        if ((st = ks_aws_credentials_provider_create(&rc->credentials, NULL, &e->credentials,
+                                                     err)) != KS_OK ||
+            (st = ks_kms_aws_create(rc, e->credentials, &e->kms, err)) != KS_OK)
             return st;
-    } else if ((st = open_local_kms(app, rc, &app->kms_backends[i], err)) != KS_OK) {
+    } else if ((st = open_local_kms(app, rc, &e->kms, err)) != KS_OK) {
         return st;
     }
-    if (rc->has_kms_configuration) {
-        rel->kind = rc->kms.kind;
-        app->relationship_arns[i] = rc->kms.arn ? strdup(rc->kms.arn) : NULL;
-        rel->region = rc->kms.region;
-    } else {
+    if (!rc->has_kms_configuration) {
         /* A local relationship without kms_configuration uses its key file's first key. */
-        if ((st = ks_kms_local_default_arn(app->kms_backends[i], arn, sizeof arn)) != KS_OK)
-            return st;
-        rel->kind = KS_KMS_KEY_ARN;
-        app->relationship_arns[i] = strdup(arn);
+        if ((st = ks_kms_local_default_arn(e->kms, arn, sizeof arn)) != KS_OK)
+            return ks_error_set(err, st, "KMS relationship '%s': no key in its key file", rc->name);
+        if (!(e->default_arn = strdup(arn)))
+            return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
-    if ((rel->kind == KS_KMS_KEY_ARN || rel->kind == KS_KMS_MR_KEY_ARN) &&
-        !app->relationship_arns[i])
-        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    rel->name = rc->name;
-    rel->kms = app->kms_backends[i];
-    rel->arn = app->relationship_arns[i];
-    rel->grant_tokens = (const char *const *)rc->grant_tokens;
-    rel->n_grant_tokens = rc->n_grant_tokens;
-    rel->counters = &app->kms_counters[i];
+    e->probe.name = e->name;
+    e->probe.kms = e->kms;
+    e->probe.counters = &e->counters;
     return KS_OK;
 }
 
-static ks_status open_key_store(struct ks_app *app, size_t i, const struct ks_clock *clock,
-                                struct ks_error *err)
+static ks_status find_or_open_rel(struct ks_app *app, const struct ks_kms_rel_config *rc,
+                                  struct rel_entry **out, struct ks_error *err)
 {
-    const struct ks_key_store_config *kc = &app->config->key_stores[i];
-    struct ks_keystore_params params;
-    struct ks_storage *storage = NULL;
+    struct rel_entry **slot = rel_find(app->backends, rc->name), *e;
+    unsigned char fp[KS_CONFIG_FINGERPRINT_LEN];
     ks_status st;
 
-    if (kc->storage.type == KS_STORAGE_DYNAMODB) {
-        struct ks_aws_credentials_provider **creds =
-            &app->credentials[app->config->n_kms_relationships + i];
-        if ((st = ks_aws_credentials_provider_create(&kc->storage.credentials, NULL, creds, err)) !=
-                KS_OK ||
-            (st = ks_storage_dynamodb_open(&kc->storage, *creds, &storage, err)) != KS_OK)
-            return st;
-    } else if ((st = ks_storage_sqlite_open(kc->storage.path, &storage, err)) != KS_OK) {
+    if (ks_config_kms_relationship_fingerprint(rc, fp) != KS_OK)
+        return ks_error_set(err, KS_E_INTERNAL, "cannot fingerprint '%s'", rc->name);
+    if (*slot) {
+        if (memcmp((*slot)->fingerprint, fp, sizeof fp) != 0)
+            return ks_error_set(err, KS_E_CONFIG,
+                                "KMS relationship '%s' changed; a relationship's settings cannot "
+                                "change without a restart",
+                                rc->name);
+        *out = *slot;
+        return KS_OK;
+    }
+    if (!(e = calloc(1, sizeof *e)) || !(e->name = strdup(rc->name))) {
+        free(e);
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    memcpy(e->fingerprint, fp, sizeof fp);
+    if ((st = open_rel(app, rc, e, err)) != KS_OK) {
+        rel_entry_free(e);
         return st;
     }
-    params.name = kc->name;
-    params.logical_key_store_name = kc->logical_key_store_name;
-    params.key_store_id = kc->key_store_id;
-    params.storage = storage;
-    params.clock = clock;
-    params.cache = app->cache;
-    if ((st = ks_keystore_create(&params, &app->keystores[i], err)) != KS_OK)
-        ks_storage_destroy(storage);
-    return st;
+    *slot = e;
+    *out = e;
+    return KS_OK;
 }
 
-ks_status ks_app_create(const struct ks_config *cfg, const struct ks_clock *clock,
-                        struct ks_app **out, struct ks_error *err)
+/* The snapshot's view of relationship i: the config's settings over the long-lived backend. */
+static ks_status use_rel(struct ks_app *app, size_t i, struct ks_error *err)
 {
+    const struct ks_kms_rel_config *rc = &app->config->kms_relationships[i];
+    struct ks_kms_relationship *rel = &app->relationships[i];
+    struct rel_entry *e = NULL;
+    ks_status st;
+
+    if ((st = find_or_open_rel(app, rc, &e, err)) != KS_OK)
+        return st;
+    rel->kind = rc->has_kms_configuration ? rc->kms.kind : KS_KMS_KEY_ARN;
+    rel->arn = rc->has_kms_configuration ? rc->kms.arn : e->default_arn;
+    rel->region = rc->has_kms_configuration ? rc->kms.region : NULL;
+    rel->name = rc->name;
+    rel->kms = e->kms;
+    rel->grant_tokens = (const char *const *)rc->grant_tokens;
+    rel->n_grant_tokens = rc->n_grant_tokens;
+    rel->counters = &e->counters;
+    return KS_OK;
+}
+
+/* --- snapshots ---------------------------------------------------------------------------- */
+
+static void app_free(struct ks_app *app)
+{
+    ks_auth_destroy(app->auth);
+    free(app->keystores);
+    free(app->relationships);
+    ks_config_free(app->config);
+    free(app);
+}
+
+/* The last entry's next pointer of each list: what a failed create cuts back to. */
+static struct store_entry **stores_end(struct ks_backends *b)
+{
+    struct store_entry **e = &b->stores;
+    while (*e)
+        e = &(*e)->next;
+    return e;
+}
+
+static struct rel_entry **rels_end(struct ks_backends *b)
+{
+    struct rel_entry **e = &b->rels;
+    while (*e)
+        e = &(*e)->next;
+    return e;
+}
+
+ks_status ks_app_create(struct ks_backends *b, struct ks_config *cfg, struct ks_app **out,
+                        struct ks_error *err)
+{
+    struct store_entry **stores_mark = stores_end(b);
+    struct rel_entry **rels_mark = rels_end(b);
     struct ks_app *app = calloc(1, sizeof *app);
     ks_status st = KS_OK;
     size_t i;
 
     if (!app)
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    app->config = cfg;
-    app->openapi_yaml = ks_openapi_yaml;
-    app->openapi_yaml_len = ks_openapi_yaml_len;
+    atomic_init(&app->refs, 1);
+    app->backends = b;
     app->keystores = calloc(cfg->n_key_stores + 1, sizeof *app->keystores);
     app->relationships = calloc(cfg->n_kms_relationships + 1, sizeof *app->relationships);
-    app->kms_backends = calloc(cfg->n_kms_relationships + 1, sizeof *app->kms_backends);
-    app->relationship_arns = calloc(cfg->n_kms_relationships + 1, sizeof *app->relationship_arns);
-    /* One credentials provider per aws relationship and per DynamoDB key store. */
-    app->credentials =
-        calloc(cfg->n_kms_relationships + cfg->n_key_stores + 1, sizeof *app->credentials);
-    app->kms_counters = calloc(cfg->n_kms_relationships + 1, sizeof *app->kms_counters);
-    app->keyring_counters = calloc(1, sizeof *app->keyring_counters);
-    if (!app->keystores || !app->relationships || !app->kms_backends || !app->relationship_arns ||
-        !app->credentials || !app->kms_counters || !app->keyring_counters) {
-        ks_app_destroy(app);
-        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    }
-    /* One cache for every key store, relationship and tenant (issue 5); partitions keep
-     * tenants apart. */
-    st = ks_cache_create(&cfg->cache, clock, &app->cache, err);
+    if (!app->keystores || !app->relationships)
+        st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    else if (memcmp(&b->cache_config, &cfg->cache, sizeof cfg->cache) != 0)
+        st = ks_error_set(err, KS_E_CONFIG,
+                          "the cache section changed; it cannot change without a restart");
+    else
+        st = ks_auth_create(cfg, &app->auth, err);
+    app->config = cfg;
     /* Key stores first: a local relationship asks them whether it may create master keys. */
     for (i = 0; st == KS_OK && i < cfg->n_key_stores; i++)
-        st = open_key_store(app, i, clock, err);
+        st = use_store(b, &cfg->key_stores[i], &app->keystores[i], err);
     for (i = 0; st == KS_OK && i < cfg->n_kms_relationships; i++)
-        st = open_relationship(app, i, err);
+        st = use_rel(app, i, err);
     if (st != KS_OK) {
-        ks_app_destroy(app);
+        /* Nothing changes: what this call opened is closed again, cfg stays the caller's. */
+        drop_entries(stores_mark, rels_mark);
+        app->config = NULL;
+        app_free(app);
         return st;
     }
     *out = app;
     return KS_OK;
 }
 
-void ks_app_destroy(struct ks_app *app)
+struct ks_app *ks_app_ref(struct ks_app *app)
 {
-    size_t i;
-    if (!app)
-        return;
-    for (i = 0; app->keystores && i < app->config->n_key_stores; i++)
-        ks_keystore_destroy(app->keystores[i]);
-    ks_cache_destroy(app->cache);
-    free(app->kms_counters);
-    free(app->keyring_counters);
-    for (i = 0; app->kms_backends && i < app->config->n_kms_relationships; i++)
-        ks_kms_destroy(app->kms_backends[i]);
-    for (i = 0; app->relationship_arns && i < app->config->n_kms_relationships; i++)
-        free(app->relationship_arns[i]);
-    /* Providers last: the backends above borrowed them. */
-    for (i = 0;
-         app->credentials && i < app->config->n_kms_relationships + app->config->n_key_stores; i++)
-        ks_aws_credentials_provider_destroy(app->credentials[i]);
-    free(app->credentials);
-    free(app->keystores);
-    free(app->relationships);
-    free(app->kms_backends);
-    free(app->relationship_arns);
-    free(app);
+    atomic_fetch_add_explicit(&app->refs, 1, memory_order_relaxed);
+    return app;
+}
+
+size_t ks_app_refs(const struct ks_app *app)
+{
+    return atomic_load(&((struct ks_app *)(uintptr_t)app)->refs);
+}
+
+void ks_app_unref(struct ks_app *app)
+{
+    if (app && atomic_fetch_sub_explicit(&app->refs, 1, memory_order_acq_rel) == 1)
+        app_free(app);
 }

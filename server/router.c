@@ -35,6 +35,7 @@ static const struct ks_route routes[] = {
      ks_handle_mutation_abort},
     {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation/apply", KS_ACCESS_ADMIN, 1, 0,
      ks_handle_mutation_apply},
+    {"POST", "/v1/admin/reload", KS_ACCESS_ADMIN, 0, 0, ks_handle_admin_reload},
 };
 
 const struct ks_route *ks_router_routes(size_t *count)

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,10 +23,12 @@
 
 #include <json-c/json.h>
 #include <microhttpd.h>
+#include <openssl/rand.h>
 
 #include "common/json_check.h"
 #include "common/secret.h"
 #include "common/util.h"
+#include "server/app.h"
 #include "server/auth.h"
 #include "server/connections.h"
 #include "server/readiness.h"
@@ -40,7 +43,9 @@
 
 struct ks_server {
     struct MHD_Daemon *daemon;
-    struct ks_app *app;
+    pthread_mutex_t app_lock; /* guards app: the swap and the taking of a reference */
+    struct ks_app *app;       /* the current configuration snapshot (one reference held) */
+    struct ks_backends *backends;
     struct ks_log *log;
     struct ks_connections *conns;   /* header deadlines (server/connections.h) */
     struct ks_readiness *readiness; /* background dependency probes (server/readiness.h) */
@@ -52,6 +57,7 @@ struct ks_server {
 };
 
 struct request_state {
+    struct ks_app *app; /* the snapshot taken at the first handler call, released on completion */
     uint64_t start_us;
     int started; /* the access handler has run: in_flight counts it, an access line follows */
     char *body;
@@ -162,6 +168,15 @@ static enum MHD_Result queue_error(struct ks_server *srv, struct MHD_Connection 
 }
 
 /* --- request pieces -------------------------------------------------------------------- */
+
+/* src into dst (cap > 0), cut to fit, NUL-terminated: the per-request copies, without the
+ * snprintf the hit path's profile showed (bench/RESULTS.md section 7). */
+static void copy_cut(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
 
 static int request_id_ok(const char *s)
 {
@@ -302,18 +317,18 @@ static ks_status match_route(struct call *c, struct request_state *rs, const cha
 }
 
 /* Bearer token -> tenant, and the route's role (docs/architecture.md section 7). */
-static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_Connection *conn,
-                           const struct ks_config *cfg)
+static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_Connection *conn)
 {
     const struct ks_route *route = c->match.route;
     if (route->access == KS_ACCESS_PUBLIC)
         return KS_OK;
     c->req.tenant = ks_auth_tenant(
-        cfg, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+        ks_app_auth(rs->app),
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
     if (!c->req.tenant)
         return ks_error_set(&c->err, KS_E_UNAUTHENTICATED,
                             "missing or invalid bearer token (Authorization: Bearer <token>)");
-    snprintf(rs->tenant, sizeof rs->tenant, "%s", c->req.tenant->name);
+    copy_cut(rs->tenant, sizeof rs->tenant, c->req.tenant->name);
     if (route->access == KS_ACCESS_ADMIN && c->req.tenant->role != KS_ROLE_ADMIN)
         return ks_error_set(&c->err, KS_E_FORBIDDEN, "this operation needs the admin role");
     if (!ks_auth_role_allows(c->req.tenant->role, route->access))
@@ -374,20 +389,20 @@ static void call_free(struct call *c)
 static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *conn,
                                 struct request_state *rs, const char *url, const char *method)
 {
-    const struct ks_config *cfg = ks_app_config(srv->app);
+    const struct ks_config *cfg = ks_app_config(rs->app);
     struct call c;
     enum MHD_Result ret;
     ks_status st;
 
     memset(&c, 0, sizeof c);
     ks_error_clear(&c.err);
-    c.req.app = srv->app;
+    c.req.app = rs->app;
     c.req.readiness = srv->readiness;
     if (rs->too_large)
         st = ks_error_set(&c.err, KS_E_TOO_LARGE, "request body larger than %zu bytes",
                           rs->body_max);
     else if ((st = match_route(&c, rs, method, url)) == KS_OK &&
-             (st = authorize(&c, rs, conn, cfg)) == KS_OK && (st = read_query(&c, conn)) == KS_OK &&
+             (st = authorize(&c, rs, conn)) == KS_OK && (st = read_query(&c, conn)) == KS_OK &&
              (st = read_body(&c, rs, conn, cfg)) == KS_OK)
         st = c.match.route->handler(&c.req, &c.resp, &c.err);
     if (st == KS_OK) {
@@ -431,13 +446,69 @@ static struct request_state *new_request_state(const char *uri)
     return rs;
 }
 
+/* A reference to the current snapshot: the request keeps it until it completes. */
+static struct ks_app *current_app(struct ks_server *srv)
+{
+    struct ks_app *app;
+    pthread_mutex_lock(&srv->app_lock);
+    app = ks_app_ref(srv->app);
+    pthread_mutex_unlock(&srv->app_lock);
+    return app;
+}
+
+void ks_server_swap(struct ks_server *srv, struct ks_app *app)
+{
+    struct ks_app *old;
+    ks_app_ref(app);
+    pthread_mutex_lock(&srv->app_lock);
+    old = srv->app;
+    srv->app = app;
+    pthread_mutex_unlock(&srv->app_lock);
+    /* Requests still on the old snapshot hold their own references. */
+    ks_app_unref(old);
+}
+
+/*
+ * A new UUIDv4 for a request without an id. The random bytes come from the DRBG 256 ids at a
+ * time, kept per thread: one RAND_bytes per request (with the DRBG's fork check, a getpid) and
+ * an snprintf of 16 %02x showed in the hit path's profile (bench/RESULTS.md section 7). Ids are
+ * not secrets; they only have to be unique.
+ */
+static int new_request_id(char out[KS_UUID_LEN + 1])
+{
+    enum { IDS = 256 };
+    static _Thread_local unsigned char pool[16 * IDS];
+    static _Thread_local size_t used = sizeof pool;
+    static const char hex[] = "0123456789abcdef";
+    unsigned char *b;
+    size_t i, o = 0;
+
+    if (used == sizeof pool) {
+        if (RAND_bytes(pool, sizeof pool) != 1)
+            return -1;
+        used = 0;
+    }
+    b = pool + used;
+    used += 16;
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
+    return 0;
+}
+
 /* X-Request-Id: echoed when 1..128 of [A-Za-z0-9._:-] (README "Request ids"), else a new UUID. */
 static void take_request_id(struct request_state *rs, struct MHD_Connection *conn)
 {
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (rid && request_id_ok(rid))
         memcpy(rs->request_id, rid, strlen(rid) + 1);
-    else if (ks_uuid_v4(rs->request_id) != 0)
+    else if (new_request_id(rs->request_id) != 0)
         memcpy(rs->request_id, "-", 2);
 }
 
@@ -460,7 +531,7 @@ static size_t body_max(const struct ks_server_config *limits, const char *method
 static enum MHD_Result begin_request(struct ks_server *srv, struct MHD_Connection *conn,
                                      void **con_cls, const char *method, const char *url)
 {
-    const struct ks_server_config *limits = &ks_app_config(srv->app)->server;
+    const struct ks_server_config *limits;
     struct request_state *rs = *con_cls ? *con_cls : new_request_state(NULL);
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -471,7 +542,9 @@ static enum MHD_Result begin_request(struct ks_server *srv, struct MHD_Connectio
         return MHD_NO;
     *con_cls = rs;
     rs->started = 1;
-    snprintf(rs->method, sizeof rs->method, "%s", method);
+    rs->app = current_app(srv);
+    limits = &ks_app_config(rs->app)->server;
+    copy_cut(rs->method, sizeof rs->method, method);
     rs->body_max = body_max(limits, method, url);
     take_request_id(rs, conn);
     atomic_fetch_add(&srv->in_flight, 1);
@@ -603,6 +676,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     } else {
         log_refused(srv, rs, toe);
     }
+    ks_app_unref(rs->app);
     free(rs->body);
     free(rs);
     *con_cls = NULL;
@@ -627,13 +701,15 @@ static void on_library_message(void *cls, const char *fmt, va_list ap)
 
 /*
  * libmicrohttpd's per-connection memory holds the request line and headers (it answers 414/431
- * itself, as HTML, when they do not fit). Twice keystored's own caps plus room for its parsing
- * and the response headers, so that keystored's caps bite first.
+ * itself, as HTML, when they do not fit): keystored's own caps plus room for libmicrohttpd's
+ * parsing and the response headers, so that keystored's caps bite first. No larger: libmicrohttpd
+ * 0.9.75 zeroes the whole pool for every request on a kept-alive connection, which with twice
+ * the caps (80 KiB) was 12% of the hit path's CPU (bench/RESULTS.md section 7).
  */
 static size_t connection_memory(const struct ks_server_config *limits)
 {
-    size_t want = 2 * (limits->max_uri_bytes + limits->max_header_bytes) + 32768;
-    return want < 65536 ? 65536 : want;
+    size_t want = limits->max_uri_bytes + limits->max_header_bytes + 24576;
+    return want < 32768 ? 32768 : want;
 }
 
 /* --- connection bookkeeping around the request callbacks (server/connections.h) ----------- */
@@ -693,40 +769,59 @@ static ks_status ping_kms(void *arg, struct ks_error *err)
     return ks_kms_relationship_ping(arg, err);
 }
 
-/* One check per key store ("storage:<ks>") and per KMS relationship ("kms:<rel>"). */
+struct check_list {
+    struct ks_readiness_check *checks;
+    char **names;
+    size_t n, cap;
+    int oom;
+};
+
+/* One check per backend: "storage:<ks>" or "kms:<rel>". */
+static void add_check(void *ctx, const char *name, struct ks_keystore *keystore,
+                      const struct ks_kms_relationship *relationship)
+{
+    struct check_list *l = ctx;
+    size_t len = strlen(name) + 9;
+
+    if (l->oom || l->n == l->cap) {
+        l->oom = 1;
+        return;
+    }
+    if (!(l->names[l->n] = malloc(len))) {
+        l->oom = 1;
+        return;
+    }
+    snprintf(l->names[l->n], len, "%s:%s", keystore ? "storage" : "kms", name);
+    l->checks[l->n].name = l->names[l->n];
+    l->checks[l->n].ping = keystore ? ping_storage : ping_kms;
+    l->checks[l->n].arg = keystore ? (void *)keystore : (void *)(uintptr_t)relationship;
+    l->n++;
+}
+
+/*
+ * The probes cover the backends open at start (the long-lived ones, server/app.h): a reload
+ * keeps them, so the checks stay valid across reloads. A key store or relationship first opened
+ * by a reload is not probed until the next start (README "Reload").
+ */
 static ks_status start_readiness(struct ks_server *srv, struct ks_error *err)
 {
     const struct ks_config *cfg = ks_app_config(srv->app);
-    size_t n = cfg->n_key_stores + cfg->n_kms_relationships, i;
-    struct ks_readiness_check *checks = calloc(n + 1, sizeof *checks);
+    size_t n = cfg->n_key_stores + cfg->n_kms_relationships;
+    struct check_list l = {calloc(n + 1, sizeof *l.checks), calloc(n + 1, sizeof *l.names), 0, n,
+                           0};
     struct ks_readiness_options opts = {cfg->server.readiness_interval_ms,
                                         cfg->server.readiness_timeout_ms, srv->log};
-    ks_status st = KS_OK;
+    ks_status st;
 
-    srv->check_names = calloc(n + 1, sizeof *srv->check_names);
-    if (!checks || !srv->check_names) {
-        free(checks);
-        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    }
-    srv->n_checks = n;
-    for (i = 0; i < n && st == KS_OK; i++) {
-        int storage = i < cfg->n_key_stores;
-        size_t j = storage ? i : i - cfg->n_key_stores;
-        const char *name = storage ? cfg->key_stores[j].name : cfg->kms_relationships[j].name;
-        size_t len = strlen(name) + 9;
-        if (!(srv->check_names[i] = malloc(len))) {
-            st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
-            break;
-        }
-        snprintf(srv->check_names[i], len, "%s:%s", storage ? "storage" : "kms", name);
-        checks[i].name = srv->check_names[i];
-        checks[i].ping = storage ? ping_storage : ping_kms;
-        checks[i].arg = storage ? (void *)ks_app_keystore(srv->app, j)
-                                : (void *)(uintptr_t)ks_app_relationship(srv->app, j);
-    }
-    if (st == KS_OK)
-        st = ks_readiness_start(checks, n, &opts, &srv->readiness, err);
-    free(checks);
+    srv->check_names = l.names;
+    if (l.checks && l.names)
+        ks_backends_foreach(srv->backends, add_check, &l);
+    srv->n_checks = l.n;
+    if (!l.checks || !l.names || l.oom)
+        st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    else
+        st = ks_readiness_start(l.checks, l.n, &opts, &srv->readiness, err);
+    free(l.checks);
     return st;
 }
 
@@ -739,6 +834,8 @@ static void free_background(struct ks_server *srv)
     for (i = 0; srv->check_names && i < srv->n_checks; i++)
         free(srv->check_names[i]);
     free(srv->check_names);
+    ks_app_unref(srv->app);
+    pthread_mutex_destroy(&srv->app_lock);
     free(srv);
 }
 
@@ -752,8 +849,8 @@ static ks_status start_background(struct ks_server *srv, struct ks_error *err)
     return st == KS_OK ? start_readiness(srv, err) : st;
 }
 
-ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_server **out,
-                          struct ks_error *err)
+ks_status ks_server_start(struct ks_backends *backends, struct ks_app *app, struct ks_log *log,
+                          struct ks_server **out, struct ks_error *err)
 {
     const struct ks_config *cfg = ks_app_config(app);
     struct ks_server *srv = calloc(1, sizeof *srv);
@@ -768,8 +865,10 @@ ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_serv
 
     if (!srv)
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    srv->app = app;
+    srv->app = ks_app_ref(app);
+    srv->backends = backends;
     srv->log = log;
+    pthread_mutex_init(&srv->app_lock, NULL);
     atomic_init(&srv->in_flight, 0);
     atomic_init(&srv->draining, 0);
     memset(&hints, 0, sizeof hints);
@@ -778,7 +877,7 @@ ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_serv
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     snprintf(port, sizeof port, "%u", (unsigned)cfg->listen_port);
     if ((rc = getaddrinfo(cfg->listen_host, port, &hints, &ai)) != 0) {
-        free(srv);
+        free_background(srv);
         return ks_error_set(err, KS_E_CONFIG, "listen: cannot resolve %s: %s", cfg->listen_host,
                             gai_strerror(rc));
     }

@@ -14,11 +14,17 @@
 #include "handlers/handlers.h"
 
 struct ks_server;
+struct ks_backends;
 
-/* Starts listening on the config's address. app and log are borrowed; log receives the access
- * log and every request-time event (NULL: none). */
-ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_server **out,
-                          struct ks_error *err);
+/* Starts listening on the address of app's config. backends and log are borrowed; the server
+ * takes its own reference to app (the current snapshot until ks_server_swap). log receives the
+ * access log and every request-time event (NULL: none). */
+ks_status ks_server_start(struct ks_backends *backends, struct ks_app *app, struct ks_log *log,
+                          struct ks_server **out, struct ks_error *err);
+
+/* Makes app the snapshot of requests from now on (takes its own reference); requests in flight
+ * finish on the one they took. Thread-safe. */
+void ks_server_swap(struct ks_server *s, struct ks_app *app);
 
 /* The bound port (useful with port 0). */
 uint16_t ks_server_port(const struct ks_server *s);

@@ -40,6 +40,7 @@ import { runTamper } from './tamper.mjs';
 import { runConfigCheck, runEmbedded, runKeyFile } from './startup.mjs';
 import { runShutdown } from './shutdown.mjs';
 import { runCache } from './cache.mjs';
+import { runReload } from './reload.mjs';
 import { runWalkthrough } from './walkthrough.mjs';
 import { runLog } from './log.mjs';
 import { runLimits, waitReadyz } from './limits.mjs';
@@ -197,6 +198,8 @@ async function backendSuite(backend) {
       await guarded('embedded', () => runEmbedded(h));
       h.section('[sqlite] shared cache');
       await guarded('cache', () => runCache(h));
+      h.section('[sqlite] reload: SIGHUP and POST /v1/admin/reload');
+      await guarded('reload', () => runReload(h));
       h.section('[sqlite] log: hostile requests, URI and header caps, every line parsed');
       await guarded('log', () => runLog(h));
       h.section('[sqlite] readiness and connection limits');

@@ -1,7 +1,7 @@
 /*
  * test_auth.c - bearer-token authentication (server/auth.h): the Authorization value is parsed
  * as "Bearer <token>" (scheme case-insensitive, RFC 9110 section 11.1), the token's SHA-256 is
- * compared with every tenant's, and the right tenant is returned.
+ * looked up in the table of the tenants' digests, and the right tenant is returned.
  */
 #include <criterion/criterion.h>
 
@@ -57,9 +57,22 @@ static void teardown(void)
 
 TestSuite(auth, .init = setup, .fini = teardown);
 
+/* The tenant a table built from cfg as it is now finds. */
+static const struct ks_tenant_config *lookup(const char *authorization)
+{
+    struct ks_auth *a = NULL;
+    struct ks_error err;
+    const struct ks_tenant_config *t;
+
+    cr_assert_eq(ks_auth_create(&cfg, &a, &err), KS_OK);
+    t = ks_auth_tenant(a, authorization);
+    ks_auth_destroy(a);
+    return t;
+}
+
 static const char *who(const char *authorization)
 {
-    const struct ks_tenant_config *t = ks_auth_tenant(&cfg, authorization);
+    const struct ks_tenant_config *t = lookup(authorization);
     return t ? t->name : NULL;
 }
 
@@ -67,8 +80,8 @@ Test(auth, right_tenant_chosen)
 {
     cr_expect_str_eq(who("Bearer token-alice"), "alice");
     cr_expect_str_eq(who("Bearer token-bob"), "bob");
-    cr_expect_eq(ks_auth_tenant(&cfg, "Bearer token-bob"), &tenants[1]);
-    cr_expect_eq(ks_auth_tenant(&cfg, "Bearer token-alice"), &tenants[0]);
+    cr_expect_eq(lookup("Bearer token-bob"), &tenants[1]);
+    cr_expect_eq(lookup("Bearer token-alice"), &tenants[0]);
 }
 
 Test(auth, scheme_is_case_insensitive)
@@ -155,4 +168,52 @@ Test(auth, role_matrix)
     for (i = 0; i < sizeof m / sizeof m[0]; i++)
         cr_expect_eq(ks_auth_role_allows(m[i].role, m[i].access), m[i].allowed, "role %d access %d",
                      (int)m[i].role, (int)m[i].access);
+}
+
+/* A digest that shares alice's slot (same first bytes) but differs in its last byte: placed
+ * first, it makes alice's lookup probe past it, and alone it must not match alice's token. */
+Test(auth, same_slot_compared_in_full)
+{
+    static char name_near[] = "near";
+    struct ks_tenant_config t[2];
+
+    memset(t, 0, sizeof t);
+    t[0].name = name_near;
+    memcpy(t[0].token_sha256, tenants[0].token_sha256, 32);
+    t[0].token_sha256[31] ^= 1;
+    t[1] = tenants[0];
+    cfg.tenants = t;
+    cfg.n_tenants = 2;
+    cr_expect_str_eq(who("Bearer token-alice"), "alice");
+    cfg.n_tenants = 1;
+    cr_expect_null(who("Bearer token-alice"));
+}
+
+/* 10,000 tenants: each token finds its own tenant, and an unknown one finds none. */
+Test(auth, ten_thousand_tenants)
+{
+    enum { N = 10000 };
+    struct ks_tenant_config *many = calloc(N, sizeof *many);
+    static char names[N][16];
+    char token[32], header[48];
+    struct ks_auth *a = NULL;
+    struct ks_error err;
+    size_t i;
+
+    cr_assert_not_null(many);
+    for (i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "t%zu", i);
+        snprintf(token, sizeof token, "tok-%zu", i);
+        set_tenant(&many[i], names[i], token, KS_ROLE_READER);
+    }
+    cfg.tenants = many;
+    cfg.n_tenants = N;
+    cr_assert_eq(ks_auth_create(&cfg, &a, &err), KS_OK);
+    for (i = 0; i < N; i++) {
+        snprintf(header, sizeof header, "Bearer tok-%zu", i);
+        cr_assert_eq(ks_auth_tenant(a, header), &many[i], "tenant %zu", i);
+    }
+    cr_expect_null(ks_auth_tenant(a, "Bearer tok-10000"));
+    ks_auth_destroy(a);
+    free(many);
 }

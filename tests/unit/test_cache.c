@@ -146,7 +146,7 @@ static int calls(struct fetcher *f)
 
 static struct ks_cache_config config(uint64_t capacity)
 {
-    struct ks_cache_config c = {capacity, 100, 10, 1, 20, 10};
+    struct ks_cache_config c = {capacity, 100, 10, 1, 20, 10, 0};
     return c;
 }
 
@@ -529,6 +529,99 @@ Test(cache, lru_eviction_order_at_capacity)
     ks_cache_release(get_ok(c, active("p", "A"), &f));
     cr_assert_eq(calls(&f), 6);
     cr_assert_eq(stats(c, "p").evictions, 3);
+    ks_cache_destroy(c);
+    fetcher_fini(&f);
+}
+
+/* --- per-partition cap --------------------------------------------------------------------- */
+
+/* A busy partition at its cap evicts its own least recently used entry, never another
+ * partition's; the global LRU only acts when the whole cache is full. */
+Test(cache, partition_cap_evicts_own_entries_only)
+{
+    struct ks_cache_config cfg = config(100);
+    struct ks_cache *c;
+    struct fetcher f;
+    char id[16];
+    int i;
+
+    cfg.max_entries_per_partition = 3;
+    c = new_cache(cfg);
+    fetcher_init(&f);
+    ks_cache_release(get_ok(c, active("quiet", "Q1"), &f));
+    ks_cache_release(get_ok(c, active("quiet", "Q2"), &f));
+    for (i = 0; i < 50; i++) {
+        snprintf(id, sizeof id, "B%d", i);
+        ks_cache_release(get_ok(c, active("busy", id), &f));
+    }
+    cr_assert_eq(calls(&f), 52);
+    cr_assert_eq(stats(c, "busy").entries, 3);
+    cr_assert_eq(stats(c, "busy").partition_evictions, 47);
+    cr_assert_eq(stats(c, "busy").evictions, 0);
+    /* The busy partition's three most recent are cached; the quiet one kept both its keys. */
+    ks_cache_release(get_ok(c, active("busy", "B49"), &f));
+    ks_cache_release(get_ok(c, active("busy", "B47"), &f));
+    ks_cache_release(get_ok(c, active("quiet", "Q1"), &f));
+    ks_cache_release(get_ok(c, active("quiet", "Q2"), &f));
+    cr_assert_eq(calls(&f), 52);
+    cr_assert_eq(stats(c, "quiet").entries, 2);
+    cr_assert_eq(stats(c, "quiet").partition_evictions, 0);
+    /* B47 was touched after B48: B48 is the busy partition's LRU and goes next. */
+    ks_cache_release(get_ok(c, active("busy", "B50"), &f));
+    ks_cache_release(get_ok(c, active("busy", "B47"), &f));
+    cr_assert_eq(calls(&f), 53);
+    ks_cache_release(get_ok(c, active("busy", "B48"), &f));
+    cr_assert_eq(calls(&f), 54);
+    ks_cache_destroy(c);
+    fetcher_fini(&f);
+}
+
+/* Without a cap (0) the same traffic evicts the quiet partition's keys at capacity. */
+Test(cache, no_partition_cap_lets_a_busy_partition_evict_others)
+{
+    struct ks_cache *c = new_cache(config(10));
+    struct fetcher f;
+    char id[16];
+    int i;
+
+    fetcher_init(&f);
+    ks_cache_release(get_ok(c, active("quiet", "Q1"), &f));
+    for (i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "B%d", i);
+        ks_cache_release(get_ok(c, active("busy", id), &f));
+    }
+    cr_assert_eq(stats(c, "quiet").entries, 0);
+    cr_assert_eq(stats(c, "quiet").evictions, 1);
+    cr_assert_eq(stats(c, "busy").partition_evictions, 0);
+    ks_cache_destroy(c);
+    fetcher_fini(&f);
+}
+
+/* 10,000 partitions with a cap of 1: each keeps its entry; capacity still bounds the total. */
+Test(cache, ten_thousand_partitions_each_keep_their_entry)
+{
+    struct ks_cache_config cfg = config(20000);
+    struct ks_cache *c;
+    struct fetcher f;
+    char p[16];
+    int i;
+
+    cfg.max_entries_per_partition = 1;
+    c = new_cache(cfg);
+    fetcher_init(&f);
+    for (i = 0; i < 10000; i++) {
+        snprintf(p, sizeof p, "t%d", i);
+        ks_cache_release(get_ok(c, active(p, "K"), &f));
+        ks_cache_release(get_ok(c, active(p, "K2"), &f)); /* replaces K: cap 1 */
+    }
+    cr_assert_eq(calls(&f), 20000);
+    for (i = 0; i < 10000; i++) {
+        snprintf(p, sizeof p, "t%d", i);
+        ks_cache_release(get_ok(c, active(p, "K2"), &f));
+        cr_assert_eq(stats(c, p).entries, 1);
+        cr_assert_eq(stats(c, p).partition_evictions, 1);
+    }
+    cr_assert_eq(calls(&f), 20000);
     ks_cache_destroy(c);
     fetcher_fini(&f);
 }

@@ -1649,3 +1649,19 @@ Test(config, mutations_errors)
     expect_one_error(REL_LOCAL KS_WITH_MUTATIONS("{pages: 3}") TENANT_APP1,
                      "key_stores[0].mutations: unknown key \"pages\"");
 }
+
+/* cache.max_entries_per_partition: default 0 (no cap), 0 allowed, a count otherwise. */
+Test(config, cache_max_entries_per_partition)
+{
+    struct ks_config *cfg = load_ok(MINIMAL);
+    cr_assert_eq(cfg->cache.max_entries_per_partition, 0);
+    ks_config_free(cfg);
+    cfg = load_ok("cache: {max_entries_per_partition: 25}\n" MINIMAL);
+    cr_assert_eq(cfg->cache.max_entries_per_partition, 25);
+    cr_assert_eq(cfg->cache.capacity, 1000);
+    ks_config_free(cfg);
+    expect_one_error("cache: {max_entries_per_partition: -1}\n" MINIMAL,
+                     "cache.max_entries_per_partition");
+    expect_one_error("cache: {max_entries_per_partition: 2147483648}\n" MINIMAL,
+                     "cache.max_entries_per_partition");
+}

@@ -720,7 +720,7 @@ Test(mutation, page_kms_calls_run_concurrently_up_to_kms_in_flight)
 
 Test(mutation, cache_forgets_the_key_at_initialize_and_completion)
 {
-    struct ks_cache_config cc = {100, 3600, 0, 0, 8, 10};
+    struct ks_cache_config cc = {100, 3600, 0, 0, 8, 10, 0};
     struct ks_cache *cache = NULL;
     struct ks_storage *s = NULL;
     struct ks_keystore *ks2 = NULL;

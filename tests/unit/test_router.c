@@ -64,6 +64,7 @@ Test(router, table_is_the_design)
         {"GET", "/v1/keystores/{ks}/branch-keys/{id}/mutation"},
         {"DELETE", "/v1/keystores/{ks}/branch-keys/{id}/mutation"},
         {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation/apply"},
+        {"POST", "/v1/admin/reload"},
     };
     size_t n, i, j;
     const struct ks_route *r = ks_router_routes(&n);
