@@ -61,6 +61,9 @@ struct ks_request {
     const char *kms_relationship_query;    /* ?kmsRelationship=, decoded, or NULL */
     const struct ks_tenant_config *tenant; /* NULL on routes without auth */
     struct ks_readiness *readiness;        /* the server's probes (NULL: reported as starting) */
+    /* Appended (issue 14): ?limit= and ?nextToken= of the list routes, decoded, or NULL. */
+    const char *limit_query;
+    const char *next_token_query;
 };
 
 struct ks_response {
@@ -99,6 +102,10 @@ ks_status ks_handle_mutation_describe(const struct ks_request *, struct ks_respo
                                       struct ks_error *);
 ks_status ks_handle_mutation_abort(const struct ks_request *, struct ks_response *,
                                    struct ks_error *);
+/* inventory.c: ListKeys, ListVersions (issue 14). */
+ks_status ks_handle_keys_list(const struct ks_request *, struct ks_response *, struct ks_error *);
+ks_status ks_handle_versions_list(const struct ks_request *, struct ks_response *,
+                                  struct ks_error *);
 
 /* --- shared by the handler files (handlers/common.c) --- */
 

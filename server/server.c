@@ -192,7 +192,27 @@ struct query_check {
     const char *bad_key;
     const char *kms_relationship; /* raw, still percent-encoded */
     int repeated;
+    int allowed_paging;    /* ?limit= and ?nextToken= (issue 14) */
+    const char *paging[2]; /* raw limit, nextToken */
+    const char *repeated_paging;
 };
+
+/* ?limit= / ?nextToken= on the list routes: 1 when taken. */
+static int paging_arg(struct query_check *q, const char *key, const char *value)
+{
+    static const char *const names[2] = {"limit", "nextToken"};
+    int i;
+
+    for (i = 0; q->allowed_paging && i < 2; i++) {
+        if (strcmp(key, names[i]) != 0)
+            continue;
+        if (q->paging[i])
+            q->repeated_paging = names[i];
+        q->paging[i] = value ? value : "";
+        return 1;
+    }
+    return 0;
+}
 
 static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
                                   const char *value)
@@ -205,6 +225,8 @@ static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char
         q->kms_relationship = value ? value : "";
         return MHD_YES;
     }
+    if (paging_arg(q, key, value))
+        return MHD_YES;
     if (!q->bad_key)
         q->bad_key = key;
     return MHD_YES;
@@ -276,6 +298,8 @@ struct call {
     struct ks_response resp;
     struct ks_error err;
     char *rel_query;   /* ?kmsRelationship=, decoded (owned) */
+    char *limit_query; /* ?limit=, decoded (owned) */
+    char *token_query; /* ?nextToken=, decoded (owned) */
     const char *allow; /* Allow header of a 405 */
 };
 
@@ -318,16 +342,39 @@ static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_
     return KS_OK;
 }
 
+/* Decodes ?limit= and ?nextToken= into the request (the handler checks their values). */
+static ks_status read_paging(struct call *c, const struct query_check *q)
+{
+    if (q->paging[0]) {
+        c->limit_query = ks_percent_decode(q->paging[0], strlen(q->paging[0]), 1, NULL);
+        if (!c->limit_query)
+            return ks_error_set(&c->err, KS_E_INVALID, "limit: bad value");
+        c->req.limit_query = c->limit_query;
+    }
+    if (q->paging[1]) {
+        c->token_query = ks_percent_decode(q->paging[1], strlen(q->paging[1]), 1, NULL);
+        if (!c->token_query)
+            return ks_error_set(&c->err, KS_E_INVALID, "nextToken: bad value");
+        c->req.next_token_query = c->token_query;
+    }
+    return KS_OK;
+}
+
 static ks_status read_query(struct call *c, struct MHD_Connection *conn)
 {
     struct query_check q;
 
     memset(&q, 0, sizeof q);
     q.allowed_kms_relationship = c->match.route->takes_kms_relationship_query;
+    q.allowed_paging = ks_route_takes_paging(c->match.route);
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
     if (q.bad_key)
         return ks_error_set(&c->err, KS_E_INVALID, "query parameter '%.64s' is not supported",
                             q.bad_key);
+    if (q.repeated_paging)
+        return ks_error_set(&c->err, KS_E_INVALID, "%s: given more than once", q.repeated_paging);
+    if (read_paging(c, &q) != KS_OK)
+        return c->err.code;
     if (q.repeated)
         return ks_error_set(&c->err, KS_E_INVALID, "kmsRelationship: given more than once");
     if (!q.kms_relationship)
@@ -359,6 +406,8 @@ static void call_free(struct call *c)
     ks_secret_free_string(c->resp.body);
     json_object_put(c->req.body);
     free(c->rel_query);
+    free(c->limit_query);
+    free(c->token_query);
     ks_router_match_free(&c->match);
 }
 
