@@ -30,6 +30,9 @@ const struct ks_config *ks_app_config(const struct ks_app *app);
 struct ks_keystore *ks_app_keystore(const struct ks_app *app, size_t index);
 const struct ks_kms_relationship *ks_app_relationship(const struct ks_app *app, size_t index);
 struct ks_cache *ks_app_cache(const struct ks_app *app);
+/* Scheduled rotation of key store `index` (keystore/rotation.h), or NULL when it is off. */
+struct ks_rotation;
+struct ks_rotation *ks_app_rotation(const struct ks_app *app, size_t index);
 /* The OpenAPI document served at GET /v1/openapi.yaml (static text, not NUL-terminated). */
 const char *ks_app_openapi(const struct ks_app *app, size_t *len);
 

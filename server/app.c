@@ -11,6 +11,7 @@
 #include "aws/aws.h"
 #include "aws/arn.h"
 #include "keystore/cache.h"
+#include "keystore/rotation.h"
 
 extern const char ks_openapi_yaml[];
 extern const size_t ks_openapi_yaml_len;
@@ -27,6 +28,7 @@ struct ks_app {
     struct ks_cache *cache;                           /* the shared branch key cache (owned) */
     const char *openapi_yaml;
     size_t openapi_yaml_len;
+    struct ks_rotation **rotations; /* parallel to config->key_stores; NULL: off (issue 14) */
 };
 
 const struct ks_config *ks_app_config(const struct ks_app *app)
@@ -47,6 +49,29 @@ const struct ks_kms_relationship *ks_app_relationship(const struct ks_app *app, 
 struct ks_cache *ks_app_cache(const struct ks_app *app)
 {
     return app->cache;
+}
+
+struct ks_rotation *ks_app_rotation(const struct ks_app *app, size_t index)
+{
+    return app->rotations && index < app->config->n_key_stores ? app->rotations[index] : NULL;
+}
+
+/* Scheduled rotation of key store i when configured (issue 14); server/rotation.c runs it. */
+static ks_status open_rotation(struct ks_app *app, size_t i, const struct ks_clock *clock,
+                               struct ks_error *err)
+{
+    const struct ks_key_store_config *kc = &app->config->key_stores[i];
+    struct ks_rotation_params p;
+
+    if (!kc->rotation.interval_seconds)
+        return KS_OK;
+    p.keystore = app->keystores[i];
+    p.rel = &app->relationships[kc->kms_relationship_index];
+    p.key_store_name = kc->name;
+    p.interval_seconds = kc->rotation.interval_seconds;
+    p.page_size = KS_ROTATION_PAGE_DEFAULT;
+    p.clock = clock;
+    return ks_rotation_create(&p, &app->rotations[i], err);
 }
 
 const char *ks_app_openapi(const struct ks_app *app, size_t *len)
@@ -180,8 +205,9 @@ ks_status ks_app_create(const struct ks_config *cfg, const struct ks_clock *cloc
     app->credentials =
         calloc(cfg->n_kms_relationships + cfg->n_key_stores + 1, sizeof *app->credentials);
     app->kms_counters = calloc(cfg->n_kms_relationships + 1, sizeof *app->kms_counters);
+    app->rotations = calloc(cfg->n_key_stores + 1, sizeof *app->rotations);
     if (!app->keystores || !app->relationships || !app->kms_backends || !app->relationship_arns ||
-        !app->credentials || !app->kms_counters) {
+        !app->credentials || !app->kms_counters || !app->rotations) {
         ks_app_destroy(app);
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
@@ -193,6 +219,8 @@ ks_status ks_app_create(const struct ks_config *cfg, const struct ks_clock *cloc
         st = open_key_store(app, i, clock, err);
     for (i = 0; st == KS_OK && i < cfg->n_kms_relationships; i++)
         st = open_relationship(app, i, err);
+    for (i = 0; st == KS_OK && i < cfg->n_key_stores; i++)
+        st = open_rotation(app, i, clock, err);
     if (st != KS_OK) {
         ks_app_destroy(app);
         return st;
@@ -206,6 +234,9 @@ void ks_app_destroy(struct ks_app *app)
     size_t i;
     if (!app)
         return;
+    for (i = 0; app->rotations && i < app->config->n_key_stores; i++)
+        ks_rotation_destroy(app->rotations[i]);
+    free(app->rotations);
     for (i = 0; app->keystores && i < app->config->n_key_stores; i++)
         ks_keystore_destroy(app->keystores[i]);
     ks_cache_destroy(app->cache);

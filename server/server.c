@@ -29,6 +29,7 @@
 #include "server/auth.h"
 #include "server/connections.h"
 #include "server/readiness.h"
+#include "server/rotation.h"
 #include "server/router.h"
 
 #define REQUEST_ID_MAX 128
@@ -46,6 +47,7 @@ struct ks_server {
     struct ks_readiness *readiness; /* background dependency probes (server/readiness.h) */
     char **check_names;             /* "storage:<ks>", "kms:<rel>", owned, for readiness */
     size_t n_checks;
+    struct ks_rotation_scheduler *rotation; /* scheduled rotation (server/rotation.h) */
     atomic_long in_flight;
     atomic_int draining; /* set by ks_server_stop: new requests get 503 + Connection: close */
     uint16_t port;
@@ -759,10 +761,34 @@ static ks_status start_readiness(struct ks_server *srv, struct ks_error *err)
     return st;
 }
 
+/* The scheduled-rotation thread for the key stores with `rotation:` (issue 14). */
+static ks_status start_rotation(struct ks_server *srv, struct ks_error *err)
+{
+    const struct ks_config *cfg = ks_app_config(srv->app);
+    struct ks_rotation_task *tasks = calloc(cfg->n_key_stores + 1, sizeof *tasks);
+    size_t i, n = 0;
+    ks_status st;
+
+    if (!tasks)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    for (i = 0; i < cfg->n_key_stores; i++) {
+        if (!ks_app_rotation(srv->app, i))
+            continue;
+        tasks[n].rotation = ks_app_rotation(srv->app, i);
+        tasks[n].key_store_name = cfg->key_stores[i].name;
+        tasks[n].check_interval_seconds = cfg->key_stores[i].rotation.check_interval_seconds;
+        n++;
+    }
+    st = ks_rotation_scheduler_start(tasks, n, srv->log, &srv->rotation, err);
+    free(tasks);
+    return st;
+}
+
 /* Frees what start_readiness and ks_connections_create made (after the daemon stopped). */
 static void free_background(struct ks_server *srv)
 {
     size_t i;
+    ks_rotation_scheduler_stop(srv->rotation);
     ks_readiness_stop(srv->readiness);
     ks_connections_destroy(srv->conns);
     for (i = 0; srv->check_names && i < srv->n_checks; i++)
@@ -778,7 +804,9 @@ static ks_status start_background(struct ks_server *srv, struct ks_error *err)
                                         sc->connection_timeout_seconds * 1000u, HEADER_SWEEP_MS,
                                         srv->log};
     ks_status st = ks_connections_create(&co, &srv->conns, err);
-    return st == KS_OK ? start_readiness(srv, err) : st;
+    if (st == KS_OK)
+        st = start_readiness(srv, err);
+    return st == KS_OK ? start_rotation(srv, err) : st;
 }
 
 ks_status ks_server_start(struct ks_app *app, struct ks_log *log, struct ks_server **out,

@@ -18,6 +18,7 @@
 #include "keystore/create_time.h"
 #include "keystore/inventory.h"
 #include "keystore/keystore.h"
+#include "keystore/rotation.h"
 #include "kms/kms.h"
 #include "storage/storage.h"
 
@@ -577,4 +578,143 @@ Test(inventory, version_key_cutoff)
     ks_kms_destroy(kms);
     unlink(key_file);
     rmdir(dir);
+}
+
+/* --- scheduled rotation: one check at a time (keystore/rotation.h) ----------------------- */
+
+struct rot_fixture {
+    char dir[64], key_file[128], arn[128];
+    struct ks_kms *kms;
+    struct ks_storage *s;
+    struct ks_keystore *ks;
+    struct ks_kms_relationship rel;
+    uint64_t now;
+    struct ks_clock clock;
+};
+
+static void rot_setup(struct rot_fixture *f)
+{
+    struct ks_keystore_params p = {"ks-a", "logical", NULL, NULL, &f->clock, NULL};
+    struct ks_error err;
+
+    memset(f, 0, sizeof *f);
+    memcpy(f->dir, "/tmp/ks-test-rotation-XXXXXX", sizeof "/tmp/ks-test-rotation-XXXXXX");
+    cr_assert_not_null(mkdtemp(f->dir));
+    snprintf(f->key_file, sizeof f->key_file, "%s/local.keys", f->dir);
+    cr_assert_eq(ks_kms_local_open(f->key_file, NULL, 0, KS_KMS_LOCAL_MAY_CREATE, &f->kms, &err),
+                 KS_OK, "%s", err.message);
+    cr_assert_eq(ks_kms_local_default_arn(f->kms, f->arn, sizeof f->arn), KS_OK);
+    f->rel.name = "rel";
+    f->rel.kms = f->kms;
+    f->rel.kind = KS_KMS_KEY_ARN;
+    f->rel.arn = f->arn;
+    f->now = 1700000000000000ull;
+    f->clock.now_us = clock_now;
+    f->clock.ctx = &f->now;
+    f->s = memory();
+    p.storage = f->s;
+    cr_assert_eq(ks_keystore_create(&p, &f->ks, &err), KS_OK, "%s", err.message);
+}
+
+static void rot_teardown(struct rot_fixture *f)
+{
+    ks_keystore_destroy(f->ks);
+    ks_kms_destroy(f->kms);
+    unlink(f->key_file);
+    rmdir(f->dir);
+}
+
+static struct ks_rotation *new_rotation(struct rot_fixture *f, size_t page)
+{
+    struct ks_rotation_params p = {f->ks, &f->rel, "ks-a", 10, page, &f->clock};
+    struct ks_rotation *r = NULL;
+    struct ks_error err;
+    cr_assert_eq(ks_rotation_create(&p, &r, &err), KS_OK, "%s", err.message);
+    return r;
+}
+
+static size_t version_count(struct ks_keystore *ks, const char *id)
+{
+    struct ks_inventory_versions v;
+    struct ks_error err;
+    size_t n;
+    cr_assert_eq(ks_inventory_list_versions(ks, "ks-a", id, 1000, NULL, &v, &err), KS_OK, "%s",
+                 err.message);
+    n = v.count;
+    ks_inventory_versions_free(&v);
+    return n;
+}
+
+static void check(struct ks_rotation *r)
+{
+    struct ks_error err;
+    cr_assert_eq(ks_rotation_check(r, NULL, &err), KS_OK, "%s", err.message);
+}
+
+Test(rotation, pages_cursor_skips_and_counts)
+{
+    struct rot_fixture f;
+    struct ks_rotation *a, *b;
+    char *ids[5];
+    int64_t oldest;
+    size_t i;
+
+    rot_setup(&f);
+    for (i = 0; i < 5; i++) {
+        struct ks_error err;
+        cr_assert_eq(ks_keystore_create_key(f.ks, &f.rel, NULL, NULL, &ids[i], &err), KS_OK, "%s",
+                     err.message);
+    }
+    put_key(f.s, "zz-foreign-arn", "v1", "2023-01-01T00:00:00Z"); /* ARN is not f.arn */
+    put_key(f.s, "zz-bad-time", "v1", "last tuesday");
+    a = new_rotation(&f, 3); /* 7 keys: pages of 3, 3, 1 */
+    b = new_rotation(&f, 100);
+
+    /* Not yet due (5 s old, interval 10 s): listed, nothing attempted but the foreign key. */
+    f.now += 5000000;
+    check(a);
+    check(a);
+    check(a);
+    cr_expect_eq(ks_rotation_passes(a), 1);
+    cr_expect_eq(ks_rotation_count(a, KS_ROTATION_ROTATED), 0);
+    cr_expect_eq(ks_rotation_count(a, KS_ROTATION_KMS_ARN), 1);
+    cr_expect_eq(ks_rotation_count(a, KS_ROTATION_BAD_TIME), 1);
+    cr_assert_eq(ks_rotation_oldest(a, &oldest), 0);
+    cr_expect_eq(oldest, 1672531200000000LL, "the foreign key is the oldest");
+
+    /* Due: the cursor wrapped, so three checks cover the store again; each key once. */
+    f.now += 6000000;
+    check(a);
+    cr_expect_eq(ks_rotation_count(a, KS_ROTATION_ROTATED), 3, "first page: 3 keys");
+    check(a);
+    check(a);
+    cr_expect_eq(ks_rotation_count(a, KS_ROTATION_ROTATED), 5);
+    cr_expect_eq(ks_rotation_count(a, KS_ROTATION_KMS_ARN), 2);
+    cr_expect_eq(ks_rotation_count(a, KS_ROTATION_BAD_TIME), 2);
+    cr_expect_eq(ks_rotation_count(a, KS_ROTATION_ERROR), 0);
+    for (i = 0; i < 5; i++)
+        cr_expect_eq(version_count(f.ks, ids[i]), 2, "key %zu", i);
+    cr_expect_eq(version_count(f.ks, "zz-foreign-arn"), 1);
+    cr_expect_eq(version_count(f.ks, "zz-bad-time"), 1);
+
+    /* A second instance at the same moment: every good key is fresh, nothing rotated twice. */
+    check(b);
+    cr_expect_eq(ks_rotation_count(b, KS_ROTATION_ROTATED), 0);
+    for (i = 0; i < 5; i++)
+        cr_expect_eq(version_count(f.ks, ids[i]), 2, "key %zu", i);
+    /* An interval later both would rotate once more; b goes first, a then finds them fresh. */
+    f.now += 10000001;
+    check(b);
+    cr_expect_eq(ks_rotation_count(b, KS_ROTATION_ROTATED), 5);
+    check(a);
+    check(a);
+    check(a);
+    cr_expect_eq(ks_rotation_count(a, KS_ROTATION_ROTATED), 5);
+    for (i = 0; i < 5; i++) {
+        cr_expect_eq(version_count(f.ks, ids[i]), 3, "key %zu", i);
+        free(ids[i]);
+    }
+    ks_rotation_destroy(a);
+    ks_rotation_destroy(b);
+    rot_teardown(&f);
 }
