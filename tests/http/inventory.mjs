@@ -249,7 +249,7 @@ async function startOther(api, A) {
 // ---- scheduled rotation: two instances on one store --------------------------------------------
 
 const INTERVAL = 10;
-const ROTATION_KEYS = 12;
+const ROTATION_KEYS = 40;
 
 function withRotation(configPath) {
   const text = fs.readFileSync(configPath, 'utf8');
@@ -296,19 +296,19 @@ export async function runScheduledRotation(h, backend) {
   }
 
   const figures = {};
-  await h.test(`scheduled rotation: after ${INTERVAL + 5} s every key was rotated exactly once`, async () => {
-    await new Promise((r) => setTimeout(r, Math.max(0, t0 + (INTERVAL + 5) * 1000 - Date.now())));
+  await h.test(`scheduled rotation: after ${INTERVAL + 7} s every key was rotated exactly once (a second rotation cannot come before ${2 * INTERVAL} s)`, async () => {
+    await new Promise((r) => setTimeout(r, Math.max(0, t0 + (INTERVAL + 7) * 1000 - Date.now())));
     const counts = [];
     for (const id of ids) {
       const pages = await listAll(apis[0], `${ks}/branch-keys/${encodeURIComponent(id)}/versions`, A.token, 100);
       counts.push(pages.flatMap((p) => p.versions).length);
     }
-    figures.versionsAt15s = counts;
-    assert(counts.every((c) => c === 2), `versions per key at ${INTERVAL + 5} s: ${JSON.stringify(counts)}`);
+    figures.versionsAt17s = counts;
+    assert(counts.every((c) => c === 2), `versions per key at ${INTERVAL + 7} s: ${JSON.stringify(counts)}`);
   });
 
-  await h.test(`scheduled rotation: after ${2 * INTERVAL + 6} s: rotated again, never two rotations of one key within ${INTERVAL} s`, async () => {
-    await new Promise((r) => setTimeout(r, Math.max(0, t0 + (2 * INTERVAL + 6) * 1000 - Date.now())));
+  await h.test(`scheduled rotation: after ${3 * INTERVAL - 1} s: rotated exactly twice (a third cannot come before ${3 * INTERVAL} s), never two rotations of one key within ${INTERVAL} s`, async () => {
+    await new Promise((r) => setTimeout(r, Math.max(0, t0 + (3 * INTERVAL - 1) * 1000 - Date.now())));
     const counts = [];
     let minGap = Infinity;
     for (const id of ids) {
@@ -318,9 +318,9 @@ export async function runScheduledRotation(h, backend) {
       const ts = vs.map((v) => Date.parse(v.createTime)).sort((a, b) => a - b);
       for (let i = 1; i < ts.length; i++) minGap = Math.min(minGap, ts[i] - ts[i - 1]);
     }
-    figures.versionsAt26s = counts;
+    figures.versionsAt29s = counts;
     figures.minGapMs = minGap;
-    assert(counts.every((c) => c === 3), `versions per key at ${2 * INTERVAL + 6} s: ${JSON.stringify(counts)}`);
+    assert(counts.every((c) => c === 3), `versions per key at ${3 * INTERVAL - 1} s: ${JSON.stringify(counts)}`);
     assert(minGap >= INTERVAL * 1000, `two versions of one key ${minGap} ms apart`);
   });
 
@@ -345,7 +345,7 @@ export async function runScheduledRotation(h, backend) {
     for (const o of per) {
       assertEq(o.error, 0, 'errors');
       assertEq(o.bad_create_time + o.kms_arn_mismatch + o.under_mutation, 0, 'skips');
-      assert(o.oldestAge >= 0 && o.oldestAge < 2 * INTERVAL + 5, `oldest ACTIVE age ${o.oldestAge}`);
+      assert(o.oldestAge >= 0 && o.oldestAge < 3 * INTERVAL, `oldest ACTIVE age ${o.oldestAge}`);
     }
   });
   console.log(`     rotation figures: ${JSON.stringify(figures)}`);
