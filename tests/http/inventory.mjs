@@ -274,7 +274,9 @@ export async function runScheduledRotation(h, backend) {
   const servers = [];
   const apis = [];
   const ids = [];
-  let t0;
+  let t0, mutated, mutatedVersions;
+  const versionCount = async (api, id) => (await listAll(api, `${ks}/branch-keys/${encodeURIComponent(id)}/versions`, A.token, 100))
+    .flatMap((p) => p.versions).length;
 
   const up = await h.test(`scheduled rotation: two instances on one ${backend.name === 'sqlite' ? 'SQLite file' : 'DynamoDB table'} (interval ${INTERVAL} s, checks every ~1 s), ${ROTATION_KEYS} keys`, async () => {
     for (const tag of ['a', 'b']) {
@@ -289,6 +291,14 @@ export async function runScheduledRotation(h, backend) {
       assertEq(r.status, 201, `create (${r.text.slice(0, 200)})`);
       ids.push(r.json.branchKeyIdentifier);
     }
+    // One more key, left under mutation (InitializeMutation without ApplyMutation): skipped.
+    const m = await apis[0]('POST', `${ks}/branch-keys`, A);
+    assertEq(m.status, 201, 'create the key to mutate');
+    mutated = m.json.branchKeyIdentifier;
+    const init = await apis[0]('POST', `${ks}/branch-keys/${encodeURIComponent(mutated)}/mutation`,
+      { ...A, body: { terminalEncryptionContext: { purpose: 'rotation-test' } } });
+    assertEq(init.status, 201, `InitializeMutation (${init.text.slice(0, 300)})`);
+    mutatedVersions = await versionCount(apis[0], mutated);
   });
   if (!up) {
     for (const s of servers) await s.stop();
@@ -324,7 +334,7 @@ export async function runScheduledRotation(h, backend) {
     assert(minGap >= INTERVAL * 1000, `two versions of one key ${minGap} ms apart`);
   });
 
-  await h.test('scheduled rotation: the metrics of both instances add up to the versions written', async () => {
+  await h.test('scheduled rotation: the metrics of both instances add up to the versions written; the key under mutation was skipped and counted, never rotated', async () => {
     const per = [];
     for (const api of apis) {
       const r = await api('GET', '/metrics');
@@ -342,9 +352,11 @@ export async function runScheduledRotation(h, backend) {
     }))).reduce((a, b) => a + b, 0);
     const rotated = per[0].rotated + per[1].rotated;
     assertEq(rotated, total - ROTATION_KEYS, `rotated counters (${JSON.stringify(per)}) vs versions written`);
+    assert(per[0].under_mutation + per[1].under_mutation > 0, 'the key under mutation was not counted as skipped');
+    assertEq(await versionCount(apis[1], mutated), mutatedVersions, 'versions of the key under mutation');
     for (const o of per) {
       assertEq(o.error, 0, 'errors');
-      assertEq(o.bad_create_time + o.kms_arn_mismatch + o.under_mutation, 0, 'skips');
+      assertEq(o.bad_create_time + o.kms_arn_mismatch, 0, 'skips');
       assert(o.oldestAge >= 0 && o.oldestAge < 3 * INTERVAL, `oldest ACTIVE age ${o.oldestAge}`);
     }
   });
