@@ -3,7 +3,8 @@
  * resource: keystores.c (PUT/GET /v1/keystores/{ks}), branch_keys.c (POST .../branch-keys),
  * versions.c (POST .../branch-keys/{id}/versions, GET .../versions/{v}), active.c (GET
  * .../active), beacon.c (GET .../beacon), system.c (GET /healthz, /readyz, /v1/openapi.yaml),
- * metrics.c (GET /metrics, Prometheus text). A handler turns the parsed request into a validated
+ * metrics.c (GET /metrics, Prometheus text), mutations.c (POST/GET/DELETE .../mutation, POST
+ * .../mutation/apply). A handler turns the parsed request into a validated
  * keystore call and its result into JSON; no crypto and no storage calls here. common.c also
  * renders errors for the server. Handlers are thread-safe (they only read the app).
  */

@@ -231,6 +231,42 @@ export async function runMutations(h, backend) {
     const info = await srv.stop();
     await h.test('mutations: server stops with exit 0', async () => assertEq(info.code, 0, 'exit code'));
   }
+  await systemKeyCases(h, backend);
+}
+
+// A key store whose system key is KMS (alt's key): commitment and index are signed with KMS
+// Encrypt and verified with Decrypt; an index altered in storage fails verification.
+async function systemKeyCases(h, backend) {
+  const sysArn = backend.name === 'sqlite' ? ALT_LOCAL : backend.keyArns.local2;
+  const setup = mutationSetup(backend, 'syskey', `{system_key: {kms_relationship: alt, kms_key_arn: "${sysArn}"}}`);
+  const srv = await startServer(['--config', setup.configPath], `mutations syskey (${backend.name})`);
+  const c = client(makeApi(srv.base), setup.tokens);
+  const store = withListing(backend, setup);
+  try {
+    await h.test('mutations: KMS system key: signed commitment and index, paged to completion', async () => {
+      if (backend.name === 'dynamodb') assertEq((await c.api('PUT', KS, c.T)).status, 200, 'CreateKeyStore');
+      const id = await c.createKey(4);
+      const snap = await c.snapshot(id, store, 'local');
+      const r = await c.init(id, { terminalEncryptionContext: { tenant: 'signed' } });
+      assertEq(r.status, 201, `init (${r.text.slice(0, 300)})`);
+      const d = await c.describe(id);
+      assertEq(d.json.systemKey, 'kmsSymmetricEncryption', 'systemKey');
+      const idx = await store.getItem(id, INDEX);
+      assert(Buffer.from(idx.enc.B, 'base64').length > 32, 'the index enc is a KMS ciphertext');
+      await c.applyAll(id, r.json.mutationToken, { pageSize: 2 });
+      await checkTerminal(c, store, id, snap, 'local', { tenant: 'signed' });
+    });
+    await h.test('mutations: row MutationVerificationException 502 (KMS system key): an index altered in storage', async () => {
+      const id = await c.createKey(2);
+      const r = await c.init(id, { terminalEncryptionContext: { tenant: 'signed' } });
+      assertEq(r.status, 201, 'init');
+      await store.setAttribute(id, INDEX, 'create-time', { S: '2001-01-01T00:00:00.000000Z' });
+      expectError(await c.apply(id, { mutationToken: r.json.mutationToken }), 502, 'MutationVerificationException');
+      expectError(await c.init(id, { terminalEncryptionContext: { tenant: 'signed' } }), 502, 'MutationVerificationException');
+    });
+  } finally {
+    await srv.stop();
+  }
 }
 
 async function mutationCases(h, backend, c, store) {
@@ -416,6 +452,17 @@ async function mutationCases(h, backend, c, store) {
     await checkTerminal(c, store, id6, snap, 'local', { tenant: 'f' });
   });
 
+  await h.test('mutations: row MutationInvalidException 400: index without commitment (Initialize, Apply, Describe)', async () => {
+    const id = await c.createKey(2);
+    const body = { terminalEncryptionContext: { tenant: 'orphan' } };
+    const r = await c.init(id, body);
+    assertEq(r.status, 201, 'init');
+    await store.deleteItem(id, COMMITMENT);
+    expectError(await c.init(id, body), 400, 'MutationInvalidException', 'index');
+    expectError(await c.apply(id, { mutationToken: r.json.mutationToken }), 400, 'MutationInvalidException');
+    expectError(await c.describe(id), 400, 'MutationInvalidException');
+  });
+
   await h.test('mutations: row MutationVerificationException 502: a commitment altered in storage', async () => {
     const id7 = await c.createKey(2);
     const r = await c.init(id7, { terminalEncryptionContext: { tenant: 'g' } });
@@ -536,12 +583,12 @@ export async function runMutationCrash(h, backend, { versions = 300, kills = 50 
     await srv.stop();
     return;
   }
-  let resumes = 0, created = 0, pagesBeforeKill = 0, killedInInit = 0;
+  let resumes = 0, created = 0, pagesBeforeKill = 0, killedInInit = 0, killsInside = 0;
   await h.test(`crash: SIGKILL at random points of the paged mutation, ${kills} times, restart and resume each time`, async () => {
     for (let k = 0; k < kills; k++) {
       // Kill after a random number of pages (0..3; sometimes during InitializeMutation itself),
       // a few ms into the next request, so that every kill lands inside the mutation.
-      const target = Math.random() < 0.1 ? -1 : Math.floor(Math.random() * 4);
+      const target = Math.random() < 0.1 ? -1 : Math.floor(Math.random() * 3);
       let pages = 0;
       let reached;
       const reachedP = new Promise((res) => (reached = res));
@@ -561,16 +608,20 @@ export async function runMutationCrash(h, backend, { versions = 300, kills = 50 
         }
       })().catch(() => reached());
       await Promise.race([reachedP, sleep(10000)]);
-      await sleep(Math.floor(Math.random() * 15));
+      await sleep(Math.floor(Math.random() * 4));
       if (target < 0) killedInInit++;
       srv.proc.kill('SIGKILL');
       await srv.exited;
       await work;
+      // The commitment still there after the kill: the kill landed inside the mutation.
+      if (target < 0 || (await store.getItem(id, COMMITMENT))) killsInside++;
       srv = await startServer(['--config', setup.configPath], `crash ${k} (${backend.name})`);
       api = makeApi(srv.base);
       c = client(api, setup.tokens);
     }
-    console.log(`     ${kills} kills (${killedInInit} aimed at InitializeMutation): mutation created ${created}x, resumed ${resumes}x, ${pagesBeforeKill} pages applied between kills`);
+    console.log(`     ${kills} kills (${killedInInit} aimed at InitializeMutation, ${killsInside} with the mutation in flight): ` +
+      `mutation created ${created}x, resumed ${resumes}x, ${pagesBeforeKill} pages applied between kills`);
+    assert(killsInside >= kills * 0.8, `only ${killsInside} of ${kills} kills landed inside the mutation`);
   });
   await h.test('crash: a final resume completes the mutation', async () => {
     const r = await c.init(id, body());

@@ -1633,6 +1633,7 @@ Test(dynamodb_mutation, query_pages)
                  "%s", err.message);
     cr_assert_eq(page.count, 0);
     cr_assert_null(page.next);
+    ks_version_page_free(&page);
     cr_assert_eq(f.s->ops->query_for_versions(f.s, "q", "bogus", 3, &page, &err), KS_E_INVALID);
     cr_assert_eq(f.s->ops->query_for_versions(f.s, "q", NULL, 99, &page, &err), KS_E_INVALID);
     ks_mutation_commitment_free(&c);

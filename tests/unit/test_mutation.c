@@ -8,12 +8,14 @@
  */
 #include <criterion/criterion.h>
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/ec.h"
+#include "keystore/cache.h"
 #include "keystore/keystore.h"
 #include "keystore/mutation.h"
 #include "keystore/testing.h"
@@ -633,4 +635,134 @@ Test(mutation, beacon_not_original)
     ks_item_free(&beacon);
     ks_item_free(&odd);
     ks_ec_free(&ec);
+}
+
+/* --- concurrent pages (issue 10 item 3) and the cache (item 5) --------------------------- */
+
+/* A KMS that forwards to the local one after a short sleep and records how many calls were in
+ * flight at once. */
+struct slow_kms {
+    struct ks_kms base;
+    struct ks_kms *inner;
+    atomic_int now, peak;
+};
+
+static struct slow_kms SLOW;
+
+static void slow_enter(void)
+{
+    int n = atomic_fetch_add(&SLOW.now, 1) + 1, p = atomic_load(&SLOW.peak);
+    while (n > p && !atomic_compare_exchange_weak(&SLOW.peak, &p, n))
+        ;
+    usleep(3000);
+}
+
+static ks_status slow_re_encrypt(struct ks_kms *k, const struct ks_kms_call *c,
+                                 const unsigned char *ct, size_t ct_len, const struct ks_ec *sec,
+                                 const char *sid, const char *did, const struct ks_ec *dec,
+                                 struct ks_kms_result *out, struct ks_error *err)
+{
+    ks_status st;
+    (void)k;
+    slow_enter();
+    st = SLOW.inner->ops->re_encrypt(SLOW.inner, c, ct, ct_len, sec, sid, did, dec, out, err);
+    atomic_fetch_sub(&SLOW.now, 1);
+    return st;
+}
+
+static ks_status slow_gdk(struct ks_kms *k, const struct ks_kms_call *c, const char *key_id,
+                          size_t n, const struct ks_ec *ec, struct ks_kms_result *out,
+                          struct ks_error *err)
+{
+    (void)k;
+    return SLOW.inner->ops->generate_data_key_without_plaintext(SLOW.inner, c, key_id, n, ec, out,
+                                                                err);
+}
+
+static ks_status slow_decrypt(struct ks_kms *k, const struct ks_kms_call *c, const char *key_id,
+                              const unsigned char *ct, size_t ct_len, const struct ks_ec *ec,
+                              struct ks_kms_result *out, struct ks_error *err)
+{
+    (void)k;
+    return SLOW.inner->ops->decrypt(SLOW.inner, c, key_id, ct, ct_len, ec, out, err);
+}
+
+Test(mutation, page_kms_calls_run_concurrently_up_to_kms_in_flight)
+{
+    static struct ks_kms_ops ops;
+    struct ks_kms_relationship slow;
+    struct ks_mutation_init_result r;
+    struct ks_error err;
+    struct ks_ec ec = one_ec("tenant", "fast");
+    size_t mutated;
+
+    make_key(24);
+    ops = *F.local->ops;
+    ops.re_encrypt = slow_re_encrypt;
+    ops.generate_data_key_without_plaintext = slow_gdk;
+    ops.decrypt = slow_decrypt;
+    memset(&SLOW, 0, sizeof SLOW);
+    SLOW.base.ops = &ops;
+    SLOW.inner = F.local;
+    slow = rel_of("slow", &SLOW.base, KS_KMS_KEY_ARN, F.arn);
+    F.set.page_size = 24;
+    F.set.kms_in_flight = 6;
+    cr_assert_eq(init(NULL, &ec, reencrypt(&slow), 0, 0, &r, &err), KS_OK, "%s", err.message);
+    atomic_store(&SLOW.peak, 0);
+    apply_all(&r.token, reencrypt(&slow), &mutated);
+    cr_assert_eq(mutated, 24);
+    cr_assert_gt(atomic_load(&SLOW.peak), 1, "calls of a page never overlapped");
+    cr_assert_leq(atomic_load(&SLOW.peak), 6, "more than kms_in_flight at once");
+    check_terminal(&F.strict1, "tenant", "fast");
+    ks_mutation_init_result_free(&r);
+    ks_ec_free(&ec);
+}
+
+Test(mutation, cache_forgets_the_key_at_initialize_and_completion)
+{
+    struct ks_cache_config cc = {100, 3600, 0, 0, 8, 10};
+    struct ks_cache *cache = NULL;
+    struct ks_storage *s = NULL;
+    struct ks_keystore *ks2 = NULL;
+    struct ks_keystore_params p = {"ks", LOGICAL, NULL, NULL, NULL, NULL};
+    struct ks_reader reader = {(const unsigned char *)"p", 1};
+    struct ks_mutation_init_result r;
+    struct ks_mutation_apply_result a;
+    struct ks_mutation_strategy st = reencrypt(&F.strict1);
+    struct ks_key_ref *ref;
+    struct ks_error err;
+    struct ks_ec ec = one_ec("tenant", "cached");
+    struct ks_keystore *saved = F.ks;
+
+    cr_assert_eq(ks_cache_create(&cc, NULL, &cache, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(ks_storage_memory_create(&s, &err), KS_OK);
+    p.storage = s;
+    p.cache = cache;
+    cr_assert_eq(ks_keystore_create(&p, &ks2, &err), KS_OK);
+    F.ks = ks2;
+    make_key(2);
+    /* Cache the ACTIVE and the old version under the original context. */
+    cr_assert_eq(ks_keystore_get_active(F.ks, &F.strict1, &reader, F.id, &ref, &err), KS_OK);
+    ks_key_ref_release(ref);
+    cr_assert_eq(
+        ks_keystore_get_version(F.ks, &F.strict1, &reader, F.id, F.versions[0], &ref, &err), KS_OK);
+    ks_key_ref_release(ref);
+    cr_assert_eq(init(NULL, &ec, st, 0, 0, &r, &err), KS_OK);
+    /* InitializeMutation rewrote the ACTIVE: the cached one is gone. */
+    cr_assert_eq(ks_keystore_get_active(F.ks, &F.strict1, &reader, F.id, &ref, &err), KS_OK);
+    cr_assert_str_eq(ks_ec_get(&ks_key_ref_materials(ref)->encryption_context, "tenant"), "cached");
+    ks_key_ref_release(ref);
+    cr_assert_eq(ks_mutation_apply(F.ks, &F.set, &r.token, 10, &st, &a, &err), KS_OK);
+    cr_assert_eq(a.completed, 1);
+    ks_mutation_apply_result_free(&a);
+    /* Completed: the cached old version shows its terminal context. */
+    cr_assert_eq(
+        ks_keystore_get_version(F.ks, &F.strict1, &reader, F.id, F.versions[0], &ref, &err), KS_OK);
+    cr_assert_str_eq(ks_ec_get(&ks_key_ref_materials(ref)->encryption_context, "tenant"), "cached");
+    ks_key_ref_release(ref);
+    ks_mutation_init_result_free(&r);
+    ks_ec_free(&ec);
+    F.ks = saved;
+    ks_keystore_destroy(ks2);
+    ks_cache_destroy(cache);
 }

@@ -1485,6 +1485,7 @@ static void case_mutation_initialize(struct fixture *f)
     assert_conflict(init_write(f->s, &iw, &c, &x, &err), &err, "mutation in flight");
     cr_assert(strstr(err.message, KS_TYPE_MUTATION_COMMITMENT), "%s", err.message);
     assert_unchanged(f->s, "m-init", &before);
+    ks_mutation_init_items_free(&again);
     cr_assert_eq(f->s->ops->get_items_for_initialize_mutation(f->s, "nope", &again, &err),
                  KS_E_NOT_FOUND);
     snap_free(&before);
