@@ -1,6 +1,6 @@
 # keystored - one readable Makefile.
 #
-#   make            build build/keystored
+#   make            build build/keystored and build/keystorectl (the client, README "keystorectl")
 #   make run        install missing Debian packages, build, start the embedded default
 #   make test       install what the tests need, build, run every suite
 #   make asan       every suite under AddressSanitizer + UBSan (LeakSanitizer included)
@@ -39,6 +39,12 @@ UNIT_SRC     := $(wildcard tests/unit/*.c)
 INTEG_SRC    := $(wildcard tests/integration/*.c)
 INTEG_BIN    := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/integration/%)
 
+# keystorectl (cli/): a client of the REST API; it links common/util.o and nothing of the
+# server's layers (scripts/check-layers.sh: cli/ includes common/ only).
+CLI_SRC      := $(wildcard cli/*.c)
+CLI_OBJ      := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_LIBS      = $(shell pkg-config --libs json-c libcurl libcrypto 2>/dev/null)
+
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/openapi.o
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 INTEG_OBJ := $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
@@ -50,7 +56,7 @@ $(UNIT_OBJ) $(INTEG_OBJ): KS_CFLAGS += -DKS_SOURCE_DIR='"$(CURDIR)"' \
 
 .PHONY: all run test asan check-style bench clean test-suites unit http integration interop
 
-all: $(BUILD)/keystored
+all: $(BUILD)/keystored $(BUILD)/keystorectl
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -76,6 +82,9 @@ $(BUILD)/libkeystored.a: $(LIB_OBJ)
 $(BUILD)/keystored: $(BUILD)/obj/server/main.o $(BUILD)/libkeystored.a
 	$(CC) $(KS_LDFLAGS) -o $@ $^ $(KS_LIBS)
 
+$(BUILD)/keystorectl: $(CLI_OBJ) $(BUILD)/obj/common/util.o
+	$(CC) $(KS_LDFLAGS) -o $@ $^ $(CLI_LIBS)
+
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libkeystored.a
 	$(CC) $(KS_LDFLAGS) -o $@ $^ $(KS_LIBS) -lcriterion
 
@@ -95,7 +104,7 @@ test:
 
 # Every suite, in order; BUILD selects the plain or the sanitizer build. Criterion does not
 # fail a test on a LeakSanitizer report, so sanitizer output is scanned (scripts/run-unit.sh).
-test-suites: $(BUILD)/keystored $(BUILD)/unit-tests $(INTEG_BIN)
+test-suites: $(BUILD)/keystored $(BUILD)/keystorectl $(BUILD)/unit-tests $(INTEG_BIN)
 	./scripts/run-unit.sh ./$(BUILD)/unit-tests
 	node --test tests/peers/
 	./scripts/run-unit.sh ./$(BUILD)/integration/test_aws_kms
@@ -114,7 +123,7 @@ integration: $(INTEG_BIN)
 interop: $(BUILD)/keystored
 	KEYSTORED=./$(BUILD)/keystored node tests/interop/run.mjs
 
-http: $(BUILD)/keystored
+http: $(BUILD)/keystored $(BUILD)/keystorectl
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
 
 asan:
@@ -125,8 +134,8 @@ asan:
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-suites
 
 check-style:
-	clang-format --dry-run --Werror $(LIB_SRC) server/main.c $(wildcard */*.h) $(UNIT_SRC) $(INTEG_SRC)
-	@if grep -nE '\b(strcpy|sprintf|strcat|atoi|gets)[[:space:]]*\(' $(LIB_SRC) server/main.c $(UNIT_SRC) $(INTEG_SRC); \
+	clang-format --dry-run --Werror $(LIB_SRC) server/main.c $(wildcard */*.h) $(UNIT_SRC) $(INTEG_SRC) $(CLI_SRC)
+	@if grep -nE '\b(strcpy|sprintf|strcat|atoi|gets)[[:space:]]*\(' $(LIB_SRC) server/main.c $(UNIT_SRC) $(INTEG_SRC) $(CLI_SRC); \
 	then echo "banned function (docs/style.md)"; exit 1; fi
 	./scripts/check-layers.sh
 	./scripts/check-function-length.sh --max 100
@@ -139,4 +148,4 @@ clean:
 	rm -rf build build-asan
 
 .SECONDARY: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
--include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/obj/server/main.d
+-include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/obj/server/main.d $(CLI_OBJ:.o=.d)

@@ -40,7 +40,7 @@ done
 cd "$root"
 
 folders=()
-for f in server handlers keyring keystore storage kms config aws common; do
+for f in cli server handlers keyring keystore storage kms config aws common; do
     [ -d "$f" ] && folders+=("$f")
 done
 if [ ${#folders[@]} -eq 0 ]; then

@@ -29,7 +29,9 @@ cd "$root"
 
 # Rank of each production folder, top to bottom; an include must go to a strictly lower rank
 # or stay inside its own folder.
-ranks="server=8 handlers=7 keyring=6 keystore=5 storage=4 kms=4 config=3 aws=2 common=1"
+# cli/ (keystorectl) is a client of the REST API, not a layer of the server: top rank, and it may
+# include common/ only (checked below).
+ranks="cli=9 server=8 handlers=7 keyring=6 keystore=5 storage=4 kms=4 config=3 aws=2 common=1"
 
 folders=()
 for pair in $ranks; do
@@ -98,10 +100,12 @@ FNR == 1 { add_node(unit(FILENAME)) }
     from = top(FILENAME)
     to = top(target)
     if (!(to in rank)) {
-        violation(where, "#include \"" target "\": " to "/ is not a production folder (rule: production code includes only server handlers keyring keystore storage kms config aws common)")
+        violation(where, "#include \"" target "\": " to "/ is not a production folder (rule: production code includes only cli server handlers keyring keystore storage kms config aws common)")
         next
     }
-    if (to != from && rank[to] > rank[from]) {
+    if (from == "cli" && to != "cli" && to != "common") {
+        violation(where, "#include \"" target "\": cli/ is a client of the REST API and includes only common/ (rule: keystorectl links none of the server layers)")
+    } else if (to != from && rank[to] > rank[from]) {
         violation(where, "#include \"" target "\": upward include, " from "/ (rank " rank[from] ") must not include " to "/ (rank " rank[to] ") (rule: server > handlers > keyring > keystore > storage, kms > config > aws > common; includes go down only)")
     } else if (to != from && rank[to] == rank[from]) {
         violation(where, "#include \"" target "\": " from "/ and " to "/ are siblings of one rank and must not include each other (rule: storage/ and kms/ do not include each other)")

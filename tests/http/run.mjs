@@ -17,7 +17,8 @@
 //    error row, concurrency, SIGKILL crash safety), inventory and scheduled rotation with two
 //    instances on one store (inventory.mjs), graceful shutdown; sqlite only:
 //    key file, --check-config, embedded default, shared cache, the log (log.mjs),
-//    readiness and connection limits (limits.mjs), the README walkthrough; dynamodb only: two
+//    readiness and connection limits (limits.mjs), the README walkthrough, keystorectl
+//    (cli.mjs, build/keystorectl next to KEYSTORED); dynamodb only: two
 //    instances on one table (multi.mjs), with and without KMS throttling.
 // 3. Once: no keystored process may have printed a sanitizer report.
 // Prints one line per test (prefixed [backend]), the counts per backend, and a final
@@ -43,6 +44,7 @@ import { runCache } from './cache.mjs';
 import { runWalkthrough } from './walkthrough.mjs';
 import { runLog } from './log.mjs';
 import { runLimits, waitReadyz } from './limits.mjs';
+import { runCli, runCliScripted } from './cli.mjs';
 import { runMutationCrash, runMutations } from './mutations.mjs';
 import { runInventory, runScheduledRotation } from './inventory.mjs';
 
@@ -204,6 +206,9 @@ async function backendSuite(backend) {
       await guarded('limits', () => runLimits(h));
       h.section('[sqlite] README walkthrough');
       await guarded('walkthrough', () => runWalkthrough(h, repoRoot));
+      h.section('[sqlite] keystorectl');
+      await guarded('keystorectl', () => runCli(h));
+      await guarded('keystorectl (scripted server)', () => runCliScripted(h));
     }
     if (backend.name === 'dynamodb') {
       h.section('[dynamodb] two instances, one table');

@@ -19,7 +19,10 @@
 // AES-256-GCM ciphertext | 16-byte tag; AAD = the header (0x01 | n | key id) || canonical EC.
 //
 // Usage: node tests/peers/kms-server.mjs [PORT] [--port N] [--access-key-id ID]
-//          [--secret-access-key S] [--session-token T] [--account N] [--region R]
+//          [--secret-access-key S] [--session-token T] [--account N] [--region R] [--delay-ms MS]
+// --delay-ms (or env KMS_PEER_DELAY_MS; default 0) delays every KMS request by MS before it is
+// answered, as a remote KMS's round trip would (bench/mutations.mjs uses 20); fault rules still
+// apply on top. POST /__admin/delay {ms} changes it at run time.
 // Defaults (or env KMS_PEER_ACCESS_KEY_ID, KMS_PEER_SECRET_ACCESS_KEY, KMS_PEER_SESSION_TOKEN):
 // AKIDTEST / kms-peer-test-secret / none. Listens on 127.0.0.1 only (port 0: any free port) and
 // prints "kms-server listening on 127.0.0.1:PORT". Stops on SIGTERM or SIGINT.
@@ -42,10 +45,12 @@ function parseArgs(argv) {
     sessionToken: process.env.KMS_PEER_SESSION_TOKEN || undefined,
     account: '111122223333',
     region: 'us-west-2',
+    delayMs: process.env.KMS_PEER_DELAY_MS || 0,
   };
   const names = {
     '--port': 'port', '--access-key-id': 'accessKeyId', '--secret-access-key': 'secretAccessKey',
     '--session-token': 'sessionToken', '--account': 'account', '--region': 'region',
+    '--delay-ms': 'delayMs',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -59,6 +64,11 @@ function parseArgs(argv) {
     }
   }
   opts.port = Number(opts.port);
+  opts.delayMs = Number(opts.delayMs);
+  if (!Number.isInteger(opts.delayMs) || opts.delayMs < 0 || opts.delayMs > 600000) {
+    process.stderr.write('kms-server: --delay-ms must be 0..600000\n');
+    process.exit(2);
+  }
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
     process.stderr.write('kms-server: port must be 0..65535\n');
     process.exit(2);
@@ -67,6 +77,7 @@ function parseArgs(argv) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
+let delayMs = opts.delayMs; // every KMS request waits this long first (--delay-ms, POST /__admin/delay)
 
 // ---- state -----------------------------------------------------------------------------------
 
@@ -633,6 +644,7 @@ async function handleKms(req, res, body) {
   counts[operation] = (counts[operation] || 0) + 1;
   const entry = { operation, status: 0, type: null };
   log(entry);
+  if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
 
   const fault = takeFault(operation);
   if (fault) {
@@ -770,6 +782,12 @@ function handleAdmin(req, res, body) {
           secretAccessKey: b.secretAccessKey, sessionToken: b.sessionToken || undefined,
         });
         return ok({ accessKeyId: b.accessKeyId });
+      }
+      case 'POST /__admin/delay': {
+        const ms = Number(adminBody(body).ms);
+        if (!Number.isInteger(ms) || ms < 0 || ms > 600000) throw new AdminError('ms must be 0..600000');
+        delayMs = ms;
+        return ok({ delayMs });
       }
       case 'GET /__admin/counts':
         return ok({ total, operations: counts });

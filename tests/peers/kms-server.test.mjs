@@ -178,3 +178,23 @@ test('faults: throttling, 500 and counts', async () => {
   const c = await admin('GET', '/counts');
   assert.equal(c.operations.DescribeKey, 3);
 });
+
+test('delay: every KMS request waits the configured ms; 0 turns it off; bad values refused', async () => {
+  const { arn: a } = await admin('POST', '/keys', {});
+  const time = async () => {
+    const t0 = Date.now();
+    await client().send(new DescribeKeyCommand({ KeyId: a }));
+    return Date.now() - t0;
+  };
+  assert.deepEqual(await admin('POST', '/delay', { ms: 150 }), { delayMs: 150 });
+  try {
+    const slow = await time();
+    assert.ok(slow >= 150, `answered after ${slow} ms with a 150 ms delay`);
+  } finally {
+    await admin('POST', '/delay', { ms: 0 });
+  }
+  const fast = await time();
+  assert.ok(fast < 150, `answered after ${fast} ms with no delay`);
+  const r = await fetch(`${base}/__admin/delay`, { method: 'POST', body: JSON.stringify({ ms: -1 }) });
+  assert.equal(r.status, 400);
+});
