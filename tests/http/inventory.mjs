@@ -14,6 +14,7 @@ import { makeApi } from './lib/http.mjs';
 import { startServer } from './lib/server.mjs';
 import { waitReadyz } from './limits.mjs';
 import fs from 'node:fs';
+import { ctl, KEYSTORECTL } from './cli.mjs';
 
 const KEYS = 40;
 
@@ -233,6 +234,39 @@ export async function runInventory(h, backend) {
       }
     });
   }
+
+  await h.test('inventory: keystorectl keys list / versions list / rotate', async () => {
+    assert(fs.existsSync(KEYSTORECTL), `no ${KEYSTORECTL}`);
+    const env = { KEYSTORED_URL: srv.base, KEYSTORED_TOKEN: setup.tokens.admin };
+    const all = await ctl(['--compact', 'keys', 'list', 'default', '--all', '--limit', '3'], env);
+    assertEq(all.code, 0, `keys list --all (${all.stderr})`);
+    assertEq(JSON.stringify(all.json.branchKeys.map((k) => k.branchKeyIdentifier).sort()), JSON.stringify([...ids].sort()), 'every key');
+    assertEq(all.json.nextToken, undefined, 'no token on the combined list');
+    const one = await ctl(['keys', 'list', 'default', '--limit', '7'], env);
+    assertEq(one.code, 0, 'one page');
+    assert(one.json.branchKeys.length <= 7 && typeof one.json.nextToken === 'string', 'a page and its token');
+    const next = await ctl(['keys', 'list', 'default', '--limit', '7', '--next-token', one.json.nextToken], env);
+    assertEq(next.code, 0, 'the next page');
+    const firstTwo = [...one.json.branchKeys, ...next.json.branchKeys].map((k) => k.branchKeyIdentifier);
+    assertEq(new Set(firstTwo).size, firstTwo.length, 'pages do not overlap');
+    const id = ids[1];
+    const rot = await ctl(['rotate', 'default', id], env);
+    assertEq(rot.code, 0, `rotate (${rot.stderr})`);
+    const vs = await ctl(['versions', 'list', 'default', id, '--all', '--limit', '1'], env);
+    assertEq(vs.code, 0, 'versions list');
+    assertEq(vs.json.versions.length, versions[id].length + 1, 'one version more');
+    assertEq(vs.json.versions[0].branchKeyVersion, rot.json.branchKeyVersion, 'the new version first');
+    assertEq(vs.json.versions[0].active, true, 'and ACTIVE');
+    const bad = await ctl(['keys', 'list', 'default', '--limit', '0'], env);
+    assertEq(bad.code, 2, 'usage error');
+    const big = await ctl(['keys', 'list', 'default', '--limit', '1001'], env);
+    assertEq(big.code, 1, 'server refuses limit 1001');
+    assert(/400/.test(big.stderr), big.stderr);
+    const foreign = await ctl(['keys', 'list', 'other', '--next-token', one.json.nextToken], env);
+    assertEq(foreign.code, 1, 'a foreign token');
+    const reader = await ctl(['keys', 'list', 'other'], { ...env, KEYSTORED_TOKEN: setup.tokens.reader });
+    assertEq(reader.code, 1, 'reader on other: 403');
+  });
 
   await h.test('inventory: server stops cleanly', async () => {
     const info = await srv.stop();
