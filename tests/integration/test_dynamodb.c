@@ -1993,7 +1993,7 @@ static void list_all(struct fixture *f, size_t limit, int n_keys, int *pages, in
             const char *bk = ks_item_get_s(&page.items[j], KS_ATTR_BRANCH_KEY_ID);
             cr_assert_str_eq(ks_item_get_s(&page.items[j], KS_ATTR_TYPE), KS_TYPE_ACTIVE);
             cr_assert(strncmp(bk, "list-", 5) == 0, "%s", bk);
-            i = atoi(bk + 5);
+            i = (int)strtol(bk + 5, NULL, 10);
             cr_assert(i >= 0 && i < n_keys);
             seen[i]++;
             total++;
