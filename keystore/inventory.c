@@ -225,7 +225,9 @@ ks_status ks_inventory_list_keys(struct ks_keystore *ks, const char *key_store_n
     if (t) {
         id = member(t, "id");
         type = member(t, "type");
-        if (!id || !type || !*id || !*type) {
+        /* A token is not trusted: its position must be a key the table could hold. */
+        if (!id || !type || !*type || strlen(type) > KS_BRANCH_KEY_ID_MAX ||
+            ks_keystore_check_branch_key_id(id, strlen(id), err) != KS_OK) {
             json_object_put(t);
             return ks_error_set(err, KS_E_INVALID, "nextToken: not a token of this API");
         }

@@ -312,6 +312,9 @@ Test(inventory, tokens_round_trip_and_mismatch)
     t = url_token("{\"ks\":\"ks-a\",\"kind\":\"keys\"}");
     cr_expect_eq(ks_inventory_list_keys(ks, "ks-a", 2, t, &k, &err), KS_E_INVALID);
     free(t);
+    t = url_token("{\"ks\":\"ks-a\",\"kind\":\"keys\",\"id\":\"\",\"type\":\"x\"}");
+    cr_expect_eq(ks_inventory_list_keys(ks, "ks-a", 2, t, &k, &err), KS_E_INVALID);
+    free(t);
     t = url_token("{\"ks\":\"ks-a\",\"kind\":\"versions\",\"key\":\"k\"}");
     cr_expect_eq(ks_inventory_list_versions(ks, "ks-a", "k", 2, t, &v, &err), KS_E_INVALID);
     free(t);
