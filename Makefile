@@ -29,10 +29,11 @@ CONFIG_SRC   := $(wildcard config/*.c)
 STORAGE_SRC  := $(wildcard storage/*.c)
 KMS_SRC      := $(wildcard kms/*.c)
 KEYSTORE_SRC := $(wildcard keystore/*.c)
+KEYRING_SRC  := $(wildcard keyring/*.c)
 HANDLERS_SRC := $(wildcard handlers/*.c)
 SERVER_SRC   := $(filter-out server/main.c,$(wildcard server/*.c))
 LIB_SRC      := $(COMMON_SRC) $(AWS_SRC) $(CONFIG_SRC) $(STORAGE_SRC) $(KMS_SRC) $(KEYSTORE_SRC) \
-                $(HANDLERS_SRC) $(SERVER_SRC)
+                $(KEYRING_SRC) $(HANDLERS_SRC) $(SERVER_SRC)
 UNIT_SRC     := $(wildcard tests/unit/*.c)
 # Integration suites: one binary per file, each against real peers it starts on loopback
 # (tests/peers/: the KMS test server, DynamoDB Local).
@@ -111,6 +112,7 @@ test-suites: $(BUILD)/keystored $(BUILD)/keystorectl $(BUILD)/unit-tests $(INTEG
 	node tests/integration/run-dynamodb.mjs ./$(BUILD)/integration/test_dynamodb
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
 	KEYSTORED=./$(BUILD)/keystored node tests/interop/run.mjs
+	KEYSTORED=./$(BUILD)/keystored node tests/interop/keyring.mjs
 
 unit: $(BUILD)/unit-tests
 	./scripts/run-unit.sh ./$(BUILD)/unit-tests
@@ -122,6 +124,7 @@ integration: $(INTEG_BIN)
 
 interop: $(BUILD)/keystored
 	KEYSTORED=./$(BUILD)/keystored node tests/interop/run.mjs
+	KEYSTORED=./$(BUILD)/keystored node tests/interop/keyring.mjs
 
 http: $(BUILD)/keystored $(BUILD)/keystorectl
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
@@ -143,6 +146,7 @@ check-style:
 bench: all
 	./bench/run.sh
 	node bench/miss_path.mjs
+	./bench/keyring.sh
 
 clean:
 	rm -rf build build-asan

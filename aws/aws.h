@@ -165,4 +165,16 @@ ks_status ks_aws_call(struct ks_aws_client *c, const char *operation, const char
                       size_t request_len, struct ks_aws_response *resp,
                       struct ks_aws_error *aws_err, struct ks_error *err);
 
+/*
+ * One attempt of ks_aws_call within timeout_ms (connect included; 0 or more than the client's
+ * request timeout: the client's), no retry and no backoff: for readiness probes, which must
+ * answer on a short deadline and must never hold a shutdown for the whole retry budget
+ * (docs/architecture.md section 10). The results are those of ks_aws_call.
+ */
+#define KS_AWS_PROBE_TIMEOUT_MS 2000L
+ks_status ks_aws_call_probe(struct ks_aws_client *c, const char *operation,
+                            const char *request_json, size_t request_len, long timeout_ms,
+                            struct ks_aws_response *resp, struct ks_aws_error *aws_err,
+                            struct ks_error *err);
+
 #endif

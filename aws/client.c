@@ -608,9 +608,15 @@ static ks_status build_headers(struct ks_aws_client *c, const char *target, cons
     return KS_OK;
 }
 
-static void setup_handle(struct ks_aws_client *c, CURL *h, struct curl_slist *headers,
-                         const char *body, size_t body_len, struct ks_secbuf *resp,
-                         struct response_headers *rh)
+/* What one call may spend: its attempts and the timeout of each. */
+struct call_budget {
+    unsigned max_attempts;
+    long timeout_ms; /* whole attempt; the connect timeout never exceeds it */
+};
+
+static void setup_handle(struct ks_aws_client *c, CURL *h, const struct call_budget *b,
+                         struct curl_slist *headers, const char *body, size_t body_len,
+                         struct ks_secbuf *resp, struct response_headers *rh)
 {
     /* curl_easy_reset keeps the connection, DNS and TLS session caches. */
     curl_easy_reset(h);
@@ -620,8 +626,9 @@ static void setup_handle(struct ks_aws_client *c, CURL *h, struct curl_slist *he
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->request_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     c->connect_timeout_ms < b->timeout_ms ? c->connect_timeout_ms : b->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, b->timeout_ms);
     curl_easy_setopt(h, CURLOPT_USERAGENT, KS_AWS_USER_AGENT);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
@@ -681,9 +688,9 @@ static enum outcome service_failure(struct ks_aws_client *c, const char *target,
     return o;
 }
 
-static enum outcome attempt(struct ks_aws_client *c, CURL *h, const char *target, const char *body,
-                            size_t body_len, struct ks_secbuf *resp, struct ks_aws_error *e,
-                            struct ks_error *err)
+static enum outcome attempt(struct ks_aws_client *c, CURL *h, const struct call_budget *b,
+                            const char *target, const char *body, size_t body_len,
+                            struct ks_secbuf *resp, struct ks_aws_error *e, struct ks_error *err)
 {
     struct curl_slist *headers = NULL;
     struct response_headers rh = {{0}, {0}};
@@ -694,7 +701,7 @@ static enum outcome attempt(struct ks_aws_client *c, CURL *h, const char *target
     if (build_headers(c, target, body, body_len, &headers, err) != KS_OK) {
         return OUT_INTERNAL;
     }
-    setup_handle(c, h, headers, body, body_len, resp, &rh);
+    setup_handle(c, h, b, headers, body, body_len, resp, &rh);
     CURLcode rc = curl_easy_perform(h);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     ks_aws_http_headers_free(headers);
@@ -766,10 +773,11 @@ static ks_status outcome_status(const struct ks_aws_client *c, enum outcome o,
  * Whether to try again after attempt i failed with o, and if so waits (section 4): a retryable
  * outcome, attempts left, and the quota pays for it. *last_cost gets what the quota took.
  */
-static int retry_after(struct ks_aws_client *c, enum outcome o, unsigned i, unsigned *last_cost)
+static int retry_after(struct ks_aws_client *c, const struct call_budget *b, enum outcome o,
+                       unsigned i, unsigned *last_cost)
 {
     int retryable = o == OUT_THROTTLED || o == OUT_TRANSIENT || o == OUT_TIMEOUT;
-    if (!retryable || i + 1 >= c->max_attempts) {
+    if (!retryable || i + 1 >= b->max_attempts) {
         return 0;
     }
     unsigned cost = ks_aws_retry_quota_acquire(&c->quota, o == OUT_TIMEOUT);
@@ -785,16 +793,17 @@ static int retry_after(struct ks_aws_client *c, enum outcome o, unsigned i, unsi
 }
 
 /* The attempts of one call on handle h. */
-static ks_status call_with_retries(struct ks_aws_client *c, CURL *h, const char *target,
-                                   const char *body, size_t body_len, struct ks_aws_response *resp,
-                                   struct ks_aws_error *e, struct ks_error *err)
+static ks_status call_with_retries(struct ks_aws_client *c, CURL *h, const struct call_budget *b,
+                                   const char *target, const char *body, size_t body_len,
+                                   struct ks_aws_response *resp, struct ks_aws_error *e,
+                                   struct ks_error *err)
 {
     unsigned last_cost = 0; /* tokens taken for the latest retry, refunded on success */
     for (unsigned i = 0;; i++) {
         struct ks_secbuf collected;
         ks_secbuf_init(&collected, KS_AWS_MAX_RESPONSE);
         e->attempts = i + 1;
-        enum outcome o = attempt(c, h, target, body, body_len, &collected, e, err);
+        enum outcome o = attempt(c, h, b, target, body, body_len, &collected, e, err);
         if (o == OUT_OK) {
             int rc = take_body(&collected, resp);
             ks_secbuf_free(&collected);
@@ -807,16 +816,17 @@ static ks_status call_with_retries(struct ks_aws_client *c, CURL *h, const char 
         }
         ks_secbuf_free(&collected);
         ks_status st = outcome_status(c, o, err);
-        if (!retry_after(c, o, i, &last_cost)) {
+        if (!retry_after(c, b, o, i, &last_cost)) {
             err->code = st;
             return st;
         }
     }
 }
 
-ks_status ks_aws_call(struct ks_aws_client *c, const char *operation, const char *request_json,
-                      size_t request_len, struct ks_aws_response *resp,
-                      struct ks_aws_error *aws_err, struct ks_error *err)
+static ks_status call_within(struct ks_aws_client *c, const struct call_budget *b,
+                             const char *operation, const char *request_json, size_t request_len,
+                             struct ks_aws_response *resp, struct ks_aws_error *aws_err,
+                             struct ks_error *err)
 {
     struct ks_aws_error local_err;
     struct ks_aws_error *e = aws_err != NULL ? aws_err : &local_err;
@@ -843,7 +853,26 @@ ks_status ks_aws_call(struct ks_aws_client *c, const char *operation, const char
     if (h == NULL) {
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
-    ks_status st = call_with_retries(c, h, target, request_json, request_len, resp, e, err);
+    ks_status st = call_with_retries(c, h, b, target, request_json, request_len, resp, e, err);
     handle_give_back(c, h);
     return st;
+}
+
+ks_status ks_aws_call(struct ks_aws_client *c, const char *operation, const char *request_json,
+                      size_t request_len, struct ks_aws_response *resp,
+                      struct ks_aws_error *aws_err, struct ks_error *err)
+{
+    struct call_budget b = {c->max_attempts, c->request_timeout_ms};
+    return call_within(c, &b, operation, request_json, request_len, resp, aws_err, err);
+}
+
+ks_status ks_aws_call_probe(struct ks_aws_client *c, const char *operation,
+                            const char *request_json, size_t request_len, long timeout_ms,
+                            struct ks_aws_response *resp, struct ks_aws_error *aws_err,
+                            struct ks_error *err)
+{
+    struct call_budget b = {1, timeout_ms > 0 && timeout_ms < c->request_timeout_ms
+                                   ? timeout_ms
+                                   : c->request_timeout_ms};
+    return call_within(c, &b, operation, request_json, request_len, resp, aws_err, err);
 }

@@ -39,6 +39,9 @@ static const struct {
     [KS_E_UNAVAILABLE] = {503, "ServiceUnavailableException", "dependency unavailable"},
     [KS_E_INTERNAL] = {500, "InternalServerError", "internal error"},
     [KS_E_CONFIG] = {500, "ConfigurationException", "invalid configuration"},
+    /* The ESDK's name for a keyring that could not decrypt any data key
+     * (docs/reference/hierarchical-keyring.md section 6). */
+    [KS_E_UNABLE_TO_DECRYPT] = {400, "UnableToDecryptException", "unable to decrypt"},
     [KS_E_MUTATION_CONFLICT] = {409, "MutationConflictException", "mutation conflict"},
     [KS_E_UNEXPECTED_STATE] = {409, "UnexpectedStateException", "unexpected item state"},
     [KS_E_MUTATION_INVALID] = {400, "MutationInvalidException", "invalid mutation"},

@@ -39,6 +39,8 @@ typedef enum ks_status {
     KS_E_MUTATION_VERIFICATION, /* 502: commitment or index fails system-key verification */
     KS_E_MUTATION_FROM,         /* 502: KMS refused the original side */
     KS_E_MUTATION_TO,           /* 502: KMS refused the terminal side */
+    /* 400: keyring unwrap: no EDK decrypted, and each failed on itself (not a dependency) */
+    KS_E_UNABLE_TO_DECRYPT,
     KS_STATUS_COUNT
 } ks_status;
 

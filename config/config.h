@@ -104,7 +104,8 @@ struct ks_cache_config {
     uint64_t in_flight_ttl_seconds;
 };
 
-enum ks_role { KS_ROLE_READER = 0, KS_ROLE_ADMIN };
+/* keyring: may wrap and unwrap data keys only, never read a key (README "Roles"). */
+enum ks_role { KS_ROLE_READER = 0, KS_ROLE_ADMIN, KS_ROLE_KEYRING };
 
 struct ks_tenant_config {
     char *name;
@@ -121,6 +122,7 @@ struct ks_tenant_config {
 struct ks_server_config {
     unsigned threads;                    /* default 4 */
     size_t max_body_bytes;               /* default 65536 */
+    size_t max_keyring_body_bytes;       /* default 4 MiB: the keyring routes' body cap */
     unsigned max_json_depth;             /* default 16 */
     unsigned connection_timeout_seconds; /* default 30 */
     unsigned max_connections;            /* default 0: derived from RLIMIT_NOFILE; 0..1000000 */

@@ -83,6 +83,7 @@ static int set_defaults(struct ks_config *cfg, const char *host, uint16_t port)
     cfg->server.max_header_bytes = 16384;
     cfg->server.readiness_interval_ms = 5000;
     cfg->server.readiness_timeout_ms = 2000;
+    cfg->server.max_keyring_body_bytes = 4u << 20; /* 4 MiB */
     /* MPL DefaultStorm() (docs/reference/cache.md section 4) and the hierarchical keyring's 600 s
      * ttl. */
     cfg->cache.capacity = 1000;

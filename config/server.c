@@ -160,6 +160,7 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
         SV_MAX_HEADER,
         SV_READY_INTERVAL,
         SV_READY_TIMEOUT,
+        SV_KEYRING_BODY,
         SV_COUNT
     };
     struct ks_config_field f[SV_COUNT] = {
@@ -174,10 +175,11 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
         [SV_MAX_HEADER] = {.key = "max_header_bytes"},
         [SV_READY_INTERVAL] = {.key = "readiness_interval_ms"},
         [SV_READY_TIMEOUT] = {.key = "readiness_timeout_ms"},
+        [SV_KEYRING_BODY] = {.key = "max_keyring_body_bytes"},
     };
-    static const uint64_t min[SV_COUNT] = {1, 1024, 2, 1, 0, 0, 1, 256, 1024, 100, 100};
+    static const uint64_t min[SV_COUNT] = {1, 1024, 2, 1, 0, 0, 1, 256, 1024, 100, 100, 1024};
     static const uint64_t max[SV_COUNT] = {256,  16777216, 64,      3600,    1000000, 1000000,
-                                           3600, 1048576,  1048576, 3600000, 60000};
+                                           3600, 1048576,  1048576, 3600000, 60000,   67108864};
     struct ks_server_config *s = &p->cfg->server;
     char path[KS_CONFIG_PATH_LEN];
     uint64_t v[SV_COUNT];
@@ -221,8 +223,12 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
         case SV_READY_INTERVAL:
             s->readiness_interval_ms = (unsigned)v[i];
             break;
-        default:
+        case SV_READY_TIMEOUT:
             s->readiness_timeout_ms = (unsigned)v[i];
+            break;
+        default:
+            /* The keyring routes' own cap: a 1,000-request unwrap batch is about 330 KB. */
+            s->max_keyring_body_bytes = (size_t)v[i];
             break;
         }
     }

@@ -98,14 +98,16 @@ static int parse_tenant(struct ks_config_parser *p, yaml_node_t *n, const char *
         else
             token_ok = 1;
     }
-    v = ks_config_require(p, n, path, &f[T_ROLE], "reader or admin");
+    v = ks_config_require(p, n, path, &f[T_ROLE], "reader, admin or keyring");
     if (v) {
         if (ks_config_scalar_is(v, "reader"))
             t->role = KS_ROLE_READER;
         else if (ks_config_scalar_is(v, "admin"))
             t->role = KS_ROLE_ADMIN;
+        else if (ks_config_scalar_is(v, "keyring"))
+            t->role = KS_ROLE_KEYRING;
         else
-            ks_config_error(p, v, "%s is %s; expected reader or admin",
+            ks_config_error(p, v, "%s is %s; expected reader, admin or keyring",
                             ks_config_join_path(sub, path, "role"),
                             ks_config_describe(v, shown, sizeof shown));
     }

@@ -3,8 +3,9 @@
  * resource: keystores.c (PUT/GET /v1/keystores/{ks}), branch_keys.c (POST .../branch-keys),
  * versions.c (POST .../branch-keys/{id}/versions, GET .../versions/{v}), active.c (GET
  * .../active), beacon.c (GET .../beacon), system.c (GET /healthz, /readyz, /v1/openapi.yaml),
- * metrics.c (GET /metrics, Prometheus text), mutations.c (POST/GET/DELETE .../mutation, POST
- * .../mutation/apply). A handler turns the parsed request into a validated
+ * metrics.c (GET /metrics, Prometheus text), keyring.c (POST .../keyring/wrap, unwrap,
+ * unwrap-batch), mutations.c (POST/GET/DELETE .../mutation, POST .../mutation/apply). A handler
+ * turns the parsed request into a validated
  * keystore call and its result into JSON; no crypto and no storage calls here. common.c also
  * renders errors for the server. Handlers are thread-safe (they only read the app).
  */
@@ -31,6 +32,10 @@ const struct ks_config *ks_app_config(const struct ks_app *app);
 struct ks_keystore *ks_app_keystore(const struct ks_app *app, size_t index);
 const struct ks_kms_relationship *ks_app_relationship(const struct ks_app *app, size_t index);
 struct ks_cache *ks_app_cache(const struct ks_app *app);
+/* The keyring routes' counters (wraps and unwraps by outcome, keyring/keyring.h), for /metrics;
+ * atomic, owned by the app. */
+struct ks_keyring_counters;
+struct ks_keyring_counters *ks_app_keyring_counters(const struct ks_app *app);
 /* Scheduled rotation of key store `index` (keystore/rotation.h), or NULL when it is off. */
 struct ks_rotation;
 struct ks_rotation *ks_app_rotation(const struct ks_app *app, size_t index);
@@ -97,6 +102,14 @@ ks_status ks_handle_healthz(const struct ks_request *, struct ks_response *, str
 ks_status ks_handle_readyz(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_openapi(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_metrics(const struct ks_request *, struct ks_response *, struct ks_error *);
+/* keyring.c: POST .../keyring/wrap, .../keyring/unwrap, .../keyring/unwrap-batch. */
+ks_status ks_handle_keyring_wrap(const struct ks_request *, struct ks_response *,
+                                 struct ks_error *);
+ks_status ks_handle_keyring_unwrap(const struct ks_request *, struct ks_response *,
+                                   struct ks_error *);
+ks_status ks_handle_keyring_unwrap_batch(const struct ks_request *, struct ks_response *,
+                                         struct ks_error *);
+
 /* mutations.c: InitializeMutation, ApplyMutation, DescribeMutation, abort. */
 ks_status ks_handle_mutation_init(const struct ks_request *, struct ks_response *,
                                   struct ks_error *);

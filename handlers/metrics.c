@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "handlers/handlers.h"
+#include "keyring/keyring.h"
 #include "keystore/cache.h"
 #include "keystore/rotation.h"
 
@@ -96,6 +97,28 @@ static unsigned long long kms_count(const struct ks_app *app, size_t i, size_t o
     if (!c)
         return 0;
     return errors ? c->errors[op] : c->calls[op];
+}
+
+/* Keyring wraps and unwraps by outcome (issue 13): ok, invalid, unable_to_decrypt,
+ * dependency_error. Counts only: never a key id, a context value or a data key. */
+static void write_keyring(FILE *f, const struct ks_app *app)
+{
+    const struct ks_keyring_counters *c = ks_app_keyring_counters(app);
+    static const char *const kinds[] = {"wraps", "unwraps"};
+    size_t k, o;
+
+    for (k = 0; k < 2; k++) {
+        fprintf(f,
+                "# HELP keystored_keyring_%s_total Keyring %s by outcome.\n"
+                "# TYPE keystored_keyring_%s_total counter\n",
+                kinds[k], kinds[k], kinds[k]);
+        for (o = 0; o < KS_KEYRING_OUTCOME_COUNT; o++)
+            fprintf(f, "keystored_keyring_%s_total{outcome=\"%s\"} %llu\n", kinds[k],
+                    ks_keyring_outcome_name((enum ks_keyring_outcome)o),
+                    !c       ? 0ULL
+                    : k == 0 ? (unsigned long long)c->wraps[o]
+                             : (unsigned long long)c->unwraps[o]);
+    }
 }
 
 /* Scheduled rotation (issue 14): outcomes, and the age of the oldest ACTIVE, per key store
@@ -189,6 +212,7 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
                         kms_count(app, i, m, 1));
             }
         }
+        write_keyring(f, app);
         write_rotation(f, app, cfg);
         if (fclose(f) != 0) {
             free(text);

@@ -94,8 +94,9 @@ static void write_grant_tokens(struct ks_jsonw *w, const struct ks_kms_call *c)
  * Sends the request w holds (its buffer is taken and wiped here, whatever happens) and leaves
  * the response in *resp. Errors come from the transport as they are (aws/aws.h).
  */
-static ks_status kms_call(struct aws_kms *k, const char *operation, struct ks_jsonw *w,
-                          struct ks_aws_response *resp, struct ks_error *err)
+/* probe_ms > 0: one attempt within probe_ms (readiness, aws/aws.h ks_aws_call_probe). */
+static ks_status kms_call_within(struct aws_kms *k, const char *operation, struct ks_jsonw *w,
+                                 long probe_ms, struct ks_aws_response *resp, struct ks_error *err)
 {
     struct ks_aws_error aws_err;
     size_t len = 0;
@@ -109,18 +110,28 @@ static ks_status kms_call(struct aws_kms *k, const char *operation, struct ks_js
                             "AWS KMS %s: request over %zu bytes or out of memory", operation,
                             REQUEST_MAX);
     memset(&aws_err, 0, sizeof aws_err);
-    st = ks_aws_call(k->client, operation, body, len, resp, &aws_err, err);
+    st = probe_ms > 0
+             ? ks_aws_call_probe(k->client, operation, body, len, probe_ms, resp, &aws_err, err)
+             : ks_aws_call(k->client, operation, body, len, resp, &aws_err, err);
     ks_secret_free(body, len); /* Encrypt's body carries the plaintext */
     return st;
+}
+
+static ks_status kms_call(struct aws_kms *k, const char *operation, struct ks_jsonw *w,
+                          struct ks_aws_response *resp, struct ks_error *err)
+{
+    return kms_call_within(k, operation, w, 0, resp, err);
 }
 
 /* KMS's own wording for a missing required member, without a round trip. */
 static ks_status missing_member(struct ks_error *err, const char *member)
 {
-    return ks_error_set(err, KS_E_KMS,
+    ks_error_set(err, KS_E_KMS, "KMS ValidationException");
+    ks_error_set_detail(err,
                         "ValidationException: 1 validation error detected: Value null at '%s' "
                         "failed to satisfy constraint: Member must not be null",
                         member);
+    return KS_E_KMS;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -343,8 +354,8 @@ static ks_status aws_re_encrypt(struct ks_kms *k, const struct ks_kms_call *c,
  * reachable, refusals (NotFound, AccessDenied, Disabled, a rejected signature) and throttling
  * included: a disabled key or a missing permission is a per-request error, and taking the
  * whole server out of rotation for it would fail the relationships that work. Unreachable,
- * timed out or 5xx after retries is KS_E_UNAVAILABLE; credentials that cannot be obtained keep
- * their own status.
+ * timed out or 5xx (one attempt, KS_AWS_PROBE_TIMEOUT_MS) is KS_E_UNAVAILABLE; credentials that
+ * cannot be obtained keep their own status.
  */
 static ks_status aws_ping(struct ks_kms *kms, struct ks_error *err)
 {
@@ -357,7 +368,8 @@ static ks_status aws_ping(struct ks_kms *kms, struct ks_error *err)
     ks_jsonw_object_begin(&w);
     ks_jsonw_key(&w, "KeyId");
     ks_jsonw_string(&w, k->ping_key_id ? k->ping_key_id : PING_PROBE_KEY_ID);
-    st = kms_call(k, "DescribeKey", &w, &resp, err);
+    /* One attempt on the probe deadline: readiness never waits out the retries. */
+    st = kms_call_within(k, "DescribeKey", &w, KS_AWS_PROBE_TIMEOUT_MS, &resp, err);
     ks_aws_response_free(&resp);
     if (st == KS_E_KMS || st == KS_E_THROTTLED) {
         ks_error_clear(err);

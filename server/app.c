@@ -10,6 +10,7 @@
 
 #include "aws/aws.h"
 #include "aws/arn.h"
+#include "keyring/keyring.h"
 #include "keystore/cache.h"
 #include "keystore/rotation.h"
 
@@ -26,6 +27,7 @@ struct ks_app {
     struct ks_aws_credentials_provider **credentials; /* AWS backends' providers (owned) */
     struct ks_kms_counters *kms_counters;             /* parallel to config->kms_relationships */
     struct ks_cache *cache;                           /* the shared branch key cache (owned) */
+    struct ks_keyring_counters *keyring_counters;     /* wraps and unwraps by outcome */
     const char *openapi_yaml;
     size_t openapi_yaml_len;
     struct ks_rotation **rotations; /* parallel to config->key_stores; NULL: off (issue 14) */
@@ -49,6 +51,11 @@ const struct ks_kms_relationship *ks_app_relationship(const struct ks_app *app, 
 struct ks_cache *ks_app_cache(const struct ks_app *app)
 {
     return app->cache;
+}
+
+struct ks_keyring_counters *ks_app_keyring_counters(const struct ks_app *app)
+{
+    return app->keyring_counters;
 }
 
 struct ks_rotation *ks_app_rotation(const struct ks_app *app, size_t index)
@@ -205,9 +212,10 @@ ks_status ks_app_create(const struct ks_config *cfg, const struct ks_clock *cloc
     app->credentials =
         calloc(cfg->n_kms_relationships + cfg->n_key_stores + 1, sizeof *app->credentials);
     app->kms_counters = calloc(cfg->n_kms_relationships + 1, sizeof *app->kms_counters);
+    app->keyring_counters = calloc(1, sizeof *app->keyring_counters);
     app->rotations = calloc(cfg->n_key_stores + 1, sizeof *app->rotations);
     if (!app->keystores || !app->relationships || !app->kms_backends || !app->relationship_arns ||
-        !app->credentials || !app->kms_counters || !app->rotations) {
+        !app->credentials || !app->kms_counters || !app->keyring_counters || !app->rotations) {
         ks_app_destroy(app);
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
@@ -241,6 +249,7 @@ void ks_app_destroy(struct ks_app *app)
         ks_keystore_destroy(app->keystores[i]);
     ks_cache_destroy(app->cache);
     free(app->kms_counters);
+    free(app->keyring_counters);
     for (i = 0; app->kms_backends && i < app->config->n_kms_relationships; i++)
         ks_kms_destroy(app->kms_backends[i]);
     for (i = 0; app->relationship_arns && i < app->config->n_kms_relationships; i++)

@@ -35,3 +35,17 @@ const struct ks_tenant_config *ks_auth_tenant(const struct ks_config *cfg,
     OPENSSL_cleanse(digest, sizeof digest);
     return found;
 }
+
+int ks_auth_role_allows(enum ks_role role, enum ks_access access)
+{
+    switch (access) {
+    case KS_ACCESS_PUBLIC:
+        return 1;
+    case KS_ACCESS_KEYRING:
+        return role == KS_ROLE_ADMIN || role == KS_ROLE_READER || role == KS_ROLE_KEYRING;
+    case KS_ACCESS_READER:
+        return role == KS_ROLE_ADMIN || role == KS_ROLE_READER;
+    default:
+        return role == KS_ROLE_ADMIN;
+    }
+}

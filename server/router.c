@@ -22,6 +22,11 @@ static const struct ks_route routes[] = {
      ks_handle_version_get},
     {"GET", "/v1/keystores/{ks}/branch-keys/{id}/beacon", KS_ACCESS_READER, 0, 1,
      ks_handle_beacon_get},
+    {"POST", "/v1/keystores/{ks}/keyring/wrap", KS_ACCESS_KEYRING, 1, 1, ks_handle_keyring_wrap},
+    {"POST", "/v1/keystores/{ks}/keyring/unwrap", KS_ACCESS_KEYRING, 1, 1,
+     ks_handle_keyring_unwrap},
+    {"POST", "/v1/keystores/{ks}/keyring/unwrap-batch", KS_ACCESS_KEYRING, 1, 1,
+     ks_handle_keyring_unwrap_batch},
     {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation", KS_ACCESS_ADMIN, 1, 0,
      ks_handle_mutation_init},
     {"GET", "/v1/keystores/{ks}/branch-keys/{id}/mutation", KS_ACCESS_ADMIN, 0, 0,
@@ -131,4 +136,15 @@ void ks_router_match_free(struct ks_route_match *match)
         free(match->params[i]);
         match->params[i] = NULL;
     }
+}
+
+const struct ks_route *ks_router_find(const char *method, const char *raw_path)
+{
+    size_t i, n = sizeof routes / sizeof routes[0];
+    if (raw_path[0] != '/')
+        return NULL;
+    for (i = 0; i < n; i++)
+        if (strcmp(routes[i].method, method) == 0 && path_fits(routes[i].pattern, raw_path))
+            return &routes[i];
+    return NULL;
 }

@@ -9,7 +9,11 @@
 
 #include "handlers/handlers.h"
 
-enum ks_access { KS_ACCESS_PUBLIC = 0, KS_ACCESS_READER, KS_ACCESS_ADMIN };
+/* Who may call a route (README "Roles"): READER routes need reader or admin, ADMIN routes admin,
+ * KEYRING routes (wrap and unwrap) any of keyring, reader and admin. KEYRING routes also have
+ * their own body cap, server.max_keyring_body_bytes (a 1,000-request unwrap batch is about
+ * 330 KB); every other route has server.max_body_bytes. */
+enum ks_access { KS_ACCESS_PUBLIC = 0, KS_ACCESS_READER, KS_ACCESS_ADMIN, KS_ACCESS_KEYRING };
 
 struct ks_route {
     const char *method;
@@ -44,5 +48,9 @@ struct ks_route_match {
 enum ks_match_result ks_router_match(const char *method, const char *raw_path,
                                      struct ks_route_match *match);
 void ks_router_match_free(struct ks_route_match *match);
+
+/* The route of method and raw path without decoding anything, or NULL: for what must be known
+ * before the body is read (its cap). */
+const struct ks_route *ks_router_find(const char *method, const char *raw_path);
 
 #endif

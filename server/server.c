@@ -58,6 +58,7 @@ struct request_state {
     int started; /* the access handler has run: in_flight counts it, an access line follows */
     char *body;
     size_t body_len, body_cap, discarded;
+    size_t body_max; /* the route's body cap (server.max_body_bytes or max_keyring_body_bytes) */
     int too_large;
     int closing; /* answer with Connection: close */
     const char *route;
@@ -341,6 +342,9 @@ static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_
     snprintf(rs->tenant, sizeof rs->tenant, "%s", c->req.tenant->name);
     if (route->access == KS_ACCESS_ADMIN && c->req.tenant->role != KS_ROLE_ADMIN)
         return ks_error_set(&c->err, KS_E_FORBIDDEN, "this operation needs the admin role");
+    if (!ks_auth_role_allows(c->req.tenant->role, route->access))
+        return ks_error_set(&c->err, KS_E_FORBIDDEN,
+                            "the keyring role may only wrap and unwrap data keys");
     return KS_OK;
 }
 
@@ -427,7 +431,7 @@ static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *co
     c.req.readiness = srv->readiness;
     if (rs->too_large)
         st = ks_error_set(&c.err, KS_E_TOO_LARGE, "request body larger than %zu bytes",
-                          cfg->server.max_body_bytes);
+                          rs->body_max);
     else if ((st = match_route(&c, rs, method, url)) == KS_OK &&
              (st = authorize(&c, rs, conn, cfg)) == KS_OK && (st = read_query(&c, conn)) == KS_OK &&
              (st = read_body(&c, rs, conn, cfg)) == KS_OK)
@@ -488,8 +492,19 @@ static void take_request_id(struct request_state *rs, struct MHD_Connection *con
  * URI and header caps are keystored's own (config server.max_uri_bytes / max_header_bytes),
  * below libmicrohttpd's buffer (connection_memory), so these answers are JSON with a request id.
  */
+/* The body cap of the route a request names: the keyring routes have their own, larger one
+ * (README "Envelope encryption without handling branch keys"); anything else, a path that names
+ * no route included, gets server.max_body_bytes. */
+static size_t body_max(const struct ks_server_config *limits, const char *method, const char *url)
+{
+    const struct ks_route *route = url ? ks_router_find(method, url) : NULL;
+    if (route && route->access == KS_ACCESS_KEYRING)
+        return limits->max_keyring_body_bytes;
+    return limits->max_body_bytes;
+}
+
 static enum MHD_Result begin_request(struct ks_server *srv, struct MHD_Connection *conn,
-                                     void **con_cls, const char *method)
+                                     void **con_cls, const char *method, const char *url)
 {
     const struct ks_server_config *limits = &ks_app_config(srv->app)->server;
     struct request_state *rs = *con_cls ? *con_cls : new_request_state(NULL);
@@ -503,6 +518,7 @@ static enum MHD_Result begin_request(struct ks_server *srv, struct MHD_Connectio
     *con_cls = rs;
     rs->started = 1;
     snprintf(rs->method, sizeof rs->method, "%s", method);
+    rs->body_max = body_max(limits, method, url);
     take_request_id(rs, conn);
     atomic_fetch_add(&srv->in_flight, 1);
     MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &header_bytes);
@@ -516,11 +532,10 @@ static enum MHD_Result begin_request(struct ks_server *srv, struct MHD_Connectio
     } else if (header_bytes > limits->max_header_bytes) {
         ks_error_set(&err, KS_E_HEADERS_TOO_BIG, "request header fields larger than %zu bytes",
                      limits->max_header_bytes);
-    } else if (cl && strtoull(cl, NULL, 10) > limits->max_body_bytes) {
+    } else if (cl && strtoull(cl, NULL, 10) > rs->body_max) {
         /* Answer before reading: MHD then closes the connection. */
         rs->too_large = 1;
-        ks_error_set(&err, KS_E_TOO_LARGE, "request body larger than %zu bytes",
-                     limits->max_body_bytes);
+        ks_error_set(&err, KS_E_TOO_LARGE, "request body larger than %zu bytes", rs->body_max);
     } else {
         return MHD_YES;
     }
@@ -560,11 +575,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
 
     if (!rs || !rs->started)
-        return begin_request(srv, conn, con_cls, method);
+        return begin_request(srv, conn, con_cls, method, url);
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        return accumulate_body(rs, ks_app_config(srv->app)->server.max_body_bytes, upload_data, n);
+        return accumulate_body(rs, rs->body_max, upload_data, n);
     }
     if (rs->status)
         return MHD_YES; /* already answered (an early refusal) */

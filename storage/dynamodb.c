@@ -145,8 +145,10 @@ static ks_status parse_body(const struct ks_aws_response *resp, const char *op,
  * Sends req (serialized here) as operation op. On KS_OK, *out (may be NULL: not wanted) is the
  * parsed response. The request holds only ciphertexts and key names, never plaintext keys.
  */
-static ks_status call(struct ddb_storage *d, const char *op, struct json_object *req,
-                      struct json_object **out, struct ks_aws_error *aws_err, struct ks_error *err)
+/* probe_ms > 0: one attempt within probe_ms (readiness, aws/aws.h ks_aws_call_probe). */
+static ks_status call_within(struct ddb_storage *d, const char *op, struct json_object *req,
+                             long probe_ms, struct json_object **out, struct ks_aws_error *aws_err,
+                             struct ks_error *err)
 {
     struct ks_aws_response resp = {NULL, 0};
     const char *text;
@@ -160,11 +162,18 @@ static ks_status call(struct ddb_storage *d, const char *op, struct json_object 
         req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     if (!text)
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
-    st = ks_aws_call(d->client, op, text, len, &resp, aws_err, err);
+    st = probe_ms > 0 ? ks_aws_call_probe(d->client, op, text, len, probe_ms, &resp, aws_err, err)
+                      : ks_aws_call(d->client, op, text, len, &resp, aws_err, err);
     if (st == KS_OK && out)
         st = parse_body(&resp, op, out, err);
     ks_aws_response_free(&resp);
     return st;
+}
+
+static ks_status call(struct ddb_storage *d, const char *op, struct json_object *req,
+                      struct json_object **out, struct ks_aws_error *aws_err, struct ks_error *err)
+{
+    return call_within(d, op, req, 0, out, aws_err, err);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -381,13 +390,18 @@ static ks_status ddb_info(struct ks_storage *s, struct ks_storage_info *out, str
     return KS_OK;
 }
 
+/* One DescribeTable attempt on the probe deadline: readiness never waits out the retries. */
 static ks_status ddb_ping(struct ks_storage *s, struct ks_error *err)
 {
     struct ddb_storage *d = from_base(s);
     struct ks_aws_error aws_err;
-    struct json_object *resp;
-    ks_status st = describe_table(d, &resp, &aws_err, err);
+    struct json_object *req = request_for_table(d), *resp = NULL;
+    ks_status st;
 
+    if (!req)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    st = call_within(d, "DescribeTable", req, KS_AWS_PROBE_TIMEOUT_MS, &resp, &aws_err, err);
+    json_object_put(req);
     json_object_put(resp);
     return st;
 }

@@ -13,9 +13,9 @@
 //    tests/http/cases/*.json in name order (one test per step; backend-specific values reach
 //    the cases as variables), then the VersionKey race on the same server, stops it with
 //    SIGTERM (exit 0 expected) and checks its access log.
-// 2. Programmatic suites, each on its own server(s): tamper, mutations (mutations.mjs: every
-//    error row, concurrency, SIGKILL crash safety), inventory and scheduled rotation with two
-//    instances on one store (inventory.mjs), graceful shutdown; sqlite only:
+// 2. Programmatic suites, each on its own server(s): tamper, keyring, mutations (mutations.mjs:
+//    every error row, concurrency, SIGKILL crash safety), inventory and scheduled rotation with
+//    two instances on one store (inventory.mjs), graceful shutdown; sqlite only:
 //    key file, --check-config, embedded default, shared cache, the log (log.mjs),
 //    readiness and connection limits (limits.mjs), the README walkthrough, keystorectl
 //    (cli.mjs, build/keystorectl next to KEYSTORED); dynamodb only: two
@@ -45,6 +45,7 @@ import { runWalkthrough } from './walkthrough.mjs';
 import { runLog } from './log.mjs';
 import { runLimits, waitReadyz } from './limits.mjs';
 import { runCli, runCliScripted } from './cli.mjs';
+import { runKeyring } from './keyring.mjs';
 import { runMutationCrash, runMutations } from './mutations.mjs';
 import { runInventory, runScheduledRotation } from './inventory.mjs';
 
@@ -181,6 +182,8 @@ async function backendSuite(backend) {
     await guarded('main server suite', () => mainServerSuite(backend));
     h.section(`[${backend.name}] tamper`);
     await guarded('tamper', () => runTamper(h, backend));
+    h.section(`[${backend.name}] keyring: body caps, batch limits, reads per version, failures`);
+    await guarded('keyring', () => runKeyring(h, backend));
     h.section(`[${backend.name}] mutations`);
     await guarded('mutations', () => runMutations(h, backend));
     h.section(`[${backend.name}] mutations: crash safety (SIGKILL during a paged mutation)`);

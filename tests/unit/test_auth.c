@@ -136,3 +136,23 @@ Test(auth, no_tenants)
     cfg.n_tenants = 0;
     cr_expect_null(who("Bearer token-alice"));
 }
+
+/* README "Roles": keyring may only wrap and unwrap; reader reads and wraps/unwraps; admin all. */
+Test(auth, role_matrix)
+{
+    static const struct {
+        enum ks_role role;
+        enum ks_access access;
+        int allowed;
+    } m[] = {
+        {KS_ROLE_KEYRING, KS_ACCESS_KEYRING, 1}, {KS_ROLE_KEYRING, KS_ACCESS_READER, 0},
+        {KS_ROLE_KEYRING, KS_ACCESS_ADMIN, 0},   {KS_ROLE_KEYRING, KS_ACCESS_PUBLIC, 1},
+        {KS_ROLE_READER, KS_ACCESS_KEYRING, 1},  {KS_ROLE_READER, KS_ACCESS_READER, 1},
+        {KS_ROLE_READER, KS_ACCESS_ADMIN, 0},    {KS_ROLE_ADMIN, KS_ACCESS_KEYRING, 1},
+        {KS_ROLE_ADMIN, KS_ACCESS_READER, 1},    {KS_ROLE_ADMIN, KS_ACCESS_ADMIN, 1},
+    };
+    size_t i;
+    for (i = 0; i < sizeof m / sizeof m[0]; i++)
+        cr_expect_eq(ks_auth_role_allows(m[i].role, m[i].access), m[i].allowed, "role %d access %d",
+                     (int)m[i].role, (int)m[i].access);
+}

@@ -966,3 +966,44 @@ Test(aws_client, missing_credentials_are_unavailable_and_send_nothing)
     ks_aws_credentials_provider_destroy(p);
     fake_stop(fake);
 }
+
+/* Readiness probes: one attempt, no backoff, within the probe's own deadline. */
+Test(aws_client, probe_makes_one_attempt_on_5xx_and_does_not_sleep)
+{
+    struct setup s;
+    setup_client(&s, NULL, 4, 2000, NULL);
+    struct scripted e = {503, "{\"__type\":\"DependencyTimeoutException\",\"message\":\"slow\"}",
+                         NULL, 0, 0};
+    fake_script(s.fake, &e, 1);
+    struct ks_aws_response resp;
+    struct ks_aws_error aerr;
+    struct ks_error err = {0};
+    cr_expect_eq(ks_aws_call_probe(s.client, "DescribeKey", "{}", 2, 500, &resp, &aerr, &err),
+                 KS_E_UNAVAILABLE);
+    cr_expect_eq(aerr.attempts, 1);
+    cr_expect_eq(s.fake->n_requests, 1);
+    expect_sleeps(&s, NULL, 0);
+    cr_expect_eq(ks_aws_client_retry_tokens(s.client), 500); /* no retry, no cost */
+    teardown_client(&s);
+}
+
+Test(aws_client, probe_deadline_is_shorter_than_the_request_timeout, .timeout = 20)
+{
+    struct setup s;
+    setup_client(&s, NULL, 3, 10000, NULL);
+    struct scripted hang = {200, "{}", NULL, 1, 0};
+    fake_script(s.fake, &hang, 1);
+    struct ks_aws_response resp;
+    struct ks_aws_error aerr;
+    struct ks_error err = {0};
+    uint64_t t0 = ks_monotonic_us();
+    cr_expect_eq(ks_aws_call_probe(s.client, "DescribeKey", "{}", 2, 300, &resp, &aerr, &err),
+                 KS_E_UNAVAILABLE);
+    uint64_t took_ms = (ks_monotonic_us() - t0) / 1000u;
+    cr_expect_eq(aerr.attempts, 1);
+    cr_expect_str_eq(err.message, "KMS unavailable (timed out)");
+    /* 300 ms deadline, not the client's 10 s x 3 attempts (a generous bound: a correctness
+     * check, not a benchmark). */
+    cr_expect_lt(took_ms, 5000, "probe took %llu ms", (unsigned long long)took_ms);
+    teardown_client(&s);
+}

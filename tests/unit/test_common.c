@@ -802,6 +802,7 @@ Test(common_status, table_values)
         {KS_E_UNAVAILABLE, 503, NULL},
         {KS_E_INTERNAL, 500, NULL},
         {KS_E_CONFIG, 500, NULL},
+        {KS_E_UNABLE_TO_DECRYPT, 400, "UnableToDecryptException"},
         {KS_E_MUTATION_CONFLICT, 409, "MutationConflictException"},
         {KS_E_UNEXPECTED_STATE, 409, "UnexpectedStateException"},
         {KS_E_MUTATION_INVALID, 400, "MutationInvalidException"},

@@ -576,13 +576,14 @@ Test(config, empty_lists_and_bad_enums)
 {
     expect_one_error(REL_LOCAL KS_DEFAULT "tenants: []\n",
                      "t.yaml:10:10: tenants is empty; expected a non-empty list of tenants\n");
-    expect_one_error(REL_LOCAL KS_DEFAULT "tenants:\n"
-                                          "  - name: app1\n"
-                                          "    token_sha256: \"" HASH_A "\"\n"
-                                          "    role: owner\n"
-                                          "    key_stores: [default]\n"
-                                          "    kms_relationships: [local]\n",
-                     "t.yaml:13:11: tenants[0].role is \"owner\"; expected reader or admin\n");
+    expect_one_error(
+        REL_LOCAL KS_DEFAULT "tenants:\n"
+                             "  - name: app1\n"
+                             "    token_sha256: \"" HASH_A "\"\n"
+                             "    role: owner\n"
+                             "    key_stores: [default]\n"
+                             "    kms_relationships: [local]\n",
+        "t.yaml:13:11: tenants[0].role is \"owner\"; expected reader, admin or keyring\n");
     expect_one_error("kms_relationships:\n"
                      "  - name: local\n"
                      "    type: gcp\n" KS_DEFAULT TENANT_APP1,
@@ -1060,7 +1061,7 @@ Test(config, all_errors_reported_sorted_with_positions)
         "expected one of the names under kms_relationships\n"
         "t.yaml:15:19: tenants[0].token_sha256 is not 64 hexadecimal digits; expected the "
         "SHA-256 of the tenant's token as 64 hexadecimal digits\n"
-        "t.yaml:16:11: tenants[0].role is \"superuser\"; expected reader or admin\n"
+        "t.yaml:16:11: tenants[0].role is \"superuser\"; expected reader, admin or keyring\n"
         "t.yaml:17:27: tenants[0].key_stores[1] \"missing\" names no key store; expected one of "
         "the names under key_stores\n");
     free(errors);
@@ -1269,6 +1270,7 @@ static const struct server_limit {
     {"max_header_bytes", 1024, 1048576, 16384},
     {"readiness_interval_ms", 100, 3600000, 5000},
     {"readiness_timeout_ms", 100, 60000, 2000},
+    {"max_keyring_body_bytes", 1024, 67108864, 4194304},
 };
 
 static uint64_t server_value(const struct ks_server_config *s, size_t i)
@@ -1294,8 +1296,10 @@ static uint64_t server_value(const struct ks_server_config *s, size_t i)
         return s->max_header_bytes;
     case 9:
         return s->readiness_interval_ms;
-    default:
+    case 10:
         return s->readiness_timeout_ms;
+    default:
+        return s->max_keyring_body_bytes;
     }
 }
 
@@ -1305,7 +1309,7 @@ Test(config, server_limit_defaults)
 {
     struct ks_config *cfg = load_ok(MINIMAL);
     size_t i;
-    cr_assert_eq(N_SERVER_LIMITS, 11);
+    cr_assert_eq(N_SERVER_LIMITS, 12);
     for (i = 0; i < N_SERVER_LIMITS; i++)
         cr_expect_eq(server_value(&cfg->server, i), server_limits[i].def, "%s",
                      server_limits[i].key);
@@ -1367,7 +1371,7 @@ Test(config, server_limits_wrong_types)
                      "max_body_bytes, max_json_depth, connection_timeout_seconds, "
                      "max_connections, max_connections_per_ip, header_timeout_seconds, "
                      "max_uri_bytes, max_header_bytes, readiness_interval_ms, "
-                     "readiness_timeout_ms");
+                     "readiness_timeout_ms, max_keyring_body_bytes");
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1534,6 +1538,46 @@ Test(config, unreadable_file_refused)
     cr_assert_str_eq(errors, "/tmp:1:1: cannot read the file (Is a directory); expected a "
                              "readable YAML file\n");
     free(errors);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The keyring role and the keyring routes' body cap (issue 13)                              */
+/* ---------------------------------------------------------------------------------------- */
+
+Test(config, keyring_role)
+{
+    struct ks_config *cfg = load_ok(REL_LOCAL KS_DEFAULT "tenants:\n"
+                                                         "  - name: enc\n"
+                                                         "    token_sha256: \"" HASH_A "\"\n"
+                                                         "    role: keyring\n"
+                                                         "    key_stores: [default]\n"
+                                                         "    kms_relationships: [local]\n");
+    cr_assert_eq(cfg->n_tenants, 1);
+    cr_expect_eq(cfg->tenants[0].role, KS_ROLE_KEYRING);
+    ks_config_free(cfg);
+    expect_one_error(REL_LOCAL KS_DEFAULT "tenants:\n"
+                                          "  - name: enc\n"
+                                          "    token_sha256: \"" HASH_A "\"\n"
+                                          "    role: Keyring\n"
+                                          "    key_stores: [default]\n"
+                                          "    kms_relationships: [local]\n",
+                     "tenants[0].role is \"Keyring\"; expected reader, admin or keyring");
+}
+
+Test(config, max_keyring_body_bytes)
+{
+    struct ks_config *cfg = load_ok("server: {max_keyring_body_bytes: 8388608}\n" MINIMAL);
+    cr_expect_eq(cfg->server.max_keyring_body_bytes, 8388608);
+    cr_expect_eq(cfg->server.max_body_bytes, 65536, "the general cap is separate");
+    ks_config_free(cfg);
+    cfg = load_ok(MINIMAL);
+    cr_expect_eq(cfg->server.max_keyring_body_bytes, 4194304);
+    ks_config_free(cfg);
+    expect_one_error("server: {max_keyring_body_bytes: 67108865}\n" MINIMAL,
+                     "server.max_keyring_body_bytes is \"67108865\", out of range; expected an "
+                     "integer in 1024..67108864");
+    expect_one_error("server: {max_keyring_body_bytes: \"4MiB\"}\n" MINIMAL,
+                     "expected an integer in 1024..67108864");
 }
 
 /* --- mutations: (docs/reference/mutations.md sections 3 and 6) --------------------------- */

@@ -57,6 +57,9 @@ Test(router, table_is_the_design)
         {"GET", "/v1/keystores/{ks}/branch-keys/{id}/active"},
         {"GET", "/v1/keystores/{ks}/branch-keys/{id}/versions/{v}"},
         {"GET", "/v1/keystores/{ks}/branch-keys/{id}/beacon"},
+        {"POST", "/v1/keystores/{ks}/keyring/wrap"},
+        {"POST", "/v1/keystores/{ks}/keyring/unwrap"},
+        {"POST", "/v1/keystores/{ks}/keyring/unwrap-batch"},
         {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation"},
         {"GET", "/v1/keystores/{ks}/branch-keys/{id}/mutation"},
         {"DELETE", "/v1/keystores/{ks}/branch-keys/{id}/mutation"},
@@ -301,4 +304,28 @@ Test(router, literal_named_ids)
     cr_expect_str_eq(m.params[KS_PARAM_KS], "branch-keys");
     cr_expect_str_eq(m.params[KS_PARAM_ID], "versions");
     ks_router_match_free(&m);
+}
+
+/* The keyring routes: their own access level (and with it their own body cap, server.c), found
+ * without decoding by ks_router_find. */
+Test(router, keyring_routes_and_find)
+{
+    static const char *const paths[] = {"/v1/keystores/ks/keyring/wrap",
+                                        "/v1/keystores/ks/keyring/unwrap",
+                                        "/v1/keystores/a%2Fb/keyring/unwrap-batch"};
+    const struct ks_route *r;
+    size_t i;
+    for (i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        r = ks_router_find("POST", paths[i]);
+        cr_assert_not_null(r, "%s", paths[i]);
+        cr_expect_eq(r->access, KS_ACCESS_KEYRING, "%s", paths[i]);
+        cr_expect(r->takes_body);
+        cr_expect_null(ks_router_find("GET", paths[i]), "%s", paths[i]);
+    }
+    r = ks_router_find("GET", "/v1/keystores/ks/branch-keys/id/active");
+    cr_assert_not_null(r);
+    cr_expect_eq(r->access, KS_ACCESS_READER);
+    cr_expect_null(ks_router_find("POST", "/v1/keystores/ks/keyring/wrap/x"));
+    cr_expect_null(ks_router_find("POST", "/v1/keystores//keyring/wrap"));
+    cr_expect_null(ks_router_find("POST", "keyring/wrap"));
 }

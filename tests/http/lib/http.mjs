@@ -25,7 +25,7 @@ export class Recorder {
     const rid = res.headers['x-request-id'];
     this.responses.push({ requestId: rid, method, status: res.status });
     if (res.json && typeof res.json === 'object') {
-      for (const f of ['branchKey', 'beaconKey'])
+      for (const f of ['branchKey', 'beaconKey', 'dataKey'])
         if (typeof res.json[f] === 'string' && res.json[f]) this.secrets.add(res.json[f]);
     }
   }

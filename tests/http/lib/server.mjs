@@ -62,6 +62,11 @@ ${storesYaml}tenants:
     role: admin
     key_stores: [other]
     kms_relationships: [local]
+  - name: keyring
+    token_sha256: "${sha256Hex(tokens.keyring)}"
+    role: keyring
+    key_stores: [default]
+    kms_relationships: [local]
 `;
 }
 
@@ -90,7 +95,10 @@ export function suiteConfig(dir, tokens, extra = '') {
 }
 
 export function newTokens() {
-  return { admin: newToken('admin'), reader: newToken('reader'), otheradmin: newToken('otheradmin') };
+  return {
+    admin: newToken('admin'), reader: newToken('reader'), otheradmin: newToken('otheradmin'),
+    keyring: newToken('keyring'),
+  };
 }
 
 // Writes the suite config into a fresh dir; returns {dir, configPath, tokens}.
