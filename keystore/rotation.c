@@ -22,6 +22,7 @@ struct ks_rotation {
     int64_t pass_oldest;    /* this pass so far; INT64_MAX: none */
     _Atomic int64_t oldest; /* published: INT64_MAX until a key was seen */
     _Atomic unsigned long long passes;
+    atomic_int cancelled;
     _Atomic unsigned long long counts[KS_ROTATION_OUTCOME_COUNT];
 };
 
@@ -64,6 +65,11 @@ void ks_rotation_destroy(struct ks_rotation *r)
     free(r->cursor_id);
     free(r->cursor_type);
     free(r);
+}
+
+void ks_rotation_cancel(struct ks_rotation *r)
+{
+    atomic_store(&r->cancelled, 1);
 }
 
 unsigned long long ks_rotation_count(const struct ks_rotation *r, enum ks_rotation_outcome o)
@@ -178,13 +184,19 @@ ks_status ks_rotation_check(struct ks_rotation *r, struct ks_log *log, struct ks
     ks_status st;
 
     r->log = log;
+    if (atomic_load(&r->cancelled))
+        return KS_OK;
     st = s->ops->list_active(s, r->cursor_id, r->cursor_type, r->page_size, &page, err);
     if (st != KS_OK)
         return st;
-    for (i = 0; i < page.count; i++) {
+    for (i = 0; i < page.count && !atomic_load(&r->cancelled); i++) {
         int64_t t = rotate_one(r, &page.items[i], now, cutoff);
         if (t < r->pass_oldest)
             r->pass_oldest = t;
+    }
+    if (i < page.count) { /* cancelled: keep the cursor, the rest of the page comes again */
+        ks_active_page_free(&page);
+        return KS_OK;
     }
     /* During the first pass the oldest so far is all there is. */
     if (atomic_load(&r->passes) == 0 && r->pass_oldest != INT64_MAX)

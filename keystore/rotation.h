@@ -62,6 +62,10 @@ void ks_rotation_destroy(struct ks_rotation *r);
  */
 ks_status ks_rotation_check(struct ks_rotation *r, struct ks_log *log, struct ks_error *err);
 
+/* Asks a check under way to stop after the key it is versioning (the cursor then stays, so
+ * nothing is skipped); later checks return at once. Thread-safe: for shutdown. */
+void ks_rotation_cancel(struct ks_rotation *r);
+
 /* Counter of an outcome (thread-safe). */
 unsigned long long ks_rotation_count(const struct ks_rotation *r, enum ks_rotation_outcome o);
 

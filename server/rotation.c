@@ -123,8 +123,13 @@ ks_status ks_rotation_scheduler_start(const struct ks_rotation_task *tasks, size
 
 void ks_rotation_scheduler_stop(struct ks_rotation_scheduler *s)
 {
+    size_t i;
+
     if (!s)
         return;
+    /* A check under way stops after its current key. */
+    for (i = 0; i < s->n; i++)
+        ks_rotation_cancel(s->tasks[i].t.rotation);
     pthread_mutex_lock(&s->lock);
     s->stop = 1;
     pthread_cond_signal(&s->wake);

@@ -713,10 +713,16 @@ Test(rotation, pages_cursor_skips_and_counts)
     check(a);
     check(a);
     cr_expect_eq(ks_rotation_count(a, KS_ROTATION_ROTATED), 5);
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < 5; i++)
         cr_expect_eq(version_count(f.ks, ids[i]), 3, "key %zu", i);
+    /* Cancelled (shutdown): a check rotates nothing, however due. */
+    f.now += 10000001;
+    ks_rotation_cancel(b);
+    check(b);
+    cr_expect_eq(ks_rotation_count(b, KS_ROTATION_ROTATED), 5);
+    cr_expect_eq(version_count(f.ks, ids[0]), 3);
+    for (i = 0; i < 5; i++)
         free(ids[i]);
-    }
     ks_rotation_destroy(a);
     ks_rotation_destroy(b);
     rot_teardown(&f);
