@@ -17,6 +17,8 @@
 
 #define DEFAULT_URL "http://127.0.0.1:8080"
 enum { DEFAULT_TIMEOUT_S = 300, MAX_TOKEN_BYTES = 4096 };
+/* A --body-file is at most this large (server.max_keyring_body_bytes defaults to 4 MiB). */
+#define MAX_BODY_BYTES (64u << 20)
 
 /* Options a command may take (struct command.allowed). */
 enum {
@@ -30,14 +32,15 @@ enum {
     O_DO_NOT_VERSION = 1u << 7,
     O_ATOMIC = 1u << 8,
     O_PAGE_SIZE = 1u << 9,
-    O_LIMIT = 1u << 10,
-    O_NEXT_TOKEN = 1u << 11,
-    O_ALL = 1u << 12,
+    O_BODY_FILE = 1u << 10,
+    O_LIMIT = 1u << 11,
+    O_NEXT_TOKEN = 1u << 12,
+    O_ALL = 1u << 13,
 };
 #define O_INIT (O_TERMINAL_KMS_ARN | O_TERMINAL_EC | O_STRATEGY | O_DO_NOT_VERSION | O_ATOMIC)
 
 struct options {
-    const char *url, *token_file, *kms_relationship, *id, *hierarchy_version;
+    const char *url, *token_file, *kms_relationship, *id, *hierarchy_version, *body_file;
     json_object *ec;
     struct ks_ctl_mutation_opts mutation;
     struct ks_ctl_list_opts list;
@@ -243,6 +246,105 @@ static int cmd_versions_list(struct ks_ctl *ctl, char **args, const struct optio
     return rc;
 }
 
+/*
+ * The JSON of --body-file FILE ("-": stdin) into *out. Keyring bodies may hold a plaintext data
+ * key, which is why they come from a file and never from argv; the read buffer is wiped.
+ */
+static int read_body(const char *file, json_object **out)
+{
+    FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    int rc = 0;
+
+    *out = NULL;
+    if (!f)
+        return usage_error("cannot open the body file: %s", strerror(errno));
+    do {
+        if (len == cap) {
+            char *grown = cap < MAX_BODY_BYTES ? malloc(cap ? 2 * cap : 65536) : NULL;
+            if (!grown) {
+                rc = usage_error("%s", "body file too large (or out of memory)");
+                break;
+            }
+            if (buf) {
+                memcpy(grown, buf, len);
+                explicit_bzero(buf, len);
+            }
+            free(buf);
+            buf = grown;
+            cap = cap ? 2 * cap : 65536;
+        }
+        n = fread(buf + len, 1, cap - len, f);
+        len += n;
+    } while (n > 0);
+    if (f != stdin)
+        fclose(f);
+    if (rc == 0) {
+        json_tokener *tok = json_tokener_new();
+        *out = tok ? json_tokener_parse_ex(tok, buf ? buf : "", (int)len) : NULL;
+        if (!*out || json_tokener_get_error(tok) != json_tokener_success ||
+            !json_object_is_type(*out, json_type_object)) {
+            if (*out)
+                json_object_put(*out);
+            *out = NULL;
+            rc = usage_error("%s", "the body file does not hold one JSON object");
+        }
+        if (tok)
+            json_tokener_free(tok);
+    }
+    if (buf)
+        explicit_bzero(buf, cap);
+    free(buf);
+    return rc;
+}
+
+static int keyring_call(struct ks_ctl *ctl, const char *ks, const char *suffix, json_object *body)
+{
+    return call(ctl, "POST", ks_ctl_path(ks, NULL, suffix), body);
+}
+
+static int cmd_keyring_wrap(struct ks_ctl *ctl, char **args, const struct options *o)
+{
+    json_object *body;
+
+    if (!o->body_file == !o->id)
+        return usage_error("%s", "keyring wrap wants --id ID [--ec K=V]... or --body-file FILE");
+    if (o->body_file && o->ec)
+        return usage_error("%s", "--ec goes into the body file with --body-file");
+    if (o->body_file) {
+        if (read_body(o->body_file, &body) != 0)
+            return KS_CTL_EXIT_USAGE;
+    } else {
+        body = json_object_new_object();
+        json_object_object_add(body, "branchKeyIdentifier", json_object_new_string(o->id));
+        if (o->ec)
+            json_object_object_add(body, "encryptionContext", json_object_get(o->ec));
+    }
+    return keyring_call(ctl, args[0], "/keyring/wrap", body);
+}
+
+static int keyring_from_file(struct ks_ctl *ctl, const char *ks, const char *suffix,
+                             const struct options *o)
+{
+    json_object *body;
+    if (!o->body_file)
+        return usage_error("%s", "this command wants --body-file FILE (\"-\": stdin)");
+    if (read_body(o->body_file, &body) != 0)
+        return KS_CTL_EXIT_USAGE;
+    return keyring_call(ctl, ks, suffix, body);
+}
+
+static int cmd_keyring_unwrap(struct ks_ctl *ctl, char **args, const struct options *o)
+{
+    return keyring_from_file(ctl, args[0], "/keyring/unwrap", o);
+}
+
+static int cmd_keyring_unwrap_batch(struct ks_ctl *ctl, char **args, const struct options *o)
+{
+    return keyring_from_file(ctl, args[0], "/keyring/unwrap-batch", o);
+}
+
 static const struct command commands[] = {
     {"health", NULL, 0, 0, cmd_health, "health                      GET /healthz"},
     {"ready", NULL, 0, 0, cmd_ready, "ready                       GET /readyz (exit 1 when 503)"},
@@ -261,6 +363,12 @@ static const struct command commands[] = {
      "key get KS ID VERSION [--kms-relationship NAME] GetBranchKeyVersion"},
     {"key", "beacon", 2, O_KMS_RELATIONSHIP, cmd_key_beacon,
      "key beacon KS ID [--kms-relationship NAME]     GetBeaconKey"},
+    {"keyring", "wrap", 1, O_ID | O_EC | O_BODY_FILE, cmd_keyring_wrap,
+     "keyring wrap KS (--id ID [--ec K=V]... | --body-file FILE)   wrap a data key"},
+    {"keyring", "unwrap", 1, O_BODY_FILE, cmd_keyring_unwrap,
+     "keyring unwrap KS --body-file FILE   unwrap (FILE \"-\": stdin)"},
+    {"keyring", "unwrap-batch", 1, O_BODY_FILE, cmd_keyring_unwrap_batch,
+     "keyring unwrap-batch KS --body-file FILE"},
     {"mutate", NULL, 2, O_INIT | O_PAGE_SIZE, cmd_mutate,
      "mutate KS ID [--terminal-kms-arn ARN] [--terminal-ec K=V]...\n"
      "       [--strategy reencrypt:REL | decrypt-encrypt:DEC,ENC] [--do-not-version] [--atomic]\n"
@@ -403,6 +511,7 @@ enum {
     L_DO_NOT_VERSION,
     L_ATOMIC,
     L_PAGE_SIZE,
+    L_BODY_FILE,
     L_LIMIT,
     L_NEXT_TOKEN,
     L_ALL,
@@ -425,6 +534,7 @@ static const struct option long_options[] = {
     {"do-not-version", no_argument, NULL, L_DO_NOT_VERSION},
     {"atomic", no_argument, NULL, L_ATOMIC},
     {"page-size", required_argument, NULL, L_PAGE_SIZE},
+    {"body-file", required_argument, NULL, L_BODY_FILE},
     {"limit", required_argument, NULL, L_LIMIT},
     {"next-token", required_argument, NULL, L_NEXT_TOKEN},
     {"all", no_argument, NULL, L_ALL},
@@ -501,6 +611,10 @@ static int take_option(struct options *o, int c, const char *arg)
     case L_ALL:
         o->given |= O_ALL;
         o->list.all = 1;
+        return 0;
+    case L_BODY_FILE:
+        o->given |= O_BODY_FILE;
+        o->body_file = arg;
         return 0;
     case 'h':
         o->help = 1;

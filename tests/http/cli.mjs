@@ -25,10 +25,10 @@ export const KEYSTORECTL = process.env.KEYSTORECTL || path.join(path.dirname(KEY
 /*
  * Runs keystorectl with args; env replaces the suite's defaults (URL, token) member by member,
  * a member set to undefined is removed. onStderr(text so far, child) sees stderr as it comes;
- * onSpawn(child) gets the process as soon as it runs.
+ * onSpawn(child) gets the process as soon as it runs; input (a string) is its stdin.
  * Resolves {code, signal, stdout, stderr, json (stdout parsed, or undefined)}.
  */
-export function ctl(args, env = {}, { onStderr, onSpawn, timeoutMs = 120000 } = {}) {
+export function ctl(args, env = {}, { onStderr, onSpawn, input, timeoutMs = 120000 } = {}) {
   return new Promise((resolve, reject) => {
     const full = { ...process.env };
     delete full.KEYSTORED_TOKEN;
@@ -37,7 +37,11 @@ export function ctl(args, env = {}, { onStderr, onSpawn, timeoutMs = 120000 } = 
       if (v === undefined) delete full[k];
       else full[k] = v;
     }
-    const child = spawn(KEYSTORECTL, args, { env: full, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(KEYSTORECTL, args, { env: full, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    if (input !== undefined) {
+      child.stdin.on('error', () => {}); // EPIPE when keystorectl exits without reading it
+      child.stdin.end(input);
+    }
     if (onSpawn) onSpawn(child);
     let stdout = '';
     let stderr = '';
@@ -105,6 +109,7 @@ export async function runCli(h) {
     await systemTests(h, run, api);
     await keyTests(h, run, api, t);
     await errorTests(h, run, t, setup, srv);
+    await keyringTests(h, run, setup);
     await mutationTests(h, run, api, t);
   } finally {
     const info = await srv.stop();
@@ -219,6 +224,44 @@ async function keyTests(h, run, api, t) {
     const b = await run(['key', 'beacon', 'default', 'cli/key one']);
     expectExit(b, 0, 'key beacon');
     assertEq(b.json, (await api('GET', `/v1/keystores/default/branch-keys/${id}/beacon`, auth)).json, 'beacon');
+  });
+}
+
+async function keyringTests(h, run, setup) {
+  let wrapped;
+  await h.test('cli: keyring wrap KS --id --ec -> an EDK and the data key it wraps', async () => {
+    const r = await run(['keyring', 'wrap', 'default', '--id', 'cli/key one', '--ec', 'tenant=acme']);
+    expectExit(r, 0, 'wrap');
+    wrapped = r.json;
+    assertEq(wrapped.branchKeyIdentifier, 'cli/key one', 'id');
+    assert(wrapped.encryptedDataKey && typeof wrapped.dataKey === 'string', `answer: ${r.stdout}`);
+  });
+  if (!wrapped) return;
+  const unwrapBody = (tenant) => ({ encryptedDataKeys: [wrapped.encryptedDataKey], encryptionContext: { tenant } });
+  await h.test('cli: keyring unwrap KS --body-file FILE -> the same data key; wrong context -> exit 1, 400', async () => {
+    const f = path.join(setup.dir, 'unwrap.json');
+    fs.writeFileSync(f, JSON.stringify(unwrapBody('acme')), { mode: 0o600 });
+    const r = await run(['keyring', 'unwrap', 'default', '--body-file', f]);
+    expectExit(r, 0, 'unwrap');
+    assertEq(r.json.dataKey, wrapped.dataKey, 'data key');
+    fs.writeFileSync(f, JSON.stringify(unwrapBody('other')), { mode: 0o600 });
+    const bad = await run(['keyring', 'unwrap', 'default', '--body-file', f]);
+    expectServerError(bad, 400, 'UnableToDecryptException', 'wrong context');
+  });
+  await h.test('cli: keyring unwrap-batch KS --body-file - (stdin) -> results in order', async () => {
+    const body = JSON.stringify({ requests: [unwrapBody('acme'), unwrapBody('other')] });
+    const r = await run(['keyring', 'unwrap-batch', 'default', '--body-file', '-'], {}, { input: body });
+    expectExit(r, 0, 'unwrap-batch');
+    assertEq(r.json.results.length, 2, 'results');
+    assertEq(r.json.results[0].dataKey, wrapped.dataKey, 'first');
+    assert(r.json.results[1].error, `second: ${JSON.stringify(r.json.results[1])}`);
+  });
+  await h.test('cli: keyring usage errors -> exit 2 (no --id nor body, both, no body for unwrap, not JSON)', async () => {
+    expectUsage(await run(['keyring', 'wrap', 'default']), 'wrap without input', /--id ID/);
+    expectUsage(await run(['keyring', 'wrap', 'default', '--id', 'x', '--body-file', '-'], {}, { input: '{}' }), 'both', /--id ID/);
+    expectUsage(await run(['keyring', 'unwrap', 'default']), 'unwrap without body', /--body-file/);
+    expectUsage(await run(['keyring', 'unwrap', 'default', '--body-file', '-'], {}, { input: '{"a": ' }), 'not JSON', /one JSON object/);
+    expectUsage(await run(['keyring', 'unwrap', 'default', '--body-file', path.join(setup.dir, 'absent')]), 'missing file', /cannot open/);
   });
 }
 
