@@ -93,4 +93,15 @@ int ks_mutate_apply_once(struct ks_ctl *ctl, const char *ks, const char *id,
 /* keystorectl mutation abort KS ID: DescribeMutation for the token, then DELETE. */
 int ks_mutate_abort(struct ks_ctl *ctl, const char *ks, const char *id);
 
+/* keystorectl keys list / versions list (inventory.c). */
+struct ks_ctl_list_opts {
+    long limit;             /* 0: the server's default */
+    const char *next_token; /* start after this page (NULL: the first) */
+    int all;                /* follow nextToken to the end and print one combined list */
+};
+
+/* GET base[?limit&nextToken] for `member` ("branchKeys", "versions"); base percent-encoded. */
+int ks_ctl_list(struct ks_ctl *ctl, const char *base, const char *member,
+                const struct ks_ctl_list_opts *opts);
+
 #endif

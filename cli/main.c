@@ -33,6 +33,9 @@ enum {
     O_ATOMIC = 1u << 8,
     O_PAGE_SIZE = 1u << 9,
     O_BODY_FILE = 1u << 10,
+    O_LIMIT = 1u << 11,
+    O_NEXT_TOKEN = 1u << 12,
+    O_ALL = 1u << 13,
 };
 #define O_INIT (O_TERMINAL_KMS_ARN | O_TERMINAL_EC | O_STRATEGY | O_DO_NOT_VERSION | O_ATOMIC)
 
@@ -40,6 +43,7 @@ struct options {
     const char *url, *token_file, *kms_relationship, *id, *hierarchy_version, *body_file;
     json_object *ec;
     struct ks_ctl_mutation_opts mutation;
+    struct ks_ctl_list_opts list;
     long timeout_s;
     int compact, help;
     unsigned given; /* O_* seen on the command line */
@@ -226,6 +230,22 @@ static int cmd_mutation_abort(struct ks_ctl *ctl, char **args, const struct opti
     return ks_mutate_abort(ctl, args[0], args[1]);
 }
 
+static int cmd_keys_list(struct ks_ctl *ctl, char **args, const struct options *o)
+{
+    char *base = ks_ctl_path(args[0], NULL, "/branch-keys");
+    int rc = base ? ks_ctl_list(ctl, base, "branchKeys", &o->list) : KS_CTL_EXIT_TRANSPORT;
+    free(base);
+    return rc;
+}
+
+static int cmd_versions_list(struct ks_ctl *ctl, char **args, const struct options *o)
+{
+    char *base = ks_ctl_path(args[0], args[1], "/versions");
+    int rc = base ? ks_ctl_list(ctl, base, "versions", &o->list) : KS_CTL_EXIT_TRANSPORT;
+    free(base);
+    return rc;
+}
+
 /*
  * The JSON of --body-file FILE ("-": stdin) into *out. Keyring bodies may hold a plaintext data
  * key, which is why they come from a file and never from argv; the read buffer is wiped.
@@ -361,6 +381,12 @@ static const struct command commands[] = {
     {"mutation", "show", 2, 0, cmd_mutation_show, "mutation show KS ID         DescribeMutation"},
     {"mutation", "abort", 2, 0, cmd_mutation_abort,
      "mutation abort KS ID        abort the mutation in flight (DELETE)"},
+    {"keys", "list", 1, O_LIMIT | O_NEXT_TOKEN | O_ALL, cmd_keys_list,
+     "keys list KS [--limit N] [--next-token T] [--all]   ListKeys (--all: every page)"},
+    {"versions", "list", 2, O_LIMIT | O_NEXT_TOKEN | O_ALL, cmd_versions_list,
+     "versions list KS ID [--limit N] [--next-token T] [--all]   versions, newest first"},
+    {"rotate", NULL, 2, O_KMS_RELATIONSHIP, cmd_key_version,
+     "rotate KS ID [--kms-relationship NAME]          VersionKey now (same as key version)"},
 };
 
 static void print_usage(FILE *out)
@@ -486,6 +512,9 @@ enum {
     L_ATOMIC,
     L_PAGE_SIZE,
     L_BODY_FILE,
+    L_LIMIT,
+    L_NEXT_TOKEN,
+    L_ALL,
 };
 
 static const struct option long_options[] = {
@@ -506,6 +535,9 @@ static const struct option long_options[] = {
     {"atomic", no_argument, NULL, L_ATOMIC},
     {"page-size", required_argument, NULL, L_PAGE_SIZE},
     {"body-file", required_argument, NULL, L_BODY_FILE},
+    {"limit", required_argument, NULL, L_LIMIT},
+    {"next-token", required_argument, NULL, L_NEXT_TOKEN},
+    {"all", no_argument, NULL, L_ALL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -569,6 +601,17 @@ static int take_option(struct options *o, int c, const char *arg)
     case L_PAGE_SIZE:
         o->given |= O_PAGE_SIZE;
         return parse_positive(&o->mutation.page_size, arg, "--page-size");
+    case L_LIMIT:
+        o->given |= O_LIMIT;
+        return parse_positive(&o->list.limit, arg, "--limit");
+    case L_NEXT_TOKEN:
+        o->given |= O_NEXT_TOKEN;
+        o->list.next_token = arg;
+        return 0;
+    case L_ALL:
+        o->given |= O_ALL;
+        o->list.all = 1;
+        return 0;
     case L_BODY_FILE:
         o->given |= O_BODY_FILE;
         o->body_file = arg;

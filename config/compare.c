@@ -49,7 +49,12 @@ ks_status ks_config_key_store_fingerprint(const struct ks_key_store_config *kc,
              add_str(md, kc->name) && add_str(md, kc->logical_key_store_name) &&
              add_str(md, kc->key_store_id) && add_uint(md, (uint64_t)s->type) &&
              add_str(md, s->path) && add_str(md, s->table) && add_str(md, s->region) &&
-             add_str(md, s->endpoint) && add_credentials(md, &s->credentials);
+             add_str(md, s->endpoint) && add_credentials(md, &s->credentials) &&
+             /* a rotation schedule runs on the long-lived backend with the key store's default
+              * relationship: both are fixed while it runs */
+             add_str(md, kc->rotation.interval_seconds ? kc->kms_relationship : "") &&
+             add_uint(md, kc->rotation.interval_seconds) &&
+             add_uint(md, kc->rotation.check_interval_seconds);
     return finish(md, ok, out);
 }
 

@@ -70,6 +70,20 @@ struct ks_mutations_config {
     unsigned kms_in_flight; /* 0 (embedded default) or 1..256: default 32 */
 };
 
+/*
+ * Scheduled rotation of one key store (issue 14; docs/architecture.md section 3):
+ * rotation: {interval_seconds, check_interval_seconds}. interval_seconds 0 = off (the default);
+ * otherwise >= KS_ROTATION_INTERVAL_MIN. The key store's kms_relationship must be able to
+ * version (kms_key_arn / kms_mr_key_arn).
+ */
+#define KS_ROTATION_INTERVAL_MIN 10
+#define KS_ROTATION_INTERVAL_MAX 315360000 /* ten years */
+#define KS_ROTATION_CHECK_DEFAULT 3600
+struct ks_rotation_config {
+    uint64_t interval_seconds;       /* 0: off */
+    uint64_t check_interval_seconds; /* 1..interval; default 3600 (capped at the interval) */
+};
+
 struct ks_key_store_config {
     char *name;                    /* the {ks} of the REST API */
     char *logical_key_store_name;  /* bound into every KMS encryption context */
@@ -78,6 +92,7 @@ struct ks_key_store_config {
     size_t kms_relationship_index; /* index into ks_config.kms_relationships */
     struct ks_storage_config storage;
     struct ks_mutations_config mutations;
+    struct ks_rotation_config rotation; /* appended (issue 14) */
 };
 
 struct ks_cache_config {

@@ -142,14 +142,64 @@ static void parse_mutations(struct ks_config_parser *p, yaml_node_t *n, const ch
         m->kms_in_flight = (unsigned)v;
 }
 
+/* rotation: {interval_seconds, check_interval_seconds} (issue 14). */
+static void parse_rotation(struct ks_config_parser *p, yaml_node_t *n, const char *path,
+                           struct ks_rotation_config *r)
+{
+    enum { R_INTERVAL, R_CHECK, R_COUNT };
+    struct ks_config_field f[R_COUNT] = {
+        [R_INTERVAL] = {.key = "interval_seconds"}, [R_CHECK] = {.key = "check_interval_seconds"}};
+    char sub[KS_CONFIG_PATH_LEN];
+    uint64_t v;
+
+    if (ks_config_get_fields(p, n, path, f, R_COUNT) < 0)
+        return;
+    /* Under 10 s two instances whose clocks differ by more than the interval would rotate one
+     * key twice in one interval (README "Scheduled rotation"). */
+    if (ks_config_require(p, n, path, &f[R_INTERVAL], "the rotation interval in seconds") &&
+        ks_config_get_uint(p, f[R_INTERVAL].value,
+                           ks_config_join_path(sub, path, "interval_seconds"),
+                           KS_ROTATION_INTERVAL_MIN, KS_ROTATION_INTERVAL_MAX, &v) == 0)
+        r->interval_seconds = v;
+    r->check_interval_seconds = KS_ROTATION_CHECK_DEFAULT;
+    if (f[R_CHECK].value &&
+        ks_config_get_uint(p, f[R_CHECK].value,
+                           ks_config_join_path(sub, path, "check_interval_seconds"), 1,
+                           KS_ROTATION_INTERVAL_MAX, &v) == 0)
+        r->check_interval_seconds = v;
+    else if (r->interval_seconds && r->interval_seconds < r->check_interval_seconds)
+        r->check_interval_seconds = r->interval_seconds;
+}
+
+/* Scheduled rotation versions keys: the key store's relationship must be able to (issue 14). */
+static void check_rotation_relationship(struct ks_config_parser *p, yaml_node_t *n,
+                                        const char *path, const struct ks_key_store_config *ks)
+{
+    const struct ks_kms_rel_config *rel;
+
+    if (!ks->rotation.interval_seconds || !ks->kms_relationship || !p->have_relationships ||
+        ks->kms_relationship_index >= p->cfg->n_kms_relationships)
+        return;
+    rel = &p->cfg->kms_relationships[ks->kms_relationship_index];
+    if (rel->has_kms_configuration &&
+        (rel->kms.kind == KS_KMS_DISCOVERY || rel->kms.kind == KS_KMS_MR_DISCOVERY))
+        ks_config_error(p, n,
+                        "%s.rotation needs a KMS relationship that can version keys, but "
+                        "kms_relationship \"%s\" is %s; expected one with kms_key_arn or "
+                        "kms_mr_key_arn",
+                        path, ks->kms_relationship,
+                        rel->kms.kind == KS_KMS_DISCOVERY ? "discovery" : "mr_discovery");
+}
+
 static void parse_key_store(struct ks_config_parser *p, yaml_node_t *n, const char *path,
                             struct ks_key_store_config *ks)
 {
-    enum { S_NAME, S_LOGICAL, S_ID, S_REL, S_STORAGE, S_MUTATIONS, S_COUNT };
+    enum { S_NAME, S_LOGICAL, S_ID, S_REL, S_STORAGE, S_MUTATIONS, S_ROTATION, S_COUNT };
     struct ks_config_field f[S_COUNT] = {
-        [S_NAME] = {.key = "name"},       [S_LOGICAL] = {.key = "logical_key_store_name"},
-        [S_ID] = {.key = "key_store_id"}, [S_REL] = {.key = "kms_relationship"},
-        [S_STORAGE] = {.key = "storage"}, [S_MUTATIONS] = {.key = "mutations"},
+        [S_NAME] = {.key = "name"},         [S_LOGICAL] = {.key = "logical_key_store_name"},
+        [S_ID] = {.key = "key_store_id"},   [S_REL] = {.key = "kms_relationship"},
+        [S_STORAGE] = {.key = "storage"},   [S_MUTATIONS] = {.key = "mutations"},
+        [S_ROTATION] = {.key = "rotation"},
     };
     char sub[KS_CONFIG_PATH_LEN], shown[KS_CONFIG_SHOW_LEN];
 
@@ -183,6 +233,11 @@ static void parse_key_store(struct ks_config_parser *p, yaml_node_t *n, const ch
     if (f[S_MUTATIONS].value)
         parse_mutations(p, f[S_MUTATIONS].value, ks_config_join_path(sub, path, "mutations"),
                         &ks->mutations);
+    if (f[S_ROTATION].value) {
+        parse_rotation(p, f[S_ROTATION].value, ks_config_join_path(sub, path, "rotation"),
+                       &ks->rotation);
+        check_rotation_relationship(p, f[S_ROTATION].value, path, ks);
+    }
 }
 
 void ks_config_section_key_stores(struct ks_config_parser *p, yaml_node_t *n)

@@ -38,6 +38,9 @@ struct ks_cache *ks_app_cache(const struct ks_app *app);
  * atomic, owned by the app. */
 struct ks_keyring_counters;
 struct ks_keyring_counters *ks_app_keyring_counters(const struct ks_app *app);
+/* Scheduled rotation of key store `index` (keystore/rotation.h), or NULL when it is off. */
+struct ks_rotation;
+struct ks_rotation *ks_app_rotation(const struct ks_app *app, size_t index);
 /* The OpenAPI document served at GET /v1/openapi.yaml (static text, not NUL-terminated). */
 const char *ks_app_openapi(const struct ks_app *app, size_t *len);
 /* Re-reads the configuration file and swaps it in (server/app.h, README "Reload"). KS_E_INVALID
@@ -72,6 +75,9 @@ struct ks_request {
     const char *kms_relationship_query;    /* ?kmsRelationship=, decoded, or NULL */
     const struct ks_tenant_config *tenant; /* NULL on routes without auth */
     struct ks_readiness *readiness;        /* the server's probes (NULL: reported as starting) */
+    /* Appended (issue 14): ?limit= and ?nextToken= of the list routes, decoded, or NULL. */
+    const char *limit_query;
+    const char *next_token_query;
 };
 
 struct ks_response {
@@ -118,6 +124,10 @@ ks_status ks_handle_mutation_describe(const struct ks_request *, struct ks_respo
                                       struct ks_error *);
 ks_status ks_handle_mutation_abort(const struct ks_request *, struct ks_response *,
                                    struct ks_error *);
+/* inventory.c: ListKeys, ListVersions (issue 14). */
+ks_status ks_handle_keys_list(const struct ks_request *, struct ks_response *, struct ks_error *);
+ks_status ks_handle_versions_list(const struct ks_request *, struct ks_response *,
+                                  struct ks_error *);
 
 /* admin.c: POST /v1/admin/reload. */
 ks_status ks_handle_admin_reload(const struct ks_request *, struct ks_response *,

@@ -11,6 +11,7 @@
 #include "handlers/handlers.h"
 #include "keyring/keyring.h"
 #include "keystore/cache.h"
+#include "keystore/rotation.h"
 
 struct partition_stats {
     char *name;
@@ -122,6 +123,41 @@ static void write_keyring(FILE *f, const struct ks_app *app)
     }
 }
 
+/* Scheduled rotation (issue 14): outcomes, and the age of the oldest ACTIVE, per key store
+ * with `rotation:` configured. */
+static void write_rotation(FILE *f, const struct ks_app *app, const struct ks_config *cfg)
+{
+    const struct ks_clock *clock = ks_clock_system();
+    int64_t now = (int64_t)clock->now_us(clock->ctx), oldest;
+    size_t i, o;
+
+    fputs("# HELP keystored_rotations_total Scheduled rotation: keys found due, by outcome.\n"
+          "# TYPE keystored_rotations_total counter\n",
+          f);
+    for (i = 0; i < cfg->n_key_stores; i++) {
+        const struct ks_rotation *r = ks_app_rotation(app, i);
+        for (o = 0; r && o < KS_ROTATION_OUTCOME_COUNT; o++) {
+            fputs("keystored_rotations_total{key_store=\"", f);
+            label(f, cfg->key_stores[i].name);
+            fprintf(f, "\",outcome=\"%s\"} %llu\n",
+                    ks_rotation_outcome_name((enum ks_rotation_outcome)o),
+                    ks_rotation_count(r, (enum ks_rotation_outcome)o));
+        }
+    }
+    fputs("# HELP keystored_oldest_active_key_age_seconds Age of the oldest ACTIVE branch key seen "
+          "by the last full pass of scheduled rotation.\n"
+          "# TYPE keystored_oldest_active_key_age_seconds gauge\n",
+          f);
+    for (i = 0; i < cfg->n_key_stores; i++) {
+        const struct ks_rotation *r = ks_app_rotation(app, i);
+        if (!r || ks_rotation_oldest(r, &oldest) != 0)
+            continue;
+        fputs("keystored_oldest_active_key_age_seconds{key_store=\"", f);
+        label(f, cfg->key_stores[i].name);
+        fprintf(f, "\"} %.3f\n", now > oldest ? (double)(now - oldest) / 1e6 : 0.0);
+    }
+}
+
 ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *resp,
                             struct ks_error *err)
 {
@@ -179,6 +215,7 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
             }
         }
         write_keyring(f, app);
+        write_rotation(f, app, cfg);
         if (fclose(f) != 0) {
             free(text);
             text = NULL;

@@ -13,6 +13,7 @@
 #include "aws/arn.h"
 #include "common/utf8.h"
 #include "keystore/cache.h"
+#include "keystore/create_time.h"
 #include "keystore/materials.h"
 #include "keystore/testing.h"
 
@@ -537,18 +538,70 @@ static ks_status refuse_under_mutation(struct ks_keystore *ks, const char *branc
     return st;
 }
 
+/*
+ * Issue 14: the age check of scheduled rotation, made on the ACTIVE that this VersionKey read
+ * and whose enc it locks, never on a listed copy: an instance acting on a stale list sees the
+ * new ACTIVE here (or loses the enc race) and does not rotate the key a second time.
+ */
+static ks_status check_due(const struct ks_item *active, int64_t cutoff_us,
+                           enum ks_version_due *due, struct ks_error *err)
+{
+    int64_t created;
+
+    if (cutoff_us < 0)
+        return KS_OK;
+    if (ks_create_time_parse(ks_item_get_s(active, KS_ATTR_CREATE_TIME), &created) != 0) {
+        *due = KS_VERSION_BAD_TIME;
+        return ks_error_set(err, KS_E_INVALID, "the ACTIVE's create-time does not parse");
+    }
+    if (created >= cutoff_us) {
+        *due = KS_VERSION_NOT_DUE;
+        return ks_error_set(err, KS_E_INVALID, "not due: the ACTIVE is newer than the cutoff");
+    }
+    return KS_OK;
+}
+
+/* VersionKey's checks of the ACTIVE it read: item, mutation, ARN, then the cutoff. */
+static ks_status check_active(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                              const char *branch_key_id, const struct ks_item *active,
+                              int64_t cutoff_us, enum ks_version_due *due, struct ks_error *err)
+{
+    ks_status st;
+
+    if ((st = validate_item(active, ITEM_ACTIVE, branch_key_id, KS_TYPE_ACTIVE, err)) != KS_OK ||
+        (st = refuse_under_mutation(ks, branch_key_id, err)) != KS_OK)
+        return st;
+    if (!rel_accepts_arn(rel, ks_item_get_s(active, KS_ATTR_KMS_ARN))) {
+        *due = KS_VERSION_KMS_ARN;
+        return ks_error_set(err, KS_E_INVALID,
+                            "Branch key's KMS Key ARN read from Dynamodb does not match Key "
+                            "Store's configured KMS Key ARN.");
+    }
+    return check_due(active, cutoff_us, due, err);
+}
+
 ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
                                   const char *branch_key_id, char **version_out,
                                   struct ks_error *err)
+{
+    enum ks_version_due due = KS_VERSION_DUE;
+    return ks_keystore_version_key_if_older(ks, rel, branch_key_id, -1, version_out, &due, err);
+}
+
+ks_status ks_keystore_version_key_if_older(struct ks_keystore *ks,
+                                           const struct ks_kms_relationship *rel,
+                                           const char *branch_key_id, int64_t cutoff_us,
+                                           char **version_out, enum ks_version_due *due,
+                                           struct ks_error *err)
 {
     char version_uuid[KS_UUID_LEN + 1], vtype[64], now[28];
     struct ks_item old_active, version_item, active_item;
     struct ks_ec old_ec, version_ec, active_ec;
     struct ks_bytes old_enc = {0}, version_enc = {0}, active_enc = {0};
     const struct ks_attr *enc;
-    const char *stored_arn;
     ks_status st;
 
+    *due = KS_VERSION_DUE;
     if (!rel_can_write(rel))
         return ks_error_set(err, KS_E_INVALID,
                             "Key Store's kmsConfiguration MUST BE kmsKeyArn or kmsMRKeyArn to "
@@ -572,17 +625,8 @@ ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_re
         not_found(st, err);
         goto out;
     }
-    if ((st = validate_item(&old_active, ITEM_ACTIVE, branch_key_id, KS_TYPE_ACTIVE, err)) !=
-            KS_OK ||
-        (st = refuse_under_mutation(ks, branch_key_id, err)) != KS_OK)
+    if ((st = check_active(ks, rel, branch_key_id, &old_active, cutoff_us, due, err)) != KS_OK)
         goto out;
-    stored_arn = ks_item_get_s(&old_active, KS_ATTR_KMS_ARN);
-    if (!rel_accepts_arn(rel, stored_arn)) {
-        st = ks_error_set(err, KS_E_INVALID,
-                          "Branch key's KMS Key ARN read from Dynamodb does not match Key Store's "
-                          "configured KMS Key ARN.");
-        goto out;
-    }
     enc = ks_item_get(&old_active, KS_ATTR_ENC);
     if (ks_bytes_set(&old_enc, enc->value, enc->len) != 0) {
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");

@@ -13,6 +13,7 @@
 #define KS_KEYSTORE_KEYSTORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/ec.h"
 #include "common/status.h"
@@ -106,6 +107,25 @@ ks_status ks_keystore_create_key(struct ks_keystore *ks, const struct ks_kms_rel
 ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
                                   const char *branch_key_id, char **version_out,
                                   struct ks_error *err);
+
+/*
+ * Scheduled rotation (issue 14): VersionKey only if the ACTIVE it reads and locks was created
+ * before cutoff_us (epoch microseconds; < 0: no cutoff, as ks_keystore_version_key). When it is
+ * not, nothing is written and KS_E_INVALID is returned with *due set: NOT_DUE (created at or
+ * after the cutoff) or BAD_TIME (its create-time does not parse; keystore/inventory.h). A stored
+ * kms-arn the relationship does not accept sets KMS_ARN. *due is DUE otherwise.
+ */
+enum ks_version_due {
+    KS_VERSION_DUE = 0,
+    KS_VERSION_NOT_DUE,
+    KS_VERSION_BAD_TIME,
+    KS_VERSION_KMS_ARN
+};
+ks_status ks_keystore_version_key_if_older(struct ks_keystore *ks,
+                                           const struct ks_kms_relationship *rel,
+                                           const char *branch_key_id, int64_t cutoff_us,
+                                           char **version_out, enum ks_version_due *due,
+                                           struct ks_error *err);
 
 /* Branch key or beacon key materials (section 6): struct ks_materials, keystore/materials.h. */
 

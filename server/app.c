@@ -15,6 +15,7 @@
 #include "config/compare.h"
 #include "keyring/keyring.h"
 #include "keystore/cache.h"
+#include "keystore/rotation.h"
 
 extern const char ks_openapi_yaml[];
 extern const size_t ks_openapi_yaml_len;
@@ -25,6 +26,7 @@ struct store_entry {
     unsigned char fingerprint[KS_CONFIG_FINGERPRINT_LEN];
     struct ks_keystore *keystore;
     struct ks_aws_credentials_provider *credentials; /* DynamoDB only */
+    struct ks_rotation *rotation; /* scheduled rotation (issue 14); NULL: off; kept on reload */
 };
 
 struct rel_entry {
@@ -36,6 +38,11 @@ struct rel_entry {
     struct ks_aws_credentials_provider *credentials; /* aws only */
     struct ks_kms_counters counters;                 /* /metrics; kept across reloads */
     struct ks_kms_relationship probe;                /* name and kms: the readiness ping */
+    /* The relationship as first opened, with owned strings, for users that outlive a snapshot
+     * (scheduled rotation). A reload cannot change a relationship's settings (fingerprint). */
+    struct ks_kms_relationship stable;
+    char *stable_arn, *stable_region;
+    char **stable_grant_tokens;
 };
 
 struct ks_backends {
@@ -82,6 +89,17 @@ struct ks_cache *ks_app_cache(const struct ks_app *app)
 struct ks_keyring_counters *ks_app_keyring_counters(const struct ks_app *app)
 {
     return &app->backends->keyring_counters;
+}
+
+static struct store_entry **store_find(struct ks_backends *b, const char *name);
+
+struct ks_rotation *ks_app_rotation(const struct ks_app *app, size_t index)
+{
+    struct store_entry **e;
+    if (index >= app->config->n_key_stores)
+        return NULL;
+    e = store_find(app->backends, app->config->key_stores[index].name);
+    return *e ? (*e)->rotation : NULL;
 }
 
 const char *ks_app_openapi(const struct ks_app *app, size_t *len)
@@ -134,6 +152,7 @@ void ks_backends_set_reload(struct ks_backends *b, ks_reload_fn fn, void *ctx)
 
 static void store_entry_free(struct store_entry *e)
 {
+    ks_rotation_destroy(e->rotation); /* before the keystore it borrowed */
     ks_keystore_destroy(e->keystore);
     ks_aws_credentials_provider_destroy(e->credentials);
     free(e->name);
@@ -146,6 +165,11 @@ static void rel_entry_free(struct rel_entry *e)
     /* The provider last: the backend borrowed it. */
     ks_aws_credentials_provider_destroy(e->credentials);
     free(e->default_arn);
+    free(e->stable_arn);
+    free(e->stable_region);
+    for (size_t i = 0; e->stable_grant_tokens && e->stable_grant_tokens[i]; i++)
+        free(e->stable_grant_tokens[i]);
+    free(e->stable_grant_tokens);
     free(e->name);
     free(e);
 }
@@ -167,8 +191,14 @@ static void drop_entries(struct store_entry **stores_from, struct rel_entry **re
 
 void ks_backends_destroy(struct ks_backends *b)
 {
+    struct store_entry *e;
     if (!b)
         return;
+    /* Rotations first: they borrow key stores and relationships. */
+    for (e = b->stores; e; e = e->next) {
+        ks_rotation_destroy(e->rotation);
+        e->rotation = NULL;
+    }
     /* Key stores hold the cache: they go first, relationships after (their backends never
      * touch the cache), the cache last. */
     drop_entries(&b->stores, &b->rels);
@@ -244,8 +274,9 @@ static ks_status use_store(struct ks_backends *b, const struct ks_key_store_conf
     if (*slot) {
         if (memcmp((*slot)->fingerprint, fp, sizeof fp) != 0)
             return ks_error_set(err, KS_E_CONFIG,
-                                "key store '%s': its storage, logical_key_store_name or "
-                                "key_store_id changed; that cannot change without a restart",
+                                "key store '%s': its storage, logical_key_store_name, "
+                                "key_store_id, kms_relationship or rotation changed; that cannot "
+                                "change without a restart",
                                 kc->name);
         *out = (*slot)->keystore;
         return KS_OK;
@@ -328,6 +359,31 @@ static ks_status open_rel(const struct ks_app *app, const struct ks_kms_rel_conf
     return KS_OK;
 }
 
+/* e->stable: the relationship as opened, every string owned by e (see struct rel_entry). */
+static ks_status fill_stable(struct rel_entry *e, const struct ks_kms_rel_config *rc,
+                             struct ks_error *err)
+{
+    const char *arn = rc->has_kms_configuration ? rc->kms.arn : e->default_arn;
+    const char *region = rc->has_kms_configuration ? rc->kms.region : NULL;
+    size_t i;
+    int oom = (arn && !(e->stable_arn = strdup(arn))) ||
+              (region && !(e->stable_region = strdup(region))) ||
+              !(e->stable_grant_tokens = calloc(rc->n_grant_tokens + 1, sizeof(char *)));
+    for (i = 0; !oom && i < rc->n_grant_tokens; i++)
+        oom = !(e->stable_grant_tokens[i] = strdup(rc->grant_tokens[i]));
+    if (oom)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    e->stable.name = e->name;
+    e->stable.kms = e->kms;
+    e->stable.kind = rc->has_kms_configuration ? rc->kms.kind : KS_KMS_KEY_ARN;
+    e->stable.arn = e->stable_arn;
+    e->stable.region = e->stable_region;
+    e->stable.grant_tokens = (const char *const *)e->stable_grant_tokens;
+    e->stable.n_grant_tokens = rc->n_grant_tokens;
+    e->stable.counters = &e->counters;
+    return KS_OK;
+}
+
 static ks_status find_or_open_rel(struct ks_app *app, const struct ks_kms_rel_config *rc,
                                   struct rel_entry **out, struct ks_error *err)
 {
@@ -351,7 +407,7 @@ static ks_status find_or_open_rel(struct ks_app *app, const struct ks_kms_rel_co
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     }
     memcpy(e->fingerprint, fp, sizeof fp);
-    if ((st = open_rel(app, rc, e, err)) != KS_OK) {
+    if ((st = open_rel(app, rc, e, err)) != KS_OK || (st = fill_stable(e, rc, err)) != KS_OK) {
         rel_entry_free(e);
         return st;
     }
@@ -379,6 +435,33 @@ static ks_status use_rel(struct ks_app *app, size_t i, struct ks_error *err)
     rel->n_grant_tokens = rc->n_grant_tokens;
     rel->counters = &e->counters;
     return KS_OK;
+}
+
+/*
+ * Scheduled rotation of key store i (issue 14), created once with the store's long-lived entry
+ * and kept across reloads: its state (cursor, counters) and everything it borrows (the keystore,
+ * the relationship's stable copy, the store's name) live as long as the backends. A reload
+ * cannot change rotation settings (the key store fingerprint includes them).
+ */
+static ks_status use_rotation(struct ks_backends *b, const struct ks_config *cfg, size_t i,
+                              struct ks_error *err)
+{
+    const struct ks_key_store_config *kc = &cfg->key_stores[i];
+    struct store_entry *e = *store_find(b, kc->name);
+    struct rel_entry *r = *rel_find(b, cfg->kms_relationships[kc->kms_relationship_index].name);
+    struct ks_rotation_params p;
+
+    if (!kc->rotation.interval_seconds || !e || e->rotation)
+        return KS_OK;
+    if (!r)
+        return ks_error_set(err, KS_E_INTERNAL, "key store '%s': relationship not open", kc->name);
+    p.keystore = e->keystore;
+    p.rel = &r->stable;
+    p.key_store_name = e->name;
+    p.interval_seconds = kc->rotation.interval_seconds;
+    p.page_size = KS_ROTATION_PAGE_DEFAULT;
+    p.clock = b->clock;
+    return ks_rotation_create(&p, &e->rotation, err);
 }
 
 /* --- snapshots ---------------------------------------------------------------------------- */
@@ -437,6 +520,8 @@ ks_status ks_app_create(struct ks_backends *b, struct ks_config *cfg, struct ks_
         st = use_store(b, &cfg->key_stores[i], &app->keystores[i], err);
     for (i = 0; st == KS_OK && i < cfg->n_kms_relationships; i++)
         st = use_rel(app, i, err);
+    for (i = 0; st == KS_OK && i < cfg->n_key_stores; i++)
+        st = use_rotation(b, cfg, i, err);
     if (st != KS_OK) {
         /* Nothing changes: what this call opened is closed again, cfg stays the caller's. */
         drop_entries(stores_mark, rels_mark);

@@ -36,7 +36,15 @@ static const struct ks_route routes[] = {
     {"POST", "/v1/keystores/{ks}/branch-keys/{id}/mutation/apply", KS_ACCESS_ADMIN, 1, 0,
      ks_handle_mutation_apply},
     {"POST", "/v1/admin/reload", KS_ACCESS_ADMIN, 0, 0, ks_handle_admin_reload},
+    {"GET", "/v1/keystores/{ks}/branch-keys", KS_ACCESS_READER, 0, 0, ks_handle_keys_list},
+    {"GET", "/v1/keystores/{ks}/branch-keys/{id}/versions", KS_ACCESS_READER, 0, 0,
+     ks_handle_versions_list},
 };
+
+int ks_route_takes_paging(const struct ks_route *route)
+{
+    return route->handler == ks_handle_keys_list || route->handler == ks_handle_versions_list;
+}
 
 const struct ks_route *ks_router_routes(size_t *count)
 {

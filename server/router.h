@@ -24,6 +24,9 @@ struct ks_route {
     ks_handler_fn handler;
 };
 
+/* 1 when the route takes ?limit= and ?nextToken= (the list routes of issue 14). */
+int ks_route_takes_paging(const struct ks_route *route);
+
 /* The table and its length. */
 const struct ks_route *ks_router_routes(size_t *count);
 

@@ -32,6 +32,7 @@
 #include "server/auth.h"
 #include "server/connections.h"
 #include "server/readiness.h"
+#include "server/rotation.h"
 #include "server/router.h"
 
 #define REQUEST_ID_MAX 128
@@ -51,6 +52,7 @@ struct ks_server {
     struct ks_readiness *readiness; /* background dependency probes (server/readiness.h) */
     char **check_names;             /* "storage:<ks>", "kms:<rel>", owned, for readiness */
     size_t n_checks;
+    struct ks_rotation_scheduler *rotation; /* scheduled rotation (server/rotation.h) */
     atomic_long in_flight;
     atomic_int draining; /* set by ks_server_stop: new requests get 503 + Connection: close */
     uint16_t port;
@@ -208,7 +210,27 @@ struct query_check {
     const char *bad_key;
     const char *kms_relationship; /* raw, still percent-encoded */
     int repeated;
+    int allowed_paging;    /* ?limit= and ?nextToken= (issue 14) */
+    const char *paging[2]; /* raw limit, nextToken */
+    const char *repeated_paging;
 };
+
+/* ?limit= / ?nextToken= on the list routes: 1 when taken. */
+static int paging_arg(struct query_check *q, const char *key, const char *value)
+{
+    static const char *const names[2] = {"limit", "nextToken"};
+    int i;
+
+    for (i = 0; q->allowed_paging && i < 2; i++) {
+        if (strcmp(key, names[i]) != 0)
+            continue;
+        if (q->paging[i])
+            q->repeated_paging = names[i];
+        q->paging[i] = value ? value : "";
+        return 1;
+    }
+    return 0;
+}
 
 static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
                                   const char *value)
@@ -221,6 +243,8 @@ static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char
         q->kms_relationship = value ? value : "";
         return MHD_YES;
     }
+    if (paging_arg(q, key, value))
+        return MHD_YES;
     if (!q->bad_key)
         q->bad_key = key;
     return MHD_YES;
@@ -292,6 +316,8 @@ struct call {
     struct ks_response resp;
     struct ks_error err;
     char *rel_query;   /* ?kmsRelationship=, decoded (owned) */
+    char *limit_query; /* ?limit=, decoded (owned) */
+    char *token_query; /* ?nextToken=, decoded (owned) */
     const char *allow; /* Allow header of a 405 */
 };
 
@@ -337,16 +363,39 @@ static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_
     return KS_OK;
 }
 
+/* Decodes ?limit= and ?nextToken= into the request (the handler checks their values). */
+static ks_status read_paging(struct call *c, const struct query_check *q)
+{
+    if (q->paging[0]) {
+        c->limit_query = ks_percent_decode(q->paging[0], strlen(q->paging[0]), 1, NULL);
+        if (!c->limit_query)
+            return ks_error_set(&c->err, KS_E_INVALID, "limit: bad value");
+        c->req.limit_query = c->limit_query;
+    }
+    if (q->paging[1]) {
+        c->token_query = ks_percent_decode(q->paging[1], strlen(q->paging[1]), 1, NULL);
+        if (!c->token_query)
+            return ks_error_set(&c->err, KS_E_INVALID, "nextToken: bad value");
+        c->req.next_token_query = c->token_query;
+    }
+    return KS_OK;
+}
+
 static ks_status read_query(struct call *c, struct MHD_Connection *conn)
 {
     struct query_check q;
 
     memset(&q, 0, sizeof q);
     q.allowed_kms_relationship = c->match.route->takes_kms_relationship_query;
+    q.allowed_paging = ks_route_takes_paging(c->match.route);
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
     if (q.bad_key)
         return ks_error_set(&c->err, KS_E_INVALID, "query parameter '%.64s' is not supported",
                             q.bad_key);
+    if (q.repeated_paging)
+        return ks_error_set(&c->err, KS_E_INVALID, "%s: given more than once", q.repeated_paging);
+    if (read_paging(c, &q) != KS_OK)
+        return c->err.code;
     if (q.repeated)
         return ks_error_set(&c->err, KS_E_INVALID, "kmsRelationship: given more than once");
     if (!q.kms_relationship)
@@ -383,6 +432,8 @@ static void call_free(struct call *c)
     ks_secret_free_string(c->resp.body);
     json_object_put(c->req.body);
     free(c->rel_query);
+    free(c->limit_query);
+    free(c->token_query);
     ks_router_match_free(&c->match);
 }
 
@@ -825,10 +876,35 @@ static ks_status start_readiness(struct ks_server *srv, struct ks_error *err)
     return st;
 }
 
+/* The scheduled-rotation thread for the key stores with `rotation:` (issue 14). */
+static ks_status start_rotation(struct ks_server *srv, struct ks_error *err)
+{
+    const struct ks_config *cfg = ks_app_config(srv->app);
+    struct ks_rotation_task *tasks = calloc(cfg->n_key_stores + 1, sizeof *tasks);
+    size_t i, n = 0;
+    ks_status st;
+
+    if (!tasks)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    for (i = 0; i < cfg->n_key_stores; i++) {
+        if (!ks_app_rotation(srv->app, i))
+            continue;
+        tasks[n].rotation = ks_app_rotation(srv->app, i);
+        /* the rotation's own name: it outlives this snapshot (server/app.c use_rotation) */
+        tasks[n].key_store_name = ks_rotation_name(tasks[n].rotation);
+        tasks[n].check_interval_seconds = cfg->key_stores[i].rotation.check_interval_seconds;
+        n++;
+    }
+    st = ks_rotation_scheduler_start(tasks, n, srv->log, &srv->rotation, err);
+    free(tasks);
+    return st;
+}
+
 /* Frees what start_readiness and ks_connections_create made (after the daemon stopped). */
 static void free_background(struct ks_server *srv)
 {
     size_t i;
+    ks_rotation_scheduler_stop(srv->rotation);
     ks_readiness_stop(srv->readiness);
     ks_connections_destroy(srv->conns);
     for (i = 0; srv->check_names && i < srv->n_checks; i++)
@@ -846,7 +922,9 @@ static ks_status start_background(struct ks_server *srv, struct ks_error *err)
                                         sc->connection_timeout_seconds * 1000u, HEADER_SWEEP_MS,
                                         srv->log};
     ks_status st = ks_connections_create(&co, &srv->conns, err);
-    return st == KS_OK ? start_readiness(srv, err) : st;
+    if (st == KS_OK)
+        st = start_readiness(srv, err);
+    return st == KS_OK ? start_rotation(srv, err) : st;
 }
 
 ks_status ks_server_start(struct ks_backends *backends, struct ks_app *app, struct ks_log *log,

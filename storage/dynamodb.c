@@ -1264,6 +1264,115 @@ static ks_status ddb_query_for_versions(struct ks_storage *s, const char *branch
     return st;
 }
 
+/*
+ * ListActive's Scan: FilterExpression "#t = :active", ConsistentRead, Limit `limit` (DynamoDB
+ * counts it before the filter: a page evaluates `limit` items of any type and returns the
+ * ACTIVE ones among them), ExclusiveStartKey the start key.
+ */
+static struct json_object *scan_request(const struct ddb_storage *d, const char *start_id,
+                                        const char *start_type, size_t limit)
+{
+    struct json_object *req = request_for_table(d), *names = json_object_new_object();
+    struct json_object *values = json_object_new_object();
+    int rc = req && names && values ? 0 : -1;
+
+    if (rc == 0) {
+        rc |= add(names, "#t", json_object_new_string(KS_ATTR_TYPE));
+        rc |= add(values, ":active", new_s(KS_TYPE_ACTIVE));
+        rc |= add(req, "FilterExpression", json_object_new_string("#t = :active"));
+        rc |= add(req, "ExpressionAttributeNames", names);
+        rc |= add(req, "ExpressionAttributeValues", values);
+        names = values = NULL;
+        rc |= add(req, "ConsistentRead", json_object_new_boolean(1));
+        rc |= add(req, "Limit", json_object_new_int64((int64_t)limit));
+        if (start_id)
+            rc |= add(req, "ExclusiveStartKey", key_json(start_id, start_type));
+    }
+    json_object_put(names);
+    json_object_put(values);
+    if (rc != 0) {
+        json_object_put(req);
+        return NULL;
+    }
+    return req;
+}
+
+/* The S value of attribute name of a key map, or NULL. */
+static const char *key_s(struct json_object *key, const char *name)
+{
+    struct json_object *attr, *s;
+
+    if (!key || !json_object_object_get_ex(key, name, &attr) ||
+        !json_object_object_get_ex(attr, "S", &s) || !json_object_is_type(s, json_type_string))
+        return NULL;
+    return json_object_get_string(s);
+}
+
+/* Items of a Scan response into page; next_* from LastEvaluatedKey. */
+static ks_status scan_parse(struct json_object *resp, struct ks_active_page *page,
+                            struct ks_error *err)
+{
+    struct json_object *items = NULL, *lek = NULL;
+    struct ks_error inner;
+    ks_status st = KS_OK;
+    size_t n, i;
+
+    if (!json_object_object_get_ex(resp, "Items", &items) ||
+        !json_object_is_type(items, json_type_array))
+        return ks_error_set(err, KS_E_STORAGE, "DynamoDB Scan: response has no Items");
+    n = json_object_array_length(items);
+    page->items = calloc(n ? n : 1, sizeof *page->items);
+    if (!page->items)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    for (i = 0; st == KS_OK && i < n; i++) {
+        const char *type;
+        ks_error_clear(&inner);
+        st = ks_item_from_json(json_object_array_get_idx(items, i), &page->items[i], &inner);
+        if (st != KS_OK)
+            return ks_error_set(err, st, "stored item is not valid: %s", inner.message);
+        page->count = i + 1;
+        type = ks_item_get_s(&page->items[i], KS_ATTR_TYPE);
+        if (!ks_item_get_s(&page->items[i], KS_ATTR_BRANCH_KEY_ID) || !type ||
+            strcmp(type, KS_TYPE_ACTIVE) != 0)
+            st = ks_error_set(err, KS_E_CORRUPT,
+                              "DynamoDB Scan returned an item that is not ACTIVE");
+    }
+    if (st != KS_OK || !json_object_object_get_ex(resp, "LastEvaluatedKey", &lek))
+        return st;
+    if (!key_s(lek, KS_ATTR_BRANCH_KEY_ID) || !key_s(lek, KS_ATTR_TYPE))
+        return ks_error_set(err, KS_E_STORAGE, "DynamoDB Scan: LastEvaluatedKey is not a key");
+    page->next_id = strdup(key_s(lek, KS_ATTR_BRANCH_KEY_ID));
+    page->next_type = strdup(key_s(lek, KS_ATTR_TYPE));
+    if (!page->next_id || !page->next_type)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    return KS_OK;
+}
+
+static ks_status ddb_list_active(struct ks_storage *s, const char *start_id, const char *start_type,
+                                 size_t limit, struct ks_active_page *out, struct ks_error *err)
+{
+    struct ddb_storage *d = from_base(s);
+    struct json_object *req, *resp = NULL;
+    struct ks_aws_error aws_err;
+    ks_status st;
+
+    ks_active_page_init(out);
+    st = ks_storage_check_list(start_id, start_type, limit, err);
+    if (st != KS_OK)
+        return st;
+    req = scan_request(d, start_id, start_type, limit);
+    if (!req)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    st = call(d, "Scan", req, &resp, &aws_err, err);
+    json_object_put(req);
+    if (st == KS_OK)
+        st = scan_parse(resp, out, err);
+    json_object_put(resp);
+    if (st != KS_OK)
+        ks_active_page_free(out);
+    return st;
+}
+
 static void ddb_destroy(struct ks_storage *s)
 {
     struct ddb_storage *d = from_base(s);
@@ -1299,6 +1408,7 @@ static const struct ks_storage_ops ddb_ops = {
     .get_mutation = ddb_get_mutation,
     .delete_mutation = ddb_delete_mutation,
     .write_mutation_index = ddb_write_mutation_index,
+    .list_active = ddb_list_active,
 };
 
 /* A plain table name: 3..255 of [a-zA-Z0-9_.-] (aws-apis.md section 3 CreateTable). */

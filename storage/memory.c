@@ -492,6 +492,68 @@ static ks_status memory_query_for_versions(struct ks_storage *s, const char *bra
     return KS_OK;
 }
 
+/* Ascending bytewise order of `branch-key-id` (the SQLite backend's storage order). */
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(ks_item_get_s(a, KS_ATTR_BRANCH_KEY_ID), ks_item_get_s(b, KS_ATTR_BRANCH_KEY_ID));
+}
+
+/* Copies the ACTIVE items after start_id (NULL: all) into a sorted array. Lock held. */
+static int collect_active(struct memory_storage *m, const char *start_id, struct ks_item **out,
+                          size_t *n)
+{
+    size_t i;
+
+    *n = 0;
+    *out = calloc(m->count ? m->count : 1, sizeof **out);
+    if (!*out)
+        return -1;
+    for (i = 0; i < m->count; i++) {
+        const char *id = ks_item_get_s(&m->items[i], KS_ATTR_BRANCH_KEY_ID);
+        if (strcmp(ks_item_get_s(&m->items[i], KS_ATTR_TYPE), KS_TYPE_ACTIVE) != 0 ||
+            (start_id && strcmp(id, start_id) <= 0))
+            continue;
+        ks_item_init(&(*out)[*n]);
+        if (ks_item_copy(&(*out)[*n], &m->items[i]) != 0)
+            return -1;
+        (*n)++;
+    }
+    qsort(*out, *n, sizeof **out, by_id);
+    return 0;
+}
+
+static ks_status memory_list_active(struct ks_storage *s, const char *start_id,
+                                    const char *start_type, size_t limit,
+                                    struct ks_active_page *out, struct ks_error *err)
+{
+    struct memory_storage *m = from_base(s);
+    struct ks_item *all = NULL;
+    size_t n = 0, i;
+    int rc;
+
+    ks_active_page_init(out);
+    ks_status st = ks_storage_check_list(start_id, start_type, limit, err);
+    if (st != KS_OK)
+        return st;
+    pthread_mutex_lock(&m->lock);
+    rc = collect_active(m, start_id, &all, &n);
+    pthread_mutex_unlock(&m->lock);
+    out->items = all;
+    out->count = n < limit ? n : limit;
+    for (i = limit; i < n; i++)
+        ks_item_free(&all[i]);
+    if (rc == 0 && n > limit) {
+        out->next_id = strdup(ks_item_get_s(&all[limit - 1], KS_ATTR_BRANCH_KEY_ID));
+        out->next_type = strdup(KS_TYPE_ACTIVE);
+        rc = out->next_id && out->next_type ? 0 : -1;
+    }
+    if (rc != 0) {
+        ks_active_page_free(out);
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    return KS_OK;
+}
+
 static void memory_destroy(struct ks_storage *s)
 {
     struct memory_storage *m = from_base(s);
@@ -525,6 +587,7 @@ static const struct ks_storage_ops memory_ops = {
     .get_mutation = memory_get_mutation,
     .delete_mutation = memory_delete_mutation,
     .write_mutation_index = memory_write_mutation_index,
+    .list_active = memory_list_active,
 };
 
 ks_status ks_storage_memory_create(struct ks_storage **out, struct ks_error *err)

@@ -33,7 +33,8 @@
 
 #define POOL_MAX 8
 #define BUSY_TIMEOUT_MS 5000
-#define SCHEMA_VERSION 1
+/* 1: the items table; 2: + items_by_type, the index ListActive reads (issue 14). */
+#define SCHEMA_VERSION 2
 /* An item is a flat map of scalar AttributeValues: depth 2. Anything deeper is not ours. */
 #define JSON_MAX_DEPTH 8
 
@@ -44,6 +45,10 @@ static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS items("
                                  " PRIMARY KEY(branch_key_id, type)"
                                  ") WITHOUT ROWID";
 
+/* Schema version 2: listing keys reads only the ACTIVE rows, in branch key id order. */
+static const char index_sql[] =
+    "CREATE INDEX IF NOT EXISTS items_by_type ON items(type, branch_key_id)";
+
 /* One connection and its prepared statements; used by one thread at a time. */
 struct conn {
     sqlite3 *db;
@@ -53,6 +58,7 @@ struct conn {
     sqlite3_stmt *update; /* UPDATE item = ?3 WHERE key = (?1, ?2) */
     sqlite3_stmt *del;    /* DELETE ... WHERE key = (?1, ?2) */
     sqlite3_stmt *range;  /* versions of ?1 with ?2 < type < ?3, ascending, LIMIT ?4 */
+    sqlite3_stmt *list;   /* ACTIVE rows with branch_key_id > ?1, ascending, LIMIT ?2 */
     struct conn *next;    /* in the idle list */
 };
 
@@ -97,6 +103,7 @@ static void conn_close(struct conn *c)
     sqlite3_finalize(c->update);
     sqlite3_finalize(c->del);
     sqlite3_finalize(c->range);
+    sqlite3_finalize(c->list);
     sqlite3_close(c->db);
     free(c);
 }
@@ -127,9 +134,32 @@ static int query_int(sqlite3 *db, const char *sql, int *value)
 }
 
 /*
- * Makes sure the items table exists at SCHEMA_VERSION (PRAGMA user_version). Idempotent and
- * safe against another process doing the same: the creation runs in a BEGIN IMMEDIATE
- * transaction that re-reads the version.
+ * One migration step inside the caller's transaction: from `version` to the next one. 0 -> 2
+ * creates everything at once; 1 -> 2 adds the index (a database made by the first release).
+ */
+static int migrate_step(sqlite3 *db, int *version)
+{
+    char sql[64];
+    int rc = SQLITE_OK;
+
+    if (*version == 0)
+        rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, index_sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
+    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        *version = SCHEMA_VERSION;
+    return rc;
+}
+
+/*
+ * Makes sure the items table exists at SCHEMA_VERSION (PRAGMA user_version), migrating an older
+ * database at start. Idempotent and safe against another process doing the same: the migration
+ * runs in a BEGIN IMMEDIATE transaction that re-reads the version. A NEWER version is refused:
+ * this release does not know what it changed.
  */
 static ks_status ensure_schema(sqlite3 *db, struct ks_error *err)
 {
@@ -139,22 +169,16 @@ static ks_status ensure_schema(sqlite3 *db, struct ks_error *err)
     rc = query_int(db, "PRAGMA user_version", &version);
     if (rc != SQLITE_OK)
         return db_error(db, rc, "reading the schema version", err);
-    if (version == 0) {
+    if (version >= 0 && version < SCHEMA_VERSION) {
         rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         if (rc == SQLITE_OK)
             rc = query_int(db, "PRAGMA user_version", &version);
-        if (rc == SQLITE_OK && version == 0)
-            rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL);
-        if (rc == SQLITE_OK && version == 0) {
-            char sql[64];
-            snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
-            rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-            version = SCHEMA_VERSION;
-        }
+        if (rc == SQLITE_OK && version >= 0 && version < SCHEMA_VERSION)
+            rc = migrate_step(db, &version);
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
-            ks_status st = db_error(db, rc, "creating the schema", err);
+            ks_status st = db_error(db, rc, "migrating the schema", err);
             if (!sqlite3_get_autocommit(db))
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             return st;
@@ -253,6 +277,11 @@ static ks_status conn_open(const char *path, struct conn **out, struct ks_error 
                      "SELECT item FROM items WHERE branch_key_id = ?1 AND type > ?2 AND type < ?3"
                      " ORDER BY type LIMIT ?4",
                      &c->range);
+    if (rc == SQLITE_OK)
+        rc = prepare(c->db,
+                     "SELECT item FROM items INDEXED BY items_by_type WHERE type = '" KS_TYPE_ACTIVE
+                     "' AND branch_key_id > ?1 ORDER BY branch_key_id LIMIT ?2",
+                     &c->list);
     if (rc != SQLITE_OK) {
         st = db_error(c->db, rc, "preparing statements", err);
         conn_close(c);
@@ -952,6 +981,66 @@ static ks_status sqlite_query_for_versions(struct ks_storage *s, const char *bra
     return st;
 }
 
+/* Rows of the list statement into page (at most `limit` + 1 read). */
+static ks_status list_rows(struct conn *c, size_t cap, struct ks_active_page *page,
+                           struct ks_error *err)
+{
+    ks_status st = KS_OK;
+    int rc = SQLITE_DONE;
+
+    page->items = calloc(cap, sizeof *page->items);
+    if (!page->items)
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    while (st == KS_OK && page->count < cap && (rc = sqlite3_step(c->list)) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(c->list, 0);
+        struct ks_item *item = &page->items[page->count];
+        st = text ? parse_item(text, (size_t)sqlite3_column_bytes(c->list, 0), item, err)
+                  : ks_error_set(err, KS_E_CORRUPT, "stored item is not valid: empty");
+        if (st != KS_OK)
+            break;
+        page->count++;
+        if (!ks_item_get_s(item, KS_ATTR_BRANCH_KEY_ID) || !ks_item_get_s(item, KS_ATTR_TYPE) ||
+            strcmp(ks_item_get_s(item, KS_ATTR_TYPE), KS_TYPE_ACTIVE) != 0)
+            st = ks_error_set(err, KS_E_CORRUPT, "stored ACTIVE item has a bad key");
+    }
+    if (st == KS_OK && page->count < cap && rc != SQLITE_DONE)
+        st = db_error(c->db, rc, "listing keys", err);
+    return st;
+}
+
+static ks_status sqlite_list_active(struct ks_storage *s, const char *start_id,
+                                    const char *start_type, size_t limit,
+                                    struct ks_active_page *out, struct ks_error *err)
+{
+    struct sqlite_storage *q = from_base(s);
+    struct conn *c;
+    ks_status st;
+    int rc;
+
+    ks_active_page_init(out);
+    if ((st = ks_storage_check_list(start_id, start_type, limit, err)) != KS_OK ||
+        (st = acquire(q, &c, err)) != KS_OK)
+        return st;
+    /* Any start type resumes after that key's ACTIVE: only ACTIVE rows are read. */
+    rc = sqlite3_bind_text(c->list, 1, start_id ? start_id : "", -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(c->list, 2, (sqlite3_int64)limit + 1);
+    st = rc == SQLITE_OK ? list_rows(c, limit + 1, out, err)
+                         : db_error(c->db, rc, "listing keys", err);
+    stmt_done(c->list);
+    release(q, c);
+    if (st == KS_OK && out->count > limit) {
+        ks_item_free(&out->items[--out->count]);
+        out->next_id = strdup(ks_item_get_s(&out->items[limit - 1], KS_ATTR_BRANCH_KEY_ID));
+        out->next_type = strdup(KS_TYPE_ACTIVE);
+        if (!out->next_id || !out->next_type)
+            st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    if (st != KS_OK)
+        ks_active_page_free(out);
+    return st;
+}
+
 static void sqlite_destroy(struct ks_storage *s)
 {
     struct sqlite_storage *q = from_base(s);
@@ -990,6 +1079,7 @@ static const struct ks_storage_ops sqlite_ops = {
     .get_mutation = sqlite_get_mutation,
     .delete_mutation = sqlite_delete_mutation,
     .write_mutation_index = sqlite_write_mutation_index,
+    .list_active = sqlite_list_active,
 };
 
 /*

@@ -180,3 +180,35 @@ void ks_version_page_free(struct ks_version_page *page)
     free(page->next);
     ks_version_page_init(page);
 }
+
+void ks_active_page_init(struct ks_active_page *page)
+{
+    page->items = NULL;
+    page->count = 0;
+    page->next_id = NULL;
+    page->next_type = NULL;
+}
+
+void ks_active_page_free(struct ks_active_page *page)
+{
+    size_t i;
+
+    if (!page)
+        return;
+    for (i = 0; i < page->count; i++)
+        ks_item_free(&page->items[i]);
+    free(page->items);
+    free(page->next_id);
+    free(page->next_type);
+    ks_active_page_init(page);
+}
+
+ks_status ks_storage_check_list(const char *start_id, const char *start_type, size_t limit,
+                                struct ks_error *err)
+{
+    if (limit < 1 || limit > KS_STORAGE_MAX_LIST)
+        return ks_error_set(err, KS_E_INVALID, "list limit must be 1..%d", KS_STORAGE_MAX_LIST);
+    if ((start_id == NULL) != (start_type == NULL) || (start_id && (!*start_id || !*start_type)))
+        return ks_error_set(err, KS_E_INVALID, "list start key must have an id and a type");
+    return KS_OK;
+}

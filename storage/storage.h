@@ -17,7 +17,8 @@
 #include "common/status.h"
 #include "storage/item.h"
 
-#define KS_STORAGE_OPS_VERSION 3 /* 2: has_items; 3: the eight mutation operations */
+/* 2: has_items; 3: the eight mutation operations; 4: list_active */
+#define KS_STORAGE_OPS_VERSION 4
 
 struct ks_storage;
 
@@ -76,6 +77,25 @@ void ks_mutation_init_items_init(struct ks_mutation_init_items *items);
 void ks_mutation_init_items_free(struct ks_mutation_init_items *items);
 void ks_version_page_init(struct ks_version_page *page);
 void ks_version_page_free(struct ks_version_page *page);
+
+/* One page of ListActive (version 4). */
+struct ks_active_page {
+    struct ks_item *items; /* count `branch:ACTIVE` items */
+    size_t count;
+    /* The exclusive start of the next page: the key (branch-key-id, type) of the last item the
+     * backend READ (for DynamoDB possibly not an ACTIVE one). Both NULL: no more items. */
+    char *next_id;
+    char *next_type;
+};
+
+/* ListActive's largest limit (one DynamoDB Scan page; the REST API's largest limit). */
+#define KS_STORAGE_MAX_LIST 1000
+
+void ks_active_page_init(struct ks_active_page *page);
+void ks_active_page_free(struct ks_active_page *page);
+/* ListActive's argument checks (KS_E_INVALID), shared by the backends. */
+ks_status ks_storage_check_list(const char *start_id, const char *start_type, size_t limit,
+                                struct ks_error *err);
 
 struct ks_storage_ops {
     int version; /* KS_STORAGE_OPS_VERSION when this table was written */
@@ -242,6 +262,22 @@ struct ks_storage_ops {
     ks_status (*write_mutation_index)(struct ks_storage *s,
                                       const struct ks_mutation_commitment *commitment,
                                       const struct ks_mutation_index *index, struct ks_error *err);
+
+    /* --- Appended in version 4: inventory (docs/reference/branch-key-store.md section 10) ---
+     *
+     * ListActive: the `branch:ACTIVE` items after the key (start_id, start_type) (exclusive; both
+     * NULL = from the beginning), in the backend's storage order: ascending branch-key-id for
+     * SQLite and memory, DynamoDB's Scan order (by partition-key hash) for DynamoDB. A page
+     * READS at most `limit` (1..KS_STORAGE_MAX_LIST) items: SQLite and memory read only ACTIVE
+     * items (SQLite through the (type, branch_key_id) index), so a page holds `limit` of them
+     * unless it is the last; DynamoDB's Scan counts its Limit before its FilterExpression
+     * (`type = branch:ACTIVE`), so a page may hold fewer, or none, with next_id set. Callers
+     * follow next_* until both are NULL. Strongly consistent per page (ConsistentRead). An
+     * ACTIVE item whose branch-key-id is not S is KS_E_CORRUPT. out is initialized by the call
+     * (ks_active_page_free). The versions of a key are listed with query_for_versions.
+     */
+    ks_status (*list_active)(struct ks_storage *s, const char *start_id, const char *start_type,
+                             size_t limit, struct ks_active_page *out, struct ks_error *err);
 };
 
 /* Every backend's struct starts with this. */

@@ -14,7 +14,8 @@
 //    the cases as variables), then the VersionKey race on the same server, stops it with
 //    SIGTERM (exit 0 expected) and checks its access log.
 // 2. Programmatic suites, each on its own server(s): tamper, keyring, mutations (mutations.mjs:
-//    every error row, concurrency, SIGKILL crash safety), graceful shutdown; sqlite only:
+//    every error row, concurrency, SIGKILL crash safety), inventory and scheduled rotation with
+//    two instances on one store (inventory.mjs), graceful shutdown; sqlite only:
 //    key file, --check-config, embedded default, shared cache, the log (log.mjs),
 //    readiness and connection limits (limits.mjs), the README walkthrough, keystorectl
 //    (cli.mjs, build/keystorectl next to KEYSTORED); dynamodb only: two
@@ -47,6 +48,7 @@ import { runLimits, waitReadyz } from './limits.mjs';
 import { runCli, runCliScripted } from './cli.mjs';
 import { runKeyring } from './keyring.mjs';
 import { runMutationCrash, runMutations } from './mutations.mjs';
+import { runInventory, runScheduledRotation } from './inventory.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -187,6 +189,10 @@ async function backendSuite(backend) {
     await guarded('mutations', () => runMutations(h, backend));
     h.section(`[${backend.name}] mutations: crash safety (SIGKILL during a paged mutation)`);
     await guarded('mutation crash', () => runMutationCrash(h, backend));
+    h.section(`[${backend.name}] inventory: list keys and versions`);
+    await guarded('inventory', () => runInventory(h, backend));
+    h.section(`[${backend.name}] scheduled rotation: two instances on one store`);
+    await guarded('scheduled rotation', () => runScheduledRotation(h, backend));
     h.section(`[${backend.name}] graceful shutdown`);
     await guarded('shutdown', () => runShutdown(h, backend));
     if (backend.name === 'sqlite') {

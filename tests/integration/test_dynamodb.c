@@ -1965,3 +1965,115 @@ Test(dynamodb_scripted, mutation_write_request_and_reasons)
     ks_mutation_index_free(&x);
     ks_mutation_index_free(&nx);
 }
+
+/* --- ListActive (issue 14; docs/reference/branch-key-store.md section 10) ------------------ */
+
+/* Follows every page at `limit`; every key once, counting the empty and short pages. */
+static void list_all(struct fixture *f, size_t limit, int n_keys, int *pages, int *empty)
+{
+    char *id = NULL, *type = NULL;
+    int seen[16] = {0}, total = 0, i;
+    struct ks_error err;
+
+    *pages = *empty = 0;
+    do {
+        struct ks_active_page page;
+        size_t j;
+        cr_assert_eq(f->s->ops->list_active(f->s, id, type, limit, &page, &err), KS_OK, "%s",
+                     err.message);
+        free(id);
+        free(type);
+        id = page.next_id;
+        type = page.next_type;
+        page.next_id = page.next_type = NULL;
+        cr_assert_leq(page.count, limit, "a page holds at most limit items");
+        (*pages)++;
+        *empty += page.count == 0;
+        for (j = 0; j < page.count; j++) {
+            const char *bk = ks_item_get_s(&page.items[j], KS_ATTR_BRANCH_KEY_ID);
+            cr_assert_str_eq(ks_item_get_s(&page.items[j], KS_ATTR_TYPE), KS_TYPE_ACTIVE);
+            cr_assert(strncmp(bk, "list-", 5) == 0, "%s", bk);
+            i = (int)strtol(bk + 5, NULL, 10);
+            cr_assert(i >= 0 && i < n_keys);
+            seen[i]++;
+            total++;
+        }
+        ks_active_page_free(&page);
+        cr_assert_lt(*pages, 1000);
+    } while (id);
+    cr_assert_null(type);
+    cr_assert_eq(total, n_keys, "limit %zu", limit);
+    for (i = 0; i < n_keys; i++)
+        cr_assert_eq(seen[i], 1, "key %d seen %d times at limit %zu", i, seen[i], limit);
+}
+
+Test(dynamodb, list_active_every_key_once_short_and_empty_pages)
+{
+    static const size_t limits[] = {1, 2, 3, 5, 100};
+    struct fixture f;
+    int i, pages, empty;
+    size_t l;
+
+    fx_open(&f);
+    create_store(&f);
+    /* 12 keys with 1..3 versions: 12 ACTIVE items among 12 * 2 + 24 = 48 items. */
+    for (i = 0; i < 12; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "list-%d", i);
+        m_setup_key(f.s, id, (size_t)(i % 3) + 1);
+    }
+    for (l = 0; l < sizeof limits / sizeof limits[0]; l++) {
+        list_all(&f, limits[l], 12, &pages, &empty);
+        if (limits[l] == 1)
+            cr_expect_gt(empty, 0, "limit 1: the filter leaves empty pages (%d pages)", pages);
+        if (limits[l] <= 3)
+            cr_expect_gt(pages, (int)((12 + limits[l] - 1) / limits[l]),
+                         "limit %zu: short pages expected", limits[l]);
+    }
+    fx_close(&f);
+}
+
+Test(dynamodb_scripted, list_active_request_and_tokens)
+{
+    static const struct fake_answer script[] = {
+        {200, "{\"Items\":[{\"branch-key-id\":{\"S\":\"a\"},\"type\":{\"S\":\"branch:ACTIVE\"}}],"
+              "\"LastEvaluatedKey\":{\"branch-key-id\":{\"S\":\"a\"},"
+              "\"type\":{\"S\":\"branch:version:x\"}}}"},
+        {200, "{\"Items\":[],\"Count\":0,\"ScannedCount\":2}"},
+        {200, "{\"Items\":[{\"branch-key-id\":{\"S\":\"b\"},\"type\":{\"S\":\"beacon:ACTIVE\"}}]}"},
+    };
+    struct ks_active_page page;
+    struct fixture f;
+    struct fake fk;
+    struct ks_error err;
+
+    fx_open_fake(&f, &fk, script, 3);
+    cr_assert_eq(f.s->ops->list_active(f.s, NULL, NULL, 2, &page, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(page.count, 1);
+    /* The next page starts after the last item EVALUATED, here a version item. */
+    cr_assert_str_eq(page.next_id, "a");
+    cr_assert_str_eq(page.next_type, "branch:version:x");
+    ks_active_page_free(&page);
+    cr_assert_eq(f.s->ops->list_active(f.s, "a", "branch:version:x", 2, &page, &err), KS_OK);
+    cr_assert_eq(page.count, 0);
+    cr_assert_null(page.next_id, "no LastEvaluatedKey: the end");
+    ks_active_page_free(&page);
+    /* The filter is DynamoDB's: an answer with another type is damage. */
+    cr_assert_eq(f.s->ops->list_active(f.s, NULL, NULL, 2, &page, &err), KS_E_CORRUPT);
+    cr_assert_eq(f.s->ops->list_active(f.s, NULL, NULL, 0, &page, &err), KS_E_INVALID);
+    fx_close(&f);
+    fake_stop(&fk);
+    cr_assert_eq(fk.requests, 3, "an invalid limit sends nothing");
+    cr_assert_str_eq(fk.targets[0], "DynamoDB_20120810.Scan");
+    cr_assert_not_null(strstr(fk.bodies[0], "\"FilterExpression\":\"#t = :active\""), "%s",
+                       fk.bodies[0]);
+    cr_assert_not_null(strstr(fk.bodies[0], "\"#t\":\"type\""));
+    cr_assert_not_null(strstr(fk.bodies[0], "\":active\":{\"S\":\"branch:ACTIVE\"}"));
+    cr_assert_not_null(strstr(fk.bodies[0], "\"ConsistentRead\":true"));
+    cr_assert_not_null(strstr(fk.bodies[0], "\"Limit\":2"));
+    cr_assert_null(strstr(fk.bodies[0], "ExclusiveStartKey"));
+    cr_assert_not_null(strstr(fk.bodies[1], "\"ExclusiveStartKey\":{\"branch-key-id\":{\"S\":"
+                                            "\"a\"},\"type\":{\"S\":\"branch:version:x\"}}"),
+                       "%s", fk.bodies[1]);
+    fake_free(&fk);
+}

@@ -1665,3 +1665,61 @@ Test(config, cache_max_entries_per_partition)
     expect_one_error("cache: {max_entries_per_partition: 2147483648}\n" MINIMAL,
                      "cache.max_entries_per_partition");
 }
+
+/* --- rotation: (issue 14) ---------------------------------------------------------------- */
+
+#define KS_WITH_ROTATION(rel, r)                                                                   \
+    "key_stores:\n"                                                                                \
+    "  - name: default\n"                                                                          \
+    "    logical_key_store_name: default\n"                                                        \
+    "    kms_relationship: " rel "\n"                                                              \
+    "    storage: {type: sqlite, path: /tmp/db}\n"                                                 \
+    "    rotation: " r "\n"
+
+Test(config, rotation_defaults_and_keys)
+{
+    struct ks_config *cfg = load_ok(MINIMAL);
+    cr_assert_eq(cfg->key_stores[0].rotation.interval_seconds, 0);
+    ks_config_free(cfg);
+    cfg = load_ok(REL_LOCAL KS_WITH_ROTATION(
+        "local", "{interval_seconds: 31536000, check_interval_seconds: 60}") TENANT_APP1);
+    cr_assert_eq(cfg->key_stores[0].rotation.interval_seconds, 31536000);
+    cr_assert_eq(cfg->key_stores[0].rotation.check_interval_seconds, 60);
+    ks_config_free(cfg);
+    /* check_interval_seconds defaults to 3600, capped at the interval. */
+    cfg = load_ok(REL_LOCAL KS_WITH_ROTATION("local", "{interval_seconds: 86400}") TENANT_APP1);
+    cr_assert_eq(cfg->key_stores[0].rotation.check_interval_seconds, 3600);
+    ks_config_free(cfg);
+    cfg = load_ok(REL_LOCAL KS_WITH_ROTATION("local", "{interval_seconds: 10}") TENANT_APP1);
+    cr_assert_eq(cfg->key_stores[0].rotation.interval_seconds, 10);
+    cr_assert_eq(cfg->key_stores[0].rotation.check_interval_seconds, 10);
+    ks_config_free(cfg);
+    /* A strict aws relationship can version. */
+    cfg = load_ok(REL_AWS("{kms_key_arn: \"" AWS_ARN "\"}", "")
+                      KS_WITH_ROTATION("prod", "{interval_seconds: 100}") TENANT_PROD);
+    cr_assert_eq(cfg->key_stores[0].rotation.interval_seconds, 100);
+    ks_config_free(cfg);
+}
+
+Test(config, rotation_errors)
+{
+    expect_one_error(REL_LOCAL KS_WITH_ROTATION("local", "{interval_seconds: 9}") TENANT_APP1,
+                     "key_stores[0].rotation.interval_seconds is \"9\", out of range; expected an "
+                     "integer in 10..");
+    expect_one_error(REL_LOCAL KS_WITH_ROTATION("local", "{check_interval_seconds: 5}") TENANT_APP1,
+                     "key_stores[0].rotation: missing required key \"interval_seconds\"");
+    expect_one_error(REL_LOCAL KS_WITH_ROTATION(
+                         "local", "{interval_seconds: 60, check_interval_seconds: 0}") TENANT_APP1,
+                     "key_stores[0].rotation.check_interval_seconds is \"0\", out of range");
+    expect_one_error(REL_LOCAL KS_WITH_ROTATION("local", "{interval_seconds: 60, every: 1}")
+                         TENANT_APP1,
+                     "key_stores[0].rotation: unknown key \"every\"");
+    /* Refused at start: these relationships cannot version keys. */
+    expect_one_error(REL_AWS("{discovery: {}}", "")
+                         KS_WITH_ROTATION("prod", "{interval_seconds: 60}") TENANT_PROD,
+                     "key_stores[0].rotation needs a KMS relationship that can version keys, but "
+                     "kms_relationship \"prod\" is discovery");
+    expect_one_error(REL_AWS("{mr_discovery: {region: us-west-2}}", "")
+                         KS_WITH_ROTATION("prod", "{interval_seconds: 60}") TENANT_PROD,
+                     "kms_relationship \"prod\" is mr_discovery");
+}

@@ -736,6 +736,7 @@ Test(keyring_store, fresh_salt_iv_and_given_data_key, .init = setup, .fini = tea
     /* Same key, same data key: the salt and IV (first 28 bytes) differ, so does all the rest. */
     cr_expect_neq(memcmp(a.ciphertext, b.ciphertext, 16), 0);
     cr_expect_neq(memcmp(a.ciphertext + 16, b.ciphertext + 16, 12), 0);
+    ks_keyring_wrap_result_free(&b); /* b is reused by the failing calls below */
     cr_expect_eq(ks_keyring_wrap(&F.src, F.id, &ec, ks_keyring_suite_default(), dk, 24, &b, &err),
                  KS_E_INVALID);
     cr_expect(strstr(err.message, "dataKey") != NULL, "%s", err.message);

@@ -792,7 +792,7 @@ Test(storage_sqlite, schema_wal_and_version)
 
     fx_open(&f, SQLITE);
     db = raw_open(f.path);
-    cr_assert_eq(raw_int(db, "PRAGMA user_version"), 1);
+    cr_assert_eq(raw_int(db, "PRAGMA user_version"), 2);
     cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
     cr_assert_str_eq((const char *)sqlite3_column_text(stmt, 0), "wal");
