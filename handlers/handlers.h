@@ -4,9 +4,10 @@
  * versions.c (POST .../branch-keys/{id}/versions, GET .../versions/{v}), active.c (GET
  * .../active), beacon.c (GET .../beacon), system.c (GET /healthz, /readyz, /v1/openapi.yaml),
  * metrics.c (GET /metrics, Prometheus text), keyring.c (POST .../keyring/wrap, unwrap,
- * unwrap-batch), mutations.c (POST/GET/DELETE .../mutation, POST .../mutation/apply). A handler
- * turns the parsed request into a validated
- * keystore call and its result into JSON; no crypto and no storage calls here. common.c also
+ * unwrap-batch), mutations.c (POST/GET/DELETE .../mutation, POST .../mutation/apply),
+ * inventory.c (GET .../branch-keys and .../branch-keys/{id}/versions, the lists), admin.c (POST
+ * /v1/admin/reload). A handler turns the parsed request into a validated keystore (or keyring)
+ * call and its result into JSON; no crypto and no storage calls here. common.c also
  * renders errors for the server. Handlers are thread-safe (they only read the app).
  */
 #ifndef KS_HANDLERS_HANDLERS_H
