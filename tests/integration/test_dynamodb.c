@@ -2018,7 +2018,7 @@ Test(dynamodb, list_active_every_key_once_short_and_empty_pages)
     create_store(&f);
     /* 12 keys with 1..3 versions: 12 ACTIVE items among 12 * 2 + 24 = 48 items. */
     for (i = 0; i < 12; i++) {
-        char id[16];
+        char id[32];
         snprintf(id, sizeof id, "list-%d", i);
         m_setup_key(f.s, id, (size_t)(i % 3) + 1);
     }
