@@ -26,8 +26,17 @@
 
 /* --- the per-relationship cap ------------------------------------------------------------- */
 
+/*
+ * One gate per KMS backend, keyed by the backend (rel->kms), which lives as long as the process
+ * and is shared by every configuration snapshot: each snapshot has its own copy of a
+ * relationship, so the copy's address would give each reload a fresh cap.
+ *
+ * The table is process-wide mutable state, an exception to docs/style.md "No mutable globals"
+ * on purpose: the cap bounds what every mutation of every request sends to one KMS at once, so it
+ * must be shared by all of them, and it holds only counters (no configuration).
+ */
 struct gate {
-    const struct ks_kms_relationship *rel;
+    const struct ks_kms *kms;
     unsigned in_flight;
 };
 
@@ -36,16 +45,16 @@ static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
 static struct gate gates[64];
 static size_t n_gates;
 
-/* The gate of rel, added on first use; NULL when the table is full (no cap then). */
+/* The gate of rel's KMS backend, added on first use; NULL when the table is full (no cap). */
 static struct gate *gate_of(const struct ks_kms_relationship *rel)
 {
     size_t i;
     for (i = 0; i < n_gates; i++)
-        if (gates[i].rel == rel)
+        if (gates[i].kms == rel->kms)
             return &gates[i];
     if (n_gates == sizeof gates / sizeof gates[0])
         return NULL;
-    gates[n_gates].rel = rel;
+    gates[n_gates].kms = rel->kms;
     gates[n_gates].in_flight = 0;
     return &gates[n_gates++];
 }
