@@ -153,3 +153,14 @@ int ks_hex_decode(const char *hex, unsigned char *out, size_t len)
     }
     return 0;
 }
+
+char *ks_bytes_to_string(const void *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (!s)
+        return NULL;
+    if (n)
+        memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}

@@ -65,4 +65,11 @@ char *ks_percent_decode(const char *s, size_t len, int plus_is_space, size_t *ou
 /* Parses exactly 2*len hex digits (either case). 0, or -1. */
 int ks_hex_decode(const char *hex, unsigned char *out, size_t len);
 
+/*
+ * A NUL-terminated copy of n bytes that need not be NUL-terminated themselves (strndup may read
+ * past them looking for a NUL, and sanitizers with strict string checks refuse it). Caller frees;
+ * NULL on OOM. Not for secrets (use common/secret.h).
+ */
+char *ks_bytes_to_string(const void *p, size_t n);
+
 #endif

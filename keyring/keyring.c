@@ -15,6 +15,7 @@
 
 #include "common/secret.h"
 #include "common/utf8.h"
+#include "common/util.h"
 
 static const char *const outcome_names[KS_KEYRING_OUTCOME_COUNT] = {
     "ok", "invalid", "unable_to_decrypt", "dependency_error"};
@@ -362,7 +363,7 @@ static ks_status try_edk(struct ks_keyring_session *s, const struct ks_keyring_u
         return KS_E_UNABLE_TO_DECRYPT;
     }
     /* The id as a C string: provider info is raw bytes, not NUL-terminated. */
-    id = strndup((const char *)edk->provider_info, edk->provider_info_len);
+    id = ks_bytes_to_string(edk->provider_info, edk->provider_info_len);
     if (!id) {
         ks_error_set(&f->dependency, KS_E_INTERNAL, "out of memory");
         return KS_E_INTERNAL;

@@ -4,6 +4,8 @@
  */
 #include <criterion/criterion.h>
 
+#include "common/util.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -542,11 +544,8 @@ static char *props_text(const char *arn, const struct ks_ec *ec)
     char *text;
 
     cr_assert_eq(ks_mutation_props_to_json(arn, ec, &b, &err), KS_OK, "%s", err.message);
-    /* b is not NUL-terminated: copy by length (strndup would read past it) */
-    text = malloc(b.len + 1);
+    text = ks_bytes_to_string(b.data, b.len); /* b is not NUL-terminated */
     cr_assert_not_null(text);
-    memcpy(text, b.data, b.len);
-    text[b.len] = '\0';
     ks_bytes_free(&b);
     return text;
 }
