@@ -443,6 +443,7 @@ int ks_mutation_commitment_copy(struct ks_mutation_commitment *dst,
         ks_mutation_commitment_free(&tmp);
         return -1;
     }
+    tmp.hierarchy_version = src->hierarchy_version;
     ks_mutation_commitment_free(dst);
     *dst = tmp;
     return 0;
@@ -459,6 +460,7 @@ int ks_mutation_index_copy(struct ks_mutation_index *dst, const struct ks_mutati
         ks_mutation_index_free(&tmp);
         return -1;
     }
+    tmp.hierarchy_version = src->hierarchy_version;
     ks_mutation_index_free(dst);
     *dst = tmp;
     return 0;
@@ -499,7 +501,7 @@ static const struct field index_fields[] = {
 
 /* Encodes the fields of obj (a commitment or an index) plus type and hierarchy-version. */
 static ks_status fields_to_item(const void *obj, const struct field *fields, size_t n,
-                                const char *type, struct ks_item *out, struct ks_error *err)
+                                const char *type, int hv, struct ks_item *out, struct ks_error *err)
 {
     const char *base = obj;
     int rc = 0;
@@ -525,7 +527,8 @@ static ks_status fields_to_item(const void *obj, const struct field *fields, siz
     if (rc == 0)
         rc = ks_item_set_s(out, KS_ATTR_TYPE, type);
     if (rc == 0)
-        rc = ks_item_set_n(out, KS_ATTR_HIERARCHY_VERSION, KS_MUTATION_HIERARCHY_VERSION);
+        rc = ks_item_set_n(out, KS_ATTR_HIERARCHY_VERSION,
+                           hv == 2 ? "2" : KS_MUTATION_HIERARCHY_VERSION);
     if (rc != 0) {
         ks_item_free(out);
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
@@ -539,7 +542,7 @@ invalid:
 
 /* Decodes item into obj's fields: exactly n + 2 attributes, each of its type and non-empty. */
 static ks_status fields_from_item(const struct ks_item *item, const struct field *fields, size_t n,
-                                  const char *type, void *obj, struct ks_error *err)
+                                  const char *type, void *obj, int *hv, struct ks_error *err)
 {
     const struct ks_attr *a;
     char *base = obj;
@@ -549,9 +552,12 @@ static ks_status fields_from_item(const struct ks_item *item, const struct field
     if (!a || a->type != KS_ATTR_S || strcmp((const char *)a->value, type) != 0)
         return ks_error_set(err, KS_E_CORRUPT, "stored %s is not valid: %s", type, KS_ATTR_TYPE);
     a = ks_item_get(item, KS_ATTR_HIERARCHY_VERSION);
-    if (!a || a->type != KS_ATTR_N || strcmp((const char *)a->value, "1") != 0)
-        return ks_error_set(err, KS_E_CORRUPT, "stored %s is not valid: %s must be N 1", type,
+    /* N 1 or N 2: both MPL branches' forms (section 12). */
+    if (!a || a->type != KS_ATTR_N ||
+        (strcmp((const char *)a->value, "1") != 0 && strcmp((const char *)a->value, "2") != 0))
+        return ks_error_set(err, KS_E_CORRUPT, "stored %s is not valid: %s must be N 1 or 2", type,
                             KS_ATTR_HIERARCHY_VERSION);
+    *hv = ((const char *)a->value)[0] - '0';
     if (item->count != n + 2)
         return ks_error_set(err, KS_E_CORRUPT,
                             "stored %s is not valid: it has %zu attributes, not %zu", type,
@@ -578,13 +584,14 @@ ks_status ks_mutation_commitment_to_item(const struct ks_mutation_commitment *c,
                                          struct ks_item *out, struct ks_error *err)
 {
     return fields_to_item(c, commitment_fields, COUNT(commitment_fields),
-                          KS_TYPE_MUTATION_COMMITMENT, out, err);
+                          KS_TYPE_MUTATION_COMMITMENT, c->hierarchy_version, out, err);
 }
 
 ks_status ks_mutation_index_to_item(const struct ks_mutation_index *x, struct ks_item *out,
                                     struct ks_error *err)
 {
-    return fields_to_item(x, index_fields, COUNT(index_fields), KS_TYPE_MUTATION_INDEX, out, err);
+    return fields_to_item(x, index_fields, COUNT(index_fields), KS_TYPE_MUTATION_INDEX,
+                          x->hierarchy_version, out, err);
 }
 
 ks_status ks_mutation_commitment_from_item(const struct ks_item *item,
@@ -594,7 +601,7 @@ ks_status ks_mutation_commitment_from_item(const struct ks_item *item,
 
     ks_mutation_commitment_init(out);
     st = fields_from_item(item, commitment_fields, COUNT(commitment_fields),
-                          KS_TYPE_MUTATION_COMMITMENT, out, err);
+                          KS_TYPE_MUTATION_COMMITMENT, out, &out->hierarchy_version, err);
     if (st != KS_OK)
         ks_mutation_commitment_free(out);
     return st;
@@ -606,8 +613,8 @@ ks_status ks_mutation_index_from_item(const struct ks_item *item, struct ks_muta
     ks_status st;
 
     ks_mutation_index_init(out);
-    st =
-        fields_from_item(item, index_fields, COUNT(index_fields), KS_TYPE_MUTATION_INDEX, out, err);
+    st = fields_from_item(item, index_fields, COUNT(index_fields), KS_TYPE_MUTATION_INDEX, out,
+                          &out->hierarchy_version, err);
     if (st != KS_OK)
         ks_mutation_index_free(out);
     return st;
@@ -754,7 +761,7 @@ static int buf_ec(struct buf *b, const struct ks_ec *ec)
 }
 
 /* Shared by props and input: {"aws-crypto-ec":<ec|null>,"kms-arn":<arn|null>}. */
-static ks_status two_members_to_json(const char *kms_arn, const struct ks_ec *ec,
+static ks_status two_members_to_json(const char *kms_arn, const struct ks_ec *ec, int hv,
                                      struct ks_bytes *out, struct ks_error *err)
 {
     struct buf b = {NULL, 0, 0, 0};
@@ -773,6 +780,11 @@ static ks_status two_members_to_json(const char *kms_arn, const struct ks_ec *ec
         buf_quoted(&b, kms_arn);
     else
         buf_puts(&b, "null");
+    /* HV-2 form: a third member (section 12); -1 is the input's "not asked for". */
+    if (hv != 0)
+        buf_puts(&b, hv < 0    ? ",\"" KS_MUTATION_JSON_HV "\":null"
+                     : hv == 2 ? ",\"" KS_MUTATION_JSON_HV "\":\"2\""
+                               : ",\"" KS_MUTATION_JSON_HV "\":\"1\"");
     buf_put(&b, "}", 1);
     if (bad)
         st = ks_error_set(err, KS_E_INVALID, "mutation properties: text is not valid UTF-8");
@@ -787,13 +799,27 @@ ks_status ks_mutation_props_to_json(const char *kms_arn, const struct ks_ec *ec,
 {
     if (!kms_arn || !ec)
         return ks_error_set(err, KS_E_INVALID, "mutation properties need an ARN and a context");
-    return two_members_to_json(kms_arn, ec, out, err);
+    return two_members_to_json(kms_arn, ec, 0, out, err);
 }
 
 ks_status ks_mutation_input_to_json(const char *kms_arn, const struct ks_ec *ec,
                                     struct ks_bytes *out, struct ks_error *err)
 {
-    return two_members_to_json(kms_arn, ec, out, err);
+    return two_members_to_json(kms_arn, ec, 0, out, err);
+}
+
+ks_status ks_mutation_props_to_json_hv(const char *kms_arn, const struct ks_ec *ec, int hv,
+                                       struct ks_bytes *out, struct ks_error *err)
+{
+    if (!kms_arn || !ec || hv < 0 || hv > 2)
+        return ks_error_set(err, KS_E_INVALID, "mutation properties need an ARN and a context");
+    return two_members_to_json(kms_arn, ec, hv, out, err);
+}
+
+ks_status ks_mutation_input_to_json_hv(const char *kms_arn, const struct ks_ec *ec, int hv,
+                                       struct ks_bytes *out, struct ks_error *err)
+{
+    return two_members_to_json(kms_arn, ec, hv, out, err);
 }
 
 /* Names the MPL refuses in the mutable-properties context (section 1). */
@@ -887,15 +913,44 @@ static ks_status parse_strict(const unsigned char *data, size_t len, const char 
  * "kms-arn" (string, or null when allowed). ec gets the pairs; reserved names refused when
  * props (the original/terminal form).
  */
+/* The optional third member (section 12): "hierarchy-version" with "1" or "2" (input: or null).
+ * *hv: 0 when absent, 1 or 2, -1 for null. */
+static ks_status third_member_from_json(struct json_object_iterator *it,
+                                        struct json_object_iterator *end, const char *what,
+                                        int props, int *hv, struct ks_error *err)
+{
+    struct json_object *v;
+    const char *s;
+
+    *hv = 0;
+    json_object_iter_next(it);
+    if (json_object_iter_equal(it, end))
+        return KS_OK;
+    v = json_object_iter_peek_value(it);
+    if (strcmp(json_object_iter_peek_name(it), KS_MUTATION_JSON_HV) != 0)
+        return ks_error_set(err, KS_E_CORRUPT, "mutation %s: third member must be %s", what,
+                            KS_MUTATION_JSON_HV);
+    if (!v && !props) {
+        *hv = -1;
+        return KS_OK;
+    }
+    s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+    if (strcmp(s, "1") != 0 && strcmp(s, "2") != 0)
+        return ks_error_set(err, KS_E_CORRUPT, "mutation %s: %s must be \"1\" or \"2\"", what,
+                            KS_MUTATION_JSON_HV);
+    *hv = s[0] - '0';
+    return KS_OK;
+}
+
 static ks_status two_members_from_json(struct json_object *obj, const char *what, int props,
-                                       char **kms_arn, int *has_ec, struct ks_ec *ec,
+                                       char **kms_arn, int *has_ec, struct ks_ec *ec, int *hv,
                                        struct ks_error *err)
 {
     struct json_object_iterator it = json_object_iter_begin(obj), end = json_object_iter_end(obj);
     struct json_object *v_ec, *v_arn;
+    int n = json_object_object_length(obj);
 
-    if (json_object_object_length(obj) != 2 ||
-        strcmp(json_object_iter_peek_name(&it), KS_MUTATION_JSON_EC) != 0)
+    if ((n != 2 && n != 3) || strcmp(json_object_iter_peek_name(&it), KS_MUTATION_JSON_EC) != 0)
         return ks_error_set(err, KS_E_CORRUPT, "mutation %s: members must be %s, %s", what,
                             KS_MUTATION_JSON_EC, KS_MUTATION_JSON_ARN);
     v_ec = json_object_iter_peek_value(&it);
@@ -905,6 +960,8 @@ static ks_status two_members_from_json(struct json_object *obj, const char *what
         return ks_error_set(err, KS_E_CORRUPT, "mutation %s: members must be %s, %s", what,
                             KS_MUTATION_JSON_EC, KS_MUTATION_JSON_ARN);
     v_arn = json_object_iter_peek_value(&it);
+    if (third_member_from_json(&it, &end, what, props, hv, err) != KS_OK)
+        return KS_E_CORRUPT;
     if (!(props ? json_object_is_type(v_arn, json_type_string)
                 : !v_arn || json_object_is_type(v_arn, json_type_string)))
         return ks_error_set(err, KS_E_CORRUPT, "mutation %s: %s must be a string", what,
@@ -934,7 +991,7 @@ static ks_status two_members_from_json(struct json_object *obj, const char *what
 
 static ks_status members_from_json(const unsigned char *data, size_t len, const char *what,
                                    int props, char **kms_arn, int *has_ec, struct ks_ec *ec,
-                                   struct ks_error *err)
+                                   int *hv, struct ks_error *err)
 {
     struct json_object *obj;
     ks_status st;
@@ -943,7 +1000,7 @@ static ks_status members_from_json(const unsigned char *data, size_t len, const 
     ks_ec_init(ec);
     st = parse_object(data, len, what, &obj, err);
     if (st == KS_OK)
-        st = two_members_from_json(obj, what, props, kms_arn, has_ec, ec, err);
+        st = two_members_from_json(obj, what, props, kms_arn, has_ec, ec, hv, err);
     json_object_put(obj);
     if (st != KS_OK) {
         free(*kms_arn);
@@ -956,13 +1013,30 @@ static ks_status members_from_json(const unsigned char *data, size_t len, const 
 ks_status ks_mutation_props_from_json(const unsigned char *data, size_t len, char **kms_arn,
                                       struct ks_ec *ec, struct ks_error *err)
 {
-    int has_ec;
+    int has_ec, hv;
 
-    return members_from_json(data, len, "properties", 1, kms_arn, &has_ec, ec, err);
+    return members_from_json(data, len, "properties", 1, kms_arn, &has_ec, ec, &hv, err);
 }
 
 ks_status ks_mutation_input_from_json(const unsigned char *data, size_t len, char **kms_arn,
                                       int *has_ec, struct ks_ec *ec, struct ks_error *err)
 {
-    return members_from_json(data, len, "input", 0, kms_arn, has_ec, ec, err);
+    int hv;
+
+    return members_from_json(data, len, "input", 0, kms_arn, has_ec, ec, &hv, err);
+}
+
+ks_status ks_mutation_props_from_json_hv(const unsigned char *data, size_t len, char **kms_arn,
+                                         struct ks_ec *ec, int *hv, struct ks_error *err)
+{
+    int has_ec;
+
+    return members_from_json(data, len, "properties", 1, kms_arn, &has_ec, ec, hv, err);
+}
+
+ks_status ks_mutation_input_from_json_hv(const unsigned char *data, size_t len, char **kms_arn,
+                                         int *has_ec, struct ks_ec *ec, int *hv,
+                                         struct ks_error *err)
+{
+    return members_from_json(data, len, "input", 0, kms_arn, has_ec, ec, hv, err);
 }

@@ -94,8 +94,10 @@ ks_status ks_item_from_json(struct json_object *map, struct ks_item *out, struct
 /* The members of the original/terminal/input JSON (section 1). */
 #define KS_MUTATION_JSON_EC "aws-crypto-ec"
 #define KS_MUTATION_JSON_ARN "kms-arn"
-/* The only hierarchy version a mutation item carries (N "1"; section 1). */
+/* The hierarchy version a mutation item carries when neither side is HV-2 (N "1"; section 1);
+ * N "2" otherwise (section 12). */
 #define KS_MUTATION_HIERARCHY_VERSION "1"
+#define KS_MUTATION_JSON_HV "hierarchy-version"
 
 /*
  * The MPL's MutationCommitment: the item `branch:MUTATION_COMMITMENT` with exactly the
@@ -111,6 +113,8 @@ struct ks_mutation_commitment {
     struct ks_bytes terminal;
     struct ks_bytes input;
     struct ks_bytes enc;
+    /* The stored N: 0 or 1 write N "1" (neither side HV-2), 2 writes N "2" (section 12). */
+    int hierarchy_version;
 };
 
 /*
@@ -124,6 +128,7 @@ struct ks_mutation_index {
     char *uuid;
     struct ks_bytes page_index;
     struct ks_bytes enc;
+    int hierarchy_version; /* as in the commitment */
 };
 
 void ks_mutation_commitment_init(struct ks_mutation_commitment *c);
@@ -147,7 +152,7 @@ ks_status ks_mutation_index_to_item(const struct ks_mutation_index *x, struct ks
 
 /*
  * Decode a stored item (out initialized by the call, empty on failure). Exactly the attributes
- * above with their types, type equal to the item type, hierarchy-version N "1", non-empty
+ * above with their types, type equal to the item type, hierarchy-version N "1" or "2", non-empty
  * values, S values valid UTF-8: anything else (a missing, extra or mistyped attribute) is
  * KS_E_CORRUPT naming the attribute, as the MPL's KeyStorageException.
  */
@@ -186,5 +191,22 @@ ks_status ks_mutation_input_to_json(const char *kms_arn, const struct ks_ec *ec,
 /* Parses it; *kms_arn NULL when null; *has_ec 0 when null (ec then empty). */
 ks_status ks_mutation_input_from_json(const unsigned char *data, size_t len, char **kms_arn,
                                       int *has_ec, struct ks_ec *ec, struct ks_error *err);
+
+/*
+ * The HV-2 forms (docs/reference/mutations.md section 12): a third member
+ * "hierarchy-version" after the two above. hv 0 writes the two-member HV-1 form; 1 or 2 write
+ * "hierarchy-version":"<hv>" (input: hv -1 writes null, "not asked for"). Readers accept both
+ * forms: *hv gets 0 for two members, else 1 or 2 (input: -1 for null); any other third member
+ * or value is KS_E_CORRUPT.
+ */
+ks_status ks_mutation_props_to_json_hv(const char *kms_arn, const struct ks_ec *ec, int hv,
+                                       struct ks_bytes *out, struct ks_error *err);
+ks_status ks_mutation_input_to_json_hv(const char *kms_arn, const struct ks_ec *ec, int hv,
+                                       struct ks_bytes *out, struct ks_error *err);
+ks_status ks_mutation_props_from_json_hv(const unsigned char *data, size_t len, char **kms_arn,
+                                         struct ks_ec *ec, int *hv, struct ks_error *err);
+ks_status ks_mutation_input_from_json_hv(const unsigned char *data, size_t len, char **kms_arn,
+                                         int *has_ec, struct ks_ec *ec, int *hv,
+                                         struct ks_error *err);
 
 #endif

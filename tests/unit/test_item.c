@@ -504,9 +504,9 @@ static void no_enc(struct ks_item *i)
 {
     ks_item_remove(i, "enc");
 }
-static void hv_two(struct ks_item *i)
+static void hv_three(struct ks_item *i)
 {
-    cr_assert_eq(ks_item_set_n(i, "hierarchy-version", "2"), 0);
+    cr_assert_eq(ks_item_set_n(i, "hierarchy-version", "3"), 0);
 }
 static void hv_string(struct ks_item *i)
 {
@@ -529,7 +529,7 @@ Test(item_mutation, decode_refuses_damage)
 {
     assert_commitment_refused(extra_attr, "attributes");
     assert_commitment_refused(no_enc, "attributes");
-    assert_commitment_refused(hv_two, "hierarchy-version");
+    assert_commitment_refused(hv_three, "hierarchy-version");
     assert_commitment_refused(hv_string, "hierarchy-version");
     assert_commitment_refused(input_as_s, "input");
     assert_commitment_refused(empty_uuid, "uuid");
@@ -697,4 +697,140 @@ Test(item_mutation, props_json_reads_the_mpl_raw_unit_separator)
                                               "b");
     free(arn);
     ks_ec_free(&ec);
+}
+
+/* --- HV-2 forms (docs/reference/mutations.md section 12) ----------------------------------- */
+
+Test(item_mutation, hv2_commitment_and_index_write_and_read_n_2)
+{
+    struct ks_mutation_commitment c, back;
+    struct ks_mutation_index x, xback;
+    struct ks_item item;
+    struct ks_error err;
+
+    make_commitment(&c);
+    c.hierarchy_version = 2;
+    cr_assert_eq(ks_mutation_commitment_to_item(&c, &item, &err), KS_OK, "%s", err.message);
+    assert_attr(&item, "hierarchy-version", KS_ATTR_N, "2");
+    cr_assert_eq(ks_mutation_commitment_from_item(&item, &back, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(back.hierarchy_version, 2);
+    ks_mutation_commitment_free(&back);
+    ks_item_free(&item);
+    /* The HV-1 form reads back as 1. */
+    c.hierarchy_version = 0;
+    cr_assert_eq(ks_mutation_commitment_to_item(&c, &item, &err), KS_OK);
+    assert_attr(&item, "hierarchy-version", KS_ATTR_N, "1");
+    cr_assert_eq(ks_mutation_commitment_from_item(&item, &back, &err), KS_OK);
+    cr_assert_eq(back.hierarchy_version, 1);
+    ks_mutation_commitment_free(&back);
+    ks_item_free(&item);
+    ks_mutation_commitment_free(&c);
+
+    make_index(&x);
+    x.hierarchy_version = 2;
+    cr_assert_eq(ks_mutation_index_to_item(&x, &item, &err), KS_OK, "%s", err.message);
+    assert_attr(&item, "hierarchy-version", KS_ATTR_N, "2");
+    cr_assert_eq(ks_mutation_index_from_item(&item, &xback, &err), KS_OK, "%s", err.message);
+    cr_assert_eq(xback.hierarchy_version, 2);
+    ks_mutation_index_free(&xback);
+    ks_item_free(&item);
+    ks_mutation_index_free(&x);
+}
+
+static char *bytes_text(const struct ks_bytes *b)
+{
+    char *t = malloc(b->len + 1);
+
+    cr_assert_not_null(t);
+    memcpy(t, b->data, b->len);
+    t[b->len] = '\0';
+    return t;
+}
+
+Test(item_mutation, hv2_props_json_three_members_exact_and_round_trip)
+{
+    struct ks_bytes b = {NULL, 0};
+    struct ks_ec ec, back;
+    struct ks_error err;
+    char *arn = NULL, *text;
+    int hv = -7;
+
+    ks_ec_init(&ec);
+    cr_assert_eq(ks_ec_set(&ec, "aws-crypto-ec:a", "b"), 0);
+    cr_assert_eq(ks_mutation_props_to_json_hv("arn:x", &ec, 2, &b, &err), KS_OK, "%s", err.message);
+    text = bytes_text(&b);
+    cr_assert_str_eq(text, "{\"aws-crypto-ec\":{\"aws-crypto-ec:a\":\"b\"},\"kms-arn\":\"arn:x\","
+                           "\"hierarchy-version\":\"2\"}");
+    free(text);
+    cr_assert_eq(ks_mutation_props_from_json_hv(b.data, b.len, &arn, &back, &hv, &err), KS_OK, "%s",
+                 err.message);
+    cr_assert_eq(hv, 2);
+    cr_assert_str_eq(arn, "arn:x");
+    cr_assert_str_eq(ks_ec_get(&back, "aws-crypto-ec:a"), "b");
+    free(arn);
+    ks_ec_free(&back);
+    /* The two-member form reads with hv 0, and the old reader accepts the three-member one. */
+    cr_assert_eq(ks_mutation_props_to_json_hv("arn:x", &ec, 0, &b, &err), KS_OK);
+    cr_assert_eq(ks_mutation_props_from_json_hv(b.data, b.len, &arn, &back, &hv, &err), KS_OK);
+    cr_assert_eq(hv, 0);
+    free(arn);
+    ks_ec_free(&back);
+    cr_assert_eq(ks_mutation_props_to_json_hv("arn:x", &ec, 1, &b, &err), KS_OK);
+    cr_assert_eq(ks_mutation_props_from_json(b.data, b.len, &arn, &back, &err), KS_OK, "%s",
+                 err.message);
+    free(arn);
+    ks_ec_free(&back);
+    ks_bytes_free(&b);
+    ks_ec_free(&ec);
+}
+
+static void assert_hv_json_refused(const char *json, int props)
+{
+    struct ks_ec ec;
+    struct ks_error err;
+    char *arn = (char *)"unset";
+    int hv, has_ec;
+    ks_status st = props ? ks_mutation_props_from_json_hv((const unsigned char *)json, strlen(json),
+                                                          &arn, &ec, &hv, &err)
+                         : ks_mutation_input_from_json_hv((const unsigned char *)json, strlen(json),
+                                                          &arn, &has_ec, &ec, &hv, &err);
+
+    cr_assert_eq(st, KS_E_CORRUPT, "%s accepted", json);
+    cr_assert_null(arn);
+}
+
+Test(item_mutation, hv2_json_refusals_and_input_null)
+{
+    struct ks_bytes b = {NULL, 0};
+    struct ks_ec ec;
+    struct ks_error err;
+    char *arn;
+    int hv, has_ec;
+
+    assert_hv_json_refused("{\"aws-crypto-ec\":{},\"kms-arn\":\"a\",\"hierarchy-version\":\"3\"}",
+                           1);
+    assert_hv_json_refused("{\"aws-crypto-ec\":{},\"kms-arn\":\"a\",\"hierarchy-version\":2}", 1);
+    assert_hv_json_refused("{\"aws-crypto-ec\":{},\"kms-arn\":\"a\",\"hierarchy-version\":null}",
+                           1);
+    assert_hv_json_refused("{\"aws-crypto-ec\":{},\"kms-arn\":\"a\",\"other\":\"2\"}", 1);
+    assert_hv_json_refused("{\"aws-crypto-ec\":null,\"kms-arn\":null,\"x\":null}", 0);
+    assert_hv_json_refused(
+        "{\"aws-crypto-ec\":{},\"kms-arn\":\"a\",\"hierarchy-version\":\"2\",\"y\":\"1\"}", 1);
+
+    /* input: null hierarchy version (not asked for) round-trips as -1. */
+    cr_assert_eq(ks_mutation_input_to_json_hv(NULL, NULL, -1, &b, &err), KS_OK);
+    cr_assert_eq(ks_mutation_input_from_json_hv(b.data, b.len, &arn, &has_ec, &ec, &hv, &err),
+                 KS_OK, "%s", err.message);
+    cr_assert_eq(hv, -1);
+    cr_assert_null(arn);
+    cr_assert_eq(has_ec, 0);
+    ks_ec_free(&ec);
+    cr_assert_eq(ks_mutation_input_to_json_hv("arn:t", NULL, 2, &b, &err), KS_OK);
+    cr_assert_eq(ks_mutation_input_from_json_hv(b.data, b.len, &arn, &has_ec, &ec, &hv, &err),
+                 KS_OK);
+    cr_assert_eq(hv, 2);
+    cr_assert_str_eq(arn, "arn:t");
+    free(arn);
+    ks_ec_free(&ec);
+    ks_bytes_free(&b);
 }
