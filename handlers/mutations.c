@@ -20,7 +20,8 @@
 #define RESPONSE_MAX (4u << 20)
 
 static const char *const init_members[] = {
-    "terminalKmsArn", "terminalEncryptionContext", "strategy", "doNotVersion", "atomic", NULL};
+    "terminalKmsArn", "terminalEncryptionContext", "strategy", "doNotVersion",
+    "atomic",         "terminalHierarchyVersion",  NULL};
 static const char *const apply_members[] = {"mutationToken", "pageSize", "strategy", NULL};
 static const char *const abort_members[] = {"mutationToken", NULL};
 
@@ -223,6 +224,22 @@ static void write_ec(struct ks_jsonw *w, const struct ks_ec *ec)
 
 /* --- the handlers ------------------------------------------------------------------------- */
 
+/* terminalHierarchyVersion: "1" or "2" (docs/reference/mutations.md section 12); 0 when absent. */
+static ks_status terminal_hv(struct json_object *body, int *out, struct ks_error *err)
+{
+    struct json_object *v;
+    const char *s;
+
+    *out = 0;
+    if (!body || !json_object_object_get_ex(body, "terminalHierarchyVersion", &v))
+        return KS_OK;
+    s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+    if (strcmp(s, "1") != 0 && strcmp(s, "2") != 0)
+        return ks_error_set(err, KS_E_INVALID, "terminalHierarchyVersion: must be \"1\" or \"2\"");
+    *out = s[0] - '0';
+    return KS_OK;
+}
+
 ks_status ks_handle_mutation_init(const struct ks_request *req, struct ks_response *resp,
                                   struct ks_error *err)
 {
@@ -245,6 +262,7 @@ ks_status ks_handle_mutation_init(const struct ks_request *req, struct ks_respon
         (st = parse_ec(req->body, &ec, &has_ec, err)) != KS_OK ||
         (st = optional_bool(req->body, "doNotVersion", &in.do_not_version, err)) != KS_OK ||
         (st = optional_bool(req->body, "atomic", &in.atomic, err)) != KS_OK ||
+        (st = terminal_hv(req->body, &in.terminal_hierarchy_version, err)) != KS_OK ||
         (st = resolve_settings(req, &ks, &set, err)) != KS_OK ||
         (st = parse_strategy(req, &in.strategy, &strategy_given, err)) != KS_OK)
         goto out;

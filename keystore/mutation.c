@@ -115,10 +115,13 @@ static ks_status check_input(const struct ks_mutation_init_input *in, struct ks_
     if ((st = ks_keystore_check_branch_key_id(in->branch_key_id, strlen(in->branch_key_id), err)) !=
         KS_OK)
         return st;
-    if (!in->terminal_kms_arn && !in->terminal_ec)
+    if (in->terminal_hierarchy_version < 0 || in->terminal_hierarchy_version > 2)
+        return ks_error_set(err, KS_E_INVALID, "terminalHierarchyVersion: must be \"1\" or \"2\"");
+    /* A hierarchy version alone is a mutation too (HV-1 -> HV-2 keeping ARN and context). */
+    if (!in->terminal_kms_arn && !in->terminal_ec && !in->terminal_hierarchy_version)
         return ks_error_set(err, KS_E_INVALID,
-                            "at least one of terminalKmsArn and terminalEncryptionContext is "
-                            "required");
+                            "at least one of terminalKmsArn, terminalEncryptionContext and "
+                            "terminalHierarchyVersion is required");
     if (in->terminal_kms_arn && ks_arn_parse(in->terminal_kms_arn, &parsed) != KS_ARN_OK)
         return ks_error_set(err, KS_E_INVALID,
                             "terminalKmsArn: not a valid KMS key ARN (aliases are not allowed)");
@@ -133,18 +136,19 @@ static int same_input(const struct ks_mutation_init_input *in,
                       const struct ks_mutation_commitment *c, struct ks_error *err)
 {
     char *arn = NULL;
-    int has_ec = 0, same;
+    int has_ec = 0, same, hv = 0;
     struct ks_ec ec;
 
     ks_ec_init(&ec);
-    if (ks_mutation_input_from_json(c->input.data, c->input.len, &arn, &has_ec, &ec, err) !=
+    if (ks_mutation_input_from_json_hv(c->input.data, c->input.len, &arn, &has_ec, &ec, &hv, err) !=
         KS_OK) {
         ks_ec_free(&ec);
         return -1;
     }
     same = ((!arn && !in->terminal_kms_arn) ||
             (arn && in->terminal_kms_arn && strcmp(arn, in->terminal_kms_arn) == 0)) &&
-           has_ec == (in->terminal_ec != NULL) && (!has_ec || ks_ec_equal(&ec, in->terminal_ec));
+           has_ec == (in->terminal_ec != NULL) && (!has_ec || ks_ec_equal(&ec, in->terminal_ec)) &&
+           (hv > 0 ? hv : 0) == in->terminal_hierarchy_version;
     free(arn);
     ks_ec_free(&ec);
     return same;
@@ -186,6 +190,7 @@ static ks_status resume(struct ks_keystore *ks, const struct ks_mutation_setting
             ks_bytes_set(&x.page_index, KS_PAGE_INDEX_NOT_STARTED,
                          strlen(KS_PAGE_INDEX_NOT_STARTED)) != 0)
             st = oom(err);
+        x.hierarchy_version = c->hierarchy_version; /* the commitment's form (section 12) */
         if (st == KS_OK && (st = ks_mut_sign_index(set, &x, err)) == KS_OK)
             st = ks_mut_storage(ks)->ops->write_mutation_index(ks_mut_storage(ks), c, &x, err);
         ks_mutation_index_free(&x);
@@ -206,16 +211,25 @@ static ks_status build_commitment(const struct ks_mutation_settings *set,
                                   struct ks_error *err)
 {
     ks_status st;
+    int three;
     if (!(c->branch_key_id = strdup(in->branch_key_id)) || !(c->uuid = strdup(ctx->uuid)) ||
         !(c->create_time = strdup(ctx->now)) || !(x->branch_key_id = strdup(in->branch_key_id)) ||
         !(x->uuid = strdup(ctx->uuid)) || !(x->create_time = strdup(ctx->now)) ||
         ks_bytes_set(&x->page_index, KS_PAGE_INDEX_NOT_STARTED,
                      strlen(KS_PAGE_INDEX_NOT_STARTED)) != 0)
         return oom(err);
-    if ((st = ks_mut_props_to_json(&ctx->original, &c->original, err)) != KS_OK ||
-        (st = ks_mut_props_to_json(&ctx->terminal, &c->terminal, err)) != KS_OK ||
-        (st = ks_mutation_input_to_json(in->terminal_kms_arn, in->terminal_ec, &c->input, err)) !=
-            KS_OK)
+    /* N 1 and two members when neither side is HV-2 (both MPL branches read that), N 2 and
+     * three members otherwise (section 12). */
+    three = ctx->original.hv == 2 || ctx->terminal.hv == 2;
+    c->hierarchy_version = x->hierarchy_version = three ? 2 : 1;
+    if ((st = ks_mut_props_to_json(&ctx->original, three, &c->original, err)) != KS_OK ||
+        (st = ks_mut_props_to_json(&ctx->terminal, three, &c->terminal, err)) != KS_OK ||
+        (st = ks_mutation_input_to_json_hv(in->terminal_kms_arn, in->terminal_ec,
+                                           !three ? 0
+                                           : in->terminal_hierarchy_version
+                                               ? in->terminal_hierarchy_version
+                                               : -1,
+                                           &c->input, err)) != KS_OK)
         return st;
     if ((st = ks_mut_sign_commitment(set, c, err)) != KS_OK)
         return st;
@@ -315,6 +329,37 @@ static ks_status mutate_heads(struct ks_keystore *ks, const struct ks_mutation_i
     return ks_mut_transform(ks, s, &ctx->items.beacon, &ctx->terminal, &ctx->new_beacon, err);
 }
 
+/*
+ * The terminal hierarchy version (section 12): the requested one or the ACTIVE's. HV-2 -> HV-1
+ * is refused; an HV-2 terminal needs decryptEncrypt (reEncrypt would leave the digest inside
+ * the ciphertext stale: it covers kms-arn and the context) and the strict model (hv2.md
+ * section 7): the terminal context holds only prefixed custom keys, unique once unprefixed.
+ */
+static ks_status hv_terminal(const struct ks_mutation_init_input *in, struct ks_mut_state_ctx *ctx,
+                             struct ks_error *err)
+{
+    size_t i;
+
+    if (in->terminal_hierarchy_version)
+        ctx->terminal.hv = in->terminal_hierarchy_version;
+    if (ctx->original.hv == 2 && ctx->terminal.hv == 1)
+        return ks_error_set(err, KS_E_UNSUPPORTED,
+                            "terminalHierarchyVersion: hierarchy version 2 -> 1 is not supported");
+    if (ctx->terminal.hv != 2)
+        return KS_OK;
+    if (in->strategy.kind != KS_STRATEGY_DECRYPT_ENCRYPT)
+        return ks_error_set(err, KS_E_UNSUPPORTED,
+                            "strategy: a hierarchy version 2 terminal needs decryptEncrypt "
+                            "(reEncrypt would leave the branch key context digest stale)");
+    for (i = 0; i < ctx->terminal.ec.count; i++)
+        if (strncmp(ctx->terminal.ec.entries[i].key, KS_EC_PREFIX, strlen(KS_EC_PREFIX)) != 0)
+            return ks_error_set(err, KS_E_UNSUPPORTED,
+                                "hierarchy version 2 allows only aws-crypto-ec: attributes; the "
+                                "branch key has the un-modeled attribute %s",
+                                ctx->terminal.ec.entries[i].key);
+    return KS_OK;
+}
+
 static ks_status start_new(struct ks_keystore *ks, const struct ks_mutation_settings *set,
                            const struct ks_mutation_init_input *in, struct ks_mut_state_ctx *ctx,
                            struct ks_mutation_init_result *out, struct ks_error *err)
@@ -324,6 +369,8 @@ static ks_status start_new(struct ks_keystore *ks, const struct ks_mutation_sett
     if ((st = ks_mut_props_of_item(&ctx->items.active, &ctx->original, err)) != KS_OK ||
         (st = ks_mut_props_terminal(&ctx->original, in->terminal_kms_arn, in->terminal_ec,
                                     &ctx->terminal, err)) != KS_OK)
+        return st;
+    if ((st = hv_terminal(in, ctx, err)) != KS_OK)
         return st;
     /* Nothing to do (issue 10): checked only here, so that a resume is never refused. */
     if (ks_mut_props_equal(&ctx->original, &ctx->terminal))

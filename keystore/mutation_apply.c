@@ -225,6 +225,7 @@ static ks_status write_page(struct ks_keystore *ks, const struct ks_mutation_set
             !(next.create_time = strdup(m->index.create_time)) ||
             ks_bytes_set(&next.page_index, page->next, strlen(page->next)) != 0)
             st = oom(err);
+        next.hierarchy_version = m->index.hierarchy_version; /* N 1 or 2 kept (section 12) */
         if (st == KS_OK)
             st = ks_mut_sign_index(set, &next, err);
     }

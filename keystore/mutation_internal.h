@@ -22,8 +22,11 @@
 struct ks_mut_props {
     char *kms_arn;
     struct ks_ec ec;
+    int hv; /* hierarchy version, 1 or 2 (section 12); part of the state like kms-arn */
 };
 void ks_mut_props_init(struct ks_mut_props *p);
+/* An item's hierarchy-version: 2 for N "2", else 1 (items were checked on read). */
+int ks_mut_item_hv(const struct ks_item *item);
 void ks_mut_props_free(struct ks_mut_props *p);
 ks_status ks_mut_props_of_item(const struct ks_item *item, struct ks_mut_props *out,
                                struct ks_error *err);
@@ -41,8 +44,10 @@ enum ks_mut_state { KS_MUT_ORIGINAL, KS_MUT_TERMINAL, KS_MUT_NEITHER };
 enum ks_mut_state ks_mut_classify(const struct ks_item *item, const struct ks_mut_props *original,
                                   const struct ks_mut_props *terminal);
 
-/* JSON of the commitment's original/terminal (storage/item.h codecs) from/to props. */
-ks_status ks_mut_props_to_json(const struct ks_mut_props *p, struct ks_bytes *out,
+/* JSON of the commitment's original/terminal (storage/item.h codecs) from/to props. three:
+ * the HV-2 form with a "hierarchy-version" member (either side HV-2, section 12). The reader
+ * sets hv from that member, 1 when absent. */
+ks_status ks_mut_props_to_json(const struct ks_mut_props *p, int three, struct ks_bytes *out,
                                struct ks_error *err);
 ks_status ks_mut_props_from_json(const struct ks_bytes *json, struct ks_mut_props *out,
                                  struct ks_error *err);
@@ -71,6 +76,28 @@ ks_status ks_mut_rotate(const struct ks_keystore *ks, const struct ks_mutation_s
                         const struct ks_item *old_active, const struct ks_mut_props *terminal,
                         const char *now, struct ks_item *version, struct ks_item *active,
                         struct ks_error *err);
+
+/* The per-relationship cap around one KMS call (section 13), for mutation_hv2.c. */
+void ks_mut_gate_enter(const struct ks_kms_relationship *rel);
+void ks_mut_gate_leave(const struct ks_kms_relationship *rel);
+
+/* --- mutation_hv2.c: the per-item path to an HV-2 terminal (section 12) -------------------- */
+
+/* The 32-byte key of item through the read path of its hierarchy version (HV-1: Decrypt under
+ * the full context; HV-2: strict model, Decrypt under the unprefixed context, 80 bytes, digest
+ * compared in constant time). terminal_side names the side in a KMS refusal. */
+ks_status ks_mut_hv2_unwrap(const struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                            const struct ks_item *item, int terminal_side, unsigned char key[32],
+                            struct ks_error *err);
+/* ks_mut_transform for an HV-2 terminal (decryptEncrypt only). */
+ks_status ks_mut_hv2_transform(const struct ks_keystore *ks, const struct ks_mutation_strategy *s,
+                               const struct ks_item *item, const struct ks_mut_props *terminal,
+                               struct ks_item *out, struct ks_error *err);
+/* Rotation to an HV-2 terminal: GenerateDataKey (encrypt relationship, arn, unprefixed context)
+ * and the same material wrapped for the new version (vbkc) and the new ACTIVE (abkc). */
+ks_status ks_mut_hv2_rotate(const struct ks_mutation_strategy *s, const struct ks_ec *vbkc,
+                            const struct ks_ec *abkc, const char *arn, struct ks_bytes *venc,
+                            struct ks_bytes *aenc, struct ks_error *err);
 
 /* Runs job(ctx, i, err_i) for i in 0..n with at most in_flight at once (and at most the
  * per-relationship cap in flight on each relationship across all requests). Returns the first

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "common/base64.h"
@@ -80,6 +81,16 @@ static void gate_leave(const struct ks_kms_relationship *rel)
         g->in_flight--;
     pthread_cond_broadcast(&gate_cond);
     pthread_mutex_unlock(&gate_lock);
+}
+
+void ks_mut_gate_enter(const struct ks_kms_relationship *rel)
+{
+    gate_enter(rel);
+}
+
+void ks_mut_gate_leave(const struct ks_kms_relationship *rel)
+{
+    gate_leave(rel);
 }
 
 /* --- relationship rules (section 4; issue 10) --------------------------------------------- */
@@ -271,6 +282,17 @@ ks_status ks_mut_verify(const struct ks_keystore *ks, const struct ks_mutation_s
         return ks_error_set(err, KS_E_CORRUPT, "item without kms-arn");
     if ((st = item_enc(item, &enc, err)) != KS_OK)
         return st;
+    /* An HV-2 item only decrypts with its digest check (section 12). */
+    if (ks_mut_item_hv(item) == 2) {
+        unsigned char key[KEY_LEN];
+        if (s->kind != KS_STRATEGY_DECRYPT_ENCRYPT)
+            return ks_error_set(err, KS_E_UNSUPPORTED,
+                                "strategy: hierarchy version 2 items need decryptEncrypt");
+        st = ks_mut_hv2_unwrap(ks, terminal_side ? s->encrypt : s->decrypt, item, terminal_side,
+                               key, err);
+        OPENSSL_cleanse(key, sizeof key);
+        return st;
+    }
     ks_ec_init(&ec);
     if ((st = ks_mut_item_ec(ks, item, &ec, err)) != KS_OK)
         goto out;
@@ -316,6 +338,12 @@ ks_status ks_mut_transform(const struct ks_keystore *ks, const struct ks_mutatio
     struct ks_ec src_ec, dst_ec;
     ks_status st;
 
+    if (terminal->hv == 2 || ks_mut_item_hv(item) == 2) {
+        if (s->kind != KS_STRATEGY_DECRYPT_ENCRYPT)
+            return ks_error_set(err, KS_E_UNSUPPORTED,
+                                "strategy: a hierarchy version 2 mutation needs decryptEncrypt");
+        return ks_mut_hv2_transform(ks, s, item, terminal, out, err);
+    }
     ks_ec_init(&src_ec);
     ks_ec_init(&dst_ec);
     if ((st = item_enc(item, &enc, err)) != KS_OK ||
@@ -399,10 +427,14 @@ ks_status ks_mut_rotate(const struct ks_keystore *ks, const struct ks_mutation_s
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
         goto out;
     }
-    st = side_error(do_generate(rel, terminal->kms_arn, &vec, &venc, err), 1,
-                    "GenerateDataKeyWithoutPlaintext", terminal->kms_arn, err);
-    if (st == KS_OK)
-        st = rotate_active_enc(s, terminal->kms_arn, &venc, &vec, &aec, &aenc, err);
+    if (terminal->hv == 2) {
+        st = ks_mut_hv2_rotate(s, &vec, &aec, terminal->kms_arn, &venc, &aenc, err);
+    } else {
+        st = side_error(do_generate(rel, terminal->kms_arn, &vec, &venc, err), 1,
+                        "GenerateDataKeyWithoutPlaintext", terminal->kms_arn, err);
+        if (st == KS_OK)
+            st = rotate_active_enc(s, terminal->kms_arn, &venc, &vec, &aec, &aenc, err);
+    }
     if (st == KS_OK && (st = ks_mut_ec_item(&vec, &venc, version, err)) == KS_OK)
         st = ks_mut_ec_item(&aec, &aenc, active, err);
 out:

@@ -21,6 +21,12 @@ static int immutable(const char *name)
     return 0;
 }
 
+int ks_mut_item_hv(const struct ks_item *item)
+{
+    const struct ks_attr *a = ks_item_get(item, KS_ATTR_HIERARCHY_VERSION);
+    return a && a->type == KS_ATTR_N && strcmp((const char *)a->value, "2") == 0 ? 2 : 1;
+}
+
 static int prefixed(const char *name)
 {
     return strncmp(name, KS_EC_PREFIX, strlen(KS_EC_PREFIX)) == 0;
@@ -30,6 +36,7 @@ void ks_mut_props_init(struct ks_mut_props *p)
 {
     p->kms_arn = NULL;
     ks_ec_init(&p->ec);
+    p->hv = 1;
 }
 
 void ks_mut_props_free(struct ks_mut_props *p)
@@ -55,6 +62,9 @@ ks_status ks_mut_props_of_item(const struct ks_item *item, struct ks_mut_props *
         return ks_error_set(err, KS_E_CORRUPT, "item without kms-arn");
     if (!(out->kms_arn = strdup(arn)))
         return oom(err);
+    /* The hierarchy version is part of the state (section 12): an HV-1 item is not yet in an
+     * HV-2 terminal state even when its kms-arn and context match. */
+    out->hv = ks_mut_item_hv(item);
     for (i = 0; i < item->count; i++) {
         const struct ks_attr *a = &item->attrs[i];
         if (immutable(a->name) || strcmp(a->name, KS_ATTR_KMS_ARN) == 0)
@@ -88,6 +98,7 @@ ks_status ks_mut_props_terminal(const struct ks_mut_props *original, const char 
     size_t i;
 
     ks_mut_props_init(out);
+    out->hv = original->hv; /* the caller sets the requested terminal hierarchy version */
     if (!(out->kms_arn = strdup(arn ? arn : original->kms_arn)))
         return oom(err);
     if (!input_ec)
@@ -105,7 +116,7 @@ ks_status ks_mut_props_terminal(const struct ks_mut_props *original, const char 
 
 int ks_mut_props_equal(const struct ks_mut_props *a, const struct ks_mut_props *b)
 {
-    return strcmp(a->kms_arn, b->kms_arn) == 0 && ks_ec_equal(&a->ec, &b->ec);
+    return a->hv == b->hv && strcmp(a->kms_arn, b->kms_arn) == 0 && ks_ec_equal(&a->ec, &b->ec);
 }
 
 ks_status ks_mut_item_with_props(const struct ks_item *item, const struct ks_mut_props *props,
@@ -128,7 +139,8 @@ ks_status ks_mut_item_with_props(const struct ks_item *item, const struct ks_mut
         if (rc != 0)
             return oom(err);
     }
-    if (ks_item_set_s(out, KS_ATTR_KMS_ARN, props->kms_arn) != 0)
+    if (ks_item_set_s(out, KS_ATTR_KMS_ARN, props->kms_arn) != 0 ||
+        ks_item_set_n(out, KS_ATTR_HIERARCHY_VERSION, props->hv == 2 ? "2" : "1") != 0)
         return oom(err);
     for (i = 0; i < props->ec.count; i++)
         if (ks_item_set_s(out, props->ec.entries[i].key, props->ec.entries[i].value) != 0)
@@ -152,18 +164,23 @@ enum ks_mut_state ks_mut_classify(const struct ks_item *item, const struct ks_mu
     return st;
 }
 
-ks_status ks_mut_props_to_json(const struct ks_mut_props *p, struct ks_bytes *out,
+ks_status ks_mut_props_to_json(const struct ks_mut_props *p, int three, struct ks_bytes *out,
                                struct ks_error *err)
 {
-    return ks_mutation_props_to_json(p->kms_arn, &p->ec, out, err);
+    return ks_mutation_props_to_json_hv(p->kms_arn, &p->ec, three ? p->hv : 0, out, err);
 }
 
 ks_status ks_mut_props_from_json(const struct ks_bytes *json, struct ks_mut_props *out,
                                  struct ks_error *err)
 {
+    ks_status st;
+    int hv = 0;
+
     ks_mut_props_init(out);
     ks_ec_free(&out->ec);
-    return ks_mutation_props_from_json(json->data, json->len, &out->kms_arn, &out->ec, err);
+    st = ks_mutation_props_from_json_hv(json->data, json->len, &out->kms_arn, &out->ec, &hv, err);
+    out->hv = hv == 2 ? 2 : 1;
+    return st;
 }
 
 ks_status ks_mut_props_public(const struct ks_mut_props *p, struct ks_mutation_props *out,

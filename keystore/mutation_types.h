@@ -68,6 +68,8 @@ struct ks_mutation_init_input {
     struct ks_mutation_strategy strategy; /* already resolved (tenant checks done) */
     int do_not_version;
     int atomic;
+    /* terminalHierarchyVersion: 1 or 2; 0 when absent (the ACTIVE's; section 12) */
+    int terminal_hierarchy_version;
 };
 
 struct ks_mutation_init_result {

@@ -171,7 +171,7 @@ static ks_status init(const char *arn, const struct ks_ec *ec, struct ks_mutatio
                       int do_not_version, int atomic, struct ks_mutation_init_result *r,
                       struct ks_error *err)
 {
-    struct ks_mutation_init_input in = {F.id, arn, ec, s, do_not_version, atomic};
+    struct ks_mutation_init_input in = {F.id, arn, ec, s, do_not_version, atomic, 0};
     return ks_mutation_initialize(F.ks, &F.set, &in, r, err);
 }
 
@@ -791,4 +791,256 @@ Test(mutation, storage_without_mutation_operations_is_refused)
     cr_expect_eq(ks_mutation_apply(F.ks, &F.set, &token, 1, NULL, &res, &err), KS_E_UNSUPPORTED);
     s->ops = real;
     cr_expect_eq(ks_mutation_describe(F.ks, F.id, &d, &err), KS_E_NOT_FOUND);
+}
+
+/* --- hierarchy version 2 terminals (issue 11 item 6; mutations.md section 12) ------------- */
+
+#include <openssl/evp.h>
+
+static ks_status init_hv(const char *arn, const struct ks_ec *ec, struct ks_mutation_strategy s,
+                         int do_not_version, int hv, struct ks_mutation_init_result *r,
+                         struct ks_error *err)
+{
+    struct ks_mutation_init_input in = {F.id, arn, ec, s, do_not_version, 0, hv};
+    return ks_mutation_initialize(F.ks, &F.set, &in, r, err);
+}
+
+static int by_key(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* The test's own SHA-384 of hv2.md section 3's serialization of the item's branch key context
+ * (its attributes but enc, numbers as strings, plus tablename). */
+static void test_digest(const struct ks_item *item, unsigned char out[48])
+{
+    const char *names[64], *vals[64];
+    size_t n = 0, i, j;
+    unsigned char b[2];
+    unsigned int len;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+    for (i = 0; i < item->count; i++)
+        if (strcmp(item->attrs[i].name, "enc") != 0)
+            names[n++] = item->attrs[i].name;
+    names[n++] = "tablename";
+    qsort(names, n, sizeof names[0], by_key);
+    EVP_DigestInit_ex(md, EVP_sha384(), NULL);
+    b[0] = 0;
+    b[1] = (unsigned char)n;
+    EVP_DigestUpdate(md, b, 2);
+    for (i = 0; i < n; i++) {
+        const struct ks_attr *a = ks_item_get(item, names[i]);
+        vals[i] = a ? (const char *)a->value : LOGICAL;
+        for (j = 0; j < 2; j++) {
+            const char *s = j ? vals[i] : names[i];
+            b[0] = (unsigned char)(strlen(s) >> 8);
+            b[1] = (unsigned char)strlen(s);
+            EVP_DigestUpdate(md, b, 2);
+            EVP_DigestUpdate(md, s, strlen(s));
+        }
+    }
+    EVP_DigestFinal_ex(md, out, &len);
+    EVP_MD_CTX_free(md);
+}
+
+/* The stored item is HV-2 under arn: N 2, Decrypt under the unprefixed context gives 80 bytes,
+ * digest || key, the digest matching the item and the key equal to want. */
+static void check_hv2_item(const struct ks_item *item, const char *arn, const unsigned char *want)
+{
+    const struct ks_attr *hv = ks_item_get(item, "hierarchy-version");
+    const struct ks_attr *enc = ks_item_get(item, "enc");
+    struct ks_kms_call call = {NULL, 0};
+    struct ks_kms_result r;
+    struct ks_error err;
+    unsigned char digest[48];
+    struct ks_ec ec;
+    size_t i;
+
+    cr_assert_not_null(hv);
+    cr_assert_str_eq((const char *)hv->value, "2");
+    cr_assert_str_eq(ks_item_get_s(item, "kms-arn"), arn);
+    ks_ec_init(&ec);
+    for (i = 0; i < item->count; i++)
+        if (strncmp(item->attrs[i].name, "aws-crypto-ec:", 14) == 0)
+            ks_ec_set(&ec, item->attrs[i].name + 14, (const char *)item->attrs[i].value);
+    ks_kms_result_init(&r);
+    cr_assert_eq(F.local->ops->decrypt(F.local, &call, arn, enc->value, enc->len, &ec, &r, &err),
+                 KS_OK, "%s", err.message);
+    cr_assert_eq(r.plaintext_len, 80);
+    test_digest(item, digest);
+    cr_assert_eq(memcmp(r.plaintext, digest, 48), 0, "digest");
+    if (want)
+        cr_assert_eq(memcmp(r.plaintext + 48, want, 32), 0, "key bytes changed");
+    ks_kms_result_free(&r);
+    ks_ec_free(&ec);
+}
+
+static void check_all_hv2(const char *arn)
+{
+    struct ks_storage *s = ks_keystore_storage(F.ks);
+    struct ks_item item;
+    struct ks_error err;
+    size_t i;
+
+    for (i = 0; i < F.n_versions; i++) {
+        cr_assert_eq(s->ops->get_version(s, F.id, F.versions[i], &item, &err), KS_OK);
+        check_hv2_item(&item, arn, F.keys[i]);
+        ks_item_free(&item);
+    }
+    cr_assert_eq(s->ops->get_beacon(s, F.id, &item, &err), KS_OK);
+    check_hv2_item(&item, arn, F.beacon);
+    ks_item_free(&item);
+    cr_assert_eq(s->ops->get_active(s, F.id, &item, &err), KS_OK);
+    check_hv2_item(&item, arn, NULL);
+    ks_item_free(&item);
+}
+
+Test(mutation, hv2_terminal_needs_decrypt_encrypt_and_valid_version)
+{
+    struct ks_mutation_init_result r;
+    struct ks_error err;
+
+    make_key(2);
+    cr_assert_eq(init_hv(NULL, NULL, reencrypt(&F.strict1), 1, 2, &r, &err), KS_E_UNSUPPORTED);
+    cr_assert(strstr(err.message, "decryptEncrypt"), "%s", err.message);
+    cr_assert_eq(init_hv(NULL, NULL, decrypt_encrypt(&F.strict1, &F.strict1), 1, 3, &r, &err),
+                 KS_E_INVALID);
+    cr_assert(strstr(err.message, "terminalHierarchyVersion"), "%s", err.message);
+    /* Asking for HV-1 on an HV-1 key with nothing else is nothing to do. */
+    cr_assert_eq(init_hv(NULL, NULL, decrypt_encrypt(&F.strict1, &F.strict1), 1, 1, &r, &err),
+                 KS_E_MUTATION_INVALID);
+    assert_no_mutation();
+    check_terminal(&F.strict1, "tenant", "a");
+}
+
+Test(mutation, hv1_to_hv2_paged_commitment_n2)
+{
+    struct ks_mutation_init_result r;
+    struct ks_mutation_state m;
+    struct ks_storage *s = ks_keystore_storage(F.ks);
+    struct ks_error err;
+    char *t;
+    size_t mutated;
+
+    make_key(7);
+    cr_assert_eq(init_hv(NULL, NULL, decrypt_encrypt(&F.strict1, &F.strict1), 1, 2, &r, &err),
+                 KS_OK, "%s", err.message);
+    /* Commitment and index in the N 2 form, JSON with the third member. */
+    cr_assert_eq(s->ops->get_mutation(s, F.id, &m, &err), KS_OK);
+    cr_assert_eq(m.commitment.hierarchy_version, 2);
+    cr_assert_eq(m.index.hierarchy_version, 2);
+    t = strndup((const char *)m.commitment.terminal.data, m.commitment.terminal.len);
+    cr_assert(strstr(t, "\"hierarchy-version\":\"2\""), "%s", t);
+    free(t);
+    t = strndup((const char *)m.commitment.original.data, m.commitment.original.len);
+    cr_assert(strstr(t, "\"hierarchy-version\":\"1\""), "%s", t);
+    free(t);
+    ks_mutation_state_free(&m);
+    /* A reEncrypt apply is refused; decryptEncrypt completes. */
+    {
+        struct ks_mutation_apply_result a;
+        cr_assert_eq(ks_mutation_apply(F.ks, &F.set, &r.token, 0,
+                                       &(struct ks_mutation_strategy){KS_STRATEGY_REENCRYPT,
+                                                                      &F.strict1, NULL, NULL},
+                                       &a, &err),
+                     KS_E_UNSUPPORTED);
+    }
+    apply_all(&r.token, decrypt_encrypt(&F.strict1, &F.strict1), &mutated);
+    cr_assert_eq(mutated, 6);
+    assert_no_mutation();
+    check_all_hv2(F.arn);
+    ks_mutation_init_result_free(&r);
+}
+
+/* InitializeMutation reads the ACTIVE through the keystore's item validation, which accepts
+ * HV-2 items once the issue 11 core (items 1-5) is merged; until then these tests skip. */
+static void need_hv2_reads(void)
+{
+    struct ks_storage *s = ks_keystore_storage(F.ks);
+    struct ks_item active;
+    struct ks_error err;
+    ks_status st;
+
+    cr_assert_eq(s->ops->get_active(s, F.id, &active, &err), KS_OK);
+    st = ks_mut_check_item(&active, 0, F.id, "branch:ACTIVE", &err);
+    ks_item_free(&active);
+    if (st != KS_OK)
+        cr_skip_test("HV-2 item reads need the issue 11 core: %s", err.message);
+}
+
+Test(mutation, hv2_resume_downgrade_and_hv2_to_hv2_new_arn)
+{
+    struct ks_mutation_init_result r, again;
+    struct ks_error err;
+    size_t mutated;
+
+    make_key(4);
+    cr_assert_eq(init_hv(NULL, NULL, decrypt_encrypt(&F.strict1, &F.strict1), 1, 2, &r, &err),
+                 KS_OK, "%s", err.message);
+    need_hv2_reads();
+    /* The same request resumes (the input's hierarchy version matches)... */
+    cr_assert_eq(init_hv(NULL, NULL, decrypt_encrypt(&F.strict1, &F.strict1), 1, 2, &again, &err),
+                 KS_OK, "%s", err.message);
+    cr_assert_eq(again.flag, KS_MUTATION_RESUMED);
+    ks_mutation_init_result_free(&again);
+    /* ...a different hierarchy version is another mutation. */
+    cr_assert_eq(init_hv(NULL, NULL, decrypt_encrypt(&F.strict1, &F.strict1), 1, 0, &again, &err),
+                 KS_E_MUTATION_CONFLICT);
+    apply_all(&r.token, decrypt_encrypt(&F.strict1, &F.strict1), &mutated);
+    ks_mutation_init_result_free(&r);
+    /* HV-2 -> HV-1 is refused. */
+    cr_assert_eq(init_hv(ARN2, NULL, decrypt_encrypt(&F.strict1, &F.strict2), 1, 1, &r, &err),
+                 KS_E_UNSUPPORTED);
+    /* HV-2 -> HV-2 under a new KMS key (the retired-key case): HV 2 inferred from the ACTIVE. */
+    cr_assert_eq(init_hv(ARN2, NULL, decrypt_encrypt(&F.strict1, &F.strict2), 1, 0, &r, &err),
+                 KS_OK, "%s", err.message);
+    apply_all(&r.token, decrypt_encrypt(&F.strict1, &F.strict2), &mutated);
+    cr_assert_eq(mutated, 3);
+    check_all_hv2(ARN2);
+    ks_mutation_init_result_free(&r);
+}
+
+Test(mutation, hv1_to_hv2_rotation_new_arn_and_context)
+{
+    struct ks_mutation_init_result r;
+    struct ks_storage *s = ks_keystore_storage(F.ks);
+    struct ks_item active, version;
+    struct ks_error err;
+    struct ks_ec ec = one_ec("tenant", "z");
+    struct ks_kms_call call = {NULL, 0};
+    struct ks_kms_result ra, rv;
+    struct ks_ec kctx = one_ec("tenant", "z");
+    size_t mutated;
+
+    make_key(3);
+    cr_assert_eq(init_hv(ARN2, &ec, decrypt_encrypt(&F.strict1, &F.strict2), 0, 2, &r, &err), KS_OK,
+                 "%s", err.message);
+    apply_all(&r.token, decrypt_encrypt(&F.strict1, &F.strict2), &mutated);
+    cr_assert_eq(mutated, 3);
+    check_all_hv2(ARN2);
+    /* The new ACTIVE and its new version hold the same new material. */
+    cr_assert_eq(s->ops->get_active(s, F.id, &active, &err), KS_OK);
+    cr_assert_eq(s->ops->get_version(s, F.id,
+                                     ks_item_get_s(&active, "version") + strlen("branch:version:"),
+                                     &version, &err),
+                 KS_OK);
+    ks_kms_result_init(&ra);
+    ks_kms_result_init(&rv);
+    cr_assert_eq(F.local->ops->decrypt(F.local, &call, ARN2, ks_item_get(&active, "enc")->value,
+                                       ks_item_get(&active, "enc")->len, &kctx, &ra, &err),
+                 KS_OK);
+    cr_assert_eq(F.local->ops->decrypt(F.local, &call, ARN2, ks_item_get(&version, "enc")->value,
+                                       ks_item_get(&version, "enc")->len, &kctx, &rv, &err),
+                 KS_OK);
+    cr_assert_eq(memcmp(ra.plaintext + 48, rv.plaintext + 48, 32), 0);
+    for (size_t i = 0; i < F.n_versions; i++)
+        cr_assert_neq(memcmp(ra.plaintext + 48, F.keys[i], 32), 0, "rotation reused old bytes");
+    ks_kms_result_free(&ra);
+    ks_kms_result_free(&rv);
+    ks_item_free(&active);
+    ks_item_free(&version);
+    ks_ec_free(&ec);
+    ks_ec_free(&kctx);
+    ks_mutation_init_result_free(&r);
 }
