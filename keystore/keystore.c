@@ -44,6 +44,7 @@ const char *ks_kms_op_name(enum ks_kms_op op)
         [KS_KMS_OP_RE_ENCRYPT] = "ReEncrypt",
         [KS_KMS_OP_DECRYPT] = "Decrypt",
         [KS_KMS_OP_ENCRYPT] = "Encrypt",
+        [KS_KMS_OP_GENERATE_DATA_KEY] = "GenerateDataKey",
     };
     return (int)op >= 0 && op < KS_KMS_OP_COUNT ? names[op] : "unknown";
 }

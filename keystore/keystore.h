@@ -29,6 +29,7 @@ enum ks_kms_op {
     KS_KMS_OP_RE_ENCRYPT,
     KS_KMS_OP_DECRYPT,
     KS_KMS_OP_ENCRYPT, /* mutations: decryptEncrypt strategy and the KMS system key */
+    KS_KMS_OP_GENERATE_DATA_KEY, /* HV-2 (docs/reference/hv2.md section 5) */
     KS_KMS_OP_COUNT
 };
 const char *ks_kms_op_name(enum ks_kms_op op);

@@ -1,0 +1,95 @@
+/*
+ * hv2_kms.c - GenerateDataKey, Encrypt and Decrypt for HV-2 (docs/reference/hv2.md sections 5-7).
+ */
+#include "keystore/hv2_kms.h"
+
+#include <string.h>
+
+#include "common/secret.h"
+
+#define ENC_MAX 6144 /* docs/reference/branch-key-store.md section 3: enc is 1..6144 bytes */
+
+static struct ks_kms_call rel_call(const struct ks_kms_relationship *rel)
+{
+    struct ks_kms_call call = {rel->grant_tokens, rel->n_grant_tokens};
+    return call;
+}
+
+ks_status ks_hv2_generate(const struct ks_kms_relationship *rel, const char *arn,
+                          const struct ks_ec *kms_ec, unsigned char key_out[KS_HV2_KEY_LEN],
+                          struct ks_error *err)
+{
+    struct ks_kms_call call = rel_call(rel);
+    struct ks_kms_result r;
+    ks_status st;
+
+    ks_kms_result_init(&r);
+    st = ks_mut_counted(
+        rel, KS_KMS_OP_GENERATE_DATA_KEY,
+        rel->kms->ops->generate_data_key(rel->kms, &call, arn, KS_HV2_KEY_LEN, kms_ec, &r, err));
+    if (st == KS_OK && (!r.plaintext || r.plaintext_len != KS_HV2_KEY_LEN || !r.key_id ||
+                        strcmp(r.key_id, arn) != 0))
+        st = ks_error_set(err, KS_E_KMS, "Invalid response from KMS GenerateDataKey");
+    if (st == KS_OK)
+        memcpy(key_out, r.plaintext, KS_HV2_KEY_LEN);
+    ks_kms_result_free(&r);
+    return st;
+}
+
+ks_status ks_hv2_wrap(const struct ks_kms_relationship *rel, const char *arn,
+                      const struct ks_ec *bkc, const unsigned char key[KS_HV2_KEY_LEN],
+                      struct ks_bytes *enc, struct ks_error *err)
+{
+    unsigned char plain[KS_HV2_PLAINTEXT_LEN];
+    struct ks_kms_call call = rel_call(rel);
+    struct ks_kms_result r;
+    struct ks_ec kms_ec;
+    ks_status st;
+
+    ks_ec_init(&kms_ec);
+    ks_kms_result_init(&r);
+    if ((st = ks_hv2_kms_context(bkc, &kms_ec, err)) != KS_OK ||
+        (st = ks_hv2_pack(bkc, key, plain, err)) != KS_OK)
+        goto out;
+    st = ks_mut_counted(
+        rel, KS_KMS_OP_ENCRYPT,
+        rel->kms->ops->encrypt(rel->kms, &call, arn, plain, sizeof plain, &kms_ec, &r, err));
+    if (st == KS_OK && (!r.key_id || strcmp(r.key_id, arn) != 0 || r.ciphertext.len < 1 ||
+                        r.ciphertext.len > ENC_MAX))
+        st = ks_error_set(err, KS_E_KMS, "Invalid response from KMS Encrypt");
+    if (st == KS_OK) {
+        *enc = r.ciphertext;
+        r.ciphertext.data = NULL;
+        r.ciphertext.len = 0;
+    }
+out:
+    ks_secret_wipe(plain, sizeof plain);
+    ks_ec_free(&kms_ec);
+    ks_kms_result_free(&r);
+    return st;
+}
+
+ks_status ks_hv2_unwrap(const struct ks_kms_relationship *rel, const char *key_id,
+                        const unsigned char *enc, size_t enc_len, const struct ks_ec *bkc,
+                        unsigned char key_out[KS_HV2_KEY_LEN], struct ks_error *err)
+{
+    struct ks_kms_call call = rel_call(rel);
+    struct ks_kms_result r;
+    struct ks_ec kms_ec;
+    ks_status st;
+
+    ks_ec_init(&kms_ec);
+    ks_kms_result_init(&r);
+    /* Section 7 step 3: refuse an un-modeled attribute before KMS sees anything. */
+    if ((st = ks_hv2_kms_context(bkc, &kms_ec, err)) != KS_OK)
+        goto out;
+    st = ks_mut_counted(
+        rel, KS_KMS_OP_DECRYPT,
+        rel->kms->ops->decrypt(rel->kms, &call, key_id, enc, enc_len, &kms_ec, &r, err));
+    if (st == KS_OK)
+        st = ks_hv2_unpack(bkc, r.plaintext, r.plaintext ? r.plaintext_len : 0, key_out, err);
+out:
+    ks_ec_free(&kms_ec);
+    ks_kms_result_free(&r);
+    return st;
+}
