@@ -985,8 +985,8 @@ Test(mutation, hv2_resume_downgrade_and_hv2_to_hv2_new_arn)
     cr_assert_eq(again.flag, KS_MUTATION_RESUMED);
     ks_mutation_init_result_free(&again);
     /* ...a different hierarchy version is another mutation. */
-    cr_assert_eq(init_hv(NULL, NULL, decrypt_encrypt(&F.strict1, &F.strict1), 1, 0, &again, &err),
-                 KS_E_MUTATION_CONFLICT);
+    cr_assert_eq(init_hv(NULL, NULL, decrypt_encrypt(&F.strict1, &F.strict1), 1, 1, &again, &err),
+                 KS_E_MUTATION_CONFLICT, "%s", err.message);
     apply_all(&r.token, decrypt_encrypt(&F.strict1, &F.strict1), &mutated);
     ks_mutation_init_result_free(&r);
     /* HV-2 -> HV-1 is refused. */
