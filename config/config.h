@@ -93,6 +93,7 @@ struct ks_key_store_config {
     struct ks_storage_config storage;
     struct ks_mutations_config mutations;
     struct ks_rotation_config rotation; /* appended (issue 14) */
+    int default_hierarchy_version;      /* CreateKey without hierarchyVersion: 1 or 2 (issue 11) */
 };
 
 struct ks_cache_config {

@@ -194,12 +194,12 @@ static void check_rotation_relationship(struct ks_config_parser *p, yaml_node_t 
 static void parse_key_store(struct ks_config_parser *p, yaml_node_t *n, const char *path,
                             struct ks_key_store_config *ks)
 {
-    enum { S_NAME, S_LOGICAL, S_ID, S_REL, S_STORAGE, S_MUTATIONS, S_ROTATION, S_COUNT };
+    enum { S_NAME, S_LOGICAL, S_ID, S_REL, S_STORAGE, S_MUTATIONS, S_ROTATION, S_HV, S_COUNT };
     struct ks_config_field f[S_COUNT] = {
         [S_NAME] = {.key = "name"},         [S_LOGICAL] = {.key = "logical_key_store_name"},
         [S_ID] = {.key = "key_store_id"},   [S_REL] = {.key = "kms_relationship"},
         [S_STORAGE] = {.key = "storage"},   [S_MUTATIONS] = {.key = "mutations"},
-        [S_ROTATION] = {.key = "rotation"},
+        [S_ROTATION] = {.key = "rotation"}, [S_HV] = {.key = "default_hierarchy_version"},
     };
     char sub[KS_CONFIG_PATH_LEN], shown[KS_CONFIG_SHOW_LEN];
 
@@ -233,6 +233,14 @@ static void parse_key_store(struct ks_config_parser *p, yaml_node_t *n, const ch
     if (f[S_MUTATIONS].value)
         parse_mutations(p, f[S_MUTATIONS].value, ks_config_join_path(sub, path, "mutations"),
                         &ks->mutations);
+    ks->default_hierarchy_version = 1;
+    if (f[S_HV].value) {
+        uint64_t hv = 1;
+        if (ks_config_get_uint(p, f[S_HV].value,
+                               ks_config_join_path(sub, path, "default_hierarchy_version"), 1, 2,
+                               &hv) == 0)
+            ks->default_hierarchy_version = (int)hv;
+    }
     if (f[S_ROTATION].value) {
         parse_rotation(p, f[S_ROTATION].value, ks_config_join_path(sub, path, "rotation"),
                        &ks->rotation);

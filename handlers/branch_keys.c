@@ -46,10 +46,12 @@ static ks_status parse_ec(struct json_object *body, struct ks_ec *ec, struct ks_
     return KS_OK;
 }
 
-static ks_status check_hierarchy_version(struct json_object *body, struct ks_error *err)
+/* *hv = 1 or 2, or 0 when absent (the key store's default_hierarchy_version). */
+static ks_status check_hierarchy_version(struct json_object *body, int *hv, struct ks_error *err)
 {
     struct json_object *v;
     const char *s;
+    *hv = 0;
     if (!body || !json_object_object_get_ex(body, "hierarchyVersion", &v))
         return KS_OK;
     if (json_object_is_type(v, json_type_string))
@@ -58,12 +60,11 @@ static ks_status check_hierarchy_version(struct json_object *body, struct ks_err
         s = json_object_get_int64(v) == 1 ? "1" : json_object_get_int64(v) == 2 ? "2" : "";
     else
         s = "";
-    if (strcmp(s, "1") == 0)
+    if (strcmp(s, "1") == 0 || strcmp(s, "2") == 0) {
+        *hv = s[0] - '0';
         return KS_OK;
-    if (strcmp(s, "2") == 0)
-        return ks_error_set(err, KS_E_INVALID,
-                            "hierarchyVersion: 2 is not supported by this keystored yet");
-    return ks_error_set(err, KS_E_INVALID, "hierarchyVersion: expected \"1\"");
+    }
+    return ks_error_set(err, KS_E_INVALID, "hierarchyVersion: expected \"1\" or \"2\"");
 }
 
 /* Percent-encodes a path segment (RFC 3986 unreserved kept) into out; 0, or -1 if too long. */
@@ -80,6 +81,7 @@ ks_status ks_handle_branch_key_create(const struct ks_request *req, struct ks_re
     const char *id = NULL, *rel_name = NULL;
     char *created = NULL;
     size_t id_len = 0;
+    int hv = 0;
     struct ks_ec ec;
     struct ks_jsonw w;
     ks_status st;
@@ -90,12 +92,12 @@ ks_status ks_handle_branch_key_create(const struct ks_request *req, struct ks_re
             KS_OK ||
         (st = ks_handler_optional_string(req->body, "kmsRelationship", &rel_name, NULL, err)) !=
             KS_OK ||
-        (st = check_hierarchy_version(req->body, err)) != KS_OK ||
+        (st = check_hierarchy_version(req->body, &hv, err)) != KS_OK ||
         (st = parse_ec(req->body, &ec, err)) != KS_OK)
         goto out;
     if ((st = ks_handler_resolve(req, rel_name, &ks, &rel, err)) != KS_OK)
         goto out;
-    if ((st = ks_keystore_create_key(ks, rel, id, &ec, &created, err)) != KS_OK)
+    if ((st = ks_keystore_create_key_hv(ks, rel, id, &ec, hv, &created, err)) != KS_OK)
         goto out;
 
     {

@@ -93,3 +93,49 @@ out:
     ks_kms_result_free(&r);
     return st;
 }
+
+ks_status ks_hv2_create_wraps(const struct ks_kms_relationship *rel,
+                              const struct ks_ec *version_bkc, const struct ks_ec *active_bkc,
+                              const struct ks_ec *beacon_bkc, struct ks_bytes *version_enc,
+                              struct ks_bytes *active_enc, struct ks_bytes *beacon_enc,
+                              struct ks_error *err)
+{
+    unsigned char branch[KS_HV2_KEY_LEN], beacon[KS_HV2_KEY_LEN];
+    struct ks_ec kms_ec;
+    ks_status st;
+
+    ks_ec_init(&kms_ec);
+    if ((st = ks_hv2_kms_context(version_bkc, &kms_ec, err)) == KS_OK &&
+        (st = ks_hv2_generate(rel, rel->arn, &kms_ec, branch, err)) == KS_OK &&
+        (st = ks_hv2_generate(rel, rel->arn, &kms_ec, beacon, err)) == KS_OK &&
+        (st = ks_hv2_wrap(rel, rel->arn, version_bkc, branch, version_enc, err)) == KS_OK &&
+        (st = ks_hv2_wrap(rel, rel->arn, active_bkc, branch, active_enc, err)) == KS_OK)
+        st = ks_hv2_wrap(rel, rel->arn, beacon_bkc, beacon, beacon_enc, err);
+    ks_secret_wipe(branch, sizeof branch);
+    ks_secret_wipe(beacon, sizeof beacon);
+    ks_ec_free(&kms_ec);
+    return st;
+}
+
+ks_status ks_hv2_version_wraps(const struct ks_kms_relationship *rel,
+                               const struct ks_bytes *old_enc, const struct ks_ec *old_bkc,
+                               const struct ks_ec *version_bkc, const struct ks_ec *active_bkc,
+                               struct ks_bytes *version_enc, struct ks_bytes *active_enc,
+                               struct ks_error *err)
+{
+    unsigned char old_key[KS_HV2_KEY_LEN], fresh[KS_HV2_KEY_LEN];
+    struct ks_ec kms_ec;
+    ks_status st;
+
+    ks_ec_init(&kms_ec);
+    if ((st = ks_hv2_unwrap(rel, rel->arn, old_enc->data, old_enc->len, old_bkc, old_key, err)) ==
+            KS_OK &&
+        (st = ks_hv2_kms_context(version_bkc, &kms_ec, err)) == KS_OK &&
+        (st = ks_hv2_generate(rel, rel->arn, &kms_ec, fresh, err)) == KS_OK &&
+        (st = ks_hv2_wrap(rel, rel->arn, version_bkc, fresh, version_enc, err)) == KS_OK)
+        st = ks_hv2_wrap(rel, rel->arn, active_bkc, fresh, active_enc, err);
+    ks_secret_wipe(old_key, sizeof old_key);
+    ks_secret_wipe(fresh, sizeof fresh);
+    ks_ec_free(&kms_ec);
+    return st;
+}

@@ -37,4 +37,26 @@ ks_status ks_hv2_unwrap(const struct ks_kms_relationship *rel, const char *key_i
                         const unsigned char *enc, size_t enc_len, const struct ks_ec *bkc,
                         unsigned char key_out[KS_HV2_KEY_LEN], struct ks_error *err);
 
+/*
+ * CreateKey's KMS calls for HV-2 (section 5): GenerateDataKey twice (branch and beacon material)
+ * under rel->arn with the custom context unprefixed, then Encrypt of digest || material for the
+ * version, ACTIVE and beacon contexts. The three enc (zeroed) receive the ciphertexts.
+ */
+ks_status ks_hv2_create_wraps(const struct ks_kms_relationship *rel,
+                              const struct ks_ec *version_bkc, const struct ks_ec *active_bkc,
+                              const struct ks_ec *beacon_bkc, struct ks_bytes *version_enc,
+                              struct ks_bytes *active_enc, struct ks_bytes *beacon_enc,
+                              struct ks_error *err);
+
+/*
+ * VersionKey's KMS calls for HV-2 (section 6, with its bug fixed): authenticate the old ACTIVE by
+ * unwrap under rel->arn (key discarded), GenerateDataKey of new material, and Encrypt of that SAME
+ * material for the new version and the new ACTIVE, so GetBranchKeyVersion(new) = GetActive.
+ */
+ks_status ks_hv2_version_wraps(const struct ks_kms_relationship *rel,
+                               const struct ks_bytes *old_enc, const struct ks_ec *old_bkc,
+                               const struct ks_ec *version_bkc, const struct ks_ec *active_bkc,
+                               struct ks_bytes *version_enc, struct ks_bytes *active_enc,
+                               struct ks_error *err);
+
 #endif

@@ -14,6 +14,7 @@
 #include "common/utf8.h"
 #include "keystore/cache.h"
 #include "keystore/create_time.h"
+#include "keystore/hv2_kms.h"
 #include "keystore/materials.h"
 #include "keystore/testing.h"
 
@@ -21,6 +22,7 @@
 #define ENC_MAX 6144     /* section 3: enc B 1..6144 bytes */
 #define EC_KEY_MAX 65535 /* section 4: "aws-crypto-ec:" + key at most 65535 chars */
 #define HV1 "1"
+#define HV2 "2" /* docs/reference/hv2.md section 1 */
 
 struct ks_keystore {
     char *name;
@@ -30,6 +32,7 @@ struct ks_keystore {
     const struct ks_clock *clock;
     struct ks_cache *cache; /* borrowed, may be NULL */
     _Atomic unsigned long long storage_reads;
+    int default_hierarchy_version; /* 1 or 2 (docs/reference/hv2.md section 8) */
 };
 
 struct ks_key_ref {
@@ -82,6 +85,7 @@ ks_status ks_keystore_create(const struct ks_keystore_params *params, struct ks_
     }
     ks->name = strdup(params->name);
     ks->logical_key_store_name = strdup(params->logical_key_store_name);
+    ks->default_hierarchy_version = 1;
     ks->key_store_id = strdup(params->key_store_id ? params->key_store_id : uuid);
     if (!ks->name || !ks->logical_key_store_name || !ks->key_store_id) {
         free(ks->name);
@@ -96,6 +100,11 @@ ks_status ks_keystore_create(const struct ks_keystore_params *params, struct ks_
     atomic_init(&ks->storage_reads, 0);
     *out = ks;
     return KS_OK;
+}
+
+void ks_keystore_set_default_hierarchy_version(struct ks_keystore *ks, int hv)
+{
+    ks->default_hierarchy_version = hv == 2 ? 2 : 1;
 }
 
 void ks_keystore_destroy(struct ks_keystore *ks)
@@ -211,11 +220,18 @@ static int starts_with(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* 1 for an item whose hierarchy-version is "2" (gets dispatch on it, hv2.md section 8). */
+static int item_is_hv2(const struct ks_item *item)
+{
+    const struct ks_attr *hv = ks_item_get(item, KS_ATTR_HIERARCHY_VERSION);
+    return hv && hv->type == KS_ATTR_N && strcmp((const char *)hv->value, HV2) == 0;
+}
+
 /*
  * Section 3 "Read validation" (MPL Structure.dfy BranchKeyItem?), plus: the returned
  * branch-key-id (and for versions the type) must be what was asked for. keystored also requires
- * hierarchy-version = "1" here: the MPL main does not check it, but an item of another
- * hierarchy version must not be processed with HV-1 rules.
+ * hierarchy-version = "1" or "2" here (docs/reference/hv2.md section 1): the MPL main does not
+ * check it, but an item of another hierarchy version must not be processed with either's rules.
  */
 static ks_status validate_item(const struct ks_item *item, enum item_kind kind, const char *id,
                                const char *expected_type, struct ks_error *err)
@@ -235,7 +251,7 @@ static ks_status validate_item(const struct ks_item *item, enum item_kind kind, 
         return ks_error_set(err, KS_E_CORRUPT, "%s (required attribute missing)", msg);
     if (!ks_arn_length_ok(arn) || enc->len < 1 || enc->len > ENC_MAX)
         return ks_error_set(err, KS_E_CORRUPT, "%s (attribute out of range)", msg);
-    if (strcmp((const char *)hv->value, HV1) != 0)
+    if (strcmp((const char *)hv->value, HV1) != 0 && strcmp((const char *)hv->value, HV2) != 0)
         return ks_error_set(err, KS_E_CORRUPT, "%s (unsupported hierarchy-version)", msg);
     for (i = 0; i < item->count; i++) {
         const struct ks_attr *a = &item->attrs[i];
@@ -420,6 +436,27 @@ ks_status ks_keystore_create_key(struct ks_keystore *ks, const struct ks_kms_rel
                                  const char *branch_key_id, const struct ks_ec *custom_ec,
                                  char **id_out, struct ks_error *err)
 {
+    return ks_keystore_create_key_hv(ks, rel, branch_key_id, custom_ec, 1, id_out, err);
+}
+
+/* HV-1's three KMS calls of CreateKey (section 4). */
+static ks_status hv1_create_wraps(const struct ks_kms_relationship *rel,
+                                  const struct ks_ec *version_ec, const struct ks_ec *active_ec,
+                                  const struct ks_ec *beacon_ec, struct ks_bytes *version_enc,
+                                  struct ks_bytes *active_enc, struct ks_bytes *beacon_enc,
+                                  struct ks_error *err)
+{
+    ks_status st;
+    if ((st = new_wrapped_key(rel, version_ec, version_enc, err)) != KS_OK ||
+        (st = re_encrypt(rel, version_enc, version_ec, active_ec, active_enc, err)) != KS_OK)
+        return st;
+    return new_wrapped_key(rel, beacon_ec, beacon_enc, err);
+}
+
+ks_status ks_keystore_create_key_hv(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                                    const char *branch_key_id, const struct ks_ec *custom_ec,
+                                    int hierarchy_version, char **id_out, struct ks_error *err)
+{
     char generated[KS_UUID_LEN + 1], version_uuid[KS_UUID_LEN + 1], vtype[64], now[28];
     struct ks_ec version_ec, active_ec, beacon_ec;
     struct ks_bytes version_enc = {0}, active_enc = {0}, beacon_enc = {0};
@@ -445,6 +482,10 @@ ks_status ks_keystore_create_key(struct ks_keystore *ks, const struct ks_kms_rel
         return st;
     if ((st = check_custom_ec(custom_ec, err)) != KS_OK)
         return st;
+    if (hierarchy_version == 0)
+        hierarchy_version = ks->default_hierarchy_version;
+    if (hierarchy_version != 1 && hierarchy_version != 2)
+        return ks_error_set(err, KS_E_INVALID, "hierarchyVersion: expected \"1\" or \"2\"");
     if ((!branch_key_id && ks_uuid_v4(generated) != 0) || ks_uuid_v4(version_uuid) != 0)
         return ks_error_set(err, KS_E_INTERNAL, "random source failed");
     if (!branch_key_id)
@@ -464,7 +505,7 @@ ks_status ks_keystore_create_key(struct ks_keystore *ks, const struct ks_kms_rel
         ks_ec_set(&version_ec, KS_ATTR_TYPE, vtype) ||
         ks_ec_set(&version_ec, KS_ATTR_CREATE_TIME, now) ||
         ks_ec_set(&version_ec, KS_ATTR_KMS_ARN, rel->arn) ||
-        ks_ec_set(&version_ec, KS_ATTR_HIERARCHY_VERSION, HV1) ||
+        ks_ec_set(&version_ec, KS_ATTR_HIERARCHY_VERSION, hierarchy_version == 2 ? HV2 : HV1) ||
         ks_ec_set(&version_ec, KS_ATTR_TABLENAME, ks->logical_key_store_name)) {
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
         goto out;
@@ -479,9 +520,9 @@ ks_status ks_keystore_create_key(struct ks_keystore *ks, const struct ks_kms_rel
         goto out;
     }
 
-    if ((st = new_wrapped_key(rel, &version_ec, &version_enc, err)) != KS_OK ||
-        (st = re_encrypt(rel, &version_enc, &version_ec, &active_ec, &active_enc, err)) != KS_OK ||
-        (st = new_wrapped_key(rel, &beacon_ec, &beacon_enc, err)) != KS_OK)
+    st = (hierarchy_version == 2 ? ks_hv2_create_wraps : hv1_create_wraps)(
+        rel, &version_ec, &active_ec, &beacon_ec, &version_enc, &active_enc, &beacon_enc, err);
+    if (st != KS_OK)
         goto out;
 
     if ((st = ec_to_item(&version_ec, &version_enc, &version_item, err)) != KS_OK ||
@@ -572,7 +613,9 @@ static ks_status check_active(struct ks_keystore *ks, const struct ks_kms_relati
     if ((st = validate_item(active, ITEM_ACTIVE, branch_key_id, KS_TYPE_ACTIVE, err)) != KS_OK ||
         (st = refuse_under_mutation(ks, branch_key_id, err)) != KS_OK)
         return st;
-    if (!rel_accepts_arn(rel, ks_item_get_s(active, KS_ATTR_KMS_ARN))) {
+    /* hv2.md section 6 step 4: HV-2 requires the exact configured ARN, even for an MRK. */
+    if (!rel_accepts_arn(rel, ks_item_get_s(active, KS_ATTR_KMS_ARN)) ||
+        (item_is_hv2(active) && strcmp(rel->arn, ks_item_get_s(active, KS_ATTR_KMS_ARN)) != 0)) {
         *due = KS_VERSION_KMS_ARN;
         return ks_error_set(err, KS_E_INVALID,
                             "Branch key's KMS Key ARN read from Dynamodb does not match Key "
@@ -587,6 +630,21 @@ ks_status ks_keystore_version_key(struct ks_keystore *ks, const struct ks_kms_re
 {
     enum ks_version_due due = KS_VERSION_DUE;
     return ks_keystore_version_key_if_older(ks, rel, branch_key_id, -1, version_out, &due, err);
+}
+
+/* HV-1's KMS calls of VersionKey: 5.6 authenticates the old ACTIVE (output discarded), then
+ * the new material for the version and ACTIVE (section 5). */
+static ks_status hv1_version_wraps(const struct ks_kms_relationship *rel,
+                                   const struct ks_bytes *old_enc, const struct ks_ec *old_ec,
+                                   const struct ks_ec *version_ec, const struct ks_ec *active_ec,
+                                   struct ks_bytes *version_enc, struct ks_bytes *active_enc,
+                                   struct ks_error *err)
+{
+    ks_status st;
+    if ((st = re_encrypt(rel, old_enc, old_ec, old_ec, NULL, err)) != KS_OK ||
+        (st = new_wrapped_key(rel, version_ec, version_enc, err)) != KS_OK)
+        return st;
+    return re_encrypt(rel, version_enc, version_ec, active_ec, active_enc, err);
 }
 
 ks_status ks_keystore_version_key_if_older(struct ks_keystore *ks,
@@ -635,9 +693,6 @@ ks_status ks_keystore_version_key_if_older(struct ks_keystore *ks,
     }
     if ((st = item_to_ec(ks, &old_active, &old_ec, err)) != KS_OK)
         goto out;
-    /* 5.6: authenticate the ACTIVE item before building on it (output discarded). */
-    if ((st = re_encrypt(rel, &old_enc, &old_ec, &old_ec, NULL, err)) != KS_OK)
-        goto out;
     /* 5.7: the new version's context is the old ACTIVE's with a new type and create-time and
      * no version; kms-arn, hierarchy-version and every other attribute carry over. */
     if (ks_ec_copy(&version_ec, &old_ec) || ks_ec_set(&version_ec, KS_ATTR_TYPE, vtype) ||
@@ -648,8 +703,10 @@ ks_status ks_keystore_version_key_if_older(struct ks_keystore *ks,
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
         goto out;
     }
-    if ((st = new_wrapped_key(rel, &version_ec, &version_enc, err)) != KS_OK ||
-        (st = re_encrypt(rel, &version_enc, &version_ec, &active_ec, &active_enc, err)) != KS_OK)
+    /* The new version keeps the ACTIVE's hierarchy version (hv2.md section 6). */
+    st = (item_is_hv2(&old_active) ? ks_hv2_version_wraps : hv1_version_wraps)(
+        rel, &old_enc, &old_ec, &version_ec, &active_ec, &version_enc, &active_enc, err);
+    if (st != KS_OK)
         goto out;
     if ((st = ec_to_item(&version_ec, &version_enc, &version_item, err)) != KS_OK ||
         (st = ec_to_item(&active_ec, &active_enc, &active_item, err)) != KS_OK)
@@ -686,6 +743,7 @@ out:
 
 static ks_status materials_from(const struct ks_item *item, enum item_kind kind, unsigned char *key,
                                 struct ks_materials **out, struct ks_error *err)
+
 {
     struct ks_materials *m = ks_materials_new();
     const char *vfield;
@@ -697,7 +755,7 @@ static ks_status materials_from(const struct ks_item *item, enum item_kind kind,
     }
     m->key = key;
     m->key_len = KEY_LEN;
-    m->hierarchy_version = 1;
+    m->hierarchy_version = item_is_hv2(item) ? 2 : 1;
     m->branch_key_id = strdup(ks_item_get_s(item, KS_ATTR_BRANCH_KEY_ID));
     m->kms_arn = strdup(ks_item_get_s(item, KS_ATTR_KMS_ARN));
     if (!m->branch_key_id || !m->kms_arn)
@@ -793,9 +851,19 @@ static ks_status fetch_key(struct ks_keystore *ks, const struct ks_kms_relations
     if ((st = item_to_ec(ks, &item, &ec, err)) != KS_OK)
         goto out;
     enc = ks_item_get(&item, KS_ATTR_ENC);
-    st = counted(
-        rel, KS_KMS_OP_DECRYPT,
-        rel->kms->ops->decrypt(rel->kms, &call, key_id, enc->value, enc->len, &ec, &r, err));
+    if (item_is_hv2(&item)) {
+        /* hv2.md section 7: strict model, Decrypt, 80 bytes, digest. */
+        if (!(r.plaintext = ks_secret_alloc(KEY_LEN))) {
+            st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
+            goto out;
+        }
+        r.plaintext_len = KEY_LEN;
+        st = ks_hv2_unwrap(rel, key_id, enc->value, enc->len, &ec, r.plaintext, err);
+    } else {
+        st = counted(
+            rel, KS_KMS_OP_DECRYPT,
+            rel->kms->ops->decrypt(rel->kms, &call, key_id, enc->value, enc->len, &ec, &r, err));
+    }
     if (st != KS_OK)
         goto out;
     if (!r.plaintext || r.plaintext_len != KEY_LEN) {

@@ -28,7 +28,7 @@ enum ks_kms_op {
     KS_KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT = 0,
     KS_KMS_OP_RE_ENCRYPT,
     KS_KMS_OP_DECRYPT,
-    KS_KMS_OP_ENCRYPT, /* mutations: decryptEncrypt strategy and the KMS system key */
+    KS_KMS_OP_ENCRYPT,           /* mutations: decryptEncrypt strategy and the KMS system key */
     KS_KMS_OP_GENERATE_DATA_KEY, /* HV-2 (docs/reference/hv2.md section 5) */
     KS_KMS_OP_COUNT
 };
@@ -69,6 +69,10 @@ ks_status ks_keystore_create(const struct ks_keystore_params *params, struct ks_
                              struct ks_error *err);
 void ks_keystore_destroy(struct ks_keystore *ks);
 
+/* CreateKey's default hierarchy version (YAML default_hierarchy_version): 2, or 1 for anything
+ * else. Set once after ks_keystore_create, before requests. */
+void ks_keystore_set_default_hierarchy_version(struct ks_keystore *ks, int hv);
+
 struct ks_keystore_info {
     const char *key_store_id;           /* borrowed from the keystore */
     const char *logical_key_store_name; /* borrowed */
@@ -100,6 +104,12 @@ ks_status ks_keystore_create_key_store(struct ks_keystore *ks, char **table_id,
 ks_status ks_keystore_create_key(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
                                  const char *branch_key_id, const struct ks_ec *custom_ec,
                                  char **id_out, struct ks_error *err);
+
+/* CreateKey with hierarchy_version 1 or 2 (docs/reference/hv2.md section 5), or 0 for the key
+ * store's default hierarchy version (below); the above is 1. */
+ks_status ks_keystore_create_key_hv(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                                    const char *branch_key_id, const struct ks_ec *custom_ec,
+                                    int hierarchy_version, char **id_out, struct ks_error *err);
 
 /*
  * VersionKey (section 5 + section 9's optimistic lock). *version_out (malloc'd) is the new

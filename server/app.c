@@ -258,6 +258,8 @@ static ks_status open_store(struct ks_backends *b, const struct ks_key_store_con
     params.cache = b->cache;
     if ((st = ks_keystore_create(&params, &e->keystore, err)) != KS_OK)
         ks_storage_destroy(storage);
+    else
+        ks_keystore_set_default_hierarchy_version(e->keystore, kc->default_hierarchy_version);
     return st;
 }
 

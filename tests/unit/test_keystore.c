@@ -1442,7 +1442,13 @@ static void t_tablename(struct ks_item *i)
 {
     cr_assert_eq(ks_item_set_s(i, "tablename", LOGICAL), 0);
 }
-static void t_hv2(struct ks_item *i)
+static void t_hv3(struct ks_item *i)
+{
+    cr_assert_eq(ks_item_set_n(i, "hierarchy-version", "3"), 0);
+}
+/* An HV-1 item relabelled 2 goes the HV-2 path (docs/reference/hv2.md section 7): Decrypt with
+ * the unprefixed context, which KMS refuses. */
+static void t_hv1_as_2(struct ks_item *i)
 {
     cr_assert_eq(ks_item_set_n(i, "hierarchy-version", "2"), 0);
 }
@@ -1559,7 +1565,8 @@ static const struct tamper_row tamper_rows[] = {
     {"enc tag byte flipped", t_enc_last_byte, KS_E_KMS, NULL, ALL_KINDS},
     /* Invalid items (section 3 read validation). */
     {"tablename stored", t_tablename, KS_E_CORRUPT, NULL, ALL_KINDS},
-    {"hierarchy-version 2", t_hv2, KS_E_CORRUPT, NULL, ALL_KINDS},
+    {"hierarchy-version 3", t_hv3, KS_E_CORRUPT, NULL, ALL_KINDS},
+    {"HV-1 item relabelled hierarchy-version 2", t_hv1_as_2, KS_E_KMS, NULL, ALL_KINDS},
     {"hierarchy-version as S", t_hv_as_s, KS_E_CORRUPT, NULL, ALL_KINDS},
     {"version on a non-ACTIVE item", t_add_version, KS_E_CORRUPT, NULL, NOT_ACTIVE},
     {"ACTIVE without version", t_remove_version, KS_E_CORRUPT, NULL, ONLY_ACTIVE},
