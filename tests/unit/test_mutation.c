@@ -950,23 +950,9 @@ Test(mutation, hv1_to_hv2_paged_commitment_n2)
     cr_assert_eq(mutated, 6);
     assert_no_mutation();
     check_all_hv2(F.arn);
+    /* The keystore's own HV-2 read path gives every original key back. */
+    check_terminal(&F.strict1, "tenant", "a");
     ks_mutation_init_result_free(&r);
-}
-
-/* InitializeMutation reads the ACTIVE through the keystore's item validation, which accepts
- * HV-2 items once the issue 11 core (items 1-5) is merged; until then these tests skip. */
-static void need_hv2_reads(void)
-{
-    struct ks_storage *s = ks_keystore_storage(F.ks);
-    struct ks_item active;
-    struct ks_error err;
-    ks_status st;
-
-    cr_assert_eq(s->ops->get_active(s, F.id, &active, &err), KS_OK);
-    st = ks_mut_check_item(&active, 0, F.id, "branch:ACTIVE", &err);
-    ks_item_free(&active);
-    if (st != KS_OK)
-        cr_skip_test("HV-2 item reads need the issue 11 core: %s", err.message);
 }
 
 Test(mutation, hv2_resume_downgrade_and_hv2_to_hv2_new_arn)
@@ -978,7 +964,6 @@ Test(mutation, hv2_resume_downgrade_and_hv2_to_hv2_new_arn)
     make_key(4);
     cr_assert_eq(init_hv(NULL, NULL, decrypt_encrypt(&F.strict1, &F.strict1), 1, 2, &r, &err),
                  KS_OK, "%s", err.message);
-    need_hv2_reads();
     /* The same request resumes (the input's hierarchy version matches)... */
     cr_assert_eq(init_hv(NULL, NULL, decrypt_encrypt(&F.strict1, &F.strict1), 1, 2, &again, &err),
                  KS_OK, "%s", err.message);
@@ -998,6 +983,7 @@ Test(mutation, hv2_resume_downgrade_and_hv2_to_hv2_new_arn)
     apply_all(&r.token, decrypt_encrypt(&F.strict1, &F.strict2), &mutated);
     cr_assert_eq(mutated, 3);
     check_all_hv2(ARN2);
+    check_terminal(&F.strict2, "tenant", "a");
     ks_mutation_init_result_free(&r);
 }
 
@@ -1019,6 +1005,7 @@ Test(mutation, hv1_to_hv2_rotation_new_arn_and_context)
     apply_all(&r.token, decrypt_encrypt(&F.strict1, &F.strict2), &mutated);
     cr_assert_eq(mutated, 3);
     check_all_hv2(ARN2);
+    check_terminal(&F.strict2, "tenant", "z");
     /* The new ACTIVE and its new version hold the same new material. */
     cr_assert_eq(s->ops->get_active(s, F.id, &active, &err), KS_OK);
     cr_assert_eq(s->ops->get_version(s, F.id,
