@@ -564,15 +564,15 @@ async function concurrencyCases(h, c, store) {
 
 // ---- crash safety (issue 10 item 6) ------------------------------------------------------------
 
-export async function runMutationCrash(h, backend, { versions = 300, kills = 50 } = {}) {
-  const setup = mutationSetup(backend, 'crash', '{page_size: 2, kms_in_flight: 8}');
+export async function runMutationCrash(h, backend, { versions = 300, kills = 50, extraBody = {}, tag = 'crash' } = {}) {
+  const setup = mutationSetup(backend, tag, '{page_size: 2, kms_in_flight: 8}');
   const store = withListing(backend, setup);
   let srv = await startServer(['--config', setup.configPath], `crash (${backend.name})`);
   let api = makeApi(srv.base);
   let c = client(api, setup.tokens);
   let id, snap, arnB;
-  const body = () => ({ terminalKmsArn: arnB, terminalEncryptionContext: { tenant: 'after-crash' }, strategy: MOVE });
-  const ok = await h.test(`crash: a key with ${versions} versions, snapshot of every version's bytes`, async () => {
+  const body = () => ({ terminalKmsArn: arnB, terminalEncryptionContext: { tenant: 'after-crash' }, strategy: MOVE, ...extraBody });
+  const ok = await h.test(`${tag}: a key with ${versions} versions, snapshot of every version's bytes`, async () => {
     if (backend.name === 'dynamodb') assertEq((await api('PUT', KS, c.T)).status, 200, 'CreateKeyStore');
     arnB = await c.arn('alt');
     id = await c.createKey(versions);
@@ -584,7 +584,7 @@ export async function runMutationCrash(h, backend, { versions = 300, kills = 50 
     return;
   }
   let resumes = 0, created = 0, pagesBeforeKill = 0, killedInInit = 0, killsInside = 0;
-  await h.test(`crash: SIGKILL at random points of the paged mutation, ${kills} times, restart and resume each time`, async () => {
+  await h.test(`${tag}: SIGKILL at random points of the paged mutation, ${kills} times, restart and resume each time`, async () => {
     for (let k = 0; k < kills; k++) {
       // Kill after a random number of pages (0..3; sometimes during InitializeMutation itself),
       // a few ms into the next request, so that every kill lands inside the mutation.
@@ -623,7 +623,7 @@ export async function runMutationCrash(h, backend, { versions = 300, kills = 50 
       `mutation created ${created}x, resumed ${resumes}x, ${pagesBeforeKill} pages applied between kills`);
     assert(killsInside >= kills * 0.8, `only ${killsInside} of ${kills} kills landed inside the mutation`);
   });
-  await h.test('crash: a final resume completes the mutation', async () => {
+  await h.test(`${tag}: a final resume completes the mutation`, async () => {
     const r = await c.init(id, body());
     if (r.status === 400) {
       // Completed before the last kill: already in the terminal state and nothing in flight.
@@ -635,7 +635,7 @@ export async function runMutationCrash(h, backend, { versions = 300, kills = 50 
       await c.applyAll(id, r.json.mutationToken, { strategy: MOVE });
     }
   });
-  await h.test(`crash: every one of the ${versions} versions decrypts under the terminal key and context with its original bytes; no item in neither state; no commitment or index`, async () => {
+  await h.test(`${tag}: every one of the ${versions} versions decrypts under the terminal key and context with its original bytes; no item in neither state; no commitment or index`, async () => {
     await checkTerminal(c, store, id, snap, 'alt', { tenant: 'after-crash' });
     const all = await store.listVersions(id);
     for (const v of all) {
@@ -645,4 +645,104 @@ export async function runMutationCrash(h, backend, { versions = 300, kills = 50 
     console.log(`     runs ${kills}, resumes ${resumes}, versions checked ${all.length} (${snap.versions.size} original + ${all.length - snap.versions.size} created)`);
   });
   await srv.stop();
+}
+
+// ---- hierarchy version 2 (issue 11 items 6 and 7; docs/reference/mutations.md section 14) ----
+
+const hvOf = (item) => (item && item['hierarchy-version'] ? JSON.stringify(item['hierarchy-version']) : 'none');
+const N2 = JSON.stringify({ N: '2' });
+const N1 = JSON.stringify({ N: '1' });
+
+/*
+ * A mixed store: an HV-1 and an HV-2 key side by side, both versioned; the HV-1 key mutated to
+ * HV-2 (with rotation, a new context, a resume in between), the HV-2 key mutated to another KMS
+ * key (doNotVersion); every version, ACTIVE and beacon of both read back; the refusals.
+ */
+export async function runMutationsHv2(h, backend) {
+  const setup = mutationSetup(backend, 'hv2', '{page_size: 3, kms_in_flight: 4}');
+  const srv = await startServer(['--config', setup.configPath], `hv2 mutations (${backend.name})`);
+  const api = makeApi(srv.base);
+  const c = client(api, setup.tokens);
+  const store = withListing(backend, setup);
+  const SAME = { decryptEncrypt: { decrypt: 'local', encrypt: 'local' } };
+  let id1, id2, snap1, snap2, arnB;
+  try {
+    if (backend.name === 'dynamodb') assertEq((await api('PUT', KS, c.T)).status, 200, 'CreateKeyStore');
+    arnB = await c.arn('alt');
+    await h.test('hv2 mutations: a mixed store: an HV-1 key and an HV-2 key, each with 5 versions', async () => {
+      id1 = await c.createKey(5);
+      const r = await api('POST', `${KS}/branch-keys`, { ...c.T, body: { encryptionContext: { tenant: 'a' }, hierarchyVersion: '2' } });
+      assertEq(r.status, 201, `CreateKey HV-2 (${r.text.slice(0, 200)})`);
+      id2 = r.json.branchKeyIdentifier;
+      for (let i = 1; i < 5; i++) assertEq((await api('POST', `${c.bk(id2)}/versions`, c.T)).status, 201, 'VersionKey HV-2');
+      assertEq(hvOf(await store.getItem(id1, 'branch:ACTIVE')), N1, 'HV-1 key');
+      assertEq(hvOf(await store.getItem(id2, 'branch:ACTIVE')), N2, 'HV-2 key');
+      snap1 = await c.snapshot(id1, store, 'local');
+      snap2 = await c.snapshot(id2, store, 'local');
+      assertEq(snap1.versions.size, 5, 'HV-1 versions');
+      assertEq(snap2.versions.size, 5, 'HV-2 versions');
+    });
+    await h.test('hv2 mutations: HV-2 terminal with reEncrypt or no strategy -> 400 UnsupportedFeatureException naming decryptEncrypt; a bad version -> 400; nothing written', async () => {
+      expectError(await c.init(id1, { terminalHierarchyVersion: '2' }), 400, 'UnsupportedFeatureException', 'decryptEncrypt');
+      expectError(await c.init(id1, { terminalHierarchyVersion: '2', strategy: { reEncrypt: { kmsRelationship: 'local' } } }),
+        400, 'UnsupportedFeatureException', 'decryptEncrypt');
+      // HV 2 inferred from the HV-2 ACTIVE: reEncrypt is refused too.
+      expectError(await c.init(id2, { terminalEncryptionContext: { tenant: 'x' } }), 400, 'UnsupportedFeatureException', 'decryptEncrypt');
+      expectError(await c.init(id1, { terminalHierarchyVersion: '3', strategy: SAME }), 400, 'KeyStoreException', 'terminalHierarchyVersion');
+      expectError(await c.init(id1, { terminalHierarchyVersion: 2, strategy: SAME }), 400, 'KeyStoreException', 'terminalHierarchyVersion');
+      assertEq((await c.describe(id1)).status, 404, 'nothing written (HV-1 key)');
+      assertEq((await c.describe(id2)).status, 404, 'nothing written (HV-2 key)');
+    });
+    await h.test('hv2 mutations: HV-2 -> HV-1 -> 400 UnsupportedFeatureException', async () => {
+      expectError(await c.init(id2, { terminalHierarchyVersion: '1', terminalKmsArn: arnB, strategy: MOVE }), 400, 'UnsupportedFeatureException', '2 -> 1');
+      assertEq((await c.describe(id2)).status, 404, 'nothing written');
+    });
+    await h.test('hv2 mutations: HV-1 -> HV-2 with a new context and rotation: commitment and index N 2 with three-member JSON, resume, every version read back under the new context', async () => {
+      const body = { terminalHierarchyVersion: '2', terminalEncryptionContext: { tenant: 'b' }, strategy: SAME };
+      const r = await c.init(id1, body);
+      assertEq(r.status, 201, `InitializeMutation (${r.text.slice(0, 300)})`);
+      const cm = await store.getItem(id1, COMMITMENT);
+      assertEq(hvOf(cm), N2, 'commitment N 2');
+      assertEq(hvOf(await store.getItem(id1, INDEX)), N2, 'index N 2');
+      const again = await c.init(id1, body);
+      assertEq(again.status, 200, `resume (${again.text.slice(0, 300)})`);
+      // Without the hierarchy version it is another mutation.
+      expectError(await c.init(id1, { terminalEncryptionContext: { tenant: 'b' }, strategy: SAME }), 409, 'MutationConflictException');
+      expectError(await c.apply(id1, { mutationToken: r.json.mutationToken, strategy: { reEncrypt: { kmsRelationship: 'local' } } }),
+        400, 'UnsupportedFeatureException');
+      const st = await c.applyAll(id1, r.json.mutationToken, { strategy: SAME });
+      assertEq(st.mutated, 5, 'versions mutated');
+      await checkTerminal(c, store, id1, snap1, 'local', { tenant: 'b' });
+      for (const v of snap1.versions.keys())
+        assertEq(hvOf(await store.getItem(id1, `branch:version:${v}`)), N2, `version ${v} N 2`);
+      // Rotated: the ACTIVE is a new version, HV-2, equal to GetBranchKeyVersion of itself.
+      const a = await api('GET', `${c.bk(id1)}/active?kmsRelationship=local`, c.T);
+      assertEq(a.status, 200, `GetActive (${a.text.slice(0, 200)})`);
+      assert(!snap1.versions.has(a.json.branchKeyVersion), 'rotation made a new version');
+      assertEq((await c.readVersion(id1, a.json.branchKeyVersion, 'local')).key, a.json.branchKey, 'new version = ACTIVE');
+      assertEq(hvOf(await store.getItem(id1, 'branch:ACTIVE')), N2, 'ACTIVE N 2');
+    });
+    await h.test('hv2 mutations: HV-2 -> HV-2 to another KMS key (doNotVersion): every version, the ACTIVE and the beacon read back under the new key', async () => {
+      const r = await c.init(id2, { terminalKmsArn: arnB, strategy: MOVE, doNotVersion: true });
+      assertEq(r.status, 201, `InitializeMutation (${r.text.slice(0, 300)})`);
+      assertEq(hvOf(await store.getItem(id2, COMMITMENT)), N2, 'commitment N 2');
+      await c.applyAll(id2, r.json.mutationToken, { strategy: MOVE });
+      await checkTerminal(c, store, id2, snap2, 'alt', { tenant: 'a' });
+      const b = await api('GET', `${c.bk(id2)}/beacon?kmsRelationship=alt`, c.T);
+      assertEq(b.status, 200, 'beacon under alt');
+      assertEq(b.json.beaconKey, snap2.beacon, 'beacon bytes');
+      const a = await api('GET', `${c.bk(id2)}/active?kmsRelationship=alt`, c.T);
+      assertEq(a.status, 200, 'ACTIVE under alt');
+      assert(snap2.versions.has(a.json.branchKeyVersion), 'doNotVersion kept the version');
+      // The old key no longer reads it.
+      assert((await api('GET', `${c.bk(id2)}/active?kmsRelationship=local`, c.T)).status >= 400, 'not under the old key');
+    });
+    await h.test('hv2 mutations: both keys still read (mixed store after the mutations)', async () => {
+      assertEq((await c.snapshot(id1, store, 'local')).beacon, snap1.beacon, 'HV-1 -> HV-2 beacon bytes');
+      assertEq((await c.snapshot(id2, store, 'alt')).versions.size, 5, 'HV-2 key versions');
+    });
+  } finally {
+    const info = await srv.stop();
+    await h.test('hv2 mutations: server stops with exit 0', async () => assertEq(info.code, 0, 'exit code'));
+  }
 }

@@ -47,7 +47,7 @@ import { runLog } from './log.mjs';
 import { runLimits, waitReadyz } from './limits.mjs';
 import { runCli, runCliScripted } from './cli.mjs';
 import { runKeyring } from './keyring.mjs';
-import { runMutationCrash, runMutations } from './mutations.mjs';
+import { runMutationCrash, runMutations, runMutationsHv2 } from './mutations.mjs';
 import { runInventory, runScheduledRotation } from './inventory.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -189,6 +189,11 @@ async function backendSuite(backend) {
     await guarded('mutations', () => runMutations(h, backend));
     h.section(`[${backend.name}] mutations: crash safety (SIGKILL during a paged mutation)`);
     await guarded('mutation crash', () => runMutationCrash(h, backend));
+    h.section(`[${backend.name}] mutations: hierarchy version 2 (mixed store, HV-1 -> HV-2, HV-2 -> new KMS key)`);
+    await guarded('hv2 mutations', () => runMutationsHv2(h, backend));
+    h.section(`[${backend.name}] mutations: crash safety of an HV-1 -> HV-2 mutation`);
+    await guarded('hv2 mutation crash', () => runMutationCrash(h, backend, { versions: 30, kills: 8, tag: 'hv2-crash',
+      extraBody: { terminalHierarchyVersion: '2' } }));
     h.section(`[${backend.name}] inventory: list keys and versions`);
     await guarded('inventory', () => runInventory(h, backend));
     h.section(`[${backend.name}] scheduled rotation: two instances on one store`);
