@@ -641,6 +641,10 @@ export async function runMutationCrash(h, backend, { versions = 300, kills = 50,
     for (const v of all) {
       const now = await c.readVersion(id, v, 'alt');
       assertEq(now.ec, { tenant: 'after-crash' }, `version ${v} context`);
+      if (extraBody.terminalHierarchyVersion === '2') {
+        const item = await store.getItem(id, `branch:version:${v}`);
+        assertEq(JSON.stringify(item['hierarchy-version']), JSON.stringify({ N: '2' }), `version ${v} hierarchy-version`);
+      }
     }
     console.log(`     runs ${kills}, resumes ${resumes}, versions checked ${all.length} (${snap.versions.size} original + ${all.length - snap.versions.size} created)`);
   });
@@ -704,6 +708,10 @@ export async function runMutationsHv2(h, backend) {
       const cm = await store.getItem(id1, COMMITMENT);
       assertEq(hvOf(cm), N2, 'commitment N 2');
       assertEq(hvOf(await store.getItem(id1, INDEX)), N2, 'index N 2');
+      const json = (attr) => Buffer.from(cm[attr].B, 'base64').toString('utf8');
+      assert(json('terminal').endsWith(',"hierarchy-version":"2"}'), `terminal ${json('terminal')}`);
+      assert(json('original').endsWith(',"hierarchy-version":"1"}'), `original ${json('original')}`);
+      assert(json('input').endsWith(',"hierarchy-version":"2"}'), `input ${json('input')}`);
       const again = await c.init(id1, body);
       assertEq(again.status, 200, `resume (${again.text.slice(0, 300)})`);
       // Without the hierarchy version it is another mutation.
