@@ -697,6 +697,12 @@ export async function runMutationsHv2(h, backend) {
       assertEq((await c.describe(id1)).status, 404, 'nothing written (HV-1 key)');
       assertEq((await c.describe(id2)).status, 404, 'nothing written (HV-2 key)');
     });
+    await h.test('hv2 mutations: an un-modeled attribute on the ACTIVE blocks HV-1 -> HV-2 (400 UnsupportedFeatureException naming it, before any KMS call)', async () => {
+      const id = await c.createKey(1);
+      await store.setAttribute(id, 'branch:ACTIVE', 'color', { S: 'red' });
+      expectError(await c.init(id, { terminalHierarchyVersion: '2', strategy: SAME }), 400, 'UnsupportedFeatureException', 'color');
+      assertEq((await c.describe(id)).status, 404, 'nothing written');
+    });
     await h.test('hv2 mutations: HV-2 -> HV-1 -> 400 UnsupportedFeatureException', async () => {
       expectError(await c.init(id2, { terminalHierarchyVersion: '1', terminalKmsArn: arnB, strategy: MOVE }), 400, 'UnsupportedFeatureException', '2 -> 1');
       assertEq((await c.describe(id2)).status, 404, 'nothing written');

@@ -1031,3 +1031,22 @@ Test(mutation, hv1_to_hv2_rotation_new_arn_and_context)
     ks_ec_free(&kctx);
     ks_mutation_init_result_free(&r);
 }
+
+Test(mutation, hv1_to_hv2_atomic)
+{
+    struct ks_mutation_init_input in = {NULL, NULL, NULL, decrypt_encrypt(&F.strict1, &F.strict1),
+                                        1,    1,    2};
+    struct ks_mutation_init_result r;
+    struct ks_error err;
+
+    make_key(4);
+    in.branch_key_id = F.id;
+    cr_assert_eq(ks_mutation_initialize(F.ks, &F.set, &in, &r, &err), KS_OK, "%s", err.message);
+    cr_assert(r.completed);
+    assert_no_mutation();
+    check_all_hv2(F.arn);
+    check_terminal(&F.strict1, "tenant", "a");
+    ks_mutation_init_result_free(&r);
+    /* Done: asking for HV 2 again is nothing to do. */
+    cr_assert_eq(ks_mutation_initialize(F.ks, &F.set, &in, &r, &err), KS_E_MUTATION_INVALID);
+}
