@@ -24,7 +24,7 @@ ks_status ks_hv2_generate(const struct ks_kms_relationship *rel, const char *arn
     ks_status st;
 
     ks_kms_result_init(&r);
-    st = ks_mut_counted(
+    st = ks_kms_rel_count(
         rel, KS_KMS_OP_GENERATE_DATA_KEY,
         rel->kms->ops->generate_data_key(rel->kms, &call, arn, KS_HV2_KEY_LEN, kms_ec, &r, err));
     if (st == KS_OK && (!r.plaintext || r.plaintext_len != KS_HV2_KEY_LEN || !r.key_id ||
@@ -51,7 +51,7 @@ ks_status ks_hv2_wrap(const struct ks_kms_relationship *rel, const char *arn,
     if ((st = ks_hv2_kms_context(bkc, &kms_ec, err)) != KS_OK ||
         (st = ks_hv2_pack(bkc, key, plain, err)) != KS_OK)
         goto out;
-    st = ks_mut_counted(
+    st = ks_kms_rel_count(
         rel, KS_KMS_OP_ENCRYPT,
         rel->kms->ops->encrypt(rel->kms, &call, arn, plain, sizeof plain, &kms_ec, &r, err));
     if (st == KS_OK && (!r.key_id || strcmp(r.key_id, arn) != 0 || r.ciphertext.len < 1 ||
@@ -83,7 +83,7 @@ ks_status ks_hv2_unwrap(const struct ks_kms_relationship *rel, const char *key_i
     /* Section 7 step 3: refuse an un-modeled attribute before KMS sees anything. */
     if ((st = ks_hv2_kms_context(bkc, &kms_ec, err)) != KS_OK)
         goto out;
-    st = ks_mut_counted(
+    st = ks_kms_rel_count(
         rel, KS_KMS_OP_DECRYPT,
         rel->kms->ops->decrypt(rel->kms, &call, key_id, enc, enc_len, &kms_ec, &r, err));
     if (st == KS_OK)

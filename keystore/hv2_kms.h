@@ -9,7 +9,7 @@
 #define KS_KEYSTORE_HV2_KMS_H
 
 #include "keystore/hv2.h"
-#include "keystore/keystore.h"
+#include "keystore/kms_rel.h"
 
 /*
  * GenerateDataKey of 32 bytes under arn with kms_ec (section 5 calls 1-2). The response's KeyId

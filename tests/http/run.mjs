@@ -38,6 +38,7 @@ import { BACKENDS, makeBackend } from './lib/backends.mjs';
 import { runMultiInstance } from './multi.mjs';
 import { runCreateRace, runRace } from './race.mjs';
 import { runTamper } from './tamper.mjs';
+import { runHv2 } from './hv2.mjs';
 import { runConfigCheck, runEmbedded, runKeyFile } from './startup.mjs';
 import { runShutdown } from './shutdown.mjs';
 import { runCache } from './cache.mjs';
@@ -183,6 +184,8 @@ async function backendSuite(backend) {
     await guarded('main server suite', () => mainServerSuite(backend));
     h.section(`[${backend.name}] tamper`);
     await guarded('tamper', () => runTamper(h, backend));
+    h.section(`[${backend.name}] hierarchy version 2: mixed store, tamper matrix`);
+    await guarded('hv2', () => runHv2(h, backend));
     h.section(`[${backend.name}] keyring: body caps, batch limits, reads per version, failures`);
     await guarded('keyring', () => runKeyring(h, backend));
     h.section(`[${backend.name}] mutations`);

@@ -1723,3 +1723,28 @@ Test(config, rotation_errors)
                          KS_WITH_ROTATION("prod", "{interval_seconds: 60}") TENANT_PROD,
                      "kms_relationship \"prod\" is mr_discovery");
 }
+
+/* --- default_hierarchy_version (issue 11) ------------------------------------------------ */
+
+#define KS_WITH_HV(hv)                                                                             \
+    "key_stores:\n"                                                                                \
+    "  - name: default\n"                                                                          \
+    "    logical_key_store_name: default\n"                                                        \
+    "    kms_relationship: local\n"                                                                \
+    "    storage: {type: sqlite, path: /tmp/db}\n"                                                 \
+    "    default_hierarchy_version: " hv "\n"
+
+Test(config, default_hierarchy_version)
+{
+    struct ks_config *cfg = load_ok(MINIMAL);
+    cr_assert_eq(cfg->key_stores[0].default_hierarchy_version, 1);
+    ks_config_free(cfg);
+    cfg = load_ok(REL_LOCAL KS_WITH_HV("2") TENANT_APP1);
+    cr_assert_eq(cfg->key_stores[0].default_hierarchy_version, 2);
+    ks_config_free(cfg);
+    cfg = load_ok(REL_LOCAL KS_WITH_HV("1") TENANT_APP1);
+    cr_assert_eq(cfg->key_stores[0].default_hierarchy_version, 1);
+    ks_config_free(cfg);
+    expect_one_error(REL_LOCAL KS_WITH_HV("3") TENANT_APP1, "default_hierarchy_version");
+    expect_one_error(REL_LOCAL KS_WITH_HV("v2") TENANT_APP1, "default_hierarchy_version");
+}

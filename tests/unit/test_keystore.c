@@ -21,6 +21,7 @@
 #include "common/secret.h"
 #include "common/util.h"
 #include "aws/arn.h"
+#include "keystore/hv2.h"
 #include "keystore/keystore.h"
 #include "keystore/testing.h"
 #include "kms/kms.h"
@@ -2068,4 +2069,278 @@ Test(keystore, stored_arn_length_counts_utf16_units)
                   "(attribute out of range)");
     free(ok);
     free(too_long);
+}
+
+/* --- hierarchy version 2 (docs/reference/hv2.md) ---------------------------------------- */
+
+static char *create_hv(struct ks_keystore *ks, const struct ks_kms_relationship *rel,
+                       const char *id, int hv)
+{
+    struct ks_ec ec;
+    char *out = NULL;
+    struct ks_error err;
+    ks_ec_init(&ec);
+    cr_assert_eq(ks_ec_set(&ec, "department", "admin"), 0);
+    cr_assert_eq(ks_keystore_create_key_hv(ks, rel, id, &ec, hv, &out, &err), KS_OK, "%s",
+                 err.message);
+    ks_ec_free(&ec);
+    return out;
+}
+
+static unsigned long long calls(const struct ks_kms_counters *c, enum ks_kms_op op)
+{
+    return (unsigned long long)c->calls[op];
+}
+
+/* The branch key context of a stored item by hand (section 2): attributes but enc, tablename. */
+static void hand_bkc(const struct ks_item *item, const char *tablename, struct ks_ec *bkc)
+{
+    ks_ec_init(bkc);
+    for (size_t i = 0; i < item->count; i++)
+        if (strcmp(item->attrs[i].name, "enc") != 0)
+            cr_assert_eq(ks_ec_set(bkc, item->attrs[i].name, (const char *)item->attrs[i].value),
+                         0);
+    cr_assert_eq(ks_ec_set(bkc, "tablename", tablename), 0);
+}
+
+/* Decrypts a stored HV-2 enc with the local KMS directly; returns the plaintext length. */
+static size_t raw_decrypt(const struct ks_item *item, const struct ks_ec *ec, unsigned char *out)
+{
+    const struct ks_attr *enc = ks_item_get(item, "enc");
+    struct ks_kms_call call = {NULL, 0};
+    struct ks_kms_result r;
+    struct ks_error err;
+    size_t n = 0;
+    ks_kms_result_init(&r);
+    if (F.local->ops->decrypt(F.local, &call, F.arn, enc->value, enc->len, ec, &r, &err) == KS_OK) {
+        n = r.plaintext_len;
+        memcpy(out, r.plaintext, n < 80 ? n : 80);
+    }
+    ks_kms_result_free(&r);
+    return n;
+}
+
+Test(keystore, hv2_create_items_plaintext_and_kms_calls)
+{
+    struct ks_kms_counters counters = {0};
+    struct ks_kms_relationship rel = F.rel;
+    struct ks_item item;
+    struct ks_ec bkc, kms_ec, prefixed;
+    unsigned char plain[80], digest[48];
+    struct ks_error err;
+    struct ks_materials *m;
+    rel.counters = &counters;
+    free(create_hv(F.ks, &rel, "h2", 2));
+    /* hv2.md section 5: GenerateDataKey x2, Encrypt x3, nothing else. */
+    cr_expect_eq(calls(&counters, KS_KMS_OP_GENERATE_DATA_KEY), 2);
+    cr_expect_eq(calls(&counters, KS_KMS_OP_ENCRYPT), 3);
+    cr_expect_eq(calls(&counters, KS_KMS_OP_GENERATE_DATA_KEY_WITHOUT_PLAINTEXT), 0);
+    cr_expect_eq(calls(&counters, KS_KMS_OP_RE_ENCRYPT), 0);
+    ks_item_init(&item);
+    read_item(F.ks, ACTIVE, "h2", NULL, &item);
+    expect_attr(&item, "hierarchy-version", KS_ATTR_N, "2");
+    expect_attr(&item, "aws-crypto-ec:department", KS_ATTR_S, "admin");
+    cr_expect_null(ks_item_get(&item, "tablename"));
+    /* The KMS context is the custom one unprefixed; the prefixed one is refused by KMS. */
+    ks_ec_init(&kms_ec);
+    ks_ec_set(&kms_ec, "department", "admin");
+    hand_bkc(&item, LOGICAL, &bkc);
+    cr_assert_eq(raw_decrypt(&item, &kms_ec, plain), 80);
+    cr_assert_eq(ks_hv2_digest(&bkc, digest, &err), KS_OK);
+    cr_expect_eq(memcmp(plain, digest, 48), 0, "digest || key layout");
+    ks_ec_init(&prefixed);
+    ks_ec_set(&prefixed, "aws-crypto-ec:department", "admin");
+    cr_expect_eq(raw_decrypt(&item, &prefixed, plain), 0);
+    m = get_ok(F.ks, &rel, ACTIVE, "h2", NULL);
+    cr_expect_eq(m->hierarchy_version, 2);
+    cr_expect_str_eq(ks_ec_get(&m->encryption_context, "department"), "admin");
+    cr_expect_eq(memcmp(m->key, plain + 48, 32), 0);
+    ks_materials_free(m);
+    ks_ec_free(&bkc);
+    ks_ec_free(&kms_ec);
+    ks_ec_free(&prefixed);
+    ks_item_free(&item);
+}
+
+Test(keystore, hv2_version_key_wraps_the_same_new_material)
+{
+    struct ks_kms_counters counters = {0};
+    struct ks_kms_relationship rel = F.rel;
+    struct ks_materials *old, *active, *newv, *oldv;
+    char *nv = NULL;
+    struct ks_error err;
+    struct ks_item item;
+    free(create_hv(F.ks, &F.rel, "h2", 2));
+    old = get_ok(F.ks, &F.rel, ACTIVE, "h2", NULL);
+    rel.counters = &counters;
+    F.now = T1;
+    cr_assert_eq(ks_keystore_version_key(F.ks, &rel, "h2", &nv, &err), KS_OK, "%s", err.message);
+    cr_expect_eq(calls(&counters, KS_KMS_OP_DECRYPT), 1);
+    cr_expect_eq(calls(&counters, KS_KMS_OP_GENERATE_DATA_KEY), 1);
+    cr_expect_eq(calls(&counters, KS_KMS_OP_ENCRYPT), 2);
+    cr_expect_eq(calls(&counters, KS_KMS_OP_RE_ENCRYPT), 0);
+    active = get_ok(F.ks, &F.rel, ACTIVE, "h2", NULL);
+    newv = get_ok(F.ks, &F.rel, VERSION, "h2", nv);
+    oldv = get_ok(F.ks, &F.rel, VERSION, "h2", old->version);
+    cr_expect_str_eq(active->version, nv);
+    /* The MPL branch's bug (hv2.md section 6) would make these differ. */
+    cr_expect_eq(memcmp(active->key, newv->key, 32), 0);
+    cr_expect_neq(memcmp(active->key, old->key, 32), 0);
+    cr_expect_eq(memcmp(oldv->key, old->key, 32), 0);
+    ks_item_init(&item);
+    read_item(F.ks, VERSION, "h2", nv, &item);
+    expect_attr(&item, "hierarchy-version", KS_ATTR_N, "2");
+    expect_attr(&item, "create-time", KS_ATTR_S, T1_TEXT);
+    ks_item_free(&item);
+    ks_materials_free(old);
+    ks_materials_free(active);
+    ks_materials_free(newv);
+    ks_materials_free(oldv);
+    free(nv);
+}
+
+/* Creates an HV-2 "h2", reads its ACTIVE, applies fn, and returns a keystore holding it. */
+static struct ks_keystore *hv2_tampered(void (*fn)(struct ks_item *))
+{
+    struct ks_item items[3];
+    struct ks_keystore *ks;
+    struct ks_materials *m;
+    char *v;
+    static int created; /* one HV-2 key on F.ks serves every row */
+    if (!created++)
+        free(create_hv(F.ks, &F.rel, "h2", 2));
+    m = get_ok(F.ks, &F.rel, ACTIVE, "h2", NULL);
+    v = strdup(m->version);
+    ks_materials_free(m);
+    for (int k = 0; k < 3; k++)
+        ks_item_init(&items[k]);
+    read_item(F.ks, ACTIVE, "h2", NULL, &items[ACTIVE]);
+    read_item(F.ks, VERSION, "h2", v, &items[VERSION]);
+    read_item(F.ks, BEACON, "h2", NULL, &items[BEACON]);
+    fn(&items[ACTIVE]);
+    ks = reload(&items[ACTIVE], &items[VERSION], &items[BEACON]);
+    for (int k = 0; k < 3; k++)
+        ks_item_free(&items[k]);
+    free(v);
+    return ks;
+}
+
+static void t2_unmodeled(struct ks_item *i)
+{
+    cr_assert_eq(ks_item_set_s(i, "extra", "x"), 0);
+}
+static void t2_custom_value(struct ks_item *i)
+{
+    cr_assert_eq(ks_item_set_s(i, "aws-crypto-ec:department", "sales"), 0);
+}
+static void t2_create_time(struct ks_item *i)
+{
+    cr_assert_eq(ks_item_set_s(i, "create-time", T1_TEXT), 0);
+}
+static void t2_enc_32(struct ks_item *i)
+{
+    /* A 32-byte plaintext encrypted under the right key and context: KMS accepts it. */
+    unsigned char pt[32] = {1};
+    struct ks_ec ec;
+    struct ks_kms_call call = {NULL, 0};
+    struct ks_kms_result r;
+    struct ks_error err;
+    ks_ec_init(&ec);
+    ks_ec_set(&ec, "department", "admin");
+    ks_kms_result_init(&r);
+    cr_assert_eq(F.local->ops->encrypt(F.local, &call, F.arn, pt, 32, &ec, &r, &err), KS_OK);
+    cr_assert_eq(ks_item_set_b(i, "enc", r.ciphertext.data, r.ciphertext.len), 0);
+    ks_kms_result_free(&r);
+    ks_ec_free(&ec);
+}
+
+static void hv2_tamper_row(void (*fn)(struct ks_item *), ks_status expected, const char *message,
+                           unsigned long long decrypts)
+{
+    struct ks_kms_counters counters = {0};
+    struct ks_kms_relationship rel = F.rel;
+    struct ks_keystore *ks = hv2_tampered(fn);
+    rel.counters = &counters;
+    get_fails(ks, &rel, ACTIVE, "h2", NULL, expected, message);
+    cr_expect_eq(calls(&counters, KS_KMS_OP_DECRYPT), decrypts);
+    ks_keystore_destroy(ks);
+}
+
+Test(keystore, hv2_tamper_matrix)
+{
+    /* Issue 11 item 8, at the keystore layer. */
+    hv2_tamper_row(t2_unmodeled, KS_E_CORRUPT, "un-modeled", 0);
+    hv2_tamper_row(t2_custom_value, KS_E_KMS, "InvalidCiphertextException", 1);
+    hv2_tamper_row(t2_create_time, KS_E_CORRUPT, "digest", 1);
+    hv2_tamper_row(t2_enc_32, KS_E_CORRUPT, "80 bytes", 1);
+    hv2_tamper_row(t_kms_arn_other_key, KS_E_INVALID, MSG_ACTIVE_ARN, 0);
+}
+
+Test(keystore, hv2_other_logical_name_fails_the_digest)
+{
+    struct ks_keystore_params p = {KS_NAME, "another-logical", NULL, NULL, &F.clock, NULL};
+    struct ks_item items[3];
+    struct ks_keystore *ks = NULL;
+    struct ks_materials *m;
+    struct ks_error err;
+    free(create_hv(F.ks, &F.rel, "h2", 2));
+    m = get_ok(F.ks, &F.rel, ACTIVE, "h2", NULL);
+    for (int k = 0; k < 3; k++)
+        ks_item_init(&items[k]);
+    read_item(F.ks, ACTIVE, "h2", NULL, &items[ACTIVE]);
+    read_item(F.ks, VERSION, "h2", m->version, &items[VERSION]);
+    read_item(F.ks, BEACON, "h2", NULL, &items[BEACON]);
+    cr_assert_eq(ks_storage_memory_create(&p.storage, &err), KS_OK);
+    cr_assert_eq(p.storage->ops->write_new_branch_key(p.storage, &items[ACTIVE], &items[VERSION],
+                                                      &items[BEACON], &err),
+                 KS_OK);
+    cr_assert_eq(ks_keystore_create(&p, &ks, &err), KS_OK);
+    get_fails(ks, &F.rel, ACTIVE, "h2", NULL, KS_E_CORRUPT, "logical key store name");
+    get_fails(ks, &F.rel, VERSION, "h2", m->version, KS_E_CORRUPT, "digest");
+    get_fails(ks, &F.rel, BEACON, "h2", NULL, KS_E_CORRUPT, "digest");
+    ks_keystore_destroy(ks);
+    for (int k = 0; k < 3; k++)
+        ks_item_free(&items[k]);
+    ks_materials_free(m);
+}
+
+Test(keystore, hv2_mixed_store_and_default)
+{
+    struct ks_materials *a1, *a2, *b2, *d;
+    char *v = NULL, *id;
+    struct ks_error err;
+    free(create_hv(F.ks, &F.rel, "one", 1));
+    free(create_hv(F.ks, &F.rel, "two", 2));
+    cr_assert_eq(ks_keystore_version_key(F.ks, &F.rel, "one", &v, &err), KS_OK, "%s", err.message);
+    free(v);
+    cr_assert_eq(ks_keystore_version_key(F.ks, &F.rel, "two", &v, &err), KS_OK, "%s", err.message);
+    a1 = get_ok(F.ks, &F.rel, ACTIVE, "one", NULL);
+    a2 = get_ok(F.ks, &F.rel, ACTIVE, "two", NULL);
+    b2 = get_ok(F.ks, &F.rel, BEACON, "two", NULL);
+    cr_expect_eq(a1->hierarchy_version, 1);
+    cr_expect_eq(a2->hierarchy_version, 2);
+    cr_expect_str_eq(a2->version, v);
+    cr_expect_eq(b2->hierarchy_version, 2);
+    /* default_hierarchy_version: 2 applies when the request names none (0). */
+    ks_keystore_set_default_hierarchy_version(F.ks, 2);
+    id = create_hv(F.ks, &F.rel, NULL, 0);
+    d = get_ok(F.ks, &F.rel, ACTIVE, id, NULL);
+    cr_expect_eq(d->hierarchy_version, 2);
+    ks_materials_free(a1);
+    ks_materials_free(a2);
+    ks_materials_free(b2);
+    ks_materials_free(d);
+    free(v);
+    free(id);
+}
+
+Test(keystore, hv2_version_key_requires_the_exact_arn)
+{
+    /* hv2.md section 6 step 4: an MRK relationship that matches HV-1-style is not enough. */
+    struct ks_kms_relationship other = relationship(F.local, KS_KMS_KEY_ARN, ARN2, NULL);
+    char *v = NULL;
+    struct ks_error err;
+    free(create_hv(F.ks, &F.rel, "h2", 2));
+    cr_expect_eq(ks_keystore_version_key(F.ks, &other, "h2", &v, &err), KS_E_INVALID);
+    cr_expect_null(v);
 }
