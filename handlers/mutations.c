@@ -359,7 +359,7 @@ static void write_props(struct ks_jsonw *w, const char *name, const struct ks_mu
     ks_jsonw_key(w, "encryptionContext");
     write_ec(w, &p->ec);
     ks_jsonw_key(w, "hierarchyVersion");
-    ks_jsonw_string(w, "1");
+    ks_jsonw_string(w, p->hierarchy_version == 2 ? "2" : "1");
     ks_jsonw_object_end(w);
 }
 
@@ -383,6 +383,11 @@ static void write_description(struct ks_jsonw *w, const struct ks_mutation_descr
         ks_jsonw_null(w);
     ks_jsonw_key(w, "doNotVersion");
     ks_jsonw_bool(w, d->do_not_version);
+    ks_jsonw_key(w, "terminalHierarchyVersion");
+    if (d->input_hierarchy_version)
+        ks_jsonw_string(w, d->input_hierarchy_version == 2 ? "2" : "1");
+    else
+        ks_jsonw_null(w);
     ks_jsonw_object_end(w);
     ks_jsonw_key(w, "systemKey");
     ks_jsonw_string(w, d->system_key);

@@ -529,9 +529,11 @@ ks_status ks_mutation_describe(struct ks_keystore *ks, const char *branch_key_id
         st = ks_mut_token_set(&out->token, branch_key_id, m.commitment.uuid,
                               m.commitment.create_time, err);
     if (st == KS_OK)
-        st = ks_mutation_input_from_json(m.commitment.input.data, m.commitment.input.len,
-                                         &out->input_kms_arn, &out->input_has_ec, &out->input_ec,
-                                         err);
+        st = ks_mutation_input_from_json_hv(m.commitment.input.data, m.commitment.input.len,
+                                            &out->input_kms_arn, &out->input_has_ec, &out->input_ec,
+                                            &out->input_hierarchy_version, err);
+    if (out->input_hierarchy_version < 0)
+        out->input_hierarchy_version = 0;
     if (st == KS_OK)
         st = describe_props(ks, &m, out, err);
     if (st == KS_OK) {

@@ -190,6 +190,7 @@ ks_status ks_mut_props_public(const struct ks_mut_props *p, struct ks_mutation_p
 
     out->kms_arn = NULL;
     ks_ec_init(&out->ec);
+    out->hierarchy_version = p->hv;
     if (!(out->kms_arn = strdup(p->kms_arn)))
         return oom(err);
     for (i = 0; i < p->ec.count; i++) {

@@ -91,7 +91,8 @@ void ks_mutation_apply_result_free(struct ks_mutation_apply_result *r);
 
 struct ks_mutation_props {
     char *kms_arn;
-    struct ks_ec ec; /* unprefixed custom context */
+    struct ks_ec ec;       /* unprefixed custom context */
+    int hierarchy_version; /* 1 or 2 */
 };
 
 struct ks_mutation_description {
@@ -100,8 +101,9 @@ struct ks_mutation_description {
     char *input_kms_arn; /* NULL when not asked */
     int input_has_ec;
     struct ks_ec input_ec;
-    int do_not_version;     /* not stored by the MPL: always 0 here (reported as false) */
-    const char *system_key; /* "trustStorage" | "kmsSymmetricEncryption" | "unknown" */
+    int input_hierarchy_version; /* 0: not asked for */
+    int do_not_version;          /* not stored by the MPL: always 0 here (reported as false) */
+    const char *system_key;      /* "trustStorage" | "kmsSymmetricEncryption" | "unknown" */
     int last_page_done;
     size_t versions_original, versions_terminal;
 };

@@ -718,6 +718,10 @@ export async function runMutationsHv2(h, backend) {
       assert(json('terminal').endsWith(',"hierarchy-version":"2"}'), `terminal ${json('terminal')}`);
       assert(json('original').endsWith(',"hierarchy-version":"1"}'), `original ${json('original')}`);
       assert(json('input').endsWith(',"hierarchy-version":"2"}'), `input ${json('input')}`);
+      const d = await c.describe(id1);
+      assertEq(d.status, 200, `DescribeMutation (${d.text.slice(0, 300)})`);
+      assertEq([d.json.original.hierarchyVersion, d.json.terminal.hierarchyVersion, d.json.input.terminalHierarchyVersion],
+        ['1', '2', '2'], 'DescribeMutation hierarchy versions');
       const again = await c.init(id1, body);
       assertEq(again.status, 200, `resume (${again.text.slice(0, 300)})`);
       // Without the hierarchy version it is another mutation.
