@@ -755,9 +755,20 @@ export async function runMutationsHv2(h, backend) {
       // The old key no longer reads it.
       assert((await api('GET', `${c.bk(id2)}/active?kmsRelationship=local`, c.T)).status >= 400, 'not under the old key');
     });
+    await h.test('hv2 mutations: HV-2 -> HV-2 with a new context (rotation): versions keep their bytes under the new context', async () => {
+      const ALT = { decryptEncrypt: { decrypt: 'alt', encrypt: 'alt' } };
+      const r = await c.init(id2, { terminalEncryptionContext: { tenant: 'c', team: 'd' }, strategy: ALT });
+      assertEq(r.status, 201, `InitializeMutation (${r.text.slice(0, 300)})`);
+      await c.applyAll(id2, r.json.mutationToken, { strategy: ALT });
+      await checkTerminal(c, store, id2, snap2, 'alt', { tenant: 'c', team: 'd' });
+      const a = await api('GET', `${c.bk(id2)}/active?kmsRelationship=alt`, c.T);
+      assertEq(a.status, 200, 'ACTIVE');
+      assertEq(a.json.encryptionContext, { tenant: 'c', team: 'd' }, 'ACTIVE context');
+      assertEq(hvOf(await store.getItem(id2, `branch:version:${a.json.branchKeyVersion}`)), N2, 'new version N 2');
+    });
     await h.test('hv2 mutations: both keys still read (mixed store after the mutations)', async () => {
       assertEq((await c.snapshot(id1, store, 'local')).beacon, snap1.beacon, 'HV-1 -> HV-2 beacon bytes');
-      assertEq((await c.snapshot(id2, store, 'alt')).versions.size, 5, 'HV-2 key versions');
+      assertEq((await c.snapshot(id2, store, 'alt')).versions.size, 6, 'HV-2 key versions (one rotation)');
     });
   } finally {
     const info = await srv.stop();
