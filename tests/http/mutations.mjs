@@ -345,7 +345,7 @@ async function mutationCases(h, backend, c, store) {
     assertEq(d.mutationToken, token, 'token');
     assertEq(d.original, { kmsArn: arnA, encryptionContext: { tenant: 'a' }, hierarchyVersion: '1' }, 'original');
     assertEq(d.terminal, { kmsArn: arnB, encryptionContext: { tenant: 'b' }, hierarchyVersion: '1' }, 'terminal');
-    assertEq(d.input, { terminalKmsArn: arnB, terminalEncryptionContext: { tenant: 'b' }, doNotVersion: false }, 'input');
+    assertEq(d.input, { terminalKmsArn: arnB, terminalEncryptionContext: { tenant: 'b' }, doNotVersion: false, terminalHierarchyVersion: null }, 'input');
     assertEq(d.systemKey, 'trustStorage', 'systemKey');
     assertEq(d.versions, { original: 5, terminal: 1 }, 'versions');
     assertEq(d.lastPageDone, false, 'lastPageDone');
