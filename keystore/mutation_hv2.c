@@ -25,20 +25,6 @@ static struct ks_kms_call call_of(const struct ks_kms_relationship *rel)
     return c;
 }
 
-/* MutationFromException / MutationToException for a KMS refusal (as mutation_kms.c). */
-static ks_status side(ks_status st, int terminal_side, const char *op, const char *arn,
-                      struct ks_error *err)
-{
-    char msg[KS_ERROR_MESSAGE_MAX];
-    if (st != KS_E_KMS)
-        return st;
-    memcpy(msg, err->message, sizeof msg);
-    msg[sizeof msg - 1] = '\0';
-    return ks_error_set(err, terminal_side ? KS_E_MUTATION_TO : KS_E_MUTATION_FROM,
-                        "%s refused on the %s side (%s): %s", op,
-                        terminal_side ? "terminal" : "original", arn, msg);
-}
-
 ks_status ks_mut_hv2_unwrap(const struct ks_keystore *ks, const struct ks_kms_relationship *rel,
                             const struct ks_item *item, int terminal_side,
                             unsigned char key[KEY_LEN], struct ks_error *err)
@@ -60,7 +46,7 @@ ks_status ks_mut_hv2_unwrap(const struct ks_keystore *ks, const struct ks_kms_re
         ks_mut_gate_enter(rel);
         st = ks_hv2_unwrap(rel, arn, enc->value, enc->len, &bkc, key, err);
         ks_mut_gate_leave(rel);
-        st = side(st, terminal_side, "Decrypt", arn, err);
+        st = ks_mut_side_error(st, terminal_side, "Decrypt", arn, err);
         goto out;
     }
     /* HV-1: Decrypt under the full branch key context. */
@@ -72,7 +58,7 @@ ks_status ks_mut_hv2_unwrap(const struct ks_keystore *ks, const struct ks_kms_re
     if (st == KS_OK &&
         (!r.key_id || strcmp(r.key_id, arn) != 0 || !r.plaintext || r.plaintext_len != KEY_LEN))
         st = ks_error_set(err, KS_E_KMS, "Invalid response from KMS Decrypt");
-    st = side(st, terminal_side, "Decrypt", arn, err);
+    st = ks_mut_side_error(st, terminal_side, "Decrypt", arn, err);
     if (st == KS_OK)
         memcpy(key, r.plaintext, KEY_LEN);
     ks_kms_result_free(&r);
@@ -92,7 +78,7 @@ static ks_status wrap_bkc(const struct ks_kms_relationship *rel, const char *arn
     ks_mut_gate_enter(rel);
     st = ks_hv2_wrap(rel, arn, bkc, key, out, err);
     ks_mut_gate_leave(rel);
-    return side(st, 1, "Encrypt", arn, err);
+    return ks_mut_side_error(st, 1, "Encrypt", arn, err);
 }
 
 ks_status ks_mut_hv2_transform(const struct ks_keystore *ks, const struct ks_mutation_strategy *s,
@@ -145,7 +131,7 @@ ks_status ks_mut_hv2_rotate(const struct ks_mutation_strategy *s, const struct k
     ks_mut_gate_enter(rel);
     st = ks_hv2_generate(rel, arn, &kctx, key, err);
     ks_mut_gate_leave(rel);
-    st = side(st, 1, "GenerateDataKey", arn, err);
+    st = ks_mut_side_error(st, 1, "GenerateDataKey", arn, err);
     if (st == KS_OK)
         st = wrap_bkc(rel, arn, vbkc, key, venc, err);
     if (st == KS_OK)

@@ -77,6 +77,10 @@ ks_status ks_mut_rotate(const struct ks_keystore *ks, const struct ks_mutation_s
                         const char *now, struct ks_item *version, struct ks_item *active,
                         struct ks_error *err);
 
+/* A KMS refusal (KS_E_KMS) on one side becomes MutationFromException / MutationToException
+ * naming the operation, the side and the ARN; other statuses pass through. */
+ks_status ks_mut_side_error(ks_status st, int terminal_side, const char *op, const char *arn,
+                            struct ks_error *err);
 /* The per-relationship cap around one KMS call (section 13), for mutation_hv2.c. */
 void ks_mut_gate_enter(const struct ks_kms_relationship *rel);
 void ks_mut_gate_leave(const struct ks_kms_relationship *rel);

@@ -147,7 +147,7 @@ ks_status ks_mut_check_strategy(const struct ks_mutation_strategy *s, const char
  * error code (err->message is "KMS <code>", aws/ and kms/ keep AWS's text in detail) and the
  * ARN (issue 10). Throttling and unreachable KMS keep their own status (429 / 503).
  */
-static ks_status side_error(ks_status st, int terminal_side, const char *op, const char *arn,
+ks_status ks_mut_side_error(ks_status st, int terminal_side, const char *op, const char *arn,
                             struct ks_error *err)
 {
     char kms_msg[KS_ERROR_MESSAGE_MAX];
@@ -298,13 +298,13 @@ ks_status ks_mut_verify(const struct ks_keystore *ks, const struct ks_mutation_s
         goto out;
     if (s->kind == KS_STRATEGY_REENCRYPT) {
         st = do_re_encrypt(s->reencrypt, &enc, arn, &ec, arn, &ec, NULL, err);
-        st = side_error(st, terminal_side, "ReEncrypt", arn, err);
+        st = ks_mut_side_error(st, terminal_side, "ReEncrypt", arn, err);
     } else {
         struct ks_kms_result r;
         ks_kms_result_init(&r);
         st = do_decrypt(terminal_side ? s->encrypt : s->decrypt, arn, &enc, &ec, &r, err);
         ks_kms_result_free(&r);
-        st = side_error(st, terminal_side, "Decrypt", arn, err);
+        st = ks_mut_side_error(st, terminal_side, "Decrypt", arn, err);
     }
 out:
     ks_ec_free(&ec);
@@ -326,7 +326,7 @@ static ks_status re_encrypt_side(const struct ks_mutation_strategy *s, const str
     ks_error_clear(&probe);
     source_ok = do_decrypt(s->reencrypt, src_arn, enc, src_ec, &r, &probe) == KS_OK;
     ks_kms_result_free(&r);
-    return side_error(st, source_ok, "ReEncrypt", source_ok ? dst_arn : src_arn, err);
+    return ks_mut_side_error(st, source_ok, "ReEncrypt", source_ok ? dst_arn : src_arn, err);
 }
 
 ks_status ks_mut_transform(const struct ks_keystore *ks, const struct ks_mutation_strategy *s,
@@ -360,11 +360,11 @@ ks_status ks_mut_transform(const struct ks_keystore *ks, const struct ks_mutatio
         struct ks_kms_result r;
         ks_kms_result_init(&r);
         st = do_decrypt(s->decrypt, src_arn, &enc, &src_ec, &r, err);
-        st = side_error(st, 0, "Decrypt", src_arn, err);
+        st = ks_mut_side_error(st, 0, "Decrypt", src_arn, err);
         if (st == KS_OK) {
             st = do_encrypt(s->encrypt, terminal->kms_arn, r.plaintext, r.plaintext_len, &dst_ec,
                             &new_enc, err);
-            st = side_error(st, 1, "Encrypt", terminal->kms_arn, err);
+            st = ks_mut_side_error(st, 1, "Encrypt", terminal->kms_arn, err);
         }
         ks_kms_result_free(&r); /* wipes the plaintext key */
     }
@@ -386,14 +386,15 @@ static ks_status rotate_active_enc(const struct ks_mutation_strategy *s, const c
     struct ks_kms_result r;
     ks_status st;
     if (s->kind == KS_STRATEGY_REENCRYPT)
-        return side_error(do_re_encrypt(s->reencrypt, version_enc, arn, vec, arn, aec, out, err), 1,
-                          "ReEncrypt", arn, err);
+        return ks_mut_side_error(
+            do_re_encrypt(s->reencrypt, version_enc, arn, vec, arn, aec, out, err), 1, "ReEncrypt",
+            arn, err);
     ks_kms_result_init(&r);
     st = do_decrypt(s->encrypt, arn, version_enc, vec, &r, err);
     if (st == KS_OK)
         st = do_encrypt(s->encrypt, arn, r.plaintext, r.plaintext_len, aec, out, err);
     ks_kms_result_free(&r);
-    return side_error(st, 1, "Encrypt", arn, err);
+    return ks_mut_side_error(st, 1, "Encrypt", arn, err);
 }
 
 ks_status ks_mut_rotate(const struct ks_keystore *ks, const struct ks_mutation_strategy *s,
@@ -430,8 +431,8 @@ ks_status ks_mut_rotate(const struct ks_keystore *ks, const struct ks_mutation_s
     if (terminal->hv == 2) {
         st = ks_mut_hv2_rotate(s, &vec, &aec, terminal->kms_arn, &venc, &aenc, err);
     } else {
-        st = side_error(do_generate(rel, terminal->kms_arn, &vec, &venc, err), 1,
-                        "GenerateDataKeyWithoutPlaintext", terminal->kms_arn, err);
+        st = ks_mut_side_error(do_generate(rel, terminal->kms_arn, &vec, &venc, err), 1,
+                               "GenerateDataKeyWithoutPlaintext", terminal->kms_arn, err);
         if (st == KS_OK)
             st = rotate_active_enc(s, terminal->kms_arn, &venc, &vec, &aec, &aenc, err);
     }
