@@ -100,12 +100,16 @@ ks_status ks_hv2_create_wraps(const struct ks_kms_relationship *rel,
                               struct ks_bytes *active_enc, struct ks_bytes *beacon_enc,
                               struct ks_error *err)
 {
-    unsigned char branch[KS_HV2_KEY_LEN], beacon[KS_HV2_KEY_LEN];
+    unsigned char branch[KS_HV2_KEY_LEN], beacon[KS_HV2_KEY_LEN], digest[KS_HV2_DIGEST_LEN];
     struct ks_ec kms_ec;
     ks_status st;
 
     ks_ec_init(&kms_ec);
-    if ((st = ks_hv2_kms_context(version_bkc, &kms_ec, err)) == KS_OK &&
+    /* The u16 limits of section 3 in bytes (CreateKey's own check counts UTF-16 units): a 400
+     * before any KMS call, not after two GenerateDataKey calls. */
+    if ((st = ks_hv2_digest(version_bkc, digest, err)) == KS_OK &&
+        (st = ks_hv2_digest(active_bkc, digest, err)) == KS_OK &&
+        (st = ks_hv2_kms_context(version_bkc, &kms_ec, err)) == KS_OK &&
         (st = ks_hv2_generate(rel, rel->arn, &kms_ec, branch, err)) == KS_OK &&
         (st = ks_hv2_generate(rel, rel->arn, &kms_ec, beacon, err)) == KS_OK &&
         (st = ks_hv2_wrap(rel, rel->arn, version_bkc, branch, version_enc, err)) == KS_OK &&

@@ -2344,3 +2344,29 @@ Test(keystore, hv2_version_key_requires_the_exact_arn)
     cr_expect_eq(ks_keystore_version_key(F.ks, &other, "h2", &v, &err), KS_E_INVALID);
     cr_expect_null(v);
 }
+
+Test(keystore, hv2_over_long_key_in_bytes_is_400_before_kms)
+{
+    /* 22,000 three-byte characters: 22,000 UTF-16 units (HV-1's limit counts those) but 66,000
+     * bytes, over the u16 of the digest's serialization (hv2.md section 3). */
+    struct ks_kms_counters counters = {0};
+    struct ks_kms_relationship rel = F.rel;
+    size_t n = 22000;
+    char *key = malloc(3 * n + 1);
+    struct ks_ec ec;
+    char *out = NULL;
+    struct ks_error err;
+    for (size_t i = 0; i < n; i++)
+        memcpy(key + 3 * i, "\xe2\x82\xac", 3);
+    key[3 * n] = '\0';
+    ks_ec_init(&ec);
+    cr_assert_eq(ks_ec_set(&ec, key, "v"), 0);
+    rel.counters = &counters;
+    cr_expect_eq(ks_keystore_create_key_hv(F.ks, &rel, NULL, &ec, 2, &out, &err), KS_E_INVALID);
+    cr_expect_not_null(strstr(err.message, "65535"), "%s", err.message);
+    for (int op = 0; op < KS_KMS_OP_COUNT; op++)
+        cr_expect_eq(calls(&counters, (enum ks_kms_op)op), 0, "KMS op %d called", op);
+    cr_expect_null(out);
+    ks_ec_free(&ec);
+    free(key);
+}
