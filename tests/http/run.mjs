@@ -13,7 +13,7 @@
 //    tests/http/cases/*.json in name order (one test per step; backend-specific values reach
 //    the cases as variables), then the VersionKey race on the same server, stops it with
 //    SIGTERM (exit 0 expected) and checks its access log.
-// 2. Programmatic suites, each on its own server(s): tamper, keyring, mutations (mutations.mjs:
+// 2. Programmatic suites, each on its own server(s): tamper, hierarchy version 2 (hv2.mjs), keyring, mutations (mutations.mjs:
 //    every error row, concurrency, SIGKILL crash safety), inventory and scheduled rotation with
 //    two instances on one store (inventory.mjs), graceful shutdown; sqlite only:
 //    key file, --check-config, embedded default, shared cache, the log (log.mjs),
