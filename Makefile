@@ -147,6 +147,7 @@ bench: all
 	./bench/run.sh
 	node bench/miss_path.mjs
 	./bench/keyring.sh
+	node bench/hv2_miss.mjs
 
 clean:
 	rm -rf build build-asan

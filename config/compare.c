@@ -54,7 +54,9 @@ ks_status ks_config_key_store_fingerprint(const struct ks_key_store_config *kc,
               * relationship: both are fixed while it runs */
              add_str(md, kc->rotation.interval_seconds ? kc->kms_relationship : "") &&
              add_uint(md, kc->rotation.interval_seconds) &&
-             add_uint(md, kc->rotation.check_interval_seconds);
+             add_uint(md, kc->rotation.check_interval_seconds) &&
+             /* held by the long-lived keystore (server/app.c): fixed until a restart */
+             add_uint(md, (uint64_t)kc->default_hierarchy_version);
     return finish(md, ok, out);
 }
 

@@ -275,11 +275,12 @@ static ks_status use_store(struct ks_backends *b, const struct ks_key_store_conf
         return ks_error_set(err, KS_E_INTERNAL, "cannot fingerprint key store '%s'", kc->name);
     if (*slot) {
         if (memcmp((*slot)->fingerprint, fp, sizeof fp) != 0)
-            return ks_error_set(err, KS_E_CONFIG,
-                                "key store '%s': its storage, logical_key_store_name, "
-                                "key_store_id, kms_relationship or rotation changed; that cannot "
-                                "change without a restart",
-                                kc->name);
+            return ks_error_set(
+                err, KS_E_CONFIG,
+                "key store '%s': its storage, logical_key_store_name, key_store_id, "
+                "kms_relationship, rotation or default_hierarchy_version changed; that cannot "
+                "change without a restart",
+                kc->name);
         *out = (*slot)->keystore;
         return KS_OK;
     }
