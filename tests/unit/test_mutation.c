@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/ec.h"
+#include "common/util.h"
 #include "keystore/cache.h"
 #include "keystore/keystore.h"
 #include "keystore/mutation.h"
@@ -930,10 +931,10 @@ Test(mutation, hv1_to_hv2_paged_commitment_n2)
     cr_assert_eq(s->ops->get_mutation(s, F.id, &m, &err), KS_OK);
     cr_assert_eq(m.commitment.hierarchy_version, 2);
     cr_assert_eq(m.index.hierarchy_version, 2);
-    t = strndup((const char *)m.commitment.terminal.data, m.commitment.terminal.len);
+    t = ks_bytes_to_string(m.commitment.terminal.data, m.commitment.terminal.len);
     cr_assert(strstr(t, "\"hierarchy-version\":\"2\""), "%s", t);
     free(t);
-    t = strndup((const char *)m.commitment.original.data, m.commitment.original.len);
+    t = ks_bytes_to_string(m.commitment.original.data, m.commitment.original.len);
     cr_assert(strstr(t, "\"hierarchy-version\":\"1\""), "%s", t);
     free(t);
     ks_mutation_state_free(&m);
