@@ -153,4 +153,4 @@ clean:
 	rm -rf build build-asan
 
 .SECONDARY: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
--include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/obj/server/main.d $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(INTEG_OBJ:.o=.d) $(BUILD)/obj/server/main.d $(CLI_OBJ:.o=.d)
