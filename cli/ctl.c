@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
 #include "common/util.h"
 
@@ -21,7 +22,7 @@ struct ks_ctl {
 static void wipe(char *s)
 {
     if (s)
-        explicit_bzero(s, strlen(s));
+        OPENSSL_cleanse(s, strlen(s));
 }
 
 struct ks_ctl *ks_ctl_create(const char *url, char *token, long timeout_s, int compact)
@@ -168,7 +169,7 @@ void ks_ctl_response_free(struct ks_ctl_response *r)
 {
     if (r->body) {
         /* GET .../active and friends return key material */
-        explicit_bzero(r->body, r->len);
+        OPENSSL_cleanse(r->body, r->len);
         free(r->body);
     }
     if (r->json)

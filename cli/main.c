@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
 #include "cli/ctl.h"
 #include "common/util.h"
@@ -269,7 +270,7 @@ static int read_body(const char *file, json_object **out)
             }
             if (buf) {
                 memcpy(grown, buf, len);
-                explicit_bzero(buf, len);
+                OPENSSL_cleanse(buf, len);
             }
             free(buf);
             buf = grown;
@@ -294,7 +295,7 @@ static int read_body(const char *file, json_object **out)
             json_tokener_free(tok);
     }
     if (buf)
-        explicit_bzero(buf, cap);
+        OPENSSL_cleanse(buf, cap);
     free(buf);
     return rc;
 }
@@ -478,7 +479,7 @@ static int load_token(const char *file, char **token)
     n = read(fd, buf, MAX_TOKEN_BYTES + 1);
     close(fd);
     if (n < 0 || n > MAX_TOKEN_BYTES) {
-        explicit_bzero(buf, sizeof buf);
+        OPENSSL_cleanse(buf, sizeof buf);
         return usage_error("%s", n < 0 ? "cannot read the token file" : "token file too large");
     }
     buf[n] = '\0';
@@ -488,7 +489,7 @@ static int load_token(const char *file, char **token)
         buf[--n] = '\0';
     if (buf[0])
         *token = strdup(buf);
-    explicit_bzero(buf, sizeof buf);
+    OPENSSL_cleanse(buf, sizeof buf);
     return *token ? 0 : usage_error("%s", "the token file holds no token");
 }
 
@@ -688,7 +689,7 @@ static int run(const struct command *c, char **args, const struct options *o)
         return usage_error("%s", "libcurl failed to initialize");
     ctl = ks_ctl_create(url && *url ? url : DEFAULT_URL, token, o->timeout_s, o->compact);
     if (!ctl) {
-        explicit_bzero(token, token ? strlen(token) : 0);
+        OPENSSL_cleanse(token, token ? strlen(token) : 0);
         free(token);
         curl_global_cleanup();
         return usage_error("%s", "out of memory");

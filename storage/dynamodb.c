@@ -922,13 +922,12 @@ static ks_status classify_tx(char codes[][40], int n, const void *ctx, struct ks
     return other_reasons(codes, n, err);
 }
 
-/* Sends a built tx as one TransactWriteItems (or returns the builder's failure); frees tx. */
-static ks_status ddb_run(struct ks_storage *s, struct ks_tx *tx, ks_status built,
-                         struct ks_error *err)
+/* run_tx: a built tx as one TransactWriteItems (storage/tx.c ks_tx_op_* call it). */
+static ks_status ddb_run_tx(struct ks_storage *s, struct ks_tx *tx, struct ks_error *err)
 {
     struct ddb_storage *d = from_base(s);
     struct json_object *actions = NULL;
-    ks_status st = built;
+    ks_status st = KS_OK;
     size_t i;
 
     if (st == KS_OK && tx->count > MAX_TX_ACTIONS)
@@ -951,70 +950,7 @@ static ks_status ddb_run(struct ks_storage *s, struct ks_tx *tx, ks_status built
         actions = NULL;
     }
     json_object_put(actions);
-    ks_tx_free(tx);
     return st;
-}
-
-static ks_status ddb_write_initialize_mutation(struct ks_storage *s,
-                                               const struct ks_storage_write *active,
-                                               const struct ks_storage_write *version,
-                                               const struct ks_storage_write *beacon,
-                                               const struct ks_mutation_commitment *commitment,
-                                               const struct ks_mutation_index *index,
-                                               struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_initialize_mutation(&tx, active, version, beacon, commitment, index, err);
-
-    return ddb_run(s, &tx, st, err);
-}
-
-static ks_status ddb_write_atomic_mutation(struct ks_storage *s,
-                                           const struct ks_storage_write *active,
-                                           const struct ks_storage_write *version,
-                                           const struct ks_storage_write *beacon,
-                                           const struct ks_storage_write *items, size_t count,
-                                           struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_atomic_mutation(&tx, active, version, beacon, items, count, err);
-
-    return ddb_run(s, &tx, st, err);
-}
-
-static ks_status ddb_write_mutated_versions(struct ks_storage *s,
-                                            const struct ks_storage_write *items, size_t count,
-                                            const struct ks_mutation_commitment *commitment,
-                                            const struct ks_mutation_index *index,
-                                            const struct ks_mutation_index *old_index,
-                                            int end_mutation, struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st =
-        ks_tx_mutated_versions(&tx, items, count, commitment, index, old_index, end_mutation, err);
-
-    return ddb_run(s, &tx, st, err);
-}
-
-static ks_status ddb_delete_mutation(struct ks_storage *s,
-                                     const struct ks_mutation_commitment *commitment,
-                                     struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_delete_mutation(&tx, commitment, err);
-
-    return ddb_run(s, &tx, st, err);
-}
-
-static ks_status ddb_write_mutation_index(struct ks_storage *s,
-                                          const struct ks_mutation_commitment *commitment,
-                                          const struct ks_mutation_index *index,
-                                          struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_mutation_index(&tx, commitment, index, err);
-
-    return ddb_run(s, &tx, st, err);
 }
 
 /* ddb_get, with "no such item" as KS_OK and *found 0. */
@@ -1401,14 +1337,15 @@ static const struct ks_storage_ops ddb_ops = {
     .destroy = ddb_destroy,
     .has_items = ddb_has_items,
     .get_items_for_initialize_mutation = ddb_get_items_for_initialize_mutation,
-    .write_initialize_mutation = ddb_write_initialize_mutation,
-    .write_atomic_mutation = ddb_write_atomic_mutation,
+    .write_initialize_mutation = ks_tx_op_write_initialize_mutation,
+    .write_atomic_mutation = ks_tx_op_write_atomic_mutation,
     .query_for_versions = ddb_query_for_versions,
-    .write_mutated_versions = ddb_write_mutated_versions,
+    .write_mutated_versions = ks_tx_op_write_mutated_versions,
     .get_mutation = ddb_get_mutation,
-    .delete_mutation = ddb_delete_mutation,
-    .write_mutation_index = ddb_write_mutation_index,
+    .delete_mutation = ks_tx_op_delete_mutation,
+    .write_mutation_index = ks_tx_op_write_mutation_index,
     .list_active = ddb_list_active,
+    .run_tx = ddb_run_tx,
 };
 
 /* A plain table name: 3..255 of [a-zA-Z0-9_.-] (aws-apis.md section 3 CreateTable). */

@@ -273,14 +273,10 @@ static ks_status memory_execute(struct memory_storage *m, struct ks_tx *tx, stru
     return st;
 }
 
-/* Executes a built tx (or returns the builder's failure) and frees it. */
-static ks_status memory_run(struct ks_storage *s, struct ks_tx *tx, ks_status built,
-                            struct ks_error *err)
+/* run_tx: executes a built tx under the lock (storage/tx.c ks_tx_op_* call it). */
+static ks_status memory_run_tx(struct ks_storage *s, struct ks_tx *tx, struct ks_error *err)
 {
-    ks_status st = built == KS_OK ? memory_execute(from_base(s), tx, err) : built;
-
-    ks_tx_free(tx);
-    return st;
+    return memory_execute(from_base(s), tx, err);
 }
 
 /* Copy of the stored item (id, type), or an empty item and *found 0. Lock held. */
@@ -363,68 +359,6 @@ static ks_status memory_get_items_for_initialize_mutation(struct ks_storage *s,
     }
     free_items(items);
     return st;
-}
-
-static ks_status memory_write_initialize_mutation(struct ks_storage *s,
-                                                  const struct ks_storage_write *active,
-                                                  const struct ks_storage_write *version,
-                                                  const struct ks_storage_write *beacon,
-                                                  const struct ks_mutation_commitment *commitment,
-                                                  const struct ks_mutation_index *index,
-                                                  struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_initialize_mutation(&tx, active, version, beacon, commitment, index, err);
-
-    return memory_run(s, &tx, st, err);
-}
-
-static ks_status memory_write_atomic_mutation(struct ks_storage *s,
-                                              const struct ks_storage_write *active,
-                                              const struct ks_storage_write *version,
-                                              const struct ks_storage_write *beacon,
-                                              const struct ks_storage_write *items, size_t count,
-                                              struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_atomic_mutation(&tx, active, version, beacon, items, count, err);
-
-    return memory_run(s, &tx, st, err);
-}
-
-static ks_status memory_write_mutated_versions(struct ks_storage *s,
-                                               const struct ks_storage_write *items, size_t count,
-                                               const struct ks_mutation_commitment *commitment,
-                                               const struct ks_mutation_index *index,
-                                               const struct ks_mutation_index *old_index,
-                                               int end_mutation, struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st =
-        ks_tx_mutated_versions(&tx, items, count, commitment, index, old_index, end_mutation, err);
-
-    return memory_run(s, &tx, st, err);
-}
-
-static ks_status memory_delete_mutation(struct ks_storage *s,
-                                        const struct ks_mutation_commitment *commitment,
-                                        struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_delete_mutation(&tx, commitment, err);
-
-    return memory_run(s, &tx, st, err);
-}
-
-static ks_status memory_write_mutation_index(struct ks_storage *s,
-                                             const struct ks_mutation_commitment *commitment,
-                                             const struct ks_mutation_index *index,
-                                             struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_mutation_index(&tx, commitment, index, err);
-
-    return memory_run(s, &tx, st, err);
 }
 
 /* Ascending bytewise order of `type`, DynamoDB's sort-key order. */
@@ -580,14 +514,15 @@ static const struct ks_storage_ops memory_ops = {
     .destroy = memory_destroy,
     .has_items = memory_has_items,
     .get_items_for_initialize_mutation = memory_get_items_for_initialize_mutation,
-    .write_initialize_mutation = memory_write_initialize_mutation,
-    .write_atomic_mutation = memory_write_atomic_mutation,
+    .write_initialize_mutation = ks_tx_op_write_initialize_mutation,
+    .write_atomic_mutation = ks_tx_op_write_atomic_mutation,
     .query_for_versions = memory_query_for_versions,
-    .write_mutated_versions = memory_write_mutated_versions,
+    .write_mutated_versions = ks_tx_op_write_mutated_versions,
     .get_mutation = memory_get_mutation,
-    .delete_mutation = memory_delete_mutation,
-    .write_mutation_index = memory_write_mutation_index,
+    .delete_mutation = ks_tx_op_delete_mutation,
+    .write_mutation_index = ks_tx_op_write_mutation_index,
     .list_active = memory_list_active,
+    .run_tx = memory_run_tx,
 };
 
 ks_status ks_storage_memory_create(struct ks_storage **out, struct ks_error *err)

@@ -749,89 +749,23 @@ static ks_status tx_apply(struct conn *c, const struct ks_tx *tx, struct ks_erro
     return st;
 }
 
-/* Runs a built tx in one BEGIN IMMEDIATE transaction (or returns the builder's failure). */
-static ks_status sqlite_run(struct ks_storage *s, struct ks_tx *tx, ks_status built,
-                            struct ks_error *err)
+/* run_tx: a built tx in one BEGIN IMMEDIATE transaction (storage/tx.c ks_tx_op_* call it). */
+static ks_status sqlite_run_tx(struct ks_storage *s, struct ks_tx *tx, struct ks_error *err)
 {
     struct sqlite_storage *q = from_base(s);
     struct conn *c;
-    ks_status st = built;
+    ks_status st;
 
+    pthread_mutex_lock(&q->write_lock);
+    st = acquire(q, &c, err);
     if (st == KS_OK) {
-        pthread_mutex_lock(&q->write_lock);
-        st = acquire(q, &c, err);
-        if (st == KS_OK) {
-            st = tx_begin(c, err);
-            if (st == KS_OK)
-                st = tx_end(c, tx_apply(c, tx, err), err);
-            release(q, c);
-        }
-        pthread_mutex_unlock(&q->write_lock);
+        st = tx_begin(c, err);
+        if (st == KS_OK)
+            st = tx_end(c, tx_apply(c, tx, err), err);
+        release(q, c);
     }
-    ks_tx_free(tx);
+    pthread_mutex_unlock(&q->write_lock);
     return st;
-}
-
-static ks_status sqlite_write_initialize_mutation(struct ks_storage *s,
-                                                  const struct ks_storage_write *active,
-                                                  const struct ks_storage_write *version,
-                                                  const struct ks_storage_write *beacon,
-                                                  const struct ks_mutation_commitment *commitment,
-                                                  const struct ks_mutation_index *index,
-                                                  struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_initialize_mutation(&tx, active, version, beacon, commitment, index, err);
-
-    return sqlite_run(s, &tx, st, err);
-}
-
-static ks_status sqlite_write_atomic_mutation(struct ks_storage *s,
-                                              const struct ks_storage_write *active,
-                                              const struct ks_storage_write *version,
-                                              const struct ks_storage_write *beacon,
-                                              const struct ks_storage_write *items, size_t count,
-                                              struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_atomic_mutation(&tx, active, version, beacon, items, count, err);
-
-    return sqlite_run(s, &tx, st, err);
-}
-
-static ks_status sqlite_write_mutated_versions(struct ks_storage *s,
-                                               const struct ks_storage_write *items, size_t count,
-                                               const struct ks_mutation_commitment *commitment,
-                                               const struct ks_mutation_index *index,
-                                               const struct ks_mutation_index *old_index,
-                                               int end_mutation, struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st =
-        ks_tx_mutated_versions(&tx, items, count, commitment, index, old_index, end_mutation, err);
-
-    return sqlite_run(s, &tx, st, err);
-}
-
-static ks_status sqlite_delete_mutation(struct ks_storage *s,
-                                        const struct ks_mutation_commitment *commitment,
-                                        struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_delete_mutation(&tx, commitment, err);
-
-    return sqlite_run(s, &tx, st, err);
-}
-
-static ks_status sqlite_write_mutation_index(struct ks_storage *s,
-                                             const struct ks_mutation_commitment *commitment,
-                                             const struct ks_mutation_index *index,
-                                             struct ks_error *err)
-{
-    struct ks_tx tx;
-    ks_status st = ks_tx_mutation_index(&tx, commitment, index, err);
-
-    return sqlite_run(s, &tx, st, err);
 }
 
 /* Commitment and index of id on c (inside the caller's read transaction), decoded. */
@@ -1072,14 +1006,15 @@ static const struct ks_storage_ops sqlite_ops = {
     .destroy = sqlite_destroy,
     .has_items = sqlite_has_items,
     .get_items_for_initialize_mutation = sqlite_get_items_for_initialize_mutation,
-    .write_initialize_mutation = sqlite_write_initialize_mutation,
-    .write_atomic_mutation = sqlite_write_atomic_mutation,
+    .write_initialize_mutation = ks_tx_op_write_initialize_mutation,
+    .write_atomic_mutation = ks_tx_op_write_atomic_mutation,
     .query_for_versions = sqlite_query_for_versions,
-    .write_mutated_versions = sqlite_write_mutated_versions,
+    .write_mutated_versions = ks_tx_op_write_mutated_versions,
     .get_mutation = sqlite_get_mutation,
-    .delete_mutation = sqlite_delete_mutation,
-    .write_mutation_index = sqlite_write_mutation_index,
+    .delete_mutation = ks_tx_op_delete_mutation,
+    .write_mutation_index = ks_tx_op_write_mutation_index,
     .list_active = sqlite_list_active,
+    .run_tx = sqlite_run_tx,
 };
 
 /*

@@ -17,8 +17,8 @@
 #include "common/status.h"
 #include "storage/item.h"
 
-/* 2: has_items; 3: the eight mutation operations; 4: list_active */
-#define KS_STORAGE_OPS_VERSION 4
+/* 2: has_items; 3: the eight mutation operations; 4: list_active; 5: run_tx */
+#define KS_STORAGE_OPS_VERSION 5
 
 struct ks_storage;
 
@@ -96,6 +96,8 @@ void ks_active_page_free(struct ks_active_page *page);
 /* ListActive's argument checks (KS_E_INVALID), shared by the backends. */
 ks_status ks_storage_check_list(const char *start_id, const char *start_type, size_t limit,
                                 struct ks_error *err);
+
+struct ks_tx; /* storage/tx.h */
 
 struct ks_storage_ops {
     int version; /* KS_STORAGE_OPS_VERSION when this table was written */
@@ -278,6 +280,14 @@ struct ks_storage_ops {
      */
     ks_status (*list_active)(struct ks_storage *s, const char *start_id, const char *start_type,
                              size_t limit, struct ks_active_page *out, struct ks_error *err);
+
+    /*
+     * version 5: runs a write built by storage/tx.c (struct ks_tx) all or nothing, every
+     * condition checked, a failed one KS_E_MUTATION_CONFLICT. The five mutation writes above
+     * are tx.c's shared functions over it (ks_tx_op_*): a driver fills those slots with them
+     * and writes only this method.
+     */
+    ks_status (*run_tx)(struct ks_storage *s, struct ks_tx *tx, struct ks_error *err);
 };
 
 /* Every backend's struct starts with this. */

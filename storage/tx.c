@@ -436,3 +436,69 @@ ks_status ks_storage_mutation_state_from_items(const struct ks_item *commitment,
         ks_mutation_state_free(out);
     return st;
 }
+
+/* --- the mutation writes of every driver ---------------------------------------------------- */
+
+/* Runs a built tx through the driver (or returns the builder's failure) and frees it. */
+static ks_status run(struct ks_storage *s, struct ks_tx *tx, ks_status built, struct ks_error *err)
+{
+    ks_status st = built == KS_OK ? s->ops->run_tx(s, tx, err) : built;
+    ks_tx_free(tx);
+    return st;
+}
+
+ks_status ks_tx_op_write_initialize_mutation(struct ks_storage *s,
+                                             const struct ks_storage_write *active,
+                                             const struct ks_storage_write *version,
+                                             const struct ks_storage_write *beacon,
+                                             const struct ks_mutation_commitment *commitment,
+                                             const struct ks_mutation_index *index,
+                                             struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_initialize_mutation(&tx, active, version, beacon, commitment, index, err);
+    return run(s, &tx, st, err);
+}
+
+ks_status ks_tx_op_write_atomic_mutation(struct ks_storage *s,
+                                         const struct ks_storage_write *active,
+                                         const struct ks_storage_write *version,
+                                         const struct ks_storage_write *beacon,
+                                         const struct ks_storage_write *items, size_t count,
+                                         struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_atomic_mutation(&tx, active, version, beacon, items, count, err);
+    return run(s, &tx, st, err);
+}
+
+ks_status ks_tx_op_write_mutated_versions(struct ks_storage *s,
+                                          const struct ks_storage_write *items, size_t count,
+                                          const struct ks_mutation_commitment *commitment,
+                                          const struct ks_mutation_index *index,
+                                          const struct ks_mutation_index *old_index,
+                                          int end_mutation, struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st =
+        ks_tx_mutated_versions(&tx, items, count, commitment, index, old_index, end_mutation, err);
+    return run(s, &tx, st, err);
+}
+
+ks_status ks_tx_op_delete_mutation(struct ks_storage *s,
+                                   const struct ks_mutation_commitment *commitment,
+                                   struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_delete_mutation(&tx, commitment, err);
+    return run(s, &tx, st, err);
+}
+
+ks_status ks_tx_op_write_mutation_index(struct ks_storage *s,
+                                        const struct ks_mutation_commitment *commitment,
+                                        const struct ks_mutation_index *index, struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_mutation_index(&tx, commitment, index, err);
+    return run(s, &tx, st, err);
+}

@@ -61,6 +61,38 @@ ks_status ks_tx_mutation_index(struct ks_tx *tx, const struct ks_mutation_commit
                                const struct ks_mutation_index *index, struct ks_error *err);
 
 /*
+ * The five mutation writes of struct ks_storage_ops, shared by every driver: build the tx, then
+ * s->ops->run_tx (the driver's only write method for mutations). Signatures and semantics are
+ * those of the ops (storage/storage.h).
+ */
+ks_status ks_tx_op_write_initialize_mutation(struct ks_storage *s,
+                                             const struct ks_storage_write *active,
+                                             const struct ks_storage_write *version,
+                                             const struct ks_storage_write *beacon,
+                                             const struct ks_mutation_commitment *commitment,
+                                             const struct ks_mutation_index *index,
+                                             struct ks_error *err);
+ks_status ks_tx_op_write_atomic_mutation(struct ks_storage *s,
+                                         const struct ks_storage_write *active,
+                                         const struct ks_storage_write *version,
+                                         const struct ks_storage_write *beacon,
+                                         const struct ks_storage_write *items, size_t count,
+                                         struct ks_error *err);
+ks_status ks_tx_op_write_mutated_versions(struct ks_storage *s,
+                                          const struct ks_storage_write *items, size_t count,
+                                          const struct ks_mutation_commitment *commitment,
+                                          const struct ks_mutation_index *index,
+                                          const struct ks_mutation_index *old_index,
+                                          int end_mutation, struct ks_error *err);
+ks_status ks_tx_op_delete_mutation(struct ks_storage *s,
+                                   const struct ks_mutation_commitment *commitment,
+                                   struct ks_error *err);
+ks_status ks_tx_op_write_mutation_index(struct ks_storage *s,
+                                        const struct ks_mutation_commitment *commitment,
+                                        const struct ks_mutation_index *index,
+                                        struct ks_error *err);
+
+/*
  * Does `stored` (NULL: no item) satisfy the action's condition? For backends that evaluate
  * conditions themselves (memory.c, sqlite.c). 1 or 0.
  */

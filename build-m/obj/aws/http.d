@@ -1,3 +1,0 @@
-build-m/obj/aws/http.o: aws/http.c aws/http.h common/status.h
-aws/http.h:
-common/status.h:

@@ -1,2 +1,0 @@
-build-m/obj/common/bytes.o: common/bytes.c common/bytes.h
-common/bytes.h:

@@ -1,2 +1,0 @@
-build-m/obj/common/ec.o: common/ec.c common/ec.h
-common/ec.h:

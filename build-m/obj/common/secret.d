@@ -1,2 +1,0 @@
-build-m/obj/common/secret.o: common/secret.c common/secret.h
-common/secret.h:
