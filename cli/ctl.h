@@ -72,8 +72,9 @@ char *ks_ctl_path(const char *ks, const char *id, const char *suffix);
 /* The options of the mutation commands, parsed and checked by main.c. */
 struct ks_ctl_mutation_opts {
     const char *terminal_kms_arn;
-    json_object *terminal_ec; /* object or NULL */
-    json_object *strategy;    /* {"reEncrypt": ...} | {"decryptEncrypt": ...} or NULL */
+    json_object *terminal_ec;               /* object or NULL */
+    const char *terminal_hierarchy_version; /* "1" | "2" or NULL */
+    json_object *strategy; /* {"reEncrypt": ...} | {"decryptEncrypt": ...} or NULL */
     int do_not_version;
     int atomic;
     long page_size; /* 0: the server's default */

@@ -37,8 +37,10 @@ enum {
     O_LIMIT = 1u << 11,
     O_NEXT_TOKEN = 1u << 12,
     O_ALL = 1u << 13,
+    O_TERMINAL_HV = 1u << 14,
 };
-#define O_INIT (O_TERMINAL_KMS_ARN | O_TERMINAL_EC | O_STRATEGY | O_DO_NOT_VERSION | O_ATOMIC)
+#define O_INIT                                                                                     \
+    (O_TERMINAL_KMS_ARN | O_TERMINAL_EC | O_TERMINAL_HV | O_STRATEGY | O_DO_NOT_VERSION | O_ATOMIC)
 
 struct options {
     const char *url, *token_file, *kms_relationship, *id, *hierarchy_version, *body_file;
@@ -371,7 +373,8 @@ static const struct command commands[] = {
     {"keyring", "unwrap-batch", 1, O_BODY_FILE, cmd_keyring_unwrap_batch,
      "keyring unwrap-batch KS --body-file FILE"},
     {"mutate", NULL, 2, O_INIT | O_PAGE_SIZE, cmd_mutate,
-     "mutate KS ID [--terminal-kms-arn ARN] [--terminal-ec K=V]...\n"
+     "mutate KS ID [--terminal-kms-arn ARN] [--terminal-ec K=V]... [--terminal-hierarchy-version "
+     "1|2]\n"
      "       [--strategy reencrypt:REL | decrypt-encrypt:DEC,ENC] [--do-not-version] [--atomic]\n"
      "       [--page-size N]   initialize or resume, then apply every page (Ctrl-C: stop after\n"
      "       the current page; the same command again resumes)"},
@@ -508,6 +511,7 @@ enum {
     L_HIERARCHY_VERSION,
     L_TERMINAL_KMS_ARN,
     L_TERMINAL_EC,
+    L_TERMINAL_HV,
     L_STRATEGY,
     L_DO_NOT_VERSION,
     L_ATOMIC,
@@ -531,6 +535,7 @@ static const struct option long_options[] = {
     {"hierarchy-version", required_argument, NULL, L_HIERARCHY_VERSION},
     {"terminal-kms-arn", required_argument, NULL, L_TERMINAL_KMS_ARN},
     {"terminal-ec", required_argument, NULL, L_TERMINAL_EC},
+    {"terminal-hierarchy-version", required_argument, NULL, L_TERMINAL_HV},
     {"strategy", required_argument, NULL, L_STRATEGY},
     {"do-not-version", no_argument, NULL, L_DO_NOT_VERSION},
     {"atomic", no_argument, NULL, L_ATOMIC},
@@ -586,6 +591,13 @@ static int take_option(struct options *o, int c, const char *arg)
     case L_TERMINAL_EC:
         o->given |= O_TERMINAL_EC;
         return parse_ec(&o->mutation.terminal_ec, arg, "--terminal-ec");
+    case L_TERMINAL_HV:
+        /* The server checks it too (400); refusing here names the flag. */
+        if (strcmp(arg, "1") != 0 && strcmp(arg, "2") != 0)
+            return usage_error("%s", "--terminal-hierarchy-version: must be 1 or 2");
+        o->given |= O_TERMINAL_HV;
+        o->mutation.terminal_hierarchy_version = arg;
+        return 0;
     case L_STRATEGY:
         if (o->mutation.strategy)
             return usage_error("%s", "--strategy given twice");

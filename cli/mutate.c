@@ -240,6 +240,9 @@ json_object *ks_ctl_mutation_init_body(const struct ks_ctl_mutation_opts *opts)
     if (opts->terminal_ec)
         json_object_object_add(body, "terminalEncryptionContext",
                                json_object_get(opts->terminal_ec));
+    if (opts->terminal_hierarchy_version)
+        json_object_object_add(body, "terminalHierarchyVersion",
+                               json_object_new_string(opts->terminal_hierarchy_version));
     if (opts->strategy)
         json_object_object_add(body, "strategy", json_object_get(opts->strategy));
     if (opts->do_not_version)

@@ -459,6 +459,21 @@ async function mutationTests(h, run, api, t) {
     const g = await api('GET', kp('mut-arn', '/active?kmsRelationship=local2'), auth);
     assertEq(g.status, 200, `active under local2 (${g.text})`);
   });
+  await h.test('cli: mutate --terminal-hierarchy-version 2 --strategy decrypt-encrypt -> every version HV-2, bytes kept; a bad value -> usage error, nothing sent', async () => {
+    await makeKey('mut-hv2', 3);
+    const bad = await run(['mutate', 'default', 'mut-hv2', '--terminal-hierarchy-version', '3']);
+    expectExit(bad, 2, 'bad value');
+    assert(/--terminal-hierarchy-version/.test(bad.stderr), bad.stderr);
+    assertEq((await api('GET', kp('mut-hv2', '/mutation'), auth)).status, 404, 'nothing initialized');
+    const r = await run(['mutate', 'default', 'mut-hv2', '--terminal-hierarchy-version', '2', '--strategy', 'decrypt-encrypt:local,local']);
+    expectExit(r, 0, 'mutate to HV-2');
+    for (const [v, bytes] of versionsOf.get('mut-hv2')) {
+      const g = await api('GET', kp('mut-hv2', `/versions/${v}`), auth);
+      assertEq(g.status, 200, `version ${v} (${g.text})`);
+      assertEq(g.json.hierarchyVersion, '2', `hierarchy version of ${v}`);
+      assertEq(g.json.branchKey, bytes, `bytes of ${v}`);
+    }
+  });
 }
 
 
