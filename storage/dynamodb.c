@@ -1400,6 +1400,10 @@ ks_status ks_storage_dynamodb_open(const struct ks_storage_config *cfg,
     opts.service_error = KS_E_STORAGE;
     opts.max_attempts = 4;   /* aws-apis.md section 4: 4 for DynamoDB */
     opts.base_delay_ms = 25; /* section 4: DynamoDB's transient base delay */
+    /* storage: {timeout_ms, max_attempts}; 0 keeps the defaults */
+    opts.request_timeout_ms = (long)cfg->timeout_ms;
+    if (cfg->max_attempts)
+        opts.max_attempts = cfg->max_attempts;
     st = ks_aws_client_create(&opts, &d->client, err);
     if (st != KS_OK) {
         ddb_destroy(&d->base);
