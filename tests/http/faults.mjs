@@ -3,7 +3,8 @@
 // 1. The fault matrix: one dependency at a time is made to fail while keystored runs
 //    representative operations against it, then healed, and the store is checked.
 //    - KMS (run with --backend sqlite): an aws relationship at the KMS test peer
-//      (tests/peers/kms-server.mjs, its own fault rules and POST /__admin/down), SQLite storage;
+//      (tests/peers/kms-server.mjs and its own fault rules; for "down", tests/peers/fault-proxy.mjs
+//      in front of it closes its port), SQLite storage;
 //    - DynamoDB (run with --backend dynamodb): the store at tests/peers/fault-proxy.mjs in front
 //      of DynamoDB Local, KMS at the (healthy) peer.
 //    Faults: down (connections refused), slow (every answer later than the configured timeout_ms),
@@ -41,7 +42,6 @@ const EC = { suite: 'faults' }; // a custom branch key id needs a custom encrypt
 const TIMEOUT_MS = 300; // timeout_ms of the failing dependency: one attempt's deadline
 const ATTEMPTS = 3; // max_attempts of the failing dependency
 const SLOW_MS = 1500; // "slow": every answer this late, well past TIMEOUT_MS
-const KMS_DOWN_MS = 2500; // the KMS peer refuses connections this long (its admin port too)
 // Upper bounds of one failed operation: attempts x deadline + the backoff ceilings (throttling:
 // 1 s + 2 s; transient: 50 + 100 ms), with slack for a loaded machine.
 const BOUND_MS = { down: 2000, slow: ATTEMPTS * TIMEOUT_MS + 2500, throttle: 3000 + 2500, internal: 2500, garbage: 2000,
@@ -145,9 +145,10 @@ async function checkKey(api, T, types, id) {
 
 // ---- dependencies under test -------------------------------------------------------------------
 
-// The KMS peer: its own fault rules; down through POST /__admin/down (which takes its admin
-// port with it, so the cell waits until it is back).
-function kmsDependency(peer) {
+// The KMS peer: its own fault rules; down is the fault proxy in front of it refusing
+// connections (the proxy passes everything else through untouched, Host included, so the peer
+// still verifies every signature).
+function kmsDependency(peer, proxy) {
   const rules = {
     slow: { fault: 'delay', ms: SLOW_MS }, throttle: { fault: 'throttle' }, internal: { fault: 'internal' },
     garbage: { fault: 'garbage' },
@@ -159,9 +160,8 @@ function kmsDependency(peer) {
     probeOps: ['DescribeKey'],
     async begin(fault) {
       if (fault === 'down') {
-        await peer.admin('POST', '/__admin/down', { ms: KMS_DOWN_MS });
-        this.upAt = Date.now() + KMS_DOWN_MS;
-        await sleep(50);
+        await peer.admin('POST', '/__admin/reset');
+        await proxy.admin('POST', '/__admin/down');
       }
     },
     async arm(fault) {
@@ -170,21 +170,12 @@ function kmsDependency(peer) {
       await peer.admin('POST', '/__admin/faults', rules[fault]);
     },
     async requests() {
-      if (Date.now() < this.upAt) return 0; // refused: nothing reached the peer
       const c = await peer.admin('GET', '/__admin/counts');
       return Object.entries(c.operations).filter(([op]) => !this.probeOps.includes(op)).reduce((n, [, k]) => n + k, 0);
     },
     async clear() {
-      while (Date.now() < (this.upAt || 0) + 100) await sleep(50);
-      for (let i = 0; ; i++) {
-        try {
-          await peer.admin('POST', '/__admin/reset');
-          return;
-        } catch (e) {
-          if (i > 40) throw e;
-          await sleep(100);
-        }
-      }
+      await proxy.admin('POST', '/__admin/reset');
+      await peer.admin('POST', '/__admin/reset');
     },
   };
 }
@@ -487,11 +478,14 @@ async function runVersionKeyCrash(h, backend) {
 export async function runFaults(h, backend) {
   if (backend.name === 'sqlite') {
     const peer = await startKmsPeer();
+    let proxy;
     try {
+      proxy = await startFaultProxy(peer.endpoint);
       const arn = (await peer.admin('POST', '/__admin/keys', { region: PEER_REGION })).arn;
-      const setup = faultConfig('faults-kms', { kmsEndpoint: peer.endpoint, kmsArn: arn, kmsTuning: true, storage: { type: 'sqlite' } });
-      await runMatrix(h, kmsDependency(peer), setup, storeReader(backend, setup, null));
+      const setup = faultConfig('faults-kms', { kmsEndpoint: proxy.endpoint, kmsArn: arn, kmsTuning: true, storage: { type: 'sqlite' } });
+      await runMatrix(h, kmsDependency(peer, proxy), setup, storeReader(backend, setup, null));
     } finally {
+      if (proxy) await proxy.stop();
       await peer.stop();
     }
   } else {
