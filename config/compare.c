@@ -50,6 +50,7 @@ ks_status ks_config_key_store_fingerprint(const struct ks_key_store_config *kc,
              add_str(md, kc->key_store_id) && add_uint(md, (uint64_t)s->type) &&
              add_str(md, s->path) && add_str(md, s->table) && add_str(md, s->region) &&
              add_str(md, s->endpoint) && add_credentials(md, &s->credentials) &&
+             add_uint(md, s->timeout_ms) && add_uint(md, s->max_attempts) &&
              /* a rotation schedule runs on the long-lived backend with the key store's default
               * relationship: both are fixed while it runs */
              add_str(md, kc->rotation.interval_seconds ? kc->kms_relationship : "") &&
@@ -71,7 +72,8 @@ ks_status ks_config_kms_relationship_fingerprint(const struct ks_kms_rel_config 
              add_uint(md, (uint64_t)rc->has_kms_configuration) &&
              add_uint(md, (uint64_t)rc->kms.kind) && add_str(md, rc->kms.arn) &&
              add_str(md, rc->kms.region) && add_str(md, rc->region) && add_str(md, rc->endpoint) &&
-             add_credentials(md, &rc->credentials) && add_uint(md, rc->n_grant_tokens);
+             add_credentials(md, &rc->credentials) && add_uint(md, rc->n_grant_tokens) &&
+             add_uint(md, rc->timeout_ms) && add_uint(md, rc->max_attempts);
     for (i = 0; ok && i < rc->n_grant_tokens; i++)
         ok = add_str(md, rc->grant_tokens[i]);
     return finish(md, ok, out);

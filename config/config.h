@@ -42,6 +42,10 @@ struct ks_kms_rel_config {
     struct ks_aws_credentials_options credentials;
     char **grant_tokens; /* at most 10, each 1..8192 chars (M/Index.dfy) */
     size_t n_grant_tokens;
+    /* aws, optional (docs/reference/aws-apis.md section 4): one attempt's deadline and the
+     * attempts per call; 0 keeps the transport's defaults (10000 ms, 3 attempts). */
+    unsigned timeout_ms;
+    unsigned max_attempts;
 };
 
 enum ks_storage_type { KS_STORAGE_SQLITE = 0, KS_STORAGE_DYNAMODB };
@@ -53,6 +57,9 @@ struct ks_storage_config {
     char *region;   /* dynamodb */
     char *endpoint; /* dynamodb, optional */
     struct ks_aws_credentials_options credentials;
+    /* dynamodb, optional: as on an aws KMS relationship; 0: 10000 ms, 4 attempts */
+    unsigned timeout_ms;
+    unsigned max_attempts;
 };
 
 /* `mutations:` of a key store (docs/reference/mutations.md sections 3 and 6). */

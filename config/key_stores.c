@@ -21,11 +21,22 @@ static int valid_table_name(const char *s)
 static void parse_storage(struct ks_config_parser *p, yaml_node_t *n, const char *path,
                           struct ks_storage_config *st)
 {
-    enum { ST_TYPE, ST_PATH, ST_TABLE, ST_REGION, ST_ENDPOINT, ST_CREDS, ST_COUNT };
+    enum {
+        ST_TYPE,
+        ST_PATH,
+        ST_TABLE,
+        ST_REGION,
+        ST_ENDPOINT,
+        ST_CREDS,
+        ST_TIMEOUT,
+        ST_ATTEMPTS,
+        ST_COUNT
+    };
     struct ks_config_field f[ST_COUNT] = {
-        [ST_TYPE] = {.key = "type"},         [ST_PATH] = {.key = "path"},
-        [ST_TABLE] = {.key = "table"},       [ST_REGION] = {.key = "region"},
-        [ST_ENDPOINT] = {.key = "endpoint"}, [ST_CREDS] = {.key = "credentials"},
+        [ST_TYPE] = {.key = "type"},          [ST_PATH] = {.key = "path"},
+        [ST_TABLE] = {.key = "table"},        [ST_REGION] = {.key = "region"},
+        [ST_ENDPOINT] = {.key = "endpoint"},  [ST_CREDS] = {.key = "credentials"},
+        [ST_TIMEOUT] = {.key = "timeout_ms"}, [ST_ATTEMPTS] = {.key = "max_attempts"},
     };
     char sub[KS_CONFIG_PATH_LEN], shown[KS_CONFIG_SHOW_LEN];
     yaml_node_t *v;
@@ -65,6 +76,8 @@ static void parse_storage(struct ks_config_parser *p, yaml_node_t *n, const char
             ks_config_parse_credentials(p, f[ST_CREDS].value,
                                         ks_config_join_path(sub, path, "credentials"),
                                         &st->credentials);
+        ks_config_parse_aws_tuning(p, f[ST_TIMEOUT].value, f[ST_ATTEMPTS].value, path,
+                                   &st->timeout_ms, &st->max_attempts);
     } else {
         ks_config_error(p, v, "%s is %s; expected sqlite or dynamodb",
                         ks_config_join_path(sub, path, "type"),

@@ -229,15 +229,44 @@ static void parse_grant_tokens(struct ks_config_parser *p, yaml_node_t *n, const
     }
 }
 
+void ks_config_parse_aws_tuning(struct ks_config_parser *p, yaml_node_t *timeout,
+                                yaml_node_t *attempts, const char *path, unsigned *timeout_ms,
+                                unsigned *max_attempts)
+{
+    char sub[KS_CONFIG_PATH_LEN];
+    uint64_t v;
+
+    if (timeout &&
+        ks_config_get_uint(p, timeout, ks_config_join_path(sub, path, "timeout_ms"),
+                           KS_CONFIG_AWS_TIMEOUT_MIN, KS_CONFIG_AWS_TIMEOUT_MAX, &v) == 0)
+        *timeout_ms = (unsigned)v;
+    if (attempts && ks_config_get_uint(p, attempts, ks_config_join_path(sub, path, "max_attempts"),
+                                       1, KS_CONFIG_AWS_ATTEMPTS_MAX, &v) == 0)
+        *max_attempts = (unsigned)v;
+}
+
 static void parse_relationship(struct ks_config_parser *p, yaml_node_t *n, const char *path,
                                struct ks_kms_rel_config *rel)
 {
-    enum { R_NAME, R_TYPE, R_KEY_FILE, R_KMS, R_REGION, R_ENDPOINT, R_CREDS, R_GRANTS, R_COUNT };
+    enum {
+        R_NAME,
+        R_TYPE,
+        R_KEY_FILE,
+        R_KMS,
+        R_REGION,
+        R_ENDPOINT,
+        R_CREDS,
+        R_GRANTS,
+        R_TIMEOUT,
+        R_ATTEMPTS,
+        R_COUNT
+    };
     struct ks_config_field f[R_COUNT] = {
-        [R_NAME] = {.key = "name"},         [R_TYPE] = {.key = "type"},
-        [R_KEY_FILE] = {.key = "key_file"}, [R_KMS] = {.key = "kms_configuration"},
-        [R_REGION] = {.key = "region"},     [R_ENDPOINT] = {.key = "endpoint"},
-        [R_CREDS] = {.key = "credentials"}, [R_GRANTS] = {.key = "grant_tokens"},
+        [R_NAME] = {.key = "name"},          [R_TYPE] = {.key = "type"},
+        [R_KEY_FILE] = {.key = "key_file"},  [R_KMS] = {.key = "kms_configuration"},
+        [R_REGION] = {.key = "region"},      [R_ENDPOINT] = {.key = "endpoint"},
+        [R_CREDS] = {.key = "credentials"},  [R_GRANTS] = {.key = "grant_tokens"},
+        [R_TIMEOUT] = {.key = "timeout_ms"}, [R_ATTEMPTS] = {.key = "max_attempts"},
     };
     char sub[KS_CONFIG_PATH_LEN], shown[KS_CONFIG_SHOW_LEN];
     yaml_node_t *v;
@@ -289,6 +318,8 @@ static void parse_relationship(struct ks_config_parser *p, yaml_node_t *n, const
         if (f[R_GRANTS].value)
             parse_grant_tokens(p, f[R_GRANTS].value, ks_config_join_path(sub, path, "grant_tokens"),
                                rel);
+        ks_config_parse_aws_tuning(p, f[R_TIMEOUT].value, f[R_ATTEMPTS].value, path,
+                                   &rel->timeout_ms, &rel->max_attempts);
     } else {
         ks_config_error(p, v, "%s is %s; expected local or aws",
                         ks_config_join_path(sub, path, "type"),

@@ -169,6 +169,14 @@ void ks_config_section_relationships(struct ks_config_parser *p, yaml_node_t *n)
 void ks_config_parse_credentials(struct ks_config_parser *p, yaml_node_t *n, const char *path,
                                  struct ks_aws_credentials_options *cred);
 int ks_config_valid_local_arn(const char *s);
+/* `timeout_ms` (KS_CONFIG_AWS_TIMEOUT_MIN..MAX) and `max_attempts` (1..KS_CONFIG_AWS_ATTEMPTS_MAX)
+ * of an aws relationship or DynamoDB storage; either node may be NULL (absent: 0 kept). */
+#define KS_CONFIG_AWS_TIMEOUT_MIN 100
+#define KS_CONFIG_AWS_TIMEOUT_MAX 60000
+#define KS_CONFIG_AWS_ATTEMPTS_MAX 10
+void ks_config_parse_aws_tuning(struct ks_config_parser *p, yaml_node_t *timeout,
+                                yaml_node_t *attempts, const char *path, unsigned *timeout_ms,
+                                unsigned *max_attempts);
 
 /* key_stores.c: `key_stores:` with their storage. */
 void ks_config_section_key_stores(struct ks_config_parser *p, yaml_node_t *n);

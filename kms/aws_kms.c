@@ -442,6 +442,10 @@ ks_status ks_kms_aws_create_tuned(const struct ks_kms_rel_config *cfg,
     o.credentials = creds;
     o.service_error = KS_E_KMS;
     o.max_attempts = 3; /* section 4: 3 attempts for KMS */
+    /* The relationship's timeout_ms / max_attempts (0: defaults); tests' tuning overrides. */
+    o.request_timeout_ms = (long)cfg->timeout_ms;
+    if (cfg->max_attempts)
+        o.max_attempts = cfg->max_attempts;
     if (tuning) {
         o.connect_timeout_ms = tuning->connect_timeout_ms;
         o.request_timeout_ms = tuning->request_timeout_ms;

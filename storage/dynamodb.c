@@ -164,8 +164,17 @@ static ks_status call_within(struct ddb_storage *d, const char *op, struct json_
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     st = probe_ms > 0 ? ks_aws_call_probe(d->client, op, text, len, probe_ms, &resp, aws_err, err)
                       : ks_aws_call(d->client, op, text, len, &resp, aws_err, err);
-    if (st == KS_OK && out)
-        st = parse_body(&resp, op, out, err);
+    /* Parsed even when the caller wants nothing from it: a 2xx answer that is not a JSON object
+     * (section 1) did not confirm the operation, so a write answered that way is a 502, never a
+     * success (docs/faults.md, DynamoDB garbage). */
+    if (st == KS_OK) {
+        struct json_object *parsed = NULL;
+        st = parse_body(&resp, op, &parsed, err);
+        if (st == KS_OK && out)
+            *out = parsed;
+        else
+            json_object_put(parsed);
+    }
     ks_aws_response_free(&resp);
     return st;
 }
@@ -1400,6 +1409,10 @@ ks_status ks_storage_dynamodb_open(const struct ks_storage_config *cfg,
     opts.service_error = KS_E_STORAGE;
     opts.max_attempts = 4;   /* aws-apis.md section 4: 4 for DynamoDB */
     opts.base_delay_ms = 25; /* section 4: DynamoDB's transient base delay */
+    /* storage: {timeout_ms, max_attempts}; 0 keeps the defaults */
+    opts.request_timeout_ms = (long)cfg->timeout_ms;
+    if (cfg->max_attempts)
+        opts.max_attempts = cfg->max_attempts;
     st = ks_aws_client_create(&opts, &d->client, err);
     if (st != KS_OK) {
         ddb_destroy(&d->base);

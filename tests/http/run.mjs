@@ -50,6 +50,7 @@ import { runCli, runCliScripted } from './cli.mjs';
 import { runKeyring } from './keyring.mjs';
 import { runMutationCrash, runMutations, runMutationsHv2 } from './mutations.mjs';
 import { runInventory, runScheduledRotation } from './inventory.mjs';
+import { runFaults } from './faults.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -203,6 +204,8 @@ async function backendSuite(backend) {
     await guarded('scheduled rotation', () => runScheduledRotation(h, backend));
     h.section(`[${backend.name}] graceful shutdown`);
     await guarded('shutdown', () => runShutdown(h, backend));
+    h.section(`[${backend.name}] faults: ${backend.name === 'sqlite' ? 'KMS' : 'DynamoDB'} down, slow, throttled, 500, garbage; SIGKILL during VersionKey`);
+    await guarded('faults', () => runFaults(h, backend));
     if (backend.name === 'sqlite') {
       h.section('[sqlite] key file');
       await guarded('key file', () => runKeyFile(h));

@@ -586,7 +586,8 @@ function takeFault(operation) {
 }
 
 function normalizeFault(r) {
-  const kinds = ['throttle', 'internal', 'unavailable', 'error', 'delay', 'drop', 'respond'];
+  const kinds = ['throttle', 'internal', 'unavailable', 'error', 'delay', 'drop', 'respond',
+    'garbage'];
   if (!r || !kinds.includes(r.fault)) throw new AdminError(`fault must be one of ${kinds}`);
   const f = {
     fault: r.fault,
@@ -670,6 +671,11 @@ async function handleKms(req, res, body) {
       case 'drop':
         req.socket.destroy();
         return undefined;
+      case 'garbage':
+        // 200 with a body that is not JSON: a truncated object (or the rule's body).
+        entry.status = 200;
+        return send(res, 200, null, 'application/x-amz-json-1.1',
+          typeof fault.body === 'string' ? fault.body : '{"KeyId": "arn:aws:kms:us-west-2:1111');
       case 'respond':
         entry.status = fault.status || 200;
         return send(res, fault.status || 200, null, 'application/x-amz-json-1.1', fault.body);
@@ -789,6 +795,14 @@ function handleAdmin(req, res, body) {
         delayMs = ms;
         return ok({ delayMs });
       }
+      case 'POST /__admin/down': {
+        // Stops listening for ms (connections refused, admin included), then listens again on
+        // the same port.
+        const ms = Number(adminBody(body).ms);
+        if (!Number.isInteger(ms) || ms < 1 || ms > 600000) throw new AdminError('ms must be 1..600000');
+        res.once('finish', () => goDown(ms));
+        return ok({ downMs: ms });
+      }
       case 'GET /__admin/counts':
         return ok({ total, operations: counts });
       case 'POST /__admin/reset':
@@ -850,10 +864,18 @@ const server = http.createServer((req, res) => {
 // half-closed socket by accident (drops are injected explicitly).
 server.keepAliveTimeout = 30000;
 
+let listenPort = opts.port;
 server.listen(opts.port, '127.0.0.1', () => {
-  const { port } = server.address();
-  process.stdout.write(`kms-server listening on 127.0.0.1:${port}\n`);
+  listenPort = server.address().port;
+  process.stdout.write(`kms-server listening on 127.0.0.1:${listenPort}\n`);
 });
+
+// POST /__admin/down: close the port (every open connection too), reopen it after ms.
+function goDown(ms) {
+  server.close();
+  server.closeAllConnections();
+  setTimeout(() => server.listen(listenPort, '127.0.0.1'), ms);
+}
 
 function stop() {
   server.close();

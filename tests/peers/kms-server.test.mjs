@@ -198,3 +198,20 @@ test('delay: every KMS request waits the configured ms; 0 turns it off; bad valu
   const r = await fetch(`${base}/__admin/delay`, { method: 'POST', body: JSON.stringify({ ms: -1 }) });
   assert.equal(r.status, 400);
 });
+
+test('faults: garbage is a 200 the SDK cannot parse; down refuses connections, then comes back', async () => {
+  const { arn: a } = await admin('POST', '/keys', {});
+  await admin('POST', '/reset');
+  await admin('POST', '/faults', { fault: 'garbage', count: 1 });
+  await assert.rejects(client().send(new DescribeKeyCommand({ KeyId: a })));
+  await client().send(new DescribeKeyCommand({ KeyId: a }));
+  assert.deepEqual(await admin('POST', '/down', { ms: 400 }), { downMs: 400 });
+  await new Promise((r) => setTimeout(r, 50));
+  await assert.rejects(fetch(`${base}/__admin/health`), (e) => {
+    assert.equal(e.cause && e.cause.code, 'ECONNREFUSED');
+    return true;
+  });
+  await new Promise((r) => setTimeout(r, 600));
+  await client().send(new DescribeKeyCommand({ KeyId: a }));
+  assert.equal((await admin('GET', '/counts')).operations.DescribeKey, 3);
+});

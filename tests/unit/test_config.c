@@ -399,6 +399,63 @@ Test(config, grant_tokens_at_the_limits)
     free(big);
 }
 
+/* timeout_ms and max_attempts of an aws relationship and of DynamoDB storage: absent is 0
+ * (the transport's defaults), bounds checked, rejected on local KMS and SQLite storage. */
+Test(config, aws_timeout_and_attempts)
+{
+    struct ks_config *cfg = load_ok(REL_AWS("{discovery: {}}", "") KS_PROD TENANT_PROD);
+    cr_assert_eq(cfg->kms_relationships[0].timeout_ms, 0);
+    cr_assert_eq(cfg->kms_relationships[0].max_attempts, 0);
+    ks_config_free(cfg);
+
+    cfg = load_ok(REL_AWS(
+        "{discovery: {}}",
+        "    timeout_ms: 250\n    max_attempts: 2\n") "key_stores:\n"
+                                                      "  - name: default\n"
+                                                      "    logical_key_store_name: default\n"
+                                                      "    kms_relationship: prod\n"
+                                                      "    storage: {type: dynamodb, table: Tbl, "
+                                                      "region: us-west-2,\n"
+                                                      "              credentials: {source: env}, "
+                                                      "timeout_ms: 60000, max_attempts: "
+                                                      "10}\n" TENANT_PROD);
+    cr_assert_eq(cfg->kms_relationships[0].timeout_ms, 250);
+    cr_assert_eq(cfg->kms_relationships[0].max_attempts, 2);
+    cr_assert_eq(cfg->key_stores[0].storage.timeout_ms, 60000);
+    cr_assert_eq(cfg->key_stores[0].storage.max_attempts, 10);
+    ks_config_free(cfg);
+
+    expect_one_error(REL_AWS("{discovery: {}}", "    timeout_ms: 99\n") KS_PROD TENANT_PROD,
+                     "kms_relationships[0].timeout_ms is \"99\", out of range; expected an integer "
+                     "in 100..60000");
+    expect_one_error(
+        REL_AWS("{discovery: {}}", "    max_attempts: 0\n") KS_PROD TENANT_PROD,
+        "kms_relationships[0].max_attempts is \"0\", out of range; expected an integer in 1..10");
+    expect_one_error(
+        REL_AWS("{discovery: {}}", "") "key_stores:\n"
+                                       "  - name: default\n"
+                                       "    logical_key_store_name: default\n"
+                                       "    kms_relationship: prod\n"
+                                       "    storage: {type: dynamodb, table: Tbl, "
+                                       "region: us-west-2,\n"
+                                       "              credentials: {source: env}, "
+                                       "max_attempts: 11}\n" TENANT_PROD,
+        "key_stores[0].storage.max_attempts is \"11\", out of range; expected an integer in 1..10");
+    expect_one_error(REL_AWS("{discovery: {}}", "") "key_stores:\n"
+                                                    "  - name: default\n"
+                                                    "    logical_key_store_name: default\n"
+                                                    "    kms_relationship: prod\n"
+                                                    "    storage: {type: sqlite, path: /tmp/db, "
+                                                    "timeout_ms: 500}\n" TENANT_PROD,
+                     "timeout_ms");
+    expect_one_error("kms_relationships:\n"
+                     "  - name: local\n"
+                     "    type: local\n"
+                     "    key_file: /tmp/k\n"
+                     "    max_attempts: 2\n" KS_DEFAULT TENANT_APP1,
+                     "max_attempts");
+}
+
 Test(config, real_file)
 {
     char path[] = "/tmp/ks-test-config-XXXXXX";
@@ -465,7 +522,7 @@ Test(config, unknown_key)
                      "    key_file: /tmp/k\n" KS_DEFAULT TENANT_APP1,
                      "t.yaml:4:5: kms_relationships[0]: unknown key \"keyfile\"; expected one of "
                      "name, type, key_file, kms_configuration, region, endpoint, credentials, "
-                     "grant_tokens\n");
+                     "grant_tokens, timeout_ms, max_attempts\n");
     expect_one_error("cache: {size: 3}\n" MINIMAL, "t.yaml:1:9: cache: unknown key \"size\"");
     expect_one_error(REL_AWS("{discovery: {x: 1}}", "") KS_PROD TENANT_PROD,
                      "kms_relationships[0].kms_configuration.discovery: unknown key \"x\"; "
@@ -1056,7 +1113,8 @@ Test(config, all_errors_reported_sorted_with_positions)
         "t.yaml:2:18: cache.fan_out is \"0\", out of range; expected an integer in "
         "1..2147483647\n"
         "t.yaml:7:5: kms_relationships[0]: unknown key \"colour\"; expected one of name, type, "
-        "key_file, kms_configuration, region, endpoint, credentials, grant_tokens\n"
+        "key_file, kms_configuration, region, endpoint, credentials, grant_tokens, timeout_ms, "
+        "max_attempts\n"
         "t.yaml:11:23: key_stores[0].kms_relationship \"nope\" names no KMS relationship; "
         "expected one of the names under kms_relationships\n"
         "t.yaml:15:19: tenants[0].token_sha256 is not 64 hexadecimal digits; expected the "
