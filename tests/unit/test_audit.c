@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/audit.h"
+#include "server/audit_hook.h"
 
 static uint64_t fixed_now(void *ctx)
 {
@@ -26,7 +27,7 @@ static const struct ks_clock fixed_clock = {fixed_now, NULL};
 /* A fresh path in a fresh directory (removed by the test). */
 static void temp_path(char dir[64], char path[96])
 {
-    strcpy(dir, "/tmp/ks-audit-test-XXXXXX");
+    snprintf(dir, 64, "%s", "/tmp/ks-audit-test-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
     snprintf(path, 96, "%s/audit.log", dir);
 }
@@ -269,4 +270,81 @@ Test(audit, open_failure_names_the_path)
     cr_expect_eq(ks_audit_open(&o, &a, &err), KS_E_CONFIG);
     cr_expect(strstr(err.message, "/nonexistent-dir/x/audit.log") != NULL, "%s", err.message);
     cr_expect_null(a);
+}
+
+/* --- server/audit_hook.c: the fail-closed rule around a handler ------------------------------- */
+
+/* The first call (the request line) succeeds; later ones fail (the disk fills up in between). */
+static ssize_t first_only(int fd, const void *buf, size_t len)
+{
+    if (calls++ == 0)
+        return write(fd, buf, len);
+    errno = ENOSPC;
+    return -1;
+}
+
+Test(audit_hook, outcome_failure_replaces_the_answer)
+{
+    char dir[64], path[96];
+    struct ks_audit_call c;
+    struct ks_request req;
+    struct ks_response resp;
+    struct ks_error err;
+    struct ks_audit *a;
+
+    temp_path(dir, path);
+    calls = 0;
+    a = open_at(path, first_only);
+    memset(&req, 0, sizeof req);
+    memset(&resp, 0, sizeof resp);
+    req.route = "/v1/keystores/{ks}/branch-keys/{id}/active";
+    ks_audit_hook_init(&c, a, "rid-9", "GET");
+    cr_assert_eq(ks_audit_hook_before(&c, &req, &err), KS_OK);
+    cr_expect_eq(req.audit, &c.note, "the handler gets the note");
+    ks_handler_audit_key(&req, "key-9", "v-9");
+    resp.status = 200;
+    cr_expect_eq(ks_audit_hook_after(&c, &req, KS_OK, &resp, &err), KS_E_UNAVAILABLE);
+    cr_expect_eq(err.code, KS_E_UNAVAILABLE);
+    /* The next request's line is refused before its handler, and no outcome line is tried. */
+    memset(&req, 0, sizeof req);
+    req.route = "/v1/keystores/{ks}/branch-keys";
+    ks_audit_hook_init(&c, a, "rid-10", "POST");
+    cr_expect_eq(ks_audit_hook_before(&c, &req, &err), KS_E_UNAVAILABLE);
+    cr_expect_null(req.audit);
+    cr_expect_eq(ks_audit_hook_after(&c, &req, KS_E_UNAVAILABLE, &resp, &err), KS_E_UNAVAILABLE);
+    cr_expect_eq(ks_audit_failures(a), 2, "the refused outcome is not counted twice");
+    ks_audit_close(a);
+    cr_expect(strstr(slurp(path), "\"phase\":\"request\"") != NULL, "%s", slurp(path));
+    cr_expect(strstr(slurp(path), "\"operation\":\"GetActiveBranchKey\"") != NULL);
+    unlink(path);
+    rmdir(dir);
+}
+
+Test(audit_hook, gets_without_key_material_are_not_audited)
+{
+    char dir[64], path[96];
+    struct ks_audit_call c;
+    struct ks_request req;
+    struct ks_response resp = {0};
+    struct ks_error err;
+    struct ks_audit *a;
+
+    temp_path(dir, path);
+    a = open_at(path, NULL);
+    memset(&req, 0, sizeof req);
+    req.route = "/v1/keystores/{ks}/branch-keys";
+    ks_audit_hook_init(&c, a, "rid-1", "GET");
+    cr_expect_eq(ks_audit_hook_before(&c, &req, &err), KS_OK);
+    cr_expect_null(req.audit);
+    cr_expect_eq(ks_audit_hook_after(&c, &req, KS_OK, &resp, &err), KS_OK);
+    /* A writing route missing from the table is audited under its method and pattern. */
+    req.route = "/v1/some/new/route";
+    ks_audit_hook_init(&c, a, "rid-2", "PATCH");
+    cr_expect_eq(ks_audit_hook_before(&c, &req, &err), KS_OK);
+    ks_audit_close(a);
+    cr_expect(strstr(slurp(path), "\"rid-1\"") == NULL);
+    cr_expect(strstr(slurp(path), "\"operation\":\"PATCH /v1/some/new/route\"") != NULL, "%s",
+              slurp(path));
+    unlink(path);
+    rmdir(dir);
 }
