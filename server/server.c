@@ -316,11 +316,12 @@ struct call {
     struct ks_request req;
     struct ks_response resp;
     struct ks_error err;
-    char *rel_query;            /* ?kmsRelationship=, decoded (owned) */
-    char *limit_query;          /* ?limit=, decoded (owned) */
-    char *token_query;          /* ?nextToken=, decoded (owned) */
-    const char *allow;          /* Allow header of a 405 */
-    struct ks_audit_call audit; /* docs/architecture.md section 12 (server/audit_hook.h) */
+    char *rel_query;   /* ?kmsRelationship=, decoded (owned) */
+    char *limit_query; /* ?limit=, decoded (owned) */
+    char *token_query; /* ?nextToken=, decoded (owned) */
+    const char *allow; /* Allow header of a 405 */
+    /* The audit log around the handler (docs/architecture.md section 12). */
+    struct ks_audit_call audit;
 };
 
 static ks_status match_route(struct call *c, struct request_state *rs, const char *method,
