@@ -395,20 +395,48 @@ static void write_line(struct ks_log *log, const char *buf, size_t len)
     pthread_mutex_unlock(&log->lock);
 }
 
-void ks_log_end(struct ks_log_line *line)
+/* Closes the line: the truncation mark and "}\n". The tail room was kept by room(): these
+ * copies cannot overflow. */
+static void close_line(struct ks_log_line *line)
 {
     static const char tail[] = ",\"truncated\":true";
-    if (!line->log)
-        return;
-    /* The tail room was kept by room(): these appends cannot fail. */
     if (line->truncated) {
         memcpy(line->buf + line->len, tail, sizeof tail - 1);
         line->len += sizeof tail - 1;
     }
     memcpy(line->buf + line->len, "}\n", 2);
     line->len += 2;
+}
+
+void ks_log_end(struct ks_log_line *line)
+{
+    if (!line->log)
+        return;
+    close_line(line);
     write_line(line->log, line->buf, line->len);
     line->log = NULL;
+}
+
+/* Marks a detached line as enabled; it is never written through or locked. */
+static struct ks_log detached_marker;
+
+void ks_log_begin_detached(struct ks_log_line *line, const char *time)
+{
+    line->log = &detached_marker;
+    line->len = 0;
+    line->truncated = 0;
+    append(line, "{\"time\":\"", 9);
+    line->len += ks_log_escape(time, strlen(time), line->buf + line->len, 64, NULL);
+    append(line, "\"", 1);
+}
+
+size_t ks_log_take(struct ks_log_line *line)
+{
+    if (!line->log)
+        return 0;
+    close_line(line);
+    line->log = NULL;
+    return line->len;
 }
 
 void ks_log_msg(struct ks_log *log, enum ks_log_level level, const char *event, const char *fmt,

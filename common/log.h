@@ -78,6 +78,15 @@ void ks_log_ms(struct ks_log_line *line, const char *key, double value);
 void ks_log_bool(struct ks_log_line *line, const char *key, int value);
 void ks_log_end(struct ks_log_line *line);
 
+/*
+ * A line for a writer of its own (the audit log, common/audit.h), with the same escaping:
+ * ks_log_begin_detached starts {"time":"<time>" (no level, no log: nothing is written), the field
+ * calls append as usual, and ks_log_take closes the line ("}\n" included) and returns its length
+ * in line->buf instead of writing it.
+ */
+void ks_log_begin_detached(struct ks_log_line *line, const char *time);
+size_t ks_log_take(struct ks_log_line *line);
+
 /* A line with a printf-formatted "msg" member: the common case of a plain message. */
 void ks_log_msg(struct ks_log *log, enum ks_log_level level, const char *event, const char *fmt,
                 ...) __attribute__((format(printf, 4, 5)));

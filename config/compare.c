@@ -112,6 +112,13 @@ int ks_config_live_change_refused(const struct ks_config *running, const struct 
         what = "server readiness settings";
     else if (memcmp(&running->cache, &next->cache, sizeof running->cache) != 0)
         what = "cache section";
+    /* The audit log is opened once at start and reopened on SIGHUP at the same path
+     * (docs/architecture.md section 12): moving it is a restart, so that no line goes to a file
+     * the operator does not expect. */
+    else if (differs(running->audit.path, next->audit.path) ||
+             running->audit.fsync != next->audit.fsync ||
+             running->audit.fsync_interval_ms != next->audit.fsync_interval_ms)
+        what = "audit section";
     if (!what)
         return 0;
     snprintf(why, why_len, "%s changed; it cannot change without a restart (nothing was applied)",

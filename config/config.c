@@ -95,5 +95,6 @@ void ks_config_free(struct ks_config *cfg)
     free(cfg->tenants);
     free(cfg->listen_host);
     free(cfg->source_name);
+    free(cfg->audit.path);
     free(cfg);
 }

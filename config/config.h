@@ -145,6 +145,19 @@ struct ks_server_config {
     unsigned readiness_timeout_ms;   /* default 2000: deadline of one probe */
 };
 
+/* Optional `audit:` section (issue 12; docs/architecture.md section 12, README "Audit log"):
+ * the audit log's file and when it is fsync'ed. A reload may not change it (config/compare.c). */
+enum ks_config_audit_fsync {
+    KS_CONFIG_AUDIT_FSYNC_NONE = 0,   /* default: write(2) per line, no fsync */
+    KS_CONFIG_AUDIT_FSYNC_EVERY_LINE, /* fsync: every_line */
+    KS_CONFIG_AUDIT_FSYNC_INTERVAL    /* fsync: {interval_ms: N} */
+};
+struct ks_audit_config {
+    char *path; /* NULL: no audit log */
+    enum ks_config_audit_fsync fsync;
+    uint64_t fsync_interval_ms; /* KS_CONFIG_AUDIT_FSYNC_INTERVAL: 1..3600000 */
+};
+
 struct ks_config {
     char *source_name; /* file name used in messages */
     char *listen_host; /* "127.0.0.1"; an IPv6 address is kept without brackets */
@@ -157,6 +170,7 @@ struct ks_config {
     struct ks_cache_config cache;
     struct ks_tenant_config *tenants;
     size_t n_tenants;
+    struct ks_audit_config audit; /* appended (issue 12) */
 };
 
 /*

@@ -35,7 +35,16 @@
 #define MAX_FILE_BYTES (16u * 1024u * 1024u)
 static void parse_root(struct ks_config_parser *p, yaml_node_t *root)
 {
-    enum { TOP_LISTEN, TOP_SERVER, TOP_RELS, TOP_KEY_STORES, TOP_CACHE, TOP_TENANTS, TOP_COUNT };
+    enum {
+        TOP_LISTEN,
+        TOP_SERVER,
+        TOP_RELS,
+        TOP_KEY_STORES,
+        TOP_CACHE,
+        TOP_TENANTS,
+        TOP_AUDIT,
+        TOP_COUNT
+    };
     struct ks_config_field f[TOP_COUNT] = {
         [TOP_LISTEN] = {.key = "listen"},
         [TOP_SERVER] = {.key = "server"},
@@ -43,6 +52,7 @@ static void parse_root(struct ks_config_parser *p, yaml_node_t *root)
         [TOP_KEY_STORES] = {.key = "key_stores"},
         [TOP_CACHE] = {.key = "cache"},
         [TOP_TENANTS] = {.key = "tenants"},
+        [TOP_AUDIT] = {.key = "audit"},
     };
 
     if (!root) {
@@ -59,6 +69,8 @@ static void parse_root(struct ks_config_parser *p, yaml_node_t *root)
         ks_config_section_server(p, f[TOP_SERVER].value);
     if (f[TOP_CACHE].value)
         ks_config_section_cache(p, f[TOP_CACHE].value);
+    if (f[TOP_AUDIT].value)
+        ks_config_section_audit(p, f[TOP_AUDIT].value);
     /* Fixed order, whatever the file's: key stores refer to relationships, tenants to both. */
     if (ks_config_require(p, root, "", &f[TOP_RELS], "a list of KMS relationships"))
         ks_config_section_relationships(p, f[TOP_RELS].value);

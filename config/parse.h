@@ -163,6 +163,9 @@ const char *ks_config_check_host(const char *host);
 /* cache.c: `cache:`. */
 void ks_config_section_cache(struct ks_config_parser *p, yaml_node_t *n);
 
+/* audit.c: the `audit:` section (issue 12). */
+void ks_config_section_audit(struct ks_config_parser *p, yaml_node_t *n);
+
 /* kms_relationships.c: `kms_relationships:`, and `credentials:` mapped onto aws/'s options (also
  * used by DynamoDB storage). */
 void ks_config_section_relationships(struct ks_config_parser *p, yaml_node_t *n);

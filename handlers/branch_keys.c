@@ -99,6 +99,7 @@ ks_status ks_handle_branch_key_create(const struct ks_request *req, struct ks_re
         goto out;
     if ((st = ks_keystore_create_key_hv(ks, rel, id, &ec, hv, &created, err)) != KS_OK)
         goto out;
+    ks_handler_audit_key(req, created, NULL);
 
     {
         char seg_ks[512], seg_id[3 * KS_BRANCH_KEY_ID_MAX + 1];

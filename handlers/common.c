@@ -60,6 +60,10 @@ ks_status ks_handler_resolve(const struct ks_request *req, const char *body_rela
                     rel_index))
         return ks_error_set(err, KS_E_FORBIDDEN, "tenant '%s' may not use KMS relationship '%s'",
                             req->tenant->name, cfg->kms_relationships[rel_index].name);
+    if (req->audit) {
+        req->audit->key_store = kscfg->name;
+        req->audit->kms_relationship = cfg->kms_relationships[rel_index].name;
+    }
     if (ks)
         *ks = ks_app_keystore(req->app, ks_index);
     if (rel)
@@ -115,6 +119,26 @@ ks_status ks_handler_finish(struct ks_jsonw *w, int status, struct ks_response *
         return ks_error_set(err, KS_E_INTERNAL, "could not build the response");
     resp->status = status;
     return KS_OK;
+}
+
+/* src into dst (cap > 0), cut to fit at a byte boundary: the log's escaper keeps the line valid
+ * UTF-8 whatever the cut. */
+static void note_copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+void ks_handler_audit_key(const struct ks_request *req, const char *branch_key_id,
+                          const char *version)
+{
+    if (!req->audit)
+        return;
+    if (branch_key_id)
+        note_copy(req->audit->branch_key_id, sizeof req->audit->branch_key_id, branch_key_id);
+    if (version)
+        note_copy(req->audit->version, sizeof req->audit->version, version);
 }
 
 /* Writes the materials of ref as the get response ({branchKeyIdentifier, branchKeyVersion,
@@ -176,6 +200,7 @@ ks_status ks_handler_get_key(const struct ks_request *req, enum ks_handler_key w
         st = ks_keystore_get_beacon(ks, rel, &reader, id, &ref, err);
     if (st != KS_OK)
         return st;
+    ks_handler_audit_key(req, NULL, ks_key_ref_materials(ref)->version);
     return write_materials(ref, which == KS_HANDLER_BEACON, resp, err);
 }
 

@@ -67,6 +67,25 @@ size_t ks_readiness_count(struct ks_readiness *r);
 /* State of check i and its name ("storage:<ks>", "kms:<relationship>"); thread-safe. */
 enum ks_readiness_state ks_readiness_state(struct ks_readiness *r, size_t i, const char **name);
 
+/*
+ * The audit fields a handler knows beyond the route and its path parameters
+ * (docs/architecture.md section 12): the key store and KMS relationship it resolved, the branch
+ * key and version it created, read, wrapped or unwrapped with. Never key bytes, tokens or
+ * encryption context values. Owned by the server for one request (server/audit_hook.c).
+ */
+struct ks_audit_note {
+    const char *key_store;        /* the configured name (lives with the request's snapshot) */
+    const char *kms_relationship; /* idem */
+    char branch_key_id[KS_BRANCH_KEY_ID_MAX + 1];
+    char version[64];
+    long long items; /* unwrap-batch: the number of requests; -1 otherwise */
+};
+
+/* The audit log of the service (common/audit.h), or NULL when `audit:` is not configured; for
+ * /metrics (ks_audit_failures). */
+struct ks_audit;
+struct ks_audit *ks_app_audit(const struct ks_app *app);
+
 struct ks_request {
     struct ks_app *app;
     const char *route;                     /* the matched pattern, e.g. "/v1/keystores/{ks}" */
@@ -79,6 +98,9 @@ struct ks_request {
     /* Appended (issue 14): ?limit= and ?nextToken= of the list routes, decoded, or NULL. */
     const char *limit_query;
     const char *next_token_query;
+    /* Appended (issue 12): what the handler tells the audit log of its call (NULL: the route is
+     * not audited). Filled through ks_handler_audit_key and ks_handler_resolve. */
+    struct ks_audit_note *audit;
 };
 
 struct ks_response {
@@ -174,6 +196,11 @@ ks_status ks_handler_finish(struct ks_jsonw *w, int status, struct ks_response *
  */
 ks_status ks_handler_error_response(const struct ks_error *err, const char *request_id,
                                     struct ks_response *resp);
+
+/* Records the branch key id and version (either may be NULL: left as is) of the call in its
+ * audit note; a no-op when the route is not audited. */
+void ks_handler_audit_key(const struct ks_request *req, const char *branch_key_id,
+                          const char *version);
 
 /* Which key a get handler reads. */
 enum ks_handler_key { KS_HANDLER_ACTIVE, KS_HANDLER_VERSION, KS_HANDLER_BEACON };

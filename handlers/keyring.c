@@ -353,6 +353,7 @@ static ks_status wrap(const struct ks_request *req, struct ks_response *resp, st
     if ((st = ks_handler_resolve(req, NULL, &src.keystore, &src.relationship, err)) != KS_OK ||
         (st = ks_keyring_wrap(&src, id, &ec, suite, data_key, data_key_len, &r, err)) != KS_OK)
         goto done;
+    ks_handler_audit_key(req, id, r.version);
     ks_jsonw_init(&w, RESPONSE_MAX);
     write_wrap_result(&w, id, suite, &r);
     resp->no_store = 1;
@@ -400,6 +401,7 @@ static ks_status unwrap(const struct ks_request *req, struct ks_response *resp,
     }
     if ((st = run_unwrap(session, &in, &r, err)) != KS_OK)
         goto done;
+    ks_handler_audit_key(req, r.branch_key_id, r.version);
     ks_jsonw_init(&w, RESPONSE_MAX);
     write_unwrap_result(&w, &r);
     resp->no_store = 1;
@@ -511,7 +513,10 @@ static ks_status unwrap_batch(const struct ks_request *req, struct ks_response *
     size_t i;
 
     src.reader = &reader;
-    if ((st = parse_batch(req->body, &b, err)) != KS_OK ||
+    st = parse_batch(req->body, &b, err);
+    if (st == KS_OK && req->audit)
+        req->audit->items = (long long)b.n;
+    if (st != KS_OK ||
         (st = ks_handler_resolve(req, NULL, &src.keystore, &src.relationship, err)) != KS_OK)
         goto done;
     /* One session for the whole batch: each distinct branch key version is read once. */

@@ -27,6 +27,7 @@ ks_status ks_handle_version_create(const struct ks_request *req, struct ks_respo
         return st;
     if ((st = ks_keystore_version_key(ks, rel, req->params[KS_PARAM_ID], &version, err)) != KS_OK)
         return st;
+    ks_handler_audit_key(req, NULL, version);
     ks_jsonw_init(&w, 8192);
     ks_jsonw_object_begin(&w);
     ks_jsonw_key(&w, "branchKeyIdentifier");

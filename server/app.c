@@ -54,6 +54,7 @@ struct ks_backends {
     struct rel_entry *rels;
     ks_reload_fn reload;
     void *reload_ctx;
+    struct ks_audit *audit; /* borrowed; NULL: no audit log (issue 12) */
 };
 
 /* Declared opaque in handlers/handlers.h; handlers read it through the accessors below. */
@@ -148,6 +149,16 @@ void ks_backends_set_reload(struct ks_backends *b, ks_reload_fn fn, void *ctx)
 {
     b->reload = fn;
     b->reload_ctx = ctx;
+}
+
+void ks_backends_set_audit(struct ks_backends *b, struct ks_audit *audit)
+{
+    b->audit = audit;
+}
+
+struct ks_audit *ks_app_audit(const struct ks_app *app)
+{
+    return app->backends->audit;
 }
 
 static void store_entry_free(struct store_entry *e)

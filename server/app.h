@@ -33,6 +33,10 @@ void ks_backends_destroy(struct ks_backends *b);
 typedef ks_status (*ks_reload_fn)(void *ctx, struct ks_error *err);
 void ks_backends_set_reload(struct ks_backends *b, ks_reload_fn fn, void *ctx);
 
+/* The audit log (common/audit.h; borrowed, outlives the backends), set once by the binary
+ * before serving; ks_app_audit (handlers/handlers.h) returns it. NULL: none. */
+void ks_backends_set_audit(struct ks_backends *b, struct ks_audit *audit);
+
 /* Calls fn(ctx, name, keystore, relationship) for every backend ever opened, in opening order,
  * exactly one of keystore and relationship non-NULL (readiness probes). Not concurrent with
  * ks_app_create on the same backends. */

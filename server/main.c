@@ -33,6 +33,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "common/audit.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/util.h"
@@ -333,7 +334,8 @@ static void log_listening(struct ks_log *log, const struct ks_config *cfg, uint1
     ks_log_end(&line);
 }
 
-/* Takes the blocked signals until SIGINT or SIGTERM: SIGHUP reopens the log, then reloads. */
+/* Takes the blocked signals until SIGINT or SIGTERM: SIGHUP reopens the logs, then reloads (one
+ * path with POST /v1/admin/reload: ks_reload). */
 static int wait_for_stop(struct ks_log *log, struct ks_reloader *reloader, const sigset_t *signals)
 {
     struct ks_error err;
@@ -344,19 +346,32 @@ static int wait_for_stop(struct ks_log *log, struct ks_reloader *reloader, const
             continue;
         if (sig != SIGHUP)
             return sig;
-        ks_log_msg(log, KS_LOG_INFO, "sighup", "SIGHUP received: reopening the log, reloading");
-        if (ks_log_reopen(log, &err) != KS_OK)
-            ks_log_msg(log, KS_LOG_ERROR, "log_reopen_failed", "%s", err.message);
-        ks_reload(reloader, &err); /* logs its outcome */
+        ks_log_msg(log, KS_LOG_INFO, "sighup", "SIGHUP received: reopening the logs, reloading");
+        ks_reload(reloader, &err); /* reopens the logs first; logs its outcome */
     }
 }
 
 /* Builds the backends and the first snapshot (which takes cfg), serves until SIGINT/SIGTERM,
  * drains. The exit code. */
+/* The audit log of `audit:` (docs/architecture.md section 12), or *out NULL without one. */
+static ks_status open_audit(struct ks_log *log, const struct ks_audit_config *c,
+                            struct ks_audit **out, struct ks_error *err)
+{
+    struct ks_audit_options ao = {c->path,
+                                  c->fsync == KS_CONFIG_AUDIT_FSYNC_EVERY_LINE,
+                                  c->fsync == KS_CONFIG_AUDIT_FSYNC_INTERVAL ? c->fsync_interval_ms
+                                                                             : 0,
+                                  NULL,
+                                  log,
+                                  NULL};
+    *out = NULL;
+    return c->path ? ks_audit_open(&ao, out, err) : KS_OK;
+}
+
 static int serve(struct ks_log *log, struct ks_config *cfg, const struct options *o,
                  const sigset_t *signals)
 {
-    struct ks_reload_options ro = {o->config_path, o->listen, log};
+    struct ks_reload_options ro = {o->config_path, o->listen, log, NULL};
     struct ks_backends *backends = NULL;
     struct ks_reloader *reloader = NULL;
     struct ks_app *app = NULL;
@@ -364,13 +379,16 @@ static int serve(struct ks_log *log, struct ks_config *cfg, const struct options
     struct ks_error err;
     int sig, rc = 1;
 
-    if (ks_backends_create(&cfg->cache, NULL, &backends, &err) != KS_OK ||
+    if (open_audit(log, &cfg->audit, &ro.audit, &err) != KS_OK ||
+        ks_backends_create(&cfg->cache, NULL, &backends, &err) != KS_OK ||
         ks_app_create(backends, cfg, &app, &err) != KS_OK) {
         ks_log_msg(log, KS_LOG_ERROR, "start_failed", "%s", err.message);
         ks_config_free(cfg);
         ks_backends_destroy(backends);
+        ks_audit_close(ro.audit);
         return 1;
     }
+    ks_backends_set_audit(backends, ro.audit);
     if (ks_reloader_create(&ro, backends, app, &reloader, &err) == KS_OK &&
         ks_server_start(backends, app, log, &server, &err) == KS_OK) {
         ks_reloader_attach(reloader, server);
@@ -393,6 +411,7 @@ static int serve(struct ks_log *log, struct ks_config *cfg, const struct options
     ks_reloader_destroy(reloader);
     ks_app_unref(app);
     ks_backends_destroy(backends);
+    ks_audit_close(ro.audit);
     if (rc == 0)
         ks_log_msg(log, KS_LOG_INFO, "stopped", "keystored stopped");
     return rc;

@@ -142,12 +142,24 @@ static ks_status reload_locked(struct ks_reloader *r, struct ks_error *err)
     return KS_OK;
 }
 
+/* Before the configuration is read: a reopen failure is logged and does not stop the reload
+ * (the audit log keeps its previous descriptor and state; common/audit.h). */
+static void reopen_logs(struct ks_reloader *r)
+{
+    struct ks_error e;
+    if (ks_log_reopen(r->opts.log, &e) != KS_OK)
+        ks_log_msg(r->opts.log, KS_LOG_ERROR, "log_reopen_failed", "%s", e.message);
+    if (r->opts.audit)
+        ks_audit_reopen(r->opts.audit, &e); /* logs its own outcome */
+}
+
 ks_status ks_reload(struct ks_reloader *r, struct ks_error *err)
 {
     struct ks_log_line line;
     ks_status st;
 
     pthread_mutex_lock(&r->lock);
+    reopen_logs(r);
     st = reload_locked(r, err);
     if (st == KS_OK) {
         ks_log_begin(&line, r->opts.log, KS_LOG_INFO, "reloaded");

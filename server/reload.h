@@ -8,6 +8,7 @@
 #ifndef KS_SERVER_RELOAD_H
 #define KS_SERVER_RELOAD_H
 
+#include "common/audit.h"
 #include "common/log.h"
 #include "server/app.h"
 #include "server/server.h"
@@ -18,6 +19,7 @@ struct ks_reload_options {
     const char *config_path; /* NULL: the embedded default, which has no file to re-read */
     const char *listen;      /* --listen ADDR:PORT, applied over each file as at start; NULL */
     struct ks_log *log;      /* borrowed */
+    struct ks_audit *audit;  /* borrowed; NULL: no audit log (issue 12) */
 };
 
 /* current: the snapshot the server starts with (the reloader takes its own reference). All
@@ -32,8 +34,11 @@ void ks_reloader_attach(struct ks_reloader *r, struct ks_server *server);
 /* After the server stopped (no reload can be running). NULL is a no-op. */
 void ks_reloader_destroy(struct ks_reloader *r);
 
-/* One reload. KS_E_INVALID with the reason (the first error of the file when it is invalid;
- * every error is logged) when nothing changed; KS_E_INTERNAL on OOM. Thread-safe. */
+/* One reload, the one path of SIGHUP and POST /v1/admin/reload: first the logs are reopened
+ * (the service log, then the audit log: logrotate's rename; docs/architecture.md section 12),
+ * whatever the file then holds, so an invalid configuration never prevents the reopen; then the
+ * configuration is reloaded. KS_E_INVALID with the reason (the first error of the file when it is
+ * invalid; every error is logged) when nothing changed; KS_E_INTERNAL on OOM. Thread-safe. */
 ks_status ks_reload(struct ks_reloader *r, struct ks_error *err);
 
 #endif

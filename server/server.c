@@ -29,6 +29,7 @@
 #include "common/secret.h"
 #include "common/util.h"
 #include "server/app.h"
+#include "server/audit_hook.h"
 #include "server/auth.h"
 #include "server/connections.h"
 #include "server/readiness.h"
@@ -319,6 +320,8 @@ struct call {
     char *limit_query; /* ?limit=, decoded (owned) */
     char *token_query; /* ?nextToken=, decoded (owned) */
     const char *allow; /* Allow header of a 405 */
+    /* The audit log around the handler (docs/architecture.md section 12). */
+    struct ks_audit_call audit;
 };
 
 static ks_status match_route(struct call *c, struct request_state *rs, const char *method,
@@ -449,13 +452,16 @@ static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *co
     ks_error_clear(&c.err);
     c.req.app = rs->app;
     c.req.readiness = srv->readiness;
+    ks_audit_hook_init(&c.audit, ks_app_audit(rs->app), rs->request_id, method);
     if (rs->too_large)
         st = ks_error_set(&c.err, KS_E_TOO_LARGE, "request body larger than %zu bytes",
                           rs->body_max);
     else if ((st = match_route(&c, rs, method, url)) == KS_OK &&
              (st = authorize(&c, rs, conn)) == KS_OK && (st = read_query(&c, conn)) == KS_OK &&
-             (st = read_body(&c, rs, conn, cfg)) == KS_OK)
+             (st = read_body(&c, rs, conn, cfg)) == KS_OK &&
+             (st = ks_audit_hook_before(&c.audit, &c.req, &c.err)) == KS_OK)
         st = c.match.route->handler(&c.req, &c.resp, &c.err);
+    st = ks_audit_hook_after(&c.audit, &c.req, st, &c.resp, &c.err);
     if (st == KS_OK) {
         ret = queue(conn, rs, c.resp.status, c.resp.body, c.resp.body_len, c.resp.content_type,
                     c.resp.no_store || strncmp(rs->route, "/v1/keystores", 13) == 0,
@@ -867,6 +873,12 @@ static ks_status start_readiness(struct ks_server *srv, struct ks_error *err)
     srv->check_names = l.names;
     if (l.checks && l.names)
         ks_backends_foreach(srv->backends, add_check, &l);
+    /* The audit log is a dependency of every audited route (docs/architecture.md section 12). */
+    if (l.checks && l.names && !l.oom && ks_app_audit(srv->app)) {
+        l.checks[l.n] = (struct ks_readiness_check){l.names[l.n] = strdup("audit"),
+                                                    ks_audit_hook_ping, ks_app_audit(srv->app)};
+        l.oom = !l.names[l.n++];
+    }
     srv->n_checks = l.n;
     if (!l.checks || !l.names || l.oom)
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");

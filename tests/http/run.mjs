@@ -51,6 +51,8 @@ import { runKeyring } from './keyring.mjs';
 import { runMutationCrash, runMutations, runMutationsHv2 } from './mutations.mjs';
 import { runInventory, runScheduledRotation } from './inventory.mjs';
 import { runFaults } from './faults.mjs';
+import { runAudit } from './audit.mjs';
+import { runSecretScan } from './lib/secrets.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -68,6 +70,7 @@ async function mainServerSuite(backend) {
   h.section(`[${backend.name}] declarative cases (tests/http/cases)`);
   // Probes every 200 ms: /readyz answers from the background probes' last result.
   const setup = backend.makeSetup('main', 'server:\n  readiness_interval_ms: 200');
+  fs.appendFileSync(setup.configPath, `audit:\n  path: ${setup.dir}/audit.log\n`); // secret grep
   let srv;
   try {
     srv = await startServer(['--config', setup.configPath], `main (${backend.name})`);
@@ -223,6 +226,8 @@ async function backendSuite(backend) {
       await guarded('limits', () => runLimits(h));
       h.section('[sqlite] README walkthrough');
       await guarded('walkthrough', () => runWalkthrough(h, repoRoot));
+      h.section('[sqlite] audit log: fields, fail closed, SIGHUP reopen');
+      await guarded('audit', () => runAudit(h));
       h.section('[sqlite] keystorectl');
       await guarded('keystorectl', () => runCli(h));
       await guarded('keystorectl (scripted server)', () => runCliScripted(h));
@@ -265,6 +270,7 @@ async function main() {
           first.text.slice(Math.max(0, at - 200), at + 3000));
       }
     });
+    await runSecretScan(h, allProcessOutputs, tempDirs);
     counts.push({ name: 'common', passed: h.passed - p0, failed: h.failed - f0 });
   }
   if (h.failures.length) {

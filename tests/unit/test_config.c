@@ -12,6 +12,7 @@
 
 #include "aws/arn.h"
 #include "common/util.h"
+#include "config/compare.h"
 #include "config/config.h"
 
 #define HASH_A "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -514,7 +515,7 @@ Test(config, unknown_key)
 {
     expect_one_error(MINIMAL "listn: 1.2.3.4:5\n",
                      "t.yaml:16:1: top level: unknown key \"listn\"; expected one of listen, "
-                     "server, kms_relationships, key_stores, cache, tenants\n");
+                     "server, kms_relationships, key_stores, cache, tenants, audit\n");
     expect_one_error("kms_relationships:\n"
                      "  - name: local\n"
                      "    type: local\n"
@@ -1805,4 +1806,79 @@ Test(config, default_hierarchy_version)
     ks_config_free(cfg);
     expect_one_error(REL_LOCAL KS_WITH_HV("3") TENANT_APP1, "default_hierarchy_version");
     expect_one_error(REL_LOCAL KS_WITH_HV("v2") TENANT_APP1, "default_hierarchy_version");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* audit: (issue 12)                                                                        */
+/* ---------------------------------------------------------------------------------------- */
+
+Test(config, audit_absent_path_and_fsync_forms)
+{
+    struct ks_config *cfg = load_ok(MINIMAL);
+    cr_expect_null(cfg->audit.path);
+    cr_expect_eq(cfg->audit.fsync, KS_CONFIG_AUDIT_FSYNC_NONE);
+    ks_config_free(cfg);
+
+    cfg = load_ok("audit: {path: /var/log/a.log}\n" MINIMAL);
+    cr_expect_str_eq(cfg->audit.path, "/var/log/a.log");
+    cr_expect_eq(cfg->audit.fsync, KS_CONFIG_AUDIT_FSYNC_NONE);
+    ks_config_free(cfg);
+
+    cfg = load_ok("audit:\n  path: a.log\n  fsync: every_line\n" MINIMAL);
+    cr_expect_eq(cfg->audit.fsync, KS_CONFIG_AUDIT_FSYNC_EVERY_LINE);
+    ks_config_free(cfg);
+
+    cfg = load_ok("audit: {path: a.log, fsync: {interval_ms: 250}}\n" MINIMAL);
+    cr_expect_eq(cfg->audit.fsync, KS_CONFIG_AUDIT_FSYNC_INTERVAL);
+    cr_expect_eq(cfg->audit.fsync_interval_ms, 250);
+    ks_config_free(cfg);
+
+    cfg = load_ok("audit: {path: a.log, fsync: none}\n" MINIMAL);
+    cr_expect_eq(cfg->audit.fsync, KS_CONFIG_AUDIT_FSYNC_NONE);
+    ks_config_free(cfg);
+}
+
+Test(config, audit_errors_name_file_line)
+{
+    expect_one_error("audit: {}\n" MINIMAL,
+                     "t.yaml:1:8: audit: missing required key \"path\"; expected the audit "
+                     "log's file path\n");
+    expect_one_error("audit: a.log\n" MINIMAL, "t.yaml:1:8: audit is ");
+    expect_one_error("audit: {path: a.log, fsync: sometimes}\n" MINIMAL,
+                     "t.yaml:1:29: audit.fsync is \"sometimes\"; expected every_line, none or a "
+                     "mapping {interval_ms: 1..3600000}\n");
+    expect_one_error("audit:\n  path: a.log\n  fsync: {interval_ms: 0}\n" MINIMAL,
+                     "t.yaml:3:24: audit.fsync.interval_ms");
+    expect_one_error("audit:\n  path: a.log\n  fsync: {interval_ms: 3600001}\n" MINIMAL,
+                     "t.yaml:3:24: audit.fsync.interval_ms");
+    {
+        char *errors = load_errors("audit:\n  path: a.log\n  fsync: {every: 1}\n" MINIMAL);
+        assert_contains(errors, "t.yaml:3:11: audit.fsync: unknown key \"every\"");
+        assert_contains(errors, "t.yaml:3:10: audit.fsync: missing required key \"interval_ms\"");
+        free(errors);
+    }
+    expect_one_error("audit:\n  path: a.log\n  rotate: daily\n" MINIMAL, "t.yaml:3:3:");
+    expect_one_error("audit: {path: \"\"}\n" MINIMAL, "t.yaml:1:15: audit.path");
+}
+
+Test(config, audit_change_refused_on_reload)
+{
+    struct ks_config *a = load_ok("audit: {path: a.log}\n" MINIMAL);
+    struct ks_config *same = load_ok("audit: {path: a.log}\n" MINIMAL);
+    struct ks_config *moved = load_ok("audit: {path: b.log}\n" MINIMAL);
+    struct ks_config *synced = load_ok("audit: {path: a.log, fsync: every_line}\n" MINIMAL);
+    struct ks_config *none = load_ok(MINIMAL);
+    char why[256];
+
+    cr_expect_eq(ks_config_live_change_refused(a, same, why, sizeof why), 0);
+    cr_expect_eq(ks_config_live_change_refused(a, moved, why, sizeof why), 1);
+    cr_expect(strstr(why, "audit section") != NULL, "%s", why);
+    cr_expect_eq(ks_config_live_change_refused(a, synced, why, sizeof why), 1);
+    cr_expect_eq(ks_config_live_change_refused(a, none, why, sizeof why), 1);
+    cr_expect_eq(ks_config_live_change_refused(none, a, why, sizeof why), 1);
+    ks_config_free(a);
+    ks_config_free(same);
+    ks_config_free(moved);
+    ks_config_free(synced);
+    ks_config_free(none);
 }

@@ -7,6 +7,7 @@
 
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { noteSecrets } from './secrets.mjs';
 
 export const REQUEST_TIMEOUT_MS = 30000;
 
@@ -117,6 +118,7 @@ export function rawRequest(host, port, opts) {
           json = undefined;
         }
       }
+      noteSecrets(json); // the secret grep (lib/secrets.mjs)
       resolve({ status: res.status, headers: res.headers, text, json, bytes: res.body });
     };
     const timer = setTimeout(() => {
@@ -183,6 +185,7 @@ export function makeApi(base, recorder) {
       json = undefined;
     }
     const res = { status: r.status, headers: h, text, json };
+    noteSecrets(json); // the secret grep (lib/secrets.mjs)
     if (recorder) recorder.record(method, res);
     return res;
   };

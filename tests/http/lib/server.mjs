@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { noteToken } from './secrets.mjs';
 
 export const KEYSTORED = process.env.KEYSTORED || './build/keystored';
 export const START_TIMEOUT_MS = 30000;
@@ -34,7 +35,9 @@ export function sha256Hex(s) {
 }
 
 export function newToken(name) {
-  return `ks_${name}_${randomBytes(24).toString('hex')}`;
+  const token = `ks_${name}_${randomBytes(24).toString('hex')}`;
+  noteToken(token); // the secret grep (lib/secrets.mjs)
+  return token;
 }
 
 // A suite configuration (block YAML) from its relationships and key stores (list items, indented
