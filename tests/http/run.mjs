@@ -50,6 +50,7 @@ import { runCli, runCliScripted } from './cli.mjs';
 import { runKeyring } from './keyring.mjs';
 import { runMutationCrash, runMutations, runMutationsHv2 } from './mutations.mjs';
 import { runInventory, runScheduledRotation } from './inventory.mjs';
+import { runTls } from './tls.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -223,6 +224,8 @@ async function backendSuite(backend) {
       h.section('[sqlite] keystorectl');
       await guarded('keystorectl', () => runCli(h));
       await guarded('keystorectl (scripted server)', () => runCliScripted(h));
+      h.section('[sqlite] TLS served directly (server.tls)');
+      await guarded('tls', () => runTls(h));
     }
     if (backend.name === 'dynamodb') {
       h.section('[dynamodb] two instances, one table');
