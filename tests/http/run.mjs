@@ -51,6 +51,7 @@ import { runKeyring } from './keyring.mjs';
 import { runMutationCrash, runMutations, runMutationsHv2 } from './mutations.mjs';
 import { runInventory, runScheduledRotation } from './inventory.mjs';
 import { runTls } from './tls.mjs';
+import { runProxy } from './proxy.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -226,6 +227,8 @@ async function backendSuite(backend) {
       await guarded('keystorectl (scripted server)', () => runCliScripted(h));
       h.section('[sqlite] TLS served directly (server.tls)');
       await guarded('tls', () => runTls(h));
+      h.section('[sqlite] behind nginx (deploy/nginx.conf): two instances, one killed under load');
+      await guarded('proxy', () => runProxy(h));
     }
     if (backend.name === 'dynamodb') {
       h.section('[dynamodb] two instances, one table');
