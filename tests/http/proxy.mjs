@@ -230,9 +230,10 @@ async function checkFront(h, ctx) {
     const url = '/v1/keystores/default/keyring/unwrap-batch';
     const mid = await request(ctx.agent, ctx.port, 'POST', url, { ...T, body: `{"x":"${'a'.repeat(1 << 20)}"}` });
     assert(mid.json && mid.json.error && mid.status === 400, `1 MiB: ${mid.status} ${mid.text.slice(0, 200)}`);
-    const big = await request(ctx.agent, ctx.port, 'POST', url, { ...T, body: `{"x":"${'a'.repeat(5 << 20)}"}` });
+    const big = await request(ctx.agent, ctx.port, 'POST', url, { ...T, requestId: 'big-body-1', body: `{"x":"${'a'.repeat(5 << 20)}"}` });
     assertEq(big.status, 413, `5 MiB (${(big.text || big.error || '').slice(0, 200)})`);
     assert(!big.json, 'the 413 is nginx\'s, not keystored\'s JSON');
+    assertEq(big.headers['x-request-id'], 'big-body-1', 'nginx\'s own answer names the request id');
   });
 }
 
@@ -261,12 +262,15 @@ async function load(ctx, ids) {
   const killer = (async () => {
     await sleep(KILL_AT_MS);
     const snapshot = new Set(outstanding);
+    const atSignal = snapshot.size;
     const killedAt = Date.now() - t0;
     ctx.b.proc.kill('SIGKILL');
     await ctx.b.exited;
     const exitedAt = Date.now() - t0;
-    for (const id of outstanding) snapshot.add(id); // started between the signal and the exit
-    return { killedAt, exitedAt, outstandingAtKill: snapshot };
+    // Requests started between the signal and the moment the exit was seen may have reached B
+    // too: they count as in flight at the kill.
+    for (const id of outstanding) snapshot.add(id);
+    return { killedAt, exitedAt, outstandingAtKill: snapshot, atSignal };
   })();
   const stopper = sleep(LOAD_MS).then(() => (state.stop = true));
   await Promise.all([...ids.map((_, w) => worker(w)), killer, stopper]);
@@ -304,7 +308,8 @@ async function checkKill(h, ctx) {
     const served = (addr) => records.filter((r) => hops(log.byId.get(r.id)).slice(-1)[0] === addr).length;
     console.log(`     requests ${records.length} (GET ${records.filter((r) => r.method === 'GET').length}, POST ${records.filter((r) => r.method === 'POST').length}); ` +
       `failed ${failed.length} (${failed.map((r) => `${r.method} ${r.status || r.error}`).join(', ') || '-'}); ` +
-      `in flight at the kill ${outstandingAtKill.size}, of them on the killed instance ${onB.length}; ` +
+      `in flight at the kill ${outstandingAtKill.size} (${result.atSignal} at the signal, the rest started before the exit was seen), ` +
+      `of them sent to the killed instance ${onB.length}; ` +
       `retried by nginx ${retried.length}; kill at ${killedAt} ms, exit seen at ${exitedAt} ms; ` +
       `served by A ${served(aAddr)}, by B ${served(bAddr)}; started after the exit ${after.length}`);
     for (const r of failed) {
