@@ -33,6 +33,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const LOAD_WORKERS = 16;
 const LOAD_MS = 3000;
 const KILL_AT_MS = 1200;
+const RACE_MS = 250;
 
 // The deploy file with the test's values. Each [from, to, count]: from must occur count times.
 export function renderNginxConf(text, { port, cert, key, upstreams, dir }) {
@@ -304,19 +305,28 @@ async function checkKill(h, ctx) {
     const failed = records.filter((r) => r.error || (r.status !== 200 && r.status !== 201));
     const onB = [...outstandingAtKill].filter((id) => hops(log.byId.get(id))[0] === bAddr);
     const retried = records.filter((r) => hops(log.byId.get(r.id)).length > 1);
-    const after = records.filter((r) => r.start > exitedAt + 50);
+    // nginx learns that a kept-alive connection to B is dead only when it processes its close: a
+    // request it takes in that instant may still be written to B. Such a request, started just
+    // after the exit was seen and sent to B, is in flight on B too (counted apart: "raced").
+    const raced = records.filter((r) => !outstandingAtKill.has(r.id) && r.start >= killedAt && r.start <= exitedAt + RACE_MS &&
+      hops(log.byId.get(r.id))[0] === bAddr);
+    const after = records.filter((r) => r.start > exitedAt + RACE_MS);
     const served = (addr) => records.filter((r) => hops(log.byId.get(r.id)).slice(-1)[0] === addr).length;
     console.log(`     requests ${records.length} (GET ${records.filter((r) => r.method === 'GET').length}, POST ${records.filter((r) => r.method === 'POST').length}); ` +
       `failed ${failed.length} (${failed.map((r) => `${r.method} ${r.status || r.error}`).join(', ') || '-'}); ` +
       `in flight at the kill ${outstandingAtKill.size} (${result.atSignal} at the signal, the rest started before the exit was seen), ` +
-      `of them sent to the killed instance ${onB.length}; ` +
+      `of them sent to the killed instance ${onB.length}; sent to it within ${RACE_MS} ms after the exit ${raced.length}; ` +
       `retried by nginx ${retried.length}; kill at ${killedAt} ms, exit seen at ${exitedAt} ms; ` +
       `served by A ${served(aAddr)}, by B ${served(bAddr)}; started after the exit ${after.length}`);
     for (const r of failed) {
-      assert(outstandingAtKill.has(r.id), `${r.id} (${r.method}) failed (${r.status || r.error}) but was not in flight at the kill`);
+      assert(outstandingAtKill.has(r.id) || raced.includes(r),
+        `${r.id} (${r.method}) failed (${r.status || r.error}) but was not in flight at the kill`);
       assertEq(hops(log.byId.get(r.id))[0], bAddr, `${r.id}: nginx sent it to the killed instance`);
+      // A GET that reached the dead instance is retried on the survivor; only POSTs are not.
+      assertEq(r.method, 'POST', `${r.id} failed (${r.status || r.error})`);
     }
-    assert(failed.length <= onB.length, `${failed.length} failed > ${onB.length} in flight on the killed instance`);
+    assert(failed.length <= onB.length + raced.length,
+      `${failed.length} failed > ${onB.length + raced.length} in flight on the killed instance`);
     assert(after.length > 50, `only ${after.length} requests after the kill`);
     for (const r of after) {
       assert(r.status === 200 || r.status === 201, `${r.id} after the kill: ${r.status || r.error}`);
