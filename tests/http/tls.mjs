@@ -12,8 +12,9 @@
 //    header deadline (server.header_timeout_seconds: 1), and the server still serves afterwards;
 //  - a reload that changes server.tls is refused (400 naming server.tls), the old certificate
 //    still served;
-//  - bad TLS configuration is a start-up error naming the YAML's file:line: missing key file,
-//    a key that is not the certificate's, a certificate file holding a key, only cert_file;
+//  - bad TLS configuration is a start-up error naming the YAML's file:line, and --check-config
+//    finds it too: missing key file, a key that is not the certificate's, a certificate file
+//    holding a key, a key file holding a certificate; only cert_file is a configuration error;
 //  - the key file's contents never appear in keystored's output.
 
 import { execFile } from 'node:child_process';
@@ -229,8 +230,17 @@ async function runBadConfigs(h, dir, files, tokens) {
       assert(r.stderr.includes(want) && r.stderr.includes(`server.tls.${at}_file`), `stderr lacks ${want} server.tls.${at}_file:\n${r.stderr.slice(0, 800)}`);
       assert(re.test(r.stderr), `stderr lacks ${re}:\n${r.stderr.slice(0, 800)}`);
       assert(!/"event":"listening"/.test(r.stderr), 'it listened');
+      const check = await runKeystored(['--check-config', cfg.configPath], 'tls-bad-check');
+      assertEq(check.code, 1, `--check-config exit code (${check.stdout}${check.stderr})`);
+      assert(check.stderr.includes(want) && re.test(check.stderr), `--check-config stderr: ${check.stderr}`);
     });
   }
+  await h.test('tls: --check-config reads and checks the TLS files (a good pair: ok)', async () => {
+    const cfg = writeConfig(dir, tokens, files.cert, files.key, 'good.yaml');
+    const r = await runKeystored(['--check-config', cfg.configPath], 'tls-check');
+    assertEq(r.code, 0, `exit code (${r.stderr})`);
+    assert(r.stdout.includes(': ok'), r.stdout);
+  });
   await h.test('tls: only cert_file -> configuration error (both or neither)', async () => {
     const configPath = path.join(dir, 'half.yaml');
     const text = suiteConfig(dir, tokens, `server:\n  tls:\n    cert_file: ${files.cert}\n`);
