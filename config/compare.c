@@ -119,6 +119,11 @@ int ks_config_live_change_refused(const struct ks_config *running, const struct 
              running->audit.fsync != next->audit.fsync ||
              running->audit.fsync_interval_ms != next->audit.fsync_interval_ms)
         what = "audit section";
+    /* The certificate and key are handed to libmicrohttpd when it starts (server/tls.c): a new
+     * certificate, even under the same paths, needs a restart (README "TLS"). */
+    else if (differs(a->tls.cert_file, b->tls.cert_file) ||
+             differs(a->tls.key_file, b->tls.key_file))
+        what = "server.tls";
     if (!what)
         return 0;
     snprintf(why, why_len, "%s changed; it cannot change without a restart (nothing was applied)",

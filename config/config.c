@@ -93,6 +93,8 @@ void ks_config_free(struct ks_config *cfg)
         free(t->partition);
     }
     free(cfg->tenants);
+    free(cfg->server.tls.cert_file);
+    free(cfg->server.tls.key_file);
     free(cfg->listen_host);
     free(cfg->source_name);
     free(cfg->audit.path);

@@ -130,6 +130,17 @@ struct ks_tenant_config {
 };
 
 /* Optional `server:` section: limits of the HTTP front end. */
+/*
+ * server.tls (README "TLS"): keystored serves HTTPS itself when both paths are set (neither: plain
+ * HTTP). The files are read once, at start (server/tls.c); the positions are where the YAML names
+ * them, for start-up errors in the file:line:column form of the loader's.
+ */
+struct ks_tls_config {
+    char *cert_file; /* PEM: the certificate, then any intermediates */
+    char *key_file;  /* PEM: its private key, unencrypted (a secret: never logged) */
+    size_t cert_line, cert_column, key_line, key_column; /* 1-based */
+};
+
 struct ks_server_config {
     unsigned threads;                    /* default 4 */
     size_t max_body_bytes;               /* default 65536 */
@@ -143,6 +154,7 @@ struct ks_server_config {
     size_t max_header_bytes;         /* default 16384: larger header sections get JSON 431 */
     unsigned readiness_interval_ms;  /* default 5000: background dependency probe period */
     unsigned readiness_timeout_ms;   /* default 2000: deadline of one probe */
+    struct ks_tls_config tls;        /* default: none (plain HTTP) */
 };
 
 /* Optional `audit:` section (issue 12; docs/architecture.md section 12, README "Audit log"):

@@ -138,6 +138,39 @@ void ks_config_section_listen(struct ks_config_parser *p, yaml_node_t *n)
     free(text);
 }
 
+/* A path of server.tls and where the YAML names it (server/tls.c reports read errors there). */
+static char *tls_path(struct ks_config_parser *p, yaml_node_t *n, const char *key, size_t *line,
+                      size_t *column)
+{
+    char path[KS_CONFIG_PATH_LEN];
+    *line = n->start_mark.line + 1;
+    *column = n->start_mark.column + 1;
+    return ks_config_get_string(p, n, ks_config_join_path(path, "server.tls", key), "a file path");
+}
+
+/*
+ * `server.tls`: both files or no TLS at all (README "TLS"). Only the paths are kept here: the
+ * files are read when the server starts (server/tls.c), so that a reload, which parses the YAML
+ * again, never reads the private key (config/compare.c refuses a change of the paths).
+ */
+static void section_tls(struct ks_config_parser *p, yaml_node_t *n)
+{
+    enum { T_CERT, T_KEY, T_COUNT };
+    struct ks_config_field f[T_COUNT] = {
+        [T_CERT] = {.key = "cert_file"}, [T_KEY] = {.key = "key_file"}};
+    struct ks_tls_config *t = &p->cfg->server.tls;
+    yaml_node_t *cert, *key;
+
+    if (ks_config_get_fields(p, n, "server.tls", f, T_COUNT) < 0)
+        return;
+    cert = ks_config_require(p, n, "server.tls", &f[T_CERT], "a PEM certificate file path");
+    key = ks_config_require(p, n, "server.tls", &f[T_KEY], "a PEM private key file path");
+    if (!cert || !key)
+        return;
+    t->cert_file = tls_path(p, cert, "cert_file", &t->cert_line, &t->cert_column);
+    t->key_file = tls_path(p, key, "key_file", &t->key_line, &t->key_column);
+}
+
 /*
  * `server:` limits, each optional (defaults in set_defaults, config/load.c). The connection caps
  * keep idle connections below the descriptor limit (max_connections 0: derived from
@@ -161,6 +194,7 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
         SV_READY_INTERVAL,
         SV_READY_TIMEOUT,
         SV_KEYRING_BODY,
+        SV_TLS,
         SV_COUNT
     };
     struct ks_config_field f[SV_COUNT] = {
@@ -176,6 +210,7 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
         [SV_READY_INTERVAL] = {.key = "readiness_interval_ms"},
         [SV_READY_TIMEOUT] = {.key = "readiness_timeout_ms"},
         [SV_KEYRING_BODY] = {.key = "max_keyring_body_bytes"},
+        [SV_TLS] = {.key = "tls"},
     };
     static const uint64_t min[SV_COUNT] = {1, 1024, 2, 1, 0, 0, 1, 256, 1024, 100, 100, 1024};
     static const uint64_t max[SV_COUNT] = {256,  16777216, 64,      3600,    1000000, 1000000,
@@ -187,8 +222,10 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
 
     if (ks_config_get_fields(p, n, "server", f, SV_COUNT) < 0)
         return;
+    if (f[SV_TLS].value)
+        section_tls(p, f[SV_TLS].value);
     for (i = 0; i < SV_COUNT; i++) {
-        if (!f[i].value ||
+        if (!f[i].value || i == SV_TLS ||
             ks_config_get_uint(p, f[i].value, ks_config_join_path(path, "server", f[i].key), min[i],
                                max[i], &v[i]))
             continue;

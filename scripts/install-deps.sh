@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 run_pkgs=(build-essential pkg-config libmicrohttpd-dev libjson-c-dev libyaml-dev libssl-dev
           libsqlite3-dev libcurl4-openssl-dev)
-test_pkgs=(libcriterion-dev sqlite3 curl jq nodejs npm openjdk-17-jre-headless)
+test_pkgs=(libcriterion-dev sqlite3 curl jq nodejs npm openjdk-17-jre-headless openssl nginx-light)
 
 want=("${run_pkgs[@]}")
 [ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")

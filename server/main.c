@@ -41,6 +41,7 @@
 #include "server/app.h"
 #include "server/reload.h"
 #include "server/server.h"
+#include "server/tls.h"
 
 #define KS_VERSION "0.1.0"
 #define SHUTDOWN_GRACE_SECONDS 30
@@ -176,12 +177,21 @@ static void log_lines(struct ks_log *log, const char *event, const char *text)
 static int check_config(const char *path)
 {
     struct ks_config *cfg = NULL;
+    struct ks_tls *tls = NULL;
+    struct ks_error err;
     char *errors = NULL;
     if (ks_config_load_file(path, &cfg, &errors) != KS_OK) {
         fputs(errors ? errors : "invalid configuration\n", stderr);
         free(errors);
         return 1;
     }
+    /* server.tls's files as a start reads them: renewed ones can be checked before a restart. */
+    if (ks_tls_load(cfg, NULL, &tls, &err) != KS_OK) {
+        fprintf(stderr, "%s\n", err.message);
+        ks_config_free(cfg);
+        return 1;
+    }
+    ks_tls_free(tls);
     ks_config_free(cfg);
     printf("%s: ok\n", path);
     return 0;

@@ -35,6 +35,7 @@
 #include "server/readiness.h"
 #include "server/rotation.h"
 #include "server/router.h"
+#include "server/tls.h"
 
 #define REQUEST_ID_MAX 128
 #define HEADER_SWEEP_MS 250       /* how often the header deadline is checked */
@@ -950,6 +951,7 @@ ks_status ks_server_start(struct ks_backends *backends, struct ks_app *app, stru
                      MHD_USE_ERROR_LOG;
     unsigned max_conns;
     const union MHD_DaemonInfo *info;
+    struct ks_tls *tls = NULL;
     ks_status st;
     int rc;
 
@@ -973,7 +975,9 @@ ks_status ks_server_start(struct ks_backends *backends, struct ks_app *app, stru
     }
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    if ((st = start_background(srv, err)) != KS_OK) {
+    if ((st = ks_tls_load(cfg, log, &tls, err)) != KS_OK ||
+        (st = start_background(srv, err)) != KS_OK) {
+        ks_tls_free(tls);
         freeaddrinfo(ai);
         free_background(srv);
         return st;
@@ -988,7 +992,7 @@ ks_status ks_server_start(struct ks_backends *backends, struct ks_app *app, stru
      * external logger goes first: libmicrohttpd prints to stderr until it has seen it. */
     // clang-format off
     srv->daemon = MHD_start_daemon(
-        flags, cfg->listen_port, NULL, NULL, on_access, srv,
+        flags | ks_tls_flags(tls), cfg->listen_port, NULL, NULL, on_access, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_library_message, srv,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->server.threads,
@@ -1001,8 +1005,10 @@ ks_status ks_server_start(struct ks_backends *backends, struct ks_app *app, stru
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->server.max_connections_per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(&cfg->server),
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_ARRAY, (struct MHD_OptionItem *)(uintptr_t)ks_tls_options(tls),
         MHD_OPTION_END);
     // clang-format on
+    ks_tls_free(tls); /* GnuTLS holds its own copy once the daemon started: wipe ours now */
     freeaddrinfo(ai);
     if (!srv->daemon) {
         free_background(srv);

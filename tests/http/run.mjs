@@ -53,6 +53,8 @@ import { runInventory, runScheduledRotation } from './inventory.mjs';
 import { runFaults } from './faults.mjs';
 import { runAudit } from './audit.mjs';
 import { runSecretScan } from './lib/secrets.mjs';
+import { runTls } from './tls.mjs';
+import { runProxy } from './proxy.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -231,6 +233,10 @@ async function backendSuite(backend) {
       h.section('[sqlite] keystorectl');
       await guarded('keystorectl', () => runCli(h));
       await guarded('keystorectl (scripted server)', () => runCliScripted(h));
+      h.section('[sqlite] TLS served directly (server.tls)');
+      await guarded('tls', () => runTls(h));
+      h.section('[sqlite] behind nginx (deploy/nginx.conf): two instances, one killed under load');
+      await guarded('proxy', () => runProxy(h));
     }
     if (backend.name === 'dynamodb') {
       h.section('[dynamodb] two instances, one table');

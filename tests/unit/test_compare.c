@@ -73,6 +73,30 @@ Test(compare, live_changes)
     ks_config_free(cache);
 }
 
+/* server.tls is read at start: turning it on or off, or new paths, need a restart. */
+Test(compare, tls_change_refused)
+{
+    struct ks_config *plain = load(8080, 4, 65536, "L", "/tmp/a.db", 1000);
+    struct ks_config *tls = load(8080, 4, 65536, "L", "/tmp/a.db", 1000);
+    struct ks_config *tls2 = load(8080, 4, 65536, "L", "/tmp/a.db", 1000);
+    struct ks_config *other = load(8080, 4, 65536, "L", "/tmp/a.db", 1000);
+
+    tls->server.tls.cert_file = strdup("/c.pem");
+    tls->server.tls.key_file = strdup("/k.pem");
+    tls2->server.tls.cert_file = strdup("/c.pem");
+    tls2->server.tls.key_file = strdup("/k.pem");
+    other->server.tls.cert_file = strdup("/c.pem");
+    other->server.tls.key_file = strdup("/k2.pem");
+    cr_expect_eq(refused(tls, tls2, NULL), 0);
+    cr_expect_eq(refused(plain, tls, "server.tls"), 1);
+    cr_expect_eq(refused(tls, plain, "server.tls"), 1);
+    cr_expect_eq(refused(tls, other, "server.tls"), 1);
+    ks_config_free(plain);
+    ks_config_free(tls);
+    ks_config_free(tls2);
+    ks_config_free(other);
+}
+
 Test(compare, key_store_fingerprint)
 {
     struct ks_config *a = load(8080, 4, 65536, "L", "/tmp/a.db", 1000);

@@ -1430,7 +1430,7 @@ Test(config, server_limits_wrong_types)
                      "max_body_bytes, max_json_depth, connection_timeout_seconds, "
                      "max_connections, max_connections_per_ip, header_timeout_seconds, "
                      "max_uri_bytes, max_header_bytes, readiness_interval_ms, "
-                     "readiness_timeout_ms, max_keyring_body_bytes");
+                     "readiness_timeout_ms, max_keyring_body_bytes, tls");
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1621,6 +1621,43 @@ Test(config, keyring_role)
                                           "    key_stores: [default]\n"
                                           "    kms_relationships: [local]\n",
                      "tenants[0].role is \"Keyring\"; expected reader, admin or keyring");
+}
+
+Test(config, server_tls)
+{
+    struct ks_config *cfg = load_ok(MINIMAL);
+    cr_expect_null(cfg->server.tls.cert_file);
+    cr_expect_null(cfg->server.tls.key_file);
+    ks_config_free(cfg);
+    cfg = load_ok("server:\n"
+                  "  tls:\n"
+                  "    cert_file: /etc/keystored/cert.pem\n"
+                  "    key_file: /etc/keystored/key.pem\n" MINIMAL);
+    cr_expect_str_eq(cfg->server.tls.cert_file, "/etc/keystored/cert.pem");
+    cr_expect_str_eq(cfg->server.tls.key_file, "/etc/keystored/key.pem");
+    /* where the YAML names them: server/tls.c reports unreadable files there */
+    cr_expect_eq(cfg->server.tls.cert_line, 3);
+    cr_expect_eq(cfg->server.tls.cert_column, 16);
+    cr_expect_eq(cfg->server.tls.key_line, 4);
+    cr_expect_eq(cfg->server.tls.key_column, 15);
+    ks_config_free(cfg);
+}
+
+Test(config, server_tls_errors)
+{
+    expect_one_error("server: {tls: {cert_file: /c.pem}}\n" MINIMAL,
+                     "t.yaml:1:15: server.tls: missing required key \"key_file\"; expected a PEM "
+                     "private key file path");
+    expect_one_error("server: {tls: {key_file: /k.pem}}\n" MINIMAL,
+                     "t.yaml:1:15: server.tls: missing required key \"cert_file\"");
+    expect_one_error(
+        "server: {tls: {cert_file: /c.pem, key_file: /k.pem, ca_file: /a.pem}}\n" MINIMAL,
+        "server.tls: unknown key \"ca_file\"; expected one of cert_file, key_file");
+    expect_one_error("server: {tls: true}\n" MINIMAL, "server.tls");
+    expect_one_error("server: {tls: {cert_file: /c.pem, key_file: [1]}}\n" MINIMAL,
+                     "server.tls.key_file");
+    expect_one_error("server: {tls: {cert_file: \"\", key_file: /k.pem}}\n" MINIMAL,
+                     "server.tls.cert_file");
 }
 
 Test(config, max_keyring_body_bytes)
