@@ -138,6 +138,20 @@ void ks_config_section_listen(struct ks_config_parser *p, yaml_node_t *n)
     free(text);
 }
 
+/* server.unauthenticated_metrics: true | false (issue 12; README "Metrics"). */
+static void server_flags(struct ks_config_parser *p, yaml_node_t *v, struct ks_server_config *s)
+{
+    char shown[KS_CONFIG_SHOW_LEN];
+    if (!v)
+        return;
+    if (v->type == YAML_SCALAR_NODE && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+        (ks_config_scalar_is(v, "true") || ks_config_scalar_is(v, "false")))
+        s->unauthenticated_metrics = ks_config_scalar_is(v, "true");
+    else
+        ks_config_error(p, v, "server.unauthenticated_metrics is %s; expected true or false",
+                        ks_config_describe(v, shown, sizeof shown));
+}
+
 /*
  * `server:` limits, each optional (defaults in set_defaults, config/load.c). The connection caps
  * keep idle connections below the descriptor limit (max_connections 0: derived from
@@ -161,6 +175,8 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
         SV_READY_INTERVAL,
         SV_READY_TIMEOUT,
         SV_KEYRING_BODY,
+        SV_MAX_IN_FLIGHT,
+        SV_UNAUTH_METRICS, /* a boolean: read by server_flags, not the integer loop */
         SV_COUNT
     };
     struct ks_config_field f[SV_COUNT] = {
@@ -176,10 +192,13 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
         [SV_READY_INTERVAL] = {.key = "readiness_interval_ms"},
         [SV_READY_TIMEOUT] = {.key = "readiness_timeout_ms"},
         [SV_KEYRING_BODY] = {.key = "max_keyring_body_bytes"},
+        [SV_MAX_IN_FLIGHT] = {.key = "max_in_flight_requests"},
+        [SV_UNAUTH_METRICS] = {.key = "unauthenticated_metrics"},
     };
-    static const uint64_t min[SV_COUNT] = {1, 1024, 2, 1, 0, 0, 1, 256, 1024, 100, 100, 1024};
-    static const uint64_t max[SV_COUNT] = {256,  16777216, 64,      3600,    1000000, 1000000,
-                                           3600, 1048576,  1048576, 3600000, 60000,   67108864};
+    static const uint64_t min[SV_COUNT] = {1, 1024, 2, 1, 0, 0, 1, 256, 1024, 100, 100, 1024, 1};
+    static const uint64_t max[SV_COUNT] = {256,     16777216, 64,      3600,    1000000,
+                                           1000000, 3600,     1048576, 1048576, 3600000,
+                                           60000,   67108864, 1000000};
     struct ks_server_config *s = &p->cfg->server;
     char path[KS_CONFIG_PATH_LEN];
     uint64_t v[SV_COUNT];
@@ -187,7 +206,8 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
 
     if (ks_config_get_fields(p, n, "server", f, SV_COUNT) < 0)
         return;
-    for (i = 0; i < SV_COUNT; i++) {
+    server_flags(p, f[SV_UNAUTH_METRICS].value, s);
+    for (i = 0; i < SV_UNAUTH_METRICS; i++) {
         if (!f[i].value ||
             ks_config_get_uint(p, f[i].value, ks_config_join_path(path, "server", f[i].key), min[i],
                                max[i], &v[i]))
@@ -225,6 +245,9 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
             break;
         case SV_READY_TIMEOUT:
             s->readiness_timeout_ms = (unsigned)v[i];
+            break;
+        case SV_MAX_IN_FLIGHT:
+            s->max_in_flight_requests = (unsigned)v[i];
             break;
         default:
             /* The keyring routes' own cap: a 1,000-request unwrap batch is about 330 KB. */

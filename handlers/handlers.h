@@ -20,6 +20,7 @@
 #include "keystore/keystore.h"
 
 struct json_object;
+struct ks_http_metrics;
 
 /*
  * Everything a handler may use: one configuration snapshot, built by server/app.c at start and
@@ -79,6 +80,8 @@ struct ks_request {
     /* Appended (issue 14): ?limit= and ?nextToken= of the list routes, decoded, or NULL. */
     const char *limit_query;
     const char *next_token_query;
+    /* Appended (issue 12): the server's HTTP metrics (handlers/http_metrics.h), or NULL. */
+    const struct ks_http_metrics *http_metrics;
 };
 
 struct ks_response {

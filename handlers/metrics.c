@@ -1,14 +1,21 @@
 /*
- * metrics.c - GET /metrics in the Prometheus text format (version 0.0.4): the shared cache's
- * counters per partition (issue 5), storage reads per key store and KMS calls per relationship
- * and operation. Counters and partition names only: no key, token or key id is ever a label.
+ * metrics.c - GET /metrics in the Prometheus text format (version 0.0.4): the HTTP front end's
+ * requests, latency, in-flight and rate-limited counts (handlers/http_metrics.h, issue 12), the
+ * shared cache's counters per partition (issue 5), storage reads per key store, KMS calls per
+ * relationship, operation and outcome, and the AWS layer's retries. Counters and configured
+ * names only: no key, token, tenant name or key id is ever a label (README "Metrics").
+ *
+ * Audit failures (issue 12, part 1) are not written here yet: the audit module exposes its own
+ * counter getter, and the integrator adds one family for it next to write_retries.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "aws/backoff.h"
 #include "handlers/handlers.h"
+#include "handlers/http_metrics.h"
 #include "keyring/keyring.h"
 #include "keystore/cache.h"
 #include "keystore/rotation.h"
@@ -158,6 +165,45 @@ static void write_rotation(FILE *f, const struct ks_app *app, const struct ks_co
     }
 }
 
+/* KMS calls by outcome (issue 12): ok or error, from the same counters as the two families
+ * above (kept for existing dashboards). */
+static void write_kms_outcomes(FILE *f, const struct ks_app *app, const struct ks_config *cfg)
+{
+    size_t i, m;
+    fputs("# HELP keystored_kms_calls_total KMS calls by relationship, operation and outcome.\n"
+          "# TYPE keystored_kms_calls_total counter\n",
+          f);
+    for (i = 0; i < cfg->n_kms_relationships; i++) {
+        for (m = 0; m < KS_KMS_OP_COUNT; m++) {
+            unsigned long long calls = kms_count(app, i, m, 0), errors = kms_count(app, i, m, 1);
+            fputs("keystored_kms_calls_total{relationship=\"", f);
+            label(f, cfg->kms_relationships[i].name);
+            fprintf(f, "\",operation=\"%s\",outcome=\"ok\"} %llu\n",
+                    ks_kms_op_name((enum ks_kms_op)m), calls > errors ? calls - errors : 0ULL);
+            fputs("keystored_kms_calls_total{relationship=\"", f);
+            label(f, cfg->kms_relationships[i].name);
+            fprintf(f, "\",operation=\"%s\",outcome=\"error\"} %llu\n",
+                    ks_kms_op_name((enum ks_kms_op)m), errors);
+        }
+    }
+}
+
+/* The AWS layer's retries, process-wide (aws/backoff.h): KMS and DynamoDB together. */
+static void write_retries(FILE *f)
+{
+    struct ks_aws_retry_stats r;
+    ks_aws_retry_stats_get(&r);
+    fprintf(f,
+            "# HELP keystored_aws_retries_total Retries of AWS calls (KMS, DynamoDB) by reason.\n"
+            "# TYPE keystored_aws_retries_total counter\n"
+            "keystored_aws_retries_total{reason=\"throttled\"} %llu\n"
+            "keystored_aws_retries_total{reason=\"transient\"} %llu\n"
+            "# HELP keystored_aws_retries_refused_total Retries not made because the retry quota "
+            "was empty.\n# TYPE keystored_aws_retries_refused_total counter\n"
+            "keystored_aws_retries_refused_total %llu\n",
+            r.throttled, r.transient, r.quota_exhausted);
+}
+
 ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *resp,
                             struct ks_error *err)
 {
@@ -171,6 +217,7 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
     ks_cache_stats_foreach(ks_app_cache(app), collect, &snap);
     f = snap.failed ? NULL : open_memstream(&text, &len);
     if (f) {
+        ks_http_metrics_write(req->http_metrics, f);
         for (m = 0; m < sizeof cache_metrics / sizeof cache_metrics[0]; m++) {
             const char *suffix = strcmp(cache_metrics[m].type, "counter") == 0 ? "_total" : "";
             fprintf(f, "# HELP keystored_cache_%s%s %s\n# TYPE keystored_cache_%s%s %s\n",
@@ -214,6 +261,8 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
                         kms_count(app, i, m, 1));
             }
         }
+        write_kms_outcomes(f, app, cfg);
+        write_retries(f);
         write_keyring(f, app);
         write_rotation(f, app, cfg);
         if (fclose(f) != 0) {
