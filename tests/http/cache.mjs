@@ -53,7 +53,7 @@ export async function runCache(h) {
   const api = makeApi(srv.base);
   const ks = '/v1/keystores/default';
   const metrics = async () => {
-    const r = await api('GET', '/metrics');
+    const r = await api('GET', '/metrics', { token: t.admin });
     assertEq(r.status, 200, '/metrics');
     return parseMetrics(r.text);
   };
@@ -152,7 +152,7 @@ export async function runCache(h) {
     });
 
     await h.test('cache: /metrics is Prometheus text with HELP/TYPE for each family, and carries no key or token', async () => {
-      const r = await api('GET', '/metrics');
+      const r = await api('GET', '/metrics', { token: t.admin });
       assert(/^text\/plain; version=0\.0\.4/.test(r.headers['content-type']), `content type ${r.headers['content-type']}`);
       for (const fam of ['keystored_cache_hits_total', 'keystored_cache_misses_total', 'keystored_cache_waits_total',
         'keystored_cache_evictions_total', 'keystored_cache_fetch_errors_total', 'keystored_cache_entries',

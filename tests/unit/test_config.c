@@ -583,7 +583,7 @@ Test(config, empty_lists_and_bad_enums)
                              "    role: owner\n"
                              "    key_stores: [default]\n"
                              "    kms_relationships: [local]\n",
-        "t.yaml:13:11: tenants[0].role is \"owner\"; expected reader, admin or keyring\n");
+        "t.yaml:13:11: tenants[0].role is \"owner\"; expected reader, admin, keyring or monitor\n");
     expect_one_error("kms_relationships:\n"
                      "  - name: local\n"
                      "    type: gcp\n" KS_DEFAULT TENANT_APP1,
@@ -1061,7 +1061,7 @@ Test(config, all_errors_reported_sorted_with_positions)
         "expected one of the names under kms_relationships\n"
         "t.yaml:15:19: tenants[0].token_sha256 is not 64 hexadecimal digits; expected the "
         "SHA-256 of the tenant's token as 64 hexadecimal digits\n"
-        "t.yaml:16:11: tenants[0].role is \"superuser\"; expected reader, admin or keyring\n"
+        "t.yaml:16:11: tenants[0].role is \"superuser\"; expected reader, admin, keyring or monitor\n"
         "t.yaml:17:27: tenants[0].key_stores[1] \"missing\" names no key store; expected one of "
         "the names under key_stores\n");
     free(errors);
@@ -1561,7 +1561,7 @@ Test(config, keyring_role)
                                           "    role: Keyring\n"
                                           "    key_stores: [default]\n"
                                           "    kms_relationships: [local]\n",
-                     "tenants[0].role is \"Keyring\"; expected reader, admin or keyring");
+                     "tenants[0].role is \"Keyring\"; expected reader, admin, keyring or monitor");
 }
 
 Test(config, max_keyring_body_bytes)
