@@ -62,9 +62,8 @@ uint64_t ks_aws_backoff_sleep(const struct ks_aws_sleep *hooks, unsigned base_ms
     atomic_fetch_add_explicit(base_ms == KS_AWS_BACKOFF_THROTTLE_BASE_MS ? &retries_throttled
                                                                          : &retries_transient,
                               1, memory_order_relaxed);
-    delay = hooks != NULL && hooks->jitter_ms != NULL
-                         ? hooks->jitter_ms(hooks->ctx, ceiling)
-                         : default_jitter(ceiling);
+    delay = hooks != NULL && hooks->jitter_ms != NULL ? hooks->jitter_ms(hooks->ctx, ceiling)
+                                                      : default_jitter(ceiling);
     if (delay > ceiling)
         delay = ceiling;
     ks_aws_sleep_ms(hooks, delay);

@@ -89,8 +89,8 @@ static void parse_rate_limit(struct ks_config_parser *p, yaml_node_t *n, const c
     else
         bad = 1;
     if (ks_config_require(p, n, path, &f[RL_BURST], "the bucket's size in requests, 1..1000000"))
-        bad |= ks_config_get_uint(p, f[RL_BURST].value, ks_config_join_path(sub, path, "burst"),
-                                  1, KS_RATE_LIMIT_BURST_MAX, &burst);
+        bad |= ks_config_get_uint(p, f[RL_BURST].value, ks_config_join_path(sub, path, "burst"), 1,
+                                  KS_RATE_LIMIT_BURST_MAX, &burst);
     else
         bad = 1;
     if (!bad) {

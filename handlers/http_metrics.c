@@ -15,9 +15,8 @@ static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 409,
 #define N_STATUSES (sizeof statuses / sizeof statuses[0] + 1) /* + "other" */
 
 /* Upper bounds of the latency buckets, in microseconds: 1 ms to 10 s. */
-static const uint64_t bounds_us[] = {1000,   2500,    5000,    10000,   25000,   50000,
-                                     100000, 250000,  500000,  1000000, 2500000, 5000000,
-                                     10000000};
+static const uint64_t bounds_us[] = {1000,   2500,   5000,    10000,   25000,   50000,   100000,
+                                     250000, 500000, 1000000, 2500000, 5000000, 10000000};
 static const char *const bounds_text[] = {"0.001", "0.0025", "0.005", "0.01", "0.025",
                                           "0.05",  "0.1",    "0.25",  "0.5",  "1",
                                           "2.5",   "5",      "10"};

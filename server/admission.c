@@ -28,8 +28,8 @@ ks_status ks_admission_tenant(const struct ks_app *app, const struct ks_tenant_c
 ks_status ks_admission_in_flight(const struct ks_server_config *limits, long in_flight,
                                  const char *url, struct ks_http_metrics *m, struct ks_error *err)
 {
-    if (in_flight <= (long)limits->max_in_flight_requests || !url ||
-        strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0)
+    if (in_flight <= (long)limits->max_in_flight_requests || !url || strcmp(url, "/healthz") == 0 ||
+        strcmp(url, "/readyz") == 0)
         return KS_OK;
     if (m)
         ks_http_metrics_shed(m);

@@ -141,8 +141,7 @@ void ks_ratelimit_release(struct ks_ratelimit_registry *r, struct ks_ratelimit *
         return;
     pthread_mutex_lock(&r->lock);
     if (--bucket->refs == 0) {
-        for (p = &r->slots[hash_name(bucket->name) & r->mask]; *p && *p != bucket;
-             p = &(*p)->next)
+        for (p = &r->slots[hash_name(bucket->name) & r->mask]; *p && *p != bucket; p = &(*p)->next)
             ;
         if (*p)
             *p = bucket->next;

@@ -472,8 +472,7 @@ static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *co
              /* after the token, before any work: a 429 changes nothing (issue 12) */
              (!c.req.tenant || (st = ks_admission_tenant(rs->app, c.req.tenant, srv->metrics,
                                                          &rs->retry_after, &c.err)) == KS_OK) &&
-             (st = read_query(&c, conn)) == KS_OK &&
-             (st = read_body(&c, rs, conn, cfg)) == KS_OK)
+             (st = read_query(&c, conn)) == KS_OK && (st = read_body(&c, rs, conn, cfg)) == KS_OK)
         st = c.match.route->handler(&c.req, &c.resp, &c.err);
     if (st == KS_OK) {
         ret = queue(conn, rs, c.resp.status, c.resp.body, c.resp.body_len, c.resp.content_type,
