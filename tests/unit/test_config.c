@@ -1594,7 +1594,7 @@ Test(config, rate_limit)
     expect_one_error(RL_TENANT("    rate_limit: {requests_per_second: 1000001, burst: 1}\n"),
                      "tenants[0].rate_limit.requests_per_second is \"1000001\", out of range");
     expect_one_error(RL_TENANT("    rate_limit: {requests_per_second: 5}\n"),
-                     "tenants[0].rate_limit: burst is missing");
+                     "tenants[0].rate_limit: missing required key \"burst\"");
     expect_one_error(RL_TENANT("    rate_limit: {requests_per_second: 5, burst: 2, rps: 1}\n"),
                      "rps");
     expect_one_error(RL_TENANT("    rate_limit: 5\n"), "tenants[0].rate_limit");
