@@ -50,6 +50,8 @@ import { runCli, runCliScripted } from './cli.mjs';
 import { runKeyring } from './keyring.mjs';
 import { runMutationCrash, runMutations, runMutationsHv2 } from './mutations.mjs';
 import { runInventory, runScheduledRotation } from './inventory.mjs';
+import { runRateLimits } from './ratelimit.mjs';
+import { runMetrics } from './metrics.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -218,6 +220,10 @@ async function backendSuite(backend) {
       await guarded('log', () => runLog(h));
       h.section('[sqlite] readiness and connection limits');
       await guarded('limits', () => runLimits(h));
+      h.section('[sqlite] rate limits, in-flight cap, slow clients');
+      await guarded('rate limits', () => runRateLimits(h));
+      h.section('[sqlite] metrics: counters, histogram, roles, promtool');
+      await guarded('metrics', () => runMetrics(h));
       h.section('[sqlite] README walkthrough');
       await guarded('walkthrough', () => runWalkthrough(h, repoRoot));
       h.section('[sqlite] keystorectl');
