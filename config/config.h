@@ -150,6 +150,8 @@ struct ks_server_config {
     /* Appended (issue 12), read per request (a reload may change them): */
     unsigned max_in_flight_requests; /* default 1024: more at once get 503 + Retry-After */
     int unauthenticated_metrics;     /* default 0: GET /metrics needs an admin or monitor token */
+    int metrics_tenant_labels; /* default 0: tenants' default cache partitions summed as "tenant:*"
+                                */
 };
 
 struct ks_config {

@@ -138,17 +138,18 @@ void ks_config_section_listen(struct ks_config_parser *p, yaml_node_t *n)
     free(text);
 }
 
-/* server.unauthenticated_metrics: true | false (issue 12; README "Metrics"). */
-static void server_flags(struct ks_config_parser *p, yaml_node_t *v, struct ks_server_config *s)
+/* server.unauthenticated_metrics and server.metrics_tenant_labels: true | false (issue 12;
+ * README "Metrics"). */
+static void server_flag(struct ks_config_parser *p, yaml_node_t *v, const char *key, int *out)
 {
     char shown[KS_CONFIG_SHOW_LEN];
     if (!v)
         return;
     if (v->type == YAML_SCALAR_NODE && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
         (ks_config_scalar_is(v, "true") || ks_config_scalar_is(v, "false")))
-        s->unauthenticated_metrics = ks_config_scalar_is(v, "true");
+        *out = ks_config_scalar_is(v, "true");
     else
-        ks_config_error(p, v, "server.unauthenticated_metrics is %s; expected true or false",
+        ks_config_error(p, v, "server.%s is %s; expected true or false", key,
                         ks_config_describe(v, shown, sizeof shown));
 }
 
@@ -176,7 +177,8 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
         SV_READY_TIMEOUT,
         SV_KEYRING_BODY,
         SV_MAX_IN_FLIGHT,
-        SV_UNAUTH_METRICS, /* a boolean: read by server_flags, not the integer loop */
+        SV_UNAUTH_METRICS, /* booleans from here on: read by server_flags, not the loop */
+        SV_TENANT_LABELS,
         SV_COUNT
     };
     struct ks_config_field f[SV_COUNT] = {
@@ -194,6 +196,7 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
         [SV_KEYRING_BODY] = {.key = "max_keyring_body_bytes"},
         [SV_MAX_IN_FLIGHT] = {.key = "max_in_flight_requests"},
         [SV_UNAUTH_METRICS] = {.key = "unauthenticated_metrics"},
+        [SV_TENANT_LABELS] = {.key = "metrics_tenant_labels"},
     };
     static const uint64_t min[SV_COUNT] = {1, 1024, 2, 1, 0, 0, 1, 256, 1024, 100, 100, 1024, 1};
     static const uint64_t max[SV_COUNT] = {256,     16777216, 64,      3600,    1000000,
@@ -206,7 +209,9 @@ void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
 
     if (ks_config_get_fields(p, n, "server", f, SV_COUNT) < 0)
         return;
-    server_flags(p, f[SV_UNAUTH_METRICS].value, s);
+    server_flag(p, f[SV_UNAUTH_METRICS].value, "unauthenticated_metrics",
+                &s->unauthenticated_metrics);
+    server_flag(p, f[SV_TENANT_LABELS].value, "metrics_tenant_labels", &s->metrics_tenant_labels);
     for (i = 0; i < SV_UNAUTH_METRICS; i++) {
         if (!f[i].value ||
             ks_config_get_uint(p, f[i].value, ks_config_join_path(path, "server", f[i].key), min[i],

@@ -60,6 +60,45 @@ static void collect(void *ctx, const unsigned char *partition, size_t len,
     snap->count++;
 }
 
+/*
+ * Without server.metrics_tenant_labels, the partitions a tenant gets by default ("tenant:" and
+ * its name, config/tenants.c) would put tenant names in labels: they are summed into one
+ * series, partition="tenant:*". Partitions an operator named (shared ones) stay as they are.
+ */
+static void merge_tenant_partitions(struct snapshot *snap)
+{
+    static const char prefix[] = "tenant:";
+    struct partition_stats *merged = NULL;
+    char *star = strdup("tenant:*");
+    size_t i, kept = 0, f;
+
+    if (!star) {
+        snap->failed = 1; /* nothing moved yet: the caller frees the items and answers 500 */
+        return;
+    }
+    for (i = 0; i < snap->count; i++) {
+        struct partition_stats *p = &snap->items[i];
+        if (strncmp(p->name, prefix, sizeof prefix - 1) != 0) {
+            snap->items[kept++] = *p;
+            continue;
+        }
+        if (!merged) {
+            free(p->name);
+            p->name = star;
+            star = NULL;
+            snap->items[kept] = *p;
+            merged = &snap->items[kept++];
+            continue;
+        }
+        for (f = 0; f < sizeof p->stats / sizeof(uint64_t); f++)
+            ((uint64_t *)&merged->stats)[f] += ((const uint64_t *)&p->stats)[f];
+        free(p->name);
+        p->name = NULL;
+    }
+    free(star); /* no default partition seen */
+    snap->count = kept;
+}
+
 /* A label value: backslash, double quote and newline escaped (exposition format). */
 static void label(FILE *f, const char *s)
 {
@@ -215,6 +254,8 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
     FILE *f;
 
     ks_cache_stats_foreach(ks_app_cache(app), collect, &snap);
+    if (!snap.failed && !cfg->server.metrics_tenant_labels)
+        merge_tenant_partitions(&snap);
     f = snap.failed ? NULL : open_memstream(&text, &len);
     if (f) {
         ks_http_metrics_write(req->http_metrics, f);

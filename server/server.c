@@ -365,7 +365,8 @@ static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_
         return ks_error_set(&c->err, KS_E_UNAUTHENTICATED,
                             "missing or invalid bearer token (Authorization: Bearer <token>)");
     copy_cut(rs->tenant, sizeof rs->tenant, c->req.tenant->name);
-    if (route->access == KS_ACCESS_ADMIN && c->req.tenant->role != KS_ROLE_ADMIN)
+    if (route->access == KS_ACCESS_ADMIN && c->req.tenant->role != KS_ROLE_ADMIN &&
+        c->req.tenant->role != KS_ROLE_MONITOR) /* monitor: the message below */
         return ks_error_set(&c->err, KS_E_FORBIDDEN, "this operation needs the admin role");
     if (!ks_auth_role_allows(c->req.tenant->role, route->access))
         return ks_error_set(&c->err, KS_E_FORBIDDEN, "%s",

@@ -18,7 +18,9 @@ function config(dir, t) {
     key_stores: [${stores}]
     kms_relationships: [${rels}]
 ${partition ? `    partition: ${partition}\n` : ''}`;
+  // metrics_tenant_labels: the per-tenant partitions' counters are read below (issue 12).
   return `listen: 127.0.0.1:0
+server: {metrics_tenant_labels: true}
 kms_relationships:
   - {name: local, type: local, key_file: ${dir}/kms.keys}
   - {name: local2, type: local, key_file: ${dir}/kms2.keys}

@@ -1619,7 +1619,13 @@ Test(config, monitor_role_and_metrics_keys)
     cfg = load_ok(MINIMAL);
     cr_expect_eq(cfg->server.max_in_flight_requests, 1024, "default");
     cr_expect_eq(cfg->server.unauthenticated_metrics, 0, "default: a token is needed");
+    cr_expect_eq(cfg->server.metrics_tenant_labels, 0, "default: no tenant names in labels");
     ks_config_free(cfg);
+    cfg = load_ok("server: {metrics_tenant_labels: true}\n" MINIMAL);
+    cr_expect_eq(cfg->server.metrics_tenant_labels, 1);
+    ks_config_free(cfg);
+    expect_one_error("server: {metrics_tenant_labels: 1}\n" MINIMAL,
+                     "server.metrics_tenant_labels is \"1\"; expected true or false");
     expect_one_error("server: {max_in_flight_requests: 0}\n" MINIMAL,
                      "server.max_in_flight_requests is \"0\", out of range; expected an integer "
                      "in 1..1000000");
