@@ -227,6 +227,29 @@ static void write_kms_outcomes(FILE *f, const struct ks_app *app, const struct k
     }
 }
 
+/* Storage calls of the key paths by key store, operation and outcome (issue 12). */
+static void write_storage_calls(FILE *f, const struct ks_app *app, const struct ks_config *cfg)
+{
+    size_t i, op, o;
+    fputs("# HELP keystored_storage_calls_total Storage calls of the key operations by key store, "
+          "operation and outcome.\n# TYPE keystored_storage_calls_total counter\n",
+          f);
+    for (i = 0; i < cfg->n_key_stores; i++) {
+        for (op = 0; op < KS_KEYSTORE_STORAGE_OP_COUNT; op++) {
+            for (o = 0; o < KS_KEYSTORE_STORAGE_OUTCOME_COUNT; o++) {
+                fputs("keystored_storage_calls_total{key_store=\"", f);
+                label(f, cfg->key_stores[i].name);
+                fprintf(f, "\",operation=\"%s\",outcome=\"%s\"} %llu\n",
+                        ks_keystore_storage_op_name((enum ks_keystore_storage_op)op),
+                        ks_keystore_storage_outcome_name((enum ks_keystore_storage_outcome)o),
+                        ks_keystore_storage_calls(ks_app_keystore(app, i),
+                                                  (enum ks_keystore_storage_op)op,
+                                                  (enum ks_keystore_storage_outcome)o));
+            }
+        }
+    }
+}
+
 /* The AWS layer's retries, process-wide (aws/backoff.h): KMS and DynamoDB together. */
 static void write_retries(FILE *f)
 {
@@ -303,6 +326,7 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
             }
         }
         write_kms_outcomes(f, app, cfg);
+        write_storage_calls(f, app, cfg);
         write_retries(f);
         write_keyring(f, app);
         write_rotation(f, app, cfg);

@@ -6,7 +6,8 @@
 //    404s, a 401, an unknown path (route "-"), an invented method ("other");
 //  - the latency histogram agrees with the counters (count == sum of requests per route and
 //    method, +Inf == count, buckets never decrease); in flight is 1 during a scrape;
-//  - KMS calls by outcome, AWS retries, rate-limited and shed families are there;
+//  - storage calls by operation and outcome move as well (3 writes ok, 2 reads not_found); KMS
+//    calls by outcome, AWS retries, rate-limited and shed families are there;
 //  - promtool check metrics (Debian's prometheus package) finds nothing to say, and does fail
 //    on a missing HELP and on a broken line (so this check can fail);
 //  - no tenant name, branch key id or token anywhere in the text.
@@ -147,6 +148,9 @@ export async function runMetrics(h) {
       assertEq(delta(m0, m1, req('-', 'other', '405')), 1, 'invented method');
       assertEq(delta(m0, m1, req('/metrics', 'GET', '200')), 1, 'the previous scrape');
       assertEq(m1.get('keystored_http_requests_in_flight'), 1, 'in flight during a scrape: the scrape');
+      const sc = (op, outcome) => `keystored_storage_calls_total{key_store="default",operation="${op}",outcome="${outcome}"}`;
+      assertEq(delta(m0, m1, sc('WriteNewBranchKey', 'ok')), 3, 'storage writes');
+      assertEq(delta(m0, m1, sc('GetActive', 'not_found')), 2, 'storage reads of a missing key');
       const ok = (m) => [...m].filter(([k]) => k.startsWith('keystored_kms_calls_total{relationship="local"') && k.endsWith('outcome="ok"}'))
         .reduce((s, [, v]) => s + v, 0);
       assert(ok(m1) - ok(m0) >= 3, `KMS calls ok moved by ${ok(m1) - ok(m0)}`);
