@@ -35,7 +35,7 @@ struct ks_http_metrics {
     size_t n_routes;
     struct series *series; /* (n_routes + 1) * N_METHODS; route n_routes is "no route" */
     atomic_long in_flight;
-    _Atomic uint64_t rate_limited, shed;
+    _Atomic uint64_t rate_limited, shed, audit_failures;
 };
 
 ks_status ks_http_metrics_create(const char *const *routes, size_t n_routes,
@@ -118,6 +118,11 @@ void ks_http_metrics_rate_limited(struct ks_http_metrics *m)
 void ks_http_metrics_shed(struct ks_http_metrics *m)
 {
     atomic_fetch_add_explicit(&m->shed, 1, memory_order_relaxed);
+}
+
+void ks_http_metrics_audit_failed(struct ks_http_metrics *m)
+{
+    atomic_fetch_add_explicit(&m->audit_failures, 1, memory_order_relaxed);
 }
 
 static uint64_t load(const _Atomic uint64_t *v)
@@ -207,4 +212,9 @@ void ks_http_metrics_write(const struct ks_http_metrics *m, FILE *f)
             "server.max_in_flight_requests.\n# TYPE keystored_http_shed_requests_total counter\n"
             "keystored_http_shed_requests_total %llu\n",
             m ? (unsigned long long)load(&m->shed) : 0ULL);
+    fprintf(f,
+            "# HELP keystored_audit_failures_total Audit lines that could not be written (each "
+            "request answered 503).\n# TYPE keystored_audit_failures_total counter\n"
+            "keystored_audit_failures_total %llu\n",
+            m ? (unsigned long long)load(&m->audit_failures) : 0ULL);
 }

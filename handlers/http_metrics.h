@@ -44,6 +44,13 @@ void ks_http_metrics_leave(struct ks_http_metrics *m, int route, const char *met
 void ks_http_metrics_rate_limited(struct ks_http_metrics *m);
 void ks_http_metrics_shed(struct ks_http_metrics *m);
 
+/*
+ * An audit line that could not be written (issue 12 part 1: that request is answered 503):
+ * keystored_audit_failures_total. For the audit log's integration: call it once per failed
+ * line, from wherever the server learns of the failure; the family reads 0 until then.
+ */
+void ks_http_metrics_audit_failed(struct ks_http_metrics *m);
+
 /* Writes the families above in the Prometheus text format 0.0.4. m NULL writes them empty. */
 void ks_http_metrics_write(const struct ks_http_metrics *m, FILE *f);
 

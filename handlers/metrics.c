@@ -5,8 +5,9 @@
  * relationship, operation and outcome, and the AWS layer's retries. Counters and configured
  * names only: no key, token, tenant name or key id is ever a label (README "Metrics").
  *
- * Audit failures (issue 12, part 1) are not written here yet: the audit module exposes its own
- * counter getter, and the integrator adds one family for it next to write_retries.
+ * Audit failures (issue 12, part 1): keystored_audit_failures_total is written with the HTTP
+ * families (handlers/http_metrics.h, ks_http_metrics_audit_failed); it stays 0 until the audit
+ * log calls that hook for each line it could not write.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -156,6 +156,7 @@ export async function runMetrics(h) {
       assert(ok(m1) - ok(m0) >= 3, `KMS calls ok moved by ${ok(m1) - ok(m0)}`);
       for (const family of ['keystored_aws_retries_total{reason="throttled"}', 'keystored_aws_retries_total{reason="transient"}',
         'keystored_aws_retries_refused_total', 'keystored_http_rate_limited_requests_total', 'keystored_http_shed_requests_total',
+        'keystored_audit_failures_total',
         'keystored_kms_calls_total{relationship="local",operation="Decrypt",outcome="error"}']) {
         assert(m1.has(family), `${family} missing`);
       }

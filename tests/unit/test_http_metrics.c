@@ -53,6 +53,9 @@ Test(http_metrics, labels_are_bounded)
     ks_http_metrics_rate_limited(m);
     ks_http_metrics_shed(m);
     ks_http_metrics_shed(m);
+    ks_http_metrics_audit_failed(m);
+    ks_http_metrics_audit_failed(m);
+    ks_http_metrics_audit_failed(m);
     text = render(m);
     expect_line(text, "keystored_http_requests_total{route=\"/v1/keystores/{ks}\",method=\"GET\","
                       "status=\"200\"} 1");
@@ -80,6 +83,7 @@ Test(http_metrics, labels_are_bounded)
     expect_line(text, "keystored_http_requests_in_flight 1");
     expect_line(text, "keystored_http_rate_limited_requests_total 1");
     expect_line(text, "keystored_http_shed_requests_total 2");
+    expect_line(text, "keystored_audit_failures_total 3");
     free(text);
     ks_http_metrics_destroy(m);
 }
