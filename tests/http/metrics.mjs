@@ -35,6 +35,7 @@ key_stores:
     logical_key_store_name: default
     kms_relationship: local
     storage: {type: sqlite, path: ${setup.dir}/ks.db}
+    rotation: {interval_seconds: 31536000, check_interval_seconds: 3600}
 tenants:
 ${tenants}`, { mode: 0o600 });
 }
@@ -160,6 +161,14 @@ export async function runMetrics(h) {
         'keystored_kms_calls_total{relationship="local",operation="Decrypt",outcome="error"}']) {
         assert(m1.has(family), `${family} missing`);
       }
+    });
+    await h.test('metrics: after that traffic every family has samples', async () => {
+      const families = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((x) => [x[1], x[2]]);
+      assert(families.length >= 25, `only ${families.length} families`);
+      // the age gauge needs a full pass of scheduled rotation, which may not have run yet
+      const empty = families.filter(([name, type]) => name !== 'keystored_oldest_active_key_age_seconds' &&
+        !new RegExp(`^${name}${type === 'histogram' ? '_bucket' : ''}[{ ]`, 'm').test(text)).map(([n]) => n);
+      assertEq(empty, [], 'families without a sample');
     });
     await h.test('metrics: the histogram agrees with the counters', async () => {
       const n = checkHistogram(parse(text));
