@@ -4,9 +4,21 @@
 #include "aws/backoff.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include <openssl/rand.h>
+
+/* Process-wide counters (docs/style.md "No mutable globals": counters only, no configuration):
+ * every AWS client of the process retries through this file, and /metrics reports the sum. */
+static _Atomic unsigned long long retries_throttled, retries_transient, retries_refused;
+
+void ks_aws_retry_stats_get(struct ks_aws_retry_stats *out)
+{
+    out->throttled = atomic_load_explicit(&retries_throttled, memory_order_relaxed);
+    out->transient = atomic_load_explicit(&retries_transient, memory_order_relaxed);
+    out->quota_exhausted = atomic_load_explicit(&retries_refused, memory_order_relaxed);
+}
 
 uint64_t ks_aws_backoff_ceiling_ms(unsigned base_ms, unsigned retry_index)
 {
@@ -45,9 +57,13 @@ uint64_t ks_aws_backoff_sleep(const struct ks_aws_sleep *hooks, unsigned base_ms
                               unsigned retry_index)
 {
     uint64_t ceiling = ks_aws_backoff_ceiling_ms(base_ms, retry_index);
-    uint64_t delay = hooks != NULL && hooks->jitter_ms != NULL
-                         ? hooks->jitter_ms(hooks->ctx, ceiling)
-                         : default_jitter(ceiling);
+    uint64_t delay;
+
+    atomic_fetch_add_explicit(base_ms == KS_AWS_BACKOFF_THROTTLE_BASE_MS ? &retries_throttled
+                                                                         : &retries_transient,
+                              1, memory_order_relaxed);
+    delay = hooks != NULL && hooks->jitter_ms != NULL ? hooks->jitter_ms(hooks->ctx, ceiling)
+                                                      : default_jitter(ceiling);
     if (delay > ceiling)
         delay = ceiling;
     ks_aws_sleep_ms(hooks, delay);
@@ -74,6 +90,8 @@ unsigned ks_aws_retry_quota_acquire(struct ks_aws_retry_quota *q, int timed_out)
     else
         cost = 0;
     pthread_mutex_unlock(&q->lock);
+    if (cost == 0)
+        atomic_fetch_add_explicit(&retries_refused, 1, memory_order_relaxed);
     return cost;
 }
 

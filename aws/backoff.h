@@ -70,4 +70,17 @@ void ks_aws_retry_quota_release(struct ks_aws_retry_quota *q, unsigned last_cost
 /* Tokens left (for tests and metrics). */
 unsigned ks_aws_retry_quota_tokens(struct ks_aws_retry_quota *q);
 
+/*
+ * Process-wide retry counts for GET /metrics (issue 12): every backoff wait is one retry, by
+ * its base (the throttling base: throttled; any other: transient, timeouts included), and every
+ * retry the quota refused. aws/ is the lowest layer, so it only counts; handlers/metrics.c
+ * reads them here. Thread-safe (relaxed atomics).
+ */
+struct ks_aws_retry_stats {
+    unsigned long long throttled;       /* retries after a throttling error */
+    unsigned long long transient;       /* retries after a transient error or a timeout */
+    unsigned long long quota_exhausted; /* retries not made: the retry quota was empty */
+};
+void ks_aws_retry_stats_get(struct ks_aws_retry_stats *out);
+
 #endif

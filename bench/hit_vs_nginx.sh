@@ -86,4 +86,4 @@ for c in 64 256; do
     [ $c = 256 ] && echo "keystored RSS right after 256 connections: $(rss)"
     run nginx "http://127.0.0.1:$nport/active.json" $c
 done
-curl -sf "http://127.0.0.1:$kport/metrics" | grep -E '^keystored_(cache_(hits|misses)_total|kms_requests_total\{relationship="local",operation="Decrypt"\})'
+curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$kport/metrics" | grep -E '^keystored_(cache_(hits|misses)_total|kms_requests_total\{relationship="local",operation="Decrypt"\})'

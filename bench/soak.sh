@@ -69,4 +69,4 @@ kill $sampler 2>/dev/null || true
 wait $sampler 2>/dev/null || true
 echo "end rss=$(rss) kB"
 echo "$out" | grep -E 'Requests/sec|requests in|Non-2xx|Socket errors|^ +(50|99)%'
-curl -sf "http://127.0.0.1:$port/metrics" | grep -E '^keystored_(cache_(hits|misses|evictions|entries)|storage_reads_total|kms_requests_total\{relationship="local",operation="Decrypt"\})'
+curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/metrics" | grep -E '^keystored_(cache_(hits|misses|evictions|entries)|storage_reads_total|kms_requests_total\{relationship="local",operation="Decrypt"\})'

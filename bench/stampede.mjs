@@ -63,9 +63,9 @@ async function main() {
     const keys = new Set(answers.filter((a) => a.status === 200).map((a) => JSON.parse(a.body).branchKey));
     const dec = 'keystored_kms_requests_total{relationship="kms",operation="Decrypt"}';
     const reads = 'keystored_storage_reads_total{key_store="bench"}';
-    const waits = 'keystored_cache_waits_total{partition="tenant:bench"}';
-    const hits = 'keystored_cache_hits_total{partition="tenant:bench"}';
-    const misses = 'keystored_cache_misses_total{partition="tenant:bench"}';
+    const waits = 'keystored_cache_waits_total{partition="tenant:*"}';
+    const hits = 'keystored_cache_hits_total{partition="tenant:*"}';
+    const misses = 'keystored_cache_misses_total{partition="tenant:*"}';
     const row = {
       peerDecrypts: peer1 - peer0,
       keystoredDecrypts: metric(m1, dec) - metric(m0, dec),

@@ -157,7 +157,7 @@ for n in $counts; do
         run nginx "http://127.0.0.1:$nport/active.json" $c "$tmp/nginx.lua"
     done; done
     echo "keystored RSS after load: $(rss_kb) kB"
-    curl -sf "http://127.0.0.1:$kport/metrics" |
+    curl -sf -H "Authorization: Bearer $(head -1 "$tmp/tokens.txt")" "http://127.0.0.1:$kport/metrics" |
         awk '/^keystored_cache_(hits|misses)_total/ {split($0, a, " "); s[substr($1, 1, index($1, "{") - 1)] += a[2]}
              /^keystored_kms_requests_total\{relationship="local",operation="Decrypt"\}/ {print}
              END {for (k in s) print k, s[k]}'

@@ -73,15 +73,16 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-/* The request headers; the Authorization line only for /v1/keystores (the public routes need none).
- */
+/* The request headers; the Authorization line only for /v1/keystores and /metrics (admin or
+ * monitor; the other public routes need none). */
 static struct curl_slist *request_headers(const struct ks_ctl *ctl, const char *path, int has_body)
 {
     struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
 
     if (h && has_body)
         h = curl_slist_append(h, "Content-Type: application/json");
-    if (h && ctl->token && strncmp(path, "/v1/keystores", 13) == 0) {
+    if (h && ctl->token &&
+        (strncmp(path, "/v1/keystores", 13) == 0 || strcmp(path, "/metrics") == 0)) {
         size_t n = strlen(ctl->token) + sizeof "Authorization: Bearer ";
         char *line = malloc(n);
         struct curl_slist *with = NULL;

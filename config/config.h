@@ -115,8 +115,18 @@ struct ks_cache_config {
     uint64_t max_entries_per_partition;
 };
 
-/* keyring: may wrap and unwrap data keys only, never read a key (README "Roles"). */
-enum ks_role { KS_ROLE_READER = 0, KS_ROLE_ADMIN, KS_ROLE_KEYRING };
+/* keyring: may wrap and unwrap data keys only, never read a key (README "Roles"). monitor
+ * (issue 12): may read GET /metrics only. */
+enum ks_role { KS_ROLE_READER = 0, KS_ROLE_ADMIN, KS_ROLE_KEYRING, KS_ROLE_MONITOR };
+
+/* A tenant's `rate_limit: {requests_per_second, burst}` (issue 12; README "Rate limits"): a
+ * token bucket refilled at requests_per_second holding at most burst tokens. 0: no limit. */
+#define KS_RATE_LIMIT_RPS_MAX 1000000
+#define KS_RATE_LIMIT_BURST_MAX 1000000
+struct ks_rate_limit_config {
+    uint64_t requests_per_second; /* 0: unlimited (no rate_limit:); else 1..KS_RATE_LIMIT_RPS_MAX */
+    uint64_t burst;               /* 1..KS_RATE_LIMIT_BURST_MAX */
+};
 
 struct ks_tenant_config {
     char *name;
@@ -127,6 +137,7 @@ struct ks_tenant_config {
     size_t *kms_relationship_indexes; /* into ks_config.kms_relationships */
     size_t n_kms_relationships;
     char *partition; /* default: the tenant's name prefixed so that it is unique */
+    struct ks_rate_limit_config rate_limit; /* appended (issue 12) */
 };
 
 /* Optional `server:` section: limits of the HTTP front end. */
@@ -155,6 +166,11 @@ struct ks_server_config {
     unsigned readiness_interval_ms;  /* default 5000: background dependency probe period */
     unsigned readiness_timeout_ms;   /* default 2000: deadline of one probe */
     struct ks_tls_config tls;        /* default: none (plain HTTP) */
+    /* Appended (issue 12), read per request (a reload may change them): */
+    unsigned max_in_flight_requests; /* default 1024: more at once get 503 + Retry-After */
+    int unauthenticated_metrics;     /* default 0: GET /metrics needs an admin or monitor token */
+    int metrics_tenant_labels; /* default 0: tenants' default cache partitions summed as "tenant:*"
+                                */
 };
 
 /* Optional `audit:` section (issue 12; docs/architecture.md section 12, README "Audit log"):

@@ -96,6 +96,9 @@ static int set_defaults(struct ks_config *cfg, const char *host, uint16_t port)
     cfg->server.readiness_interval_ms = 5000;
     cfg->server.readiness_timeout_ms = 2000;
     cfg->server.max_keyring_body_bytes = 4u << 20; /* 4 MiB */
+    /* Far above what the worker threads run at once (a request past its headers counts until
+     * answered, body uploads included), low enough that a flood is refused fast (issue 12). */
+    cfg->server.max_in_flight_requests = 1024;
     /* MPL DefaultStorm() (docs/reference/cache.md section 4) and the hierarchical keyring's 600 s
      * ttl. */
     cfg->cache.capacity = 1000;

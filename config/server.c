@@ -7,6 +7,7 @@
 #include "config/parse.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,6 +172,21 @@ static void section_tls(struct ks_config_parser *p, yaml_node_t *n)
     t->key_file = tls_path(p, key, "key_file", &t->key_line, &t->key_column);
 }
 
+/* server.unauthenticated_metrics and server.metrics_tenant_labels: true | false (issue 12;
+ * README "Metrics"). */
+static void server_flag(struct ks_config_parser *p, yaml_node_t *v, const char *key, int *out)
+{
+    char shown[KS_CONFIG_SHOW_LEN];
+    if (!v)
+        return;
+    if (v->type == YAML_SCALAR_NODE && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+        (ks_config_scalar_is(v, "true") || ks_config_scalar_is(v, "false")))
+        *out = ks_config_scalar_is(v, "true");
+    else
+        ks_config_error(p, v, "server.%s is %s; expected true or false", key,
+                        ks_config_describe(v, shown, sizeof shown));
+}
+
 /*
  * `server:` limits, each optional (defaults in set_defaults, config/load.c). The connection caps
  * keep idle connections below the descriptor limit (max_connections 0: derived from
@@ -179,94 +195,78 @@ static void section_tls(struct ks_config_parser *p, yaml_node_t *n)
  * answered in JSON, and readiness is probed in the background on readiness_interval_ms with a
  * readiness_timeout_ms deadline (docs/architecture.md section 4).
  */
+/* The numeric `server:` keys: name, bounds, and where the value goes (unsigned or size_t). */
+struct server_uint {
+    const char *key;
+    uint64_t min, max;
+    size_t offset;
+    size_t size; /* sizeof the field: an unsigned or a size_t */
+};
+
+#define SV_UINT(k, lo, hi, field)                                                                  \
+    {                                                                                              \
+        k, lo, hi, offsetof(struct ks_server_config, field),                                       \
+            sizeof(((struct ks_server_config *)0)->field)                                          \
+    }
+
+static const struct server_uint server_uints[] = {
+    SV_UINT("threads", 1, 256, threads),
+    SV_UINT("max_body_bytes", 1024, 16777216, max_body_bytes),
+    SV_UINT("max_json_depth", 2, 64, max_json_depth),
+    SV_UINT("connection_timeout_seconds", 1, 3600, connection_timeout_seconds),
+    SV_UINT("max_connections", 0, 1000000, max_connections),
+    SV_UINT("max_connections_per_ip", 0, 1000000, max_connections_per_ip),
+    SV_UINT("header_timeout_seconds", 1, 3600, header_timeout_seconds),
+    SV_UINT("max_uri_bytes", 256, 1048576, max_uri_bytes),
+    SV_UINT("max_header_bytes", 1024, 1048576, max_header_bytes),
+    SV_UINT("readiness_interval_ms", 100, 3600000, readiness_interval_ms),
+    SV_UINT("readiness_timeout_ms", 100, 60000, readiness_timeout_ms),
+    /* The keyring routes' own cap: a 1,000-request unwrap batch is about 330 KB. */
+    SV_UINT("max_keyring_body_bytes", 1024, 67108864, max_keyring_body_bytes),
+    SV_UINT("max_in_flight_requests", 1, 1000000, max_in_flight_requests),
+};
+#define SV_N_UINT (sizeof server_uints / sizeof server_uints[0])
+
+static void store_uint(struct ks_server_config *s, const struct server_uint *u, uint64_t v)
+{
+    char *at = (char *)s + u->offset;
+    if (u->size == sizeof(size_t)) {
+        size_t z = (size_t)v;
+        memcpy(at, &z, sizeof z);
+    } else {
+        unsigned w = (unsigned)v;
+        memcpy(at, &w, sizeof w);
+    }
+}
+
 void ks_config_section_server(struct ks_config_parser *p, yaml_node_t *n)
 {
-    enum {
-        SV_THREADS,
-        SV_BODY,
-        SV_DEPTH,
-        SV_TIMEOUT,
-        SV_MAX_CONN,
-        SV_MAX_CONN_IP,
-        SV_HEADER_TIMEOUT,
-        SV_MAX_URI,
-        SV_MAX_HEADER,
-        SV_READY_INTERVAL,
-        SV_READY_TIMEOUT,
-        SV_KEYRING_BODY,
-        SV_TLS,
-        SV_COUNT
-    };
-    struct ks_config_field f[SV_COUNT] = {
-        [SV_THREADS] = {.key = "threads"},
-        [SV_BODY] = {.key = "max_body_bytes"},
-        [SV_DEPTH] = {.key = "max_json_depth"},
-        [SV_TIMEOUT] = {.key = "connection_timeout_seconds"},
-        [SV_MAX_CONN] = {.key = "max_connections"},
-        [SV_MAX_CONN_IP] = {.key = "max_connections_per_ip"},
-        [SV_HEADER_TIMEOUT] = {.key = "header_timeout_seconds"},
-        [SV_MAX_URI] = {.key = "max_uri_bytes"},
-        [SV_MAX_HEADER] = {.key = "max_header_bytes"},
-        [SV_READY_INTERVAL] = {.key = "readiness_interval_ms"},
-        [SV_READY_TIMEOUT] = {.key = "readiness_timeout_ms"},
-        [SV_KEYRING_BODY] = {.key = "max_keyring_body_bytes"},
-        [SV_TLS] = {.key = "tls"},
-    };
-    static const uint64_t min[SV_COUNT] = {1, 1024, 2, 1, 0, 0, 1, 256, 1024, 100, 100, 1024};
-    static const uint64_t max[SV_COUNT] = {256,  16777216, 64,      3600,    1000000, 1000000,
-                                           3600, 1048576,  1048576, 3600000, 60000,   67108864};
+    /* The numeric keys first (server_uints, same order), then a section and two booleans. */
+    enum { SV_TLS = SV_N_UINT, SV_UNAUTH_METRICS, SV_TENANT_LABELS, SV_COUNT };
+    struct ks_config_field f[SV_COUNT];
     struct ks_server_config *s = &p->cfg->server;
     char path[KS_CONFIG_PATH_LEN];
-    uint64_t v[SV_COUNT];
+    uint64_t v;
     size_t i;
 
+    memset(f, 0, sizeof f);
+    for (i = 0; i < SV_N_UINT; i++)
+        f[i].key = server_uints[i].key;
+    f[SV_TLS].key = "tls";
+    f[SV_UNAUTH_METRICS].key = "unauthenticated_metrics";
+    f[SV_TENANT_LABELS].key = "metrics_tenant_labels";
     if (ks_config_get_fields(p, n, "server", f, SV_COUNT) < 0)
         return;
     if (f[SV_TLS].value)
         section_tls(p, f[SV_TLS].value);
-    for (i = 0; i < SV_COUNT; i++) {
-        if (!f[i].value || i == SV_TLS ||
-            ks_config_get_uint(p, f[i].value, ks_config_join_path(path, "server", f[i].key), min[i],
-                               max[i], &v[i]))
-            continue;
-        switch (i) {
-        case SV_THREADS:
-            s->threads = (unsigned)v[i];
-            break;
-        case SV_BODY:
-            s->max_body_bytes = (size_t)v[i];
-            break;
-        case SV_DEPTH:
-            s->max_json_depth = (unsigned)v[i];
-            break;
-        case SV_TIMEOUT:
-            s->connection_timeout_seconds = (unsigned)v[i];
-            break;
-        case SV_MAX_CONN:
-            s->max_connections = (unsigned)v[i];
-            break;
-        case SV_MAX_CONN_IP:
-            s->max_connections_per_ip = (unsigned)v[i];
-            break;
-        case SV_HEADER_TIMEOUT:
-            s->header_timeout_seconds = (unsigned)v[i];
-            break;
-        case SV_MAX_URI:
-            s->max_uri_bytes = (size_t)v[i];
-            break;
-        case SV_MAX_HEADER:
-            s->max_header_bytes = (size_t)v[i];
-            break;
-        case SV_READY_INTERVAL:
-            s->readiness_interval_ms = (unsigned)v[i];
-            break;
-        case SV_READY_TIMEOUT:
-            s->readiness_timeout_ms = (unsigned)v[i];
-            break;
-        default:
-            /* The keyring routes' own cap: a 1,000-request unwrap batch is about 330 KB. */
-            s->max_keyring_body_bytes = (size_t)v[i];
-            break;
-        }
+    server_flag(p, f[SV_UNAUTH_METRICS].value, "unauthenticated_metrics",
+                &s->unauthenticated_metrics);
+    server_flag(p, f[SV_TENANT_LABELS].value, "metrics_tenant_labels", &s->metrics_tenant_labels);
+    for (i = 0; i < SV_N_UINT; i++) {
+        const struct server_uint *u = &server_uints[i];
+        if (f[i].value &&
+            !ks_config_get_uint(p, f[i].value, ks_config_join_path(path, "server", u->key), u->min,
+                                u->max, &v))
+            store_uint(s, u, v);
     }
 }

@@ -63,11 +63,47 @@ static void parse_refs(struct ks_config_parser *p, yaml_node_t *n, const char *p
     }
 }
 
+/*
+ * `rate_limit: {requests_per_second: N, burst: M}` (issue 12): both required, N in
+ * 1..KS_RATE_LIMIT_RPS_MAX, M in 1..KS_RATE_LIMIT_BURST_MAX (server/ratelimit.h keeps the
+ * bucket; README "Rate limits").
+ */
+static void parse_rate_limit(struct ks_config_parser *p, yaml_node_t *n, const char *path,
+                             struct ks_rate_limit_config *out)
+{
+    enum { RL_RPS, RL_BURST, RL_COUNT };
+    struct ks_config_field f[RL_COUNT] = {
+        [RL_RPS] = {.key = "requests_per_second"},
+        [RL_BURST] = {.key = "burst"},
+    };
+    char sub[KS_CONFIG_PATH_LEN];
+    uint64_t rps = 0, burst = 0;
+    int bad = 0;
+
+    if (ks_config_get_fields(p, n, path, f, RL_COUNT) < 0)
+        return;
+    if (ks_config_require(p, n, path, &f[RL_RPS], "requests per second, 1..1000000"))
+        bad |= ks_config_get_uint(p, f[RL_RPS].value,
+                                  ks_config_join_path(sub, path, "requests_per_second"), 1,
+                                  KS_RATE_LIMIT_RPS_MAX, &rps);
+    else
+        bad = 1;
+    if (ks_config_require(p, n, path, &f[RL_BURST], "the bucket's size in requests, 1..1000000"))
+        bad |= ks_config_get_uint(p, f[RL_BURST].value, ks_config_join_path(sub, path, "burst"), 1,
+                                  KS_RATE_LIMIT_BURST_MAX, &burst);
+    else
+        bad = 1;
+    if (!bad) {
+        out->requests_per_second = rps;
+        out->burst = burst;
+    }
+}
+
 /* Returns 1 when the tenant's token hash was valid (and stored). */
 static int parse_tenant(struct ks_config_parser *p, yaml_node_t *n, const char *path,
                         struct ks_tenant_config *t)
 {
-    enum { T_NAME, T_TOKEN, T_ROLE, T_KEY_STORES, T_RELS, T_PARTITION, T_COUNT };
+    enum { T_NAME, T_TOKEN, T_ROLE, T_KEY_STORES, T_RELS, T_PARTITION, T_RATE, T_COUNT };
     struct ks_config_field f[T_COUNT] = {
         [T_NAME] = {.key = "name"},
         [T_TOKEN] = {.key = "token_sha256"},
@@ -75,6 +111,7 @@ static int parse_tenant(struct ks_config_parser *p, yaml_node_t *n, const char *
         [T_KEY_STORES] = {.key = "key_stores"},
         [T_RELS] = {.key = "kms_relationships"},
         [T_PARTITION] = {.key = "partition"},
+        [T_RATE] = {.key = "rate_limit"},
     };
     const char *expect_token = "the SHA-256 of the tenant's token as 64 hexadecimal digits";
     char sub[KS_CONFIG_PATH_LEN], shown[KS_CONFIG_SHOW_LEN];
@@ -98,7 +135,7 @@ static int parse_tenant(struct ks_config_parser *p, yaml_node_t *n, const char *
         else
             token_ok = 1;
     }
-    v = ks_config_require(p, n, path, &f[T_ROLE], "reader, admin or keyring");
+    v = ks_config_require(p, n, path, &f[T_ROLE], "reader, admin, keyring or monitor");
     if (v) {
         if (ks_config_scalar_is(v, "reader"))
             t->role = KS_ROLE_READER;
@@ -106,8 +143,10 @@ static int parse_tenant(struct ks_config_parser *p, yaml_node_t *n, const char *
             t->role = KS_ROLE_ADMIN;
         else if (ks_config_scalar_is(v, "keyring"))
             t->role = KS_ROLE_KEYRING;
+        else if (ks_config_scalar_is(v, "monitor"))
+            t->role = KS_ROLE_MONITOR;
         else
-            ks_config_error(p, v, "%s is %s; expected reader, admin or keyring",
+            ks_config_error(p, v, "%s is %s; expected reader, admin, keyring or monitor",
                             ks_config_join_path(sub, path, "role"),
                             ks_config_describe(v, shown, sizeof shown));
     }
@@ -130,6 +169,9 @@ static int parse_tenant(struct ks_config_parser *p, yaml_node_t *n, const char *
         if (!t->partition)
             p->oom = 1;
     }
+    if (f[T_RATE].value)
+        parse_rate_limit(p, f[T_RATE].value, ks_config_join_path(sub, path, "rate_limit"),
+                         &t->rate_limit);
     return token_ok;
 }
 

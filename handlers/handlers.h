@@ -20,6 +20,7 @@
 #include "keystore/keystore.h"
 
 struct json_object;
+struct ks_http_metrics;
 
 /*
  * Everything a handler may use: one configuration snapshot, built by server/app.c at start and
@@ -101,6 +102,8 @@ struct ks_request {
     /* Appended (issue 12): what the handler tells the audit log of its call (NULL: the route is
      * not audited). Filled through ks_handler_audit_key and ks_handler_resolve. */
     struct ks_audit_note *audit;
+    /* Appended (issue 12): the server's HTTP metrics (handlers/http_metrics.h), or NULL. */
+    const struct ks_http_metrics *http_metrics;
 };
 
 struct ks_response {

@@ -1,14 +1,23 @@
 /*
- * metrics.c - GET /metrics in the Prometheus text format (version 0.0.4): the shared cache's
- * counters per partition (issue 5), storage reads per key store and KMS calls per relationship
- * and operation. Counters and partition names only: no key, token or key id is ever a label.
+ * metrics.c - GET /metrics in the Prometheus text format (version 0.0.4): the HTTP front end's
+ * requests, latency, in-flight and rate-limited counts (handlers/http_metrics.h, issue 12), the
+ * shared cache's counters per partition (issue 5), storage reads per key store, KMS calls per
+ * relationship, operation and outcome, and the AWS layer's retries. Counters and configured
+ * names only: no key, token, tenant name or key id is ever a label (README "Metrics").
+ *
+ * Audit failures (issue 12, part 1): keystored_audit_failures_total is the audit log's own
+ * counter (common/audit.h, ks_audit_failures): every line it could not write, including those of
+ * requests refused while it was failing.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "aws/backoff.h"
+#include "common/audit.h"
 #include "handlers/handlers.h"
+#include "handlers/http_metrics.h"
 #include "keyring/keyring.h"
 #include "keystore/cache.h"
 #include "keystore/rotation.h"
@@ -51,6 +60,45 @@ static void collect(void *ctx, const unsigned char *partition, size_t len,
     snap->items[snap->count].name[len] = '\0';
     snap->items[snap->count].stats = *stats;
     snap->count++;
+}
+
+/*
+ * Without server.metrics_tenant_labels, the partitions a tenant gets by default ("tenant:" and
+ * its name, config/tenants.c) would put tenant names in labels: they are summed into one
+ * series, partition="tenant:*". Partitions an operator named (shared ones) stay as they are.
+ */
+static void merge_tenant_partitions(struct snapshot *snap)
+{
+    static const char prefix[] = "tenant:";
+    struct partition_stats *merged = NULL;
+    char *star = strdup("tenant:*");
+    size_t i, kept = 0, f;
+
+    if (!star) {
+        snap->failed = 1; /* nothing moved yet: the caller frees the items and answers 500 */
+        return;
+    }
+    for (i = 0; i < snap->count; i++) {
+        struct partition_stats *p = &snap->items[i];
+        if (strncmp(p->name, prefix, sizeof prefix - 1) != 0) {
+            snap->items[kept++] = *p;
+            continue;
+        }
+        if (!merged) {
+            free(p->name);
+            p->name = star;
+            star = NULL;
+            snap->items[kept] = *p;
+            merged = &snap->items[kept++];
+            continue;
+        }
+        for (f = 0; f < sizeof p->stats / sizeof(uint64_t); f++)
+            ((uint64_t *)&merged->stats)[f] += ((const uint64_t *)&p->stats)[f];
+        free(p->name);
+        p->name = NULL;
+    }
+    free(star); /* no default partition seen */
+    snap->count = kept;
 }
 
 /* A label value: backslash, double quote and newline escaped (exposition format). */
@@ -158,6 +206,68 @@ static void write_rotation(FILE *f, const struct ks_app *app, const struct ks_co
     }
 }
 
+/* KMS calls by outcome (issue 12): ok or error, from the same counters as the two families
+ * above (kept for existing dashboards). */
+static void write_kms_outcomes(FILE *f, const struct ks_app *app, const struct ks_config *cfg)
+{
+    size_t i, m;
+    fputs("# HELP keystored_kms_calls_total KMS calls by relationship, operation and outcome.\n"
+          "# TYPE keystored_kms_calls_total counter\n",
+          f);
+    for (i = 0; i < cfg->n_kms_relationships; i++) {
+        for (m = 0; m < KS_KMS_OP_COUNT; m++) {
+            unsigned long long calls = kms_count(app, i, m, 0), errors = kms_count(app, i, m, 1);
+            fputs("keystored_kms_calls_total{relationship=\"", f);
+            label(f, cfg->kms_relationships[i].name);
+            fprintf(f, "\",operation=\"%s\",outcome=\"ok\"} %llu\n",
+                    ks_kms_op_name((enum ks_kms_op)m), calls > errors ? calls - errors : 0ULL);
+            fputs("keystored_kms_calls_total{relationship=\"", f);
+            label(f, cfg->kms_relationships[i].name);
+            fprintf(f, "\",operation=\"%s\",outcome=\"error\"} %llu\n",
+                    ks_kms_op_name((enum ks_kms_op)m), errors);
+        }
+    }
+}
+
+/* Storage calls of the key paths by key store, operation and outcome (issue 12). */
+static void write_storage_calls(FILE *f, const struct ks_app *app, const struct ks_config *cfg)
+{
+    size_t i, op, o;
+    fputs("# HELP keystored_storage_calls_total Storage calls of the key operations by key store, "
+          "operation and outcome.\n# TYPE keystored_storage_calls_total counter\n",
+          f);
+    for (i = 0; i < cfg->n_key_stores; i++) {
+        for (op = 0; op < KS_KEYSTORE_STORAGE_OP_COUNT; op++) {
+            for (o = 0; o < KS_KEYSTORE_STORAGE_OUTCOME_COUNT; o++) {
+                fputs("keystored_storage_calls_total{key_store=\"", f);
+                label(f, cfg->key_stores[i].name);
+                fprintf(f, "\",operation=\"%s\",outcome=\"%s\"} %llu\n",
+                        ks_keystore_storage_op_name((enum ks_keystore_storage_op)op),
+                        ks_keystore_storage_outcome_name((enum ks_keystore_storage_outcome)o),
+                        ks_keystore_storage_calls(ks_app_keystore(app, i),
+                                                  (enum ks_keystore_storage_op)op,
+                                                  (enum ks_keystore_storage_outcome)o));
+            }
+        }
+    }
+}
+
+/* The AWS layer's retries, process-wide (aws/backoff.h): KMS and DynamoDB together. */
+static void write_retries(FILE *f)
+{
+    struct ks_aws_retry_stats r;
+    ks_aws_retry_stats_get(&r);
+    fprintf(f,
+            "# HELP keystored_aws_retries_total Retries of AWS calls (KMS, DynamoDB) by reason.\n"
+            "# TYPE keystored_aws_retries_total counter\n"
+            "keystored_aws_retries_total{reason=\"throttled\"} %llu\n"
+            "keystored_aws_retries_total{reason=\"transient\"} %llu\n"
+            "# HELP keystored_aws_retries_refused_total Retries not made because the retry quota "
+            "was empty.\n# TYPE keystored_aws_retries_refused_total counter\n"
+            "keystored_aws_retries_refused_total %llu\n",
+            r.throttled, r.transient, r.quota_exhausted);
+}
+
 ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *resp,
                             struct ks_error *err)
 {
@@ -169,8 +279,16 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
     FILE *f;
 
     ks_cache_stats_foreach(ks_app_cache(app), collect, &snap);
+    if (!snap.failed && !cfg->server.metrics_tenant_labels)
+        merge_tenant_partitions(&snap);
     f = snap.failed ? NULL : open_memstream(&text, &len);
     if (f) {
+        ks_http_metrics_write(req->http_metrics, f);
+        fprintf(f,
+                "# HELP keystored_audit_failures_total Audit lines that could not be written (each "
+                "request answered 503).\n# TYPE keystored_audit_failures_total counter\n"
+                "keystored_audit_failures_total %llu\n",
+                (unsigned long long)ks_audit_failures(ks_app_audit(app)));
         for (m = 0; m < sizeof cache_metrics / sizeof cache_metrics[0]; m++) {
             const char *suffix = strcmp(cache_metrics[m].type, "counter") == 0 ? "_total" : "";
             fprintf(f, "# HELP keystored_cache_%s%s %s\n# TYPE keystored_cache_%s%s %s\n",
@@ -214,6 +332,9 @@ ks_status ks_handle_metrics(const struct ks_request *req, struct ks_response *re
                         kms_count(app, i, m, 1));
             }
         }
+        write_kms_outcomes(f, app, cfg);
+        write_storage_calls(f, app, cfg);
+        write_retries(f);
         write_keyring(f, app);
         write_rotation(f, app, cfg);
         if (fclose(f) != 0) {

@@ -33,6 +33,9 @@ struct ks_keystore {
     struct ks_cache *cache; /* borrowed, may be NULL */
     _Atomic unsigned long long storage_reads;
     int default_hierarchy_version; /* 1 or 2 (docs/reference/hv2.md section 8) */
+    /* issue 12: storage calls of the key paths by operation and outcome (/metrics) */
+    _Atomic unsigned long long storage_calls[KS_KEYSTORE_STORAGE_OP_COUNT]
+                                            [KS_KEYSTORE_STORAGE_OUTCOME_COUNT];
 };
 
 struct ks_key_ref {
@@ -63,7 +66,48 @@ static ks_status counted(const struct ks_kms_relationship *rel, enum ks_kms_op o
     return st;
 }
 
+/* Counts one storage call by its outcome; returns st. */
+static ks_status count_storage(struct ks_keystore *ks, enum ks_keystore_storage_op op, ks_status st)
+{
+    enum ks_keystore_storage_outcome o = st == KS_OK            ? KS_KEYSTORE_STORAGE_OK
+                                         : st == KS_E_NOT_FOUND ? KS_KEYSTORE_STORAGE_NOT_FOUND
+                                         : st == KS_E_ALREADY_EXISTS || st == KS_E_VERSION_RACE
+                                             ? KS_KEYSTORE_STORAGE_CONFLICT
+                                             : KS_KEYSTORE_STORAGE_ERROR;
+    atomic_fetch_add_explicit(&ks->storage_calls[op][o], 1, memory_order_relaxed);
+    return st;
+}
+
+const char *ks_keystore_storage_op_name(enum ks_keystore_storage_op op)
+{
+    static const char *const names[KS_KEYSTORE_STORAGE_OP_COUNT] = {
+        "GetActive", "GetVersion", "GetBeacon", "WriteNewBranchKey", "WriteNewVersion"};
+    return (int)op >= 0 && op < KS_KEYSTORE_STORAGE_OP_COUNT ? names[op] : "unknown";
+}
+
+const char *ks_keystore_storage_outcome_name(enum ks_keystore_storage_outcome outcome)
+{
+    static const char *const names[KS_KEYSTORE_STORAGE_OUTCOME_COUNT] = {"ok", "not_found",
+                                                                         "conflict", "error"};
+    return (int)outcome >= 0 && outcome < KS_KEYSTORE_STORAGE_OUTCOME_COUNT ? names[outcome]
+                                                                            : "unknown";
+}
+
+unsigned long long ks_keystore_storage_calls(const struct ks_keystore *ks,
+                                             enum ks_keystore_storage_op op,
+                                             enum ks_keystore_storage_outcome outcome)
+{
+    if ((int)op < 0 || op >= KS_KEYSTORE_STORAGE_OP_COUNT || (int)outcome < 0 ||
+        outcome >= KS_KEYSTORE_STORAGE_OUTCOME_COUNT)
+        return 0;
+    return atomic_load_explicit(&((struct ks_keystore *)(uintptr_t)ks)->storage_calls[op][outcome],
+                                memory_order_relaxed);
+}
+
 enum item_kind { ITEM_ACTIVE, ITEM_VERSION, ITEM_BEACON };
+_Static_assert((int)ITEM_VERSION == (int)KS_KEYSTORE_STORAGE_GET_VERSION &&
+                   (int)ITEM_BEACON == (int)KS_KEYSTORE_STORAGE_GET_BEACON,
+               "fetch_key counts its read as the storage op of the same index");
 
 static const char *const invalid_item_message[] = {
     [ITEM_ACTIVE] = "Item found is not a valid active branch key.",
@@ -530,8 +574,9 @@ ks_status ks_keystore_create_key_hv(struct ks_keystore *ks, const struct ks_kms_
         (st = ec_to_item(&beacon_ec, &beacon_enc, &beacon_item, err)) != KS_OK)
         goto out;
 
-    st = ks->storage->ops->write_new_branch_key(ks->storage, &active_item, &version_item,
-                                                &beacon_item, err);
+    st = count_storage(ks, KS_KEYSTORE_STORAGE_WRITE_NEW_BRANCH_KEY,
+                       ks->storage->ops->write_new_branch_key(ks->storage, &active_item,
+                                                              &version_item, &beacon_item, err));
     if (st == KS_E_ALREADY_EXISTS)
         ks_error_set(err, st, "branchKeyIdentifier: a branch key with this identifier exists");
     if (st == KS_OK && !(*id_out = strdup(id)))
@@ -679,7 +724,8 @@ ks_status ks_keystore_version_key_if_older(struct ks_keystore *ks,
     ks_ec_init(&version_ec);
     ks_ec_init(&active_ec);
 
-    st = ks->storage->ops->get_active(ks->storage, branch_key_id, &old_active, err);
+    st = count_storage(ks, KS_KEYSTORE_STORAGE_GET_ACTIVE,
+                       ks->storage->ops->get_active(ks->storage, branch_key_id, &old_active, err));
     if (st != KS_OK) {
         not_found(st, err);
         goto out;
@@ -712,8 +758,9 @@ ks_status ks_keystore_version_key_if_older(struct ks_keystore *ks,
         (st = ec_to_item(&active_ec, &active_enc, &active_item, err)) != KS_OK)
         goto out;
     /* 5.9 + section 9: put the version, overwrite ACTIVE only if its enc is still old_enc. */
-    st = ks->storage->ops->write_new_version(ks->storage, &version_item, &active_item, old_enc.data,
-                                             old_enc.len, err);
+    st = count_storage(ks, KS_KEYSTORE_STORAGE_WRITE_NEW_VERSION,
+                       ks->storage->ops->write_new_version(ks->storage, &version_item, &active_item,
+                                                           old_enc.data, old_enc.len, err));
     if (st == KS_E_VERSION_RACE)
         ks_error_set(err, st,
                      "The ACTIVE branch key changed while it was being versioned (another "
@@ -825,6 +872,7 @@ static ks_status fetch_key(struct ks_keystore *ks, const struct ks_kms_relations
         st = ks->storage->ops->get_version(ks->storage, id, version, &item, err);
     else
         st = ks->storage->ops->get_beacon(ks->storage, id, &item, err);
+    count_storage(ks, (enum ks_keystore_storage_op)kind, st); /* item_kind is in op order */
     if (st != KS_OK) {
         not_found(st, err);
         goto out;

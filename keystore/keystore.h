@@ -151,6 +151,29 @@ ks_status ks_keystore_get_beacon(struct ks_keystore *ks, const struct ks_kms_rel
 /* Storage reads made by this keystore's get operations, for /metrics and the stampede benchmark. */
 unsigned long long ks_keystore_storage_reads(const struct ks_keystore *ks);
 
+/* Storage calls of the key paths by operation and outcome, for /metrics (issue 12). Counters
+ * only; thread-safe. */
+enum ks_keystore_storage_op {
+    KS_KEYSTORE_STORAGE_GET_ACTIVE = 0,
+    KS_KEYSTORE_STORAGE_GET_VERSION,
+    KS_KEYSTORE_STORAGE_GET_BEACON,
+    KS_KEYSTORE_STORAGE_WRITE_NEW_BRANCH_KEY,
+    KS_KEYSTORE_STORAGE_WRITE_NEW_VERSION,
+    KS_KEYSTORE_STORAGE_OP_COUNT
+};
+enum ks_keystore_storage_outcome {
+    KS_KEYSTORE_STORAGE_OK = 0,
+    KS_KEYSTORE_STORAGE_NOT_FOUND, /* the item is not there */
+    KS_KEYSTORE_STORAGE_CONFLICT,  /* a condition failed: the id exists, a version race */
+    KS_KEYSTORE_STORAGE_ERROR,     /* anything else: the backend failed */
+    KS_KEYSTORE_STORAGE_OUTCOME_COUNT
+};
+const char *ks_keystore_storage_op_name(enum ks_keystore_storage_op op);
+const char *ks_keystore_storage_outcome_name(enum ks_keystore_storage_outcome outcome);
+unsigned long long ks_keystore_storage_calls(const struct ks_keystore *ks,
+                                             enum ks_keystore_storage_op op,
+                                             enum ks_keystore_storage_outcome outcome);
+
 /*
  * Input validation shared with the handlers so that bad input is refused before any I/O:
  * a branch key id must be non-empty valid UTF-8 without NUL, at most KS_BRANCH_KEY_ID_MAX bytes.

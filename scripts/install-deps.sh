@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 
 run_pkgs=(build-essential pkg-config libmicrohttpd-dev libjson-c-dev libyaml-dev libssl-dev
           libsqlite3-dev libcurl4-openssl-dev)
-test_pkgs=(libcriterion-dev sqlite3 curl jq nodejs npm openjdk-17-jre-headless openssl nginx-light)
+# prometheus: only its promtool, which checks GET /metrics (tests/http/metrics.mjs); nothing
+# uses the prometheus service the package may start. openssl and nginx-light: the TLS and
+# reverse-proxy suites (tests/http/tls.mjs, tests/http/proxy.mjs).
+test_pkgs=(libcriterion-dev sqlite3 curl jq nodejs npm openjdk-17-jre-headless openssl nginx-light
+           prometheus)
 
 want=("${run_pkgs[@]}")
 [ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")

@@ -16,6 +16,7 @@
 #include "keyring/keyring.h"
 #include "keystore/cache.h"
 #include "keystore/rotation.h"
+#include "server/ratelimit.h"
 
 extern const char ks_openapi_yaml[];
 extern const size_t ks_openapi_yaml_len;
@@ -55,6 +56,7 @@ struct ks_backends {
     ks_reload_fn reload;
     void *reload_ctx;
     struct ks_audit *audit; /* borrowed; NULL: no audit log (issue 12) */
+    struct ks_ratelimit_registry *limits; /* tenants' buckets, kept across reloads (issue 12) */
 };
 
 /* Declared opaque in handlers/handlers.h; handlers read it through the accessors below. */
@@ -65,6 +67,7 @@ struct ks_app {
     struct ks_auth *auth;
     struct ks_keystore **keystores;            /* parallel to config->key_stores */
     struct ks_kms_relationship *relationships; /* parallel to config->kms_relationships */
+    struct ks_ratelimit **limits;              /* parallel to config->tenants; NULL: unlimited */
 };
 
 const struct ks_config *ks_app_config(const struct ks_app *app)
@@ -115,6 +118,13 @@ const struct ks_auth *ks_app_auth(const struct ks_app *app)
     return app->auth;
 }
 
+struct ks_ratelimit *ks_app_tenant_limit(const struct ks_app *app,
+                                         const struct ks_tenant_config *tenant)
+{
+    size_t i = (size_t)(tenant - app->config->tenants);
+    return i < app->config->n_tenants ? app->limits[i] : NULL;
+}
+
 ks_status ks_app_reload(const struct ks_app *app, struct ks_error *err)
 {
     struct ks_backends *b = app->backends;
@@ -135,9 +145,14 @@ ks_status ks_backends_create(const struct ks_cache_config *cache, const struct k
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     b->cache_config = *cache;
     b->clock = clock;
+    if ((st = ks_ratelimit_registry_create(&b->limits, err)) != KS_OK) {
+        free(b);
+        return st;
+    }
     /* One cache for every key store, relationship and tenant (issue 5); partitions keep
      * tenants apart. */
     if ((st = ks_cache_create(cache, clock, &b->cache, err)) != KS_OK) {
+        ks_ratelimit_registry_destroy(b->limits);
         free(b);
         return st;
     }
@@ -214,6 +229,7 @@ void ks_backends_destroy(struct ks_backends *b)
      * touch the cache), the cache last. */
     drop_entries(&b->stores, &b->rels);
     ks_cache_destroy(b->cache);
+    ks_ratelimit_registry_destroy(b->limits);
     free(b);
 }
 
@@ -480,8 +496,39 @@ static ks_status use_rotation(struct ks_backends *b, const struct ks_config *cfg
 
 /* --- snapshots ---------------------------------------------------------------------------- */
 
+/* The buckets of the tenants with `rate_limit:` (server/ratelimit.h: the same bucket as the
+ * previous snapshot's when name and limit are unchanged). */
+static ks_status use_limits(struct ks_app *app, struct ks_error *err)
+{
+    const struct ks_config *cfg = app->config;
+    size_t i;
+
+    if (!(app->limits = calloc(cfg->n_tenants + 1, sizeof *app->limits)))
+        return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    for (i = 0; i < cfg->n_tenants; i++) {
+        const struct ks_rate_limit_config *rl = &cfg->tenants[i].rate_limit;
+        if (!rl->requests_per_second)
+            continue;
+        app->limits[i] = ks_ratelimit_acquire(app->backends->limits, cfg->tenants[i].name,
+                                              rl->requests_per_second, rl->burst);
+        if (!app->limits[i])
+            return ks_error_set(err, KS_E_INTERNAL, "out of memory");
+    }
+    return KS_OK;
+}
+
+static void release_limits(struct ks_app *app)
+{
+    size_t i;
+    for (i = 0; app->limits && app->config && i < app->config->n_tenants; i++)
+        ks_ratelimit_release(app->backends->limits, app->limits[i]);
+    free(app->limits);
+    app->limits = NULL;
+}
+
 static void app_free(struct ks_app *app)
 {
+    release_limits(app);
     ks_auth_destroy(app->auth);
     free(app->keystores);
     free(app->relationships);
@@ -536,9 +583,12 @@ ks_status ks_app_create(struct ks_backends *b, struct ks_config *cfg, struct ks_
         st = use_rel(app, i, err);
     for (i = 0; st == KS_OK && i < cfg->n_key_stores; i++)
         st = use_rotation(b, cfg, i, err);
+    if (st == KS_OK)
+        st = use_limits(app, err);
     if (st != KS_OK) {
         /* Nothing changes: what this call opened is closed again, cfg stays the caller's. */
         drop_entries(stores_mark, rels_mark);
+        release_limits(app);
         app->config = NULL;
         app_free(app);
         return st;

@@ -67,4 +67,10 @@ size_t ks_app_refs(const struct ks_app *app);
 /* The snapshot's token table. */
 const struct ks_auth *ks_app_auth(const struct ks_app *app);
 
+/* The rate-limit bucket of tenant (one of the snapshot's), or NULL when it has no rate_limit
+ * (server/ratelimit.h; the snapshot holds a reference). */
+struct ks_ratelimit;
+struct ks_ratelimit *ks_app_tenant_limit(const struct ks_app *app,
+                                         const struct ks_tenant_config *tenant);
+
 #endif

@@ -96,6 +96,8 @@ int ks_auth_role_allows(enum ks_role role, enum ks_access access)
         return role == KS_ROLE_ADMIN || role == KS_ROLE_READER || role == KS_ROLE_KEYRING;
     case KS_ACCESS_READER:
         return role == KS_ROLE_ADMIN || role == KS_ROLE_READER;
+    case KS_ACCESS_METRICS:
+        return role == KS_ROLE_ADMIN || role == KS_ROLE_MONITOR;
     default:
         return role == KS_ROLE_ADMIN;
     }

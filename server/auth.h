@@ -32,7 +32,8 @@ const struct ks_tenant_config *ks_auth_tenant(const struct ks_auth *auth,
                                               const char *authorization);
 
 /* 1 when a tenant of this role may call a route of this access level (README "Roles"): admin
- * everything, reader the gets and the keyring routes, keyring only the keyring routes. */
+ * everything, reader the gets and the keyring routes, keyring only the keyring routes, monitor
+ * only GET /metrics. */
 int ks_auth_role_allows(enum ks_role role, enum ks_access access);
 
 #endif

@@ -9,7 +9,7 @@
 static const struct ks_route routes[] = {
     {"GET", "/healthz", KS_ACCESS_PUBLIC, 0, 0, ks_handle_healthz},
     {"GET", "/readyz", KS_ACCESS_PUBLIC, 0, 0, ks_handle_readyz},
-    {"GET", "/metrics", KS_ACCESS_PUBLIC, 0, 0, ks_handle_metrics},
+    {"GET", "/metrics", KS_ACCESS_METRICS, 0, 0, ks_handle_metrics},
     {"GET", "/v1/openapi.yaml", KS_ACCESS_PUBLIC, 0, 0, ks_handle_openapi},
     {"PUT", "/v1/keystores/{ks}", KS_ACCESS_ADMIN, 1, 0, ks_handle_keystore_put},
     {"GET", "/v1/keystores/{ks}", KS_ACCESS_READER, 0, 1, ks_handle_keystore_get},

@@ -10,10 +10,17 @@
 #include "handlers/handlers.h"
 
 /* Who may call a route (README "Roles"): READER routes need reader or admin, ADMIN routes admin,
- * KEYRING routes (wrap and unwrap) any of keyring, reader and admin. KEYRING routes also have
- * their own body cap, server.max_keyring_body_bytes (a 1,000-request unwrap batch is about
- * 330 KB); every other route has server.max_body_bytes. */
-enum ks_access { KS_ACCESS_PUBLIC = 0, KS_ACCESS_READER, KS_ACCESS_ADMIN, KS_ACCESS_KEYRING };
+ * KEYRING routes (wrap and unwrap) any of keyring, reader and admin, METRICS (GET /metrics)
+ * admin or monitor, or nobody's token with server.unauthenticated_metrics (issue 12). KEYRING
+ * routes also have their own body cap, server.max_keyring_body_bytes (a 1,000-request unwrap batch
+ * is about 330 KB); every other route has server.max_body_bytes. */
+enum ks_access {
+    KS_ACCESS_PUBLIC = 0,
+    KS_ACCESS_READER,
+    KS_ACCESS_ADMIN,
+    KS_ACCESS_KEYRING,
+    KS_ACCESS_METRICS
+};
 
 struct ks_route {
     const char *method;

@@ -28,6 +28,8 @@
 #include "common/json_check.h"
 #include "common/secret.h"
 #include "common/util.h"
+#include "handlers/http_metrics.h"
+#include "server/admission.h"
 #include "server/app.h"
 #include "server/audit_hook.h"
 #include "server/auth.h"
@@ -55,7 +57,7 @@ struct ks_server {
     char **check_names;             /* "storage:<ks>", "kms:<rel>", owned, for readiness */
     size_t n_checks;
     struct ks_rotation_scheduler *rotation; /* scheduled rotation (server/rotation.h) */
-    atomic_long in_flight;
+    struct ks_http_metrics *metrics; /* requests, latency, in flight (handlers/http_metrics.h) */
     atomic_int draining; /* set by ks_server_stop: new requests get 503 + Connection: close */
     uint16_t port;
 };
@@ -77,6 +79,8 @@ struct request_state {
     char method[METHOD_KEPT + 1];
     char tenant[65];
     char request_id[REQUEST_ID_MAX + 1];
+    int route_index;      /* into the router's table; -1: none matched (metrics) */
+    unsigned retry_after; /* Retry-After of a 429/503 in seconds; 0: 1 */
 };
 
 /* --- responses ------------------------------------------------------------------------- */
@@ -119,8 +123,11 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct request_state *
                                 "Bearer realm=\"keystored\"");
     /* A dependency still throttling after the transport's retries (429), or unreachable (503):
      * tell clients to back off rather than hammer it. */
-    if (status == 429 || status == 503)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (status == 429 || status == 503) {
+        char seconds[16];
+        snprintf(seconds, sizeof seconds, "%u", rs->retry_after ? rs->retry_after : 1u);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+    }
     if (rs->closing)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     rs->status = status;
@@ -340,6 +347,7 @@ static ks_status match_route(struct call *c, struct request_state *rs, const cha
         return ks_error_set(&c->err, KS_E_INVALID,
                             "path: bad percent-encoding or NUL in a segment");
     rs->route = c->match.route->pattern;
+    rs->route_index = (int)(c->match.route - ks_router_routes(&(size_t){0}));
     memcpy(c->req.params, c->match.params, sizeof c->req.params);
     memcpy(c->req.param_lens, c->match.param_lens, sizeof c->req.param_lens);
     c->req.route = c->match.route->pattern;
@@ -350,7 +358,9 @@ static ks_status match_route(struct call *c, struct request_state *rs, const cha
 static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_Connection *conn)
 {
     const struct ks_route *route = c->match.route;
-    if (route->access == KS_ACCESS_PUBLIC)
+    if (route->access == KS_ACCESS_PUBLIC ||
+        (route->access == KS_ACCESS_METRICS &&
+         ks_app_config(rs->app)->server.unauthenticated_metrics))
         return KS_OK;
     c->req.tenant = ks_auth_tenant(
         ks_app_auth(rs->app),
@@ -359,11 +369,16 @@ static ks_status authorize(struct call *c, struct request_state *rs, struct MHD_
         return ks_error_set(&c->err, KS_E_UNAUTHENTICATED,
                             "missing or invalid bearer token (Authorization: Bearer <token>)");
     copy_cut(rs->tenant, sizeof rs->tenant, c->req.tenant->name);
-    if (route->access == KS_ACCESS_ADMIN && c->req.tenant->role != KS_ROLE_ADMIN)
+    if (route->access == KS_ACCESS_ADMIN && c->req.tenant->role != KS_ROLE_ADMIN &&
+        c->req.tenant->role != KS_ROLE_MONITOR) /* monitor: the message below */
         return ks_error_set(&c->err, KS_E_FORBIDDEN, "this operation needs the admin role");
     if (!ks_auth_role_allows(c->req.tenant->role, route->access))
-        return ks_error_set(&c->err, KS_E_FORBIDDEN,
-                            "the keyring role may only wrap and unwrap data keys");
+        return ks_error_set(&c->err, KS_E_FORBIDDEN, "%s",
+                            c->req.tenant->role == KS_ROLE_KEYRING
+                                ? "the keyring role may only wrap and unwrap data keys"
+                            : c->req.tenant->role == KS_ROLE_MONITOR
+                                ? "the monitor role may only read GET /metrics"
+                                : "GET /metrics needs the admin or monitor role");
     return KS_OK;
 }
 
@@ -454,12 +469,16 @@ static enum MHD_Result dispatch(struct ks_server *srv, struct MHD_Connection *co
     c.req.app = rs->app;
     c.req.readiness = srv->readiness;
     ks_audit_hook_init(&c.audit, ks_app_audit(rs->app), rs->request_id, method);
+    c.req.http_metrics = srv->metrics;
     if (rs->too_large)
         st = ks_error_set(&c.err, KS_E_TOO_LARGE, "request body larger than %zu bytes",
                           rs->body_max);
     else if ((st = match_route(&c, rs, method, url)) == KS_OK &&
-             (st = authorize(&c, rs, conn)) == KS_OK && (st = read_query(&c, conn)) == KS_OK &&
-             (st = read_body(&c, rs, conn, cfg)) == KS_OK &&
+             (st = authorize(&c, rs, conn)) == KS_OK &&
+             /* after the token, before any work: a 429 changes nothing (issue 12) */
+             (!c.req.tenant || (st = ks_admission_tenant(rs->app, c.req.tenant, srv->metrics,
+                                                         &rs->retry_after, &c.err)) == KS_OK) &&
+             (st = read_query(&c, conn)) == KS_OK && (st = read_body(&c, rs, conn, cfg)) == KS_OK &&
              (st = ks_audit_hook_before(&c.audit, &c.req, &c.err)) == KS_OK)
         st = c.match.route->handler(&c.req, &c.resp, &c.err);
     st = ks_audit_hook_after(&c.audit, &c.req, st, &c.resp, &c.err);
@@ -496,6 +515,7 @@ static struct request_state *new_request_state(const char *uri)
         return NULL;
     rs->start_us = ks_monotonic_us();
     rs->route = "-";
+    rs->route_index = -1;
     if (uri) {
         rs->uri_len = strlen(uri);
         rs->uri_kept = rs->uri_len < sizeof rs->uri ? rs->uri_len : sizeof rs->uri;
@@ -595,6 +615,7 @@ static enum MHD_Result begin_request(struct ks_server *srv, struct MHD_Connectio
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     size_t header_bytes = 0;
     struct ks_error err;
+    long in_flight;
 
     if (!rs)
         return MHD_NO;
@@ -605,12 +626,14 @@ static enum MHD_Result begin_request(struct ks_server *srv, struct MHD_Connectio
     copy_cut(rs->method, sizeof rs->method, method);
     rs->body_max = body_max(limits, method, url);
     take_request_id(rs, conn);
-    atomic_fetch_add(&srv->in_flight, 1);
+    in_flight = ks_http_metrics_enter(srv->metrics);
     MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &header_bytes);
     if (atomic_load(&srv->draining)) {
         /* A request that arrives on a kept-alive connection after SIGTERM was never accepted:
          * refuse it so that the client (or the proxy) retries elsewhere. */
         ks_error_set(&err, KS_E_UNAVAILABLE, "server is shutting down; retry");
+    } else if (ks_admission_in_flight(limits, in_flight, url, srv->metrics, &err) != KS_OK) {
+        /* Over server.max_in_flight_requests: refused now rather than queued (issue 12). */
     } else if (rs->uri_len > limits->max_uri_bytes) {
         ks_error_set(&err, KS_E_URI_TOO_LONG, "request URI longer than %zu bytes",
                      limits->max_uri_bytes);
@@ -730,7 +753,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (rs->started) {
         log_access(srv, rs, toe);
-        atomic_fetch_sub(&srv->in_flight, 1);
+        ks_http_metrics_leave(srv->metrics, rs->route_index, rs->method, rs->status,
+                              ks_monotonic_us() - rs->start_us);
     } else {
         log_refused(srv, rs, toe);
     }
@@ -920,6 +944,7 @@ static void free_background(struct ks_server *srv)
     ks_rotation_scheduler_stop(srv->rotation);
     ks_readiness_stop(srv->readiness);
     ks_connections_destroy(srv->conns);
+    ks_http_metrics_destroy(srv->metrics);
     for (i = 0; srv->check_names && i < srv->n_checks; i++)
         free(srv->check_names[i]);
     free(srv->check_names);
@@ -934,7 +959,16 @@ static ks_status start_background(struct ks_server *srv, struct ks_error *err)
     struct ks_connections_options co = {sc->header_timeout_seconds * 1000u,
                                         sc->connection_timeout_seconds * 1000u, HEADER_SWEEP_MS,
                                         srv->log};
+    size_t n_routes, i;
+    const struct ks_route *routes = ks_router_routes(&n_routes);
+    const char *templates[64];
     ks_status st = ks_connections_create(&co, &srv->conns, err);
+
+    /* The metrics' route labels: the router's templates, in its order (route_index). */
+    for (i = 0; i < n_routes && i < sizeof templates / sizeof templates[0]; i++)
+        templates[i] = routes[i].pattern;
+    if (st == KS_OK)
+        st = ks_http_metrics_create(templates, i, &srv->metrics, err);
     if (st == KS_OK)
         st = start_readiness(srv, err);
     return st == KS_OK ? start_rotation(srv, err) : st;
@@ -961,7 +995,6 @@ ks_status ks_server_start(struct ks_backends *backends, struct ks_app *app, stru
     srv->backends = backends;
     srv->log = log;
     pthread_mutex_init(&srv->app_lock, NULL);
-    atomic_init(&srv->in_flight, 0);
     atomic_init(&srv->draining, 0);
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -1033,7 +1066,7 @@ void ks_server_stop(struct ks_server *s, unsigned timeout_seconds)
         return;
     atomic_store(&s->draining, 1);
     fd = MHD_quiesce_daemon(s->daemon);
-    while (atomic_load(&s->in_flight) > 0 && ks_monotonic_us() < deadline)
+    while (ks_http_metrics_in_flight(s->metrics) > 0 && ks_monotonic_us() < deadline)
         usleep(10000);
     MHD_stop_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET)

@@ -202,6 +202,18 @@ async function devFull(h) {
     assertEq((await s.api('GET', KS, A)).status, 200, 'unaudited GET');
     const log = s.srv.stderr();
     assert(log.includes('"event":"audit_failed"') && log.includes('"path":"/dev/full"'), 'audit_failed logged');
+    // The failures are counted on /metrics (the audit log's own counter), one per refused call.
+    const failures = async () => {
+      const m = await s.api('GET', '/metrics', A);
+      assertEq(m.status, 200, `/metrics ${m.text.slice(0, 200)}`);
+      const line = m.text.split('\n').find((l) => l.startsWith('keystored_audit_failures_total '));
+      assert(line, 'no keystored_audit_failures_total sample');
+      return Number(line.split(' ')[1]);
+    };
+    const before = await failures();
+    assert(before >= 1, `keystored_audit_failures_total ${before} after a refused call`);
+    assertEq((await s.api('POST', `${KS}/branch-keys`, { ...A, body: { branchKeyIdentifier: 'full-2' } })).status, 503, 'second create');
+    assertEq(await failures(), before + 1, 'one more failure counted');
   });
   if (s) {
     await h.test('audit (/dev/full): SIGTERM -> exit 0', async () => {

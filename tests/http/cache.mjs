@@ -18,7 +18,9 @@ function config(dir, t) {
     key_stores: [${stores}]
     kms_relationships: [${rels}]
 ${partition ? `    partition: ${partition}\n` : ''}`;
+  // metrics_tenant_labels: the per-tenant partitions' counters are read below (issue 12).
   return `listen: 127.0.0.1:0
+server: {metrics_tenant_labels: true}
 kms_relationships:
   - {name: local, type: local, key_file: ${dir}/kms.keys}
   - {name: local2, type: local, key_file: ${dir}/kms2.keys}
@@ -53,7 +55,7 @@ export async function runCache(h) {
   const api = makeApi(srv.base);
   const ks = '/v1/keystores/default';
   const metrics = async () => {
-    const r = await api('GET', '/metrics');
+    const r = await api('GET', '/metrics', { token: t.admin });
     assertEq(r.status, 200, '/metrics');
     return parseMetrics(r.text);
   };
@@ -152,7 +154,7 @@ export async function runCache(h) {
     });
 
     await h.test('cache: /metrics is Prometheus text with HELP/TYPE for each family, and carries no key or token', async () => {
-      const r = await api('GET', '/metrics');
+      const r = await api('GET', '/metrics', { token: t.admin });
       assert(/^text\/plain; version=0\.0\.4/.test(r.headers['content-type']), `content type ${r.headers['content-type']}`);
       for (const fam of ['keystored_cache_hits_total', 'keystored_cache_misses_total', 'keystored_cache_waits_total',
         'keystored_cache_evictions_total', 'keystored_cache_fetch_errors_total', 'keystored_cache_entries',

@@ -80,10 +80,10 @@ export async function runHv2(h, backend) {
   const rows = ['hv2-ec', 'hv2-time', 'hv2-name', 'hv2-extra', 'hv2-arn', 'hv2-enc'];
   let srv, api;
   const decrypts = async () => {
-    const r = await api('GET', '/metrics');
+    const r = await api('GET', '/metrics', T);
     return parseMetrics(r.text).get('keystored_kms_requests_total{relationship="local",operation="Decrypt"}');
   };
-  const kmsCalls = async (op) => parseMetrics((await api('GET', '/metrics')).text)
+  const kmsCalls = async (op) => parseMetrics((await api('GET', '/metrics', T)).text)
     .get(`keystored_kms_requests_total{relationship="local",operation="${op}"}`);
 
   const ready = await h.test('hv2: HV-1 and HV-2 keys side by side: create, version, read everything', async () => {

@@ -371,7 +371,7 @@ export async function runScheduledRotation(h, backend) {
   await h.test('scheduled rotation: the metrics of both instances add up to the versions written; the key under mutation was skipped and counted, never rotated', async () => {
     const per = [];
     for (const api of apis) {
-      const r = await api('GET', '/metrics');
+      const r = await api('GET', '/metrics', { token: setup.tokens.admin });
       assertEq(r.status, 200, 'metrics');
       const o = {};
       for (const k of ['rotated', 'not_due', 'lost_race', 'under_mutation', 'kms_arn_mismatch', 'bad_create_time', 'error'])

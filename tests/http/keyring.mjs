@@ -17,8 +17,11 @@ function metric(text, name, labels) {
   return m ? Number(m[1]) : NaN;
 }
 
+// GET /metrics needs an admin (or monitor) token (issue 12): runKeyring sets it.
+let metricsToken;
+
 async function storageReads(api) {
-  const r = await api('GET', '/metrics');
+  const r = await api('GET', '/metrics', { token: metricsToken });
   return metric(r.text, 'keystored_storage_reads_total', 'key_store="default"');
 }
 
@@ -32,6 +35,7 @@ export async function runKeyring(h, backend) {
   const A = { token: setup.tokens.admin };
   const K = { token: setup.tokens.keyring };
   let srv, api, id;
+  metricsToken = setup.tokens.admin;
 
   const ready = await h.test('keyring: start, create the key store and a key', async () => {
     srv = await startServer(['--config', setup.configPath], `keyring (${backend.name})`);
@@ -182,7 +186,7 @@ async function unknownVersionAndDependency(h, api, A, K, store) {
     const b = await api('POST', `${KS}/keyring/unwrap-batch`, { ...K, body: { requests: [{ encryptedDataKeys: [edkOf(w)] }] } });
     assertEq(b.status, 200, 'batch');
     assertEq(b.json.results[0].error.__type, 'KeyManagementException', 'batch item');
-    const m = await api('GET', '/metrics');
+    const m = await api('GET', '/metrics', A);
     assert(metric(m.text, 'keystored_keyring_unwraps_total', 'outcome="dependency_error"') >= 2, 'dependency_error counted');
   });
 }

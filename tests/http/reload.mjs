@@ -81,7 +81,7 @@ export async function runReload(h) {
   const srv = await startServer(['--config', configPath], 'reload');
   const api = makeApi(srv.base);
   const ks = '/v1/keystores/default';
-  const decrypts = async () => decryptsOf((await api('GET', '/metrics')).text);
+  const decrypts = async () => decryptsOf((await api('GET', '/metrics', { token: t.admin })).text);
   const status = async (who, p) => (await api('GET', p, { token: t[who] })).status;
   const count = (name) => events(srv.stderr(), name).length;
   const sighup = async (name) => {

@@ -55,6 +55,8 @@ import { runAudit } from './audit.mjs';
 import { runSecretScan } from './lib/secrets.mjs';
 import { runTls } from './tls.mjs';
 import { runProxy } from './proxy.mjs';
+import { runRateLimits } from './ratelimit.mjs';
+import { runMetrics } from './metrics.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -226,6 +228,10 @@ async function backendSuite(backend) {
       await guarded('log', () => runLog(h));
       h.section('[sqlite] readiness and connection limits');
       await guarded('limits', () => runLimits(h));
+      h.section('[sqlite] rate limits, in-flight cap, slow clients');
+      await guarded('rate limits', () => runRateLimits(h));
+      h.section('[sqlite] metrics: counters, histogram, roles, promtool');
+      await guarded('metrics', () => runMetrics(h));
       h.section('[sqlite] README walkthrough');
       await guarded('walkthrough', () => runWalkthrough(h, repoRoot));
       h.section('[sqlite] audit log: fields, fail closed, SIGHUP reopen');

@@ -158,11 +158,25 @@ Test(auth, role_matrix)
         enum ks_access access;
         int allowed;
     } m[] = {
-        {KS_ROLE_KEYRING, KS_ACCESS_KEYRING, 1}, {KS_ROLE_KEYRING, KS_ACCESS_READER, 0},
-        {KS_ROLE_KEYRING, KS_ACCESS_ADMIN, 0},   {KS_ROLE_KEYRING, KS_ACCESS_PUBLIC, 1},
-        {KS_ROLE_READER, KS_ACCESS_KEYRING, 1},  {KS_ROLE_READER, KS_ACCESS_READER, 1},
-        {KS_ROLE_READER, KS_ACCESS_ADMIN, 0},    {KS_ROLE_ADMIN, KS_ACCESS_KEYRING, 1},
-        {KS_ROLE_ADMIN, KS_ACCESS_READER, 1},    {KS_ROLE_ADMIN, KS_ACCESS_ADMIN, 1},
+        {KS_ROLE_KEYRING, KS_ACCESS_KEYRING, 1},
+        {KS_ROLE_KEYRING, KS_ACCESS_READER, 0},
+        {KS_ROLE_KEYRING, KS_ACCESS_ADMIN, 0},
+        {KS_ROLE_KEYRING, KS_ACCESS_PUBLIC, 1},
+        {KS_ROLE_READER, KS_ACCESS_KEYRING, 1},
+        {KS_ROLE_READER, KS_ACCESS_READER, 1},
+        {KS_ROLE_READER, KS_ACCESS_ADMIN, 0},
+        {KS_ROLE_ADMIN, KS_ACCESS_KEYRING, 1},
+        {KS_ROLE_ADMIN, KS_ACCESS_READER, 1},
+        {KS_ROLE_ADMIN, KS_ACCESS_ADMIN, 1},
+        /* issue 12: GET /metrics is admin or monitor; monitor reads nothing else */
+        {KS_ROLE_ADMIN, KS_ACCESS_METRICS, 1},
+        {KS_ROLE_MONITOR, KS_ACCESS_METRICS, 1},
+        {KS_ROLE_READER, KS_ACCESS_METRICS, 0},
+        {KS_ROLE_KEYRING, KS_ACCESS_METRICS, 0},
+        {KS_ROLE_MONITOR, KS_ACCESS_READER, 0},
+        {KS_ROLE_MONITOR, KS_ACCESS_KEYRING, 0},
+        {KS_ROLE_MONITOR, KS_ACCESS_ADMIN, 0},
+        {KS_ROLE_MONITOR, KS_ACCESS_PUBLIC, 1},
     };
     size_t i;
     for (i = 0; i < sizeof m / sizeof m[0]; i++)

@@ -641,7 +641,7 @@ Test(config, empty_lists_and_bad_enums)
                              "    role: owner\n"
                              "    key_stores: [default]\n"
                              "    kms_relationships: [local]\n",
-        "t.yaml:13:11: tenants[0].role is \"owner\"; expected reader, admin or keyring\n");
+        "t.yaml:13:11: tenants[0].role is \"owner\"; expected reader, admin, keyring or monitor\n");
     expect_one_error("kms_relationships:\n"
                      "  - name: local\n"
                      "    type: gcp\n" KS_DEFAULT TENANT_APP1,
@@ -1120,7 +1120,8 @@ Test(config, all_errors_reported_sorted_with_positions)
         "expected one of the names under kms_relationships\n"
         "t.yaml:15:19: tenants[0].token_sha256 is not 64 hexadecimal digits; expected the "
         "SHA-256 of the tenant's token as 64 hexadecimal digits\n"
-        "t.yaml:16:11: tenants[0].role is \"superuser\"; expected reader, admin or keyring\n"
+        "t.yaml:16:11: tenants[0].role is \"superuser\"; expected reader, admin, keyring or "
+        "monitor\n"
         "t.yaml:17:27: tenants[0].key_stores[1] \"missing\" names no key store; expected one of "
         "the names under key_stores\n");
     free(errors);
@@ -1430,7 +1431,8 @@ Test(config, server_limits_wrong_types)
                      "max_body_bytes, max_json_depth, connection_timeout_seconds, "
                      "max_connections, max_connections_per_ip, header_timeout_seconds, "
                      "max_uri_bytes, max_header_bytes, readiness_interval_ms, "
-                     "readiness_timeout_ms, max_keyring_body_bytes, tls");
+                     "readiness_timeout_ms, max_keyring_body_bytes, max_in_flight_requests, tls, "
+                     "unauthenticated_metrics, metrics_tenant_labels");
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1620,7 +1622,77 @@ Test(config, keyring_role)
                                           "    role: Keyring\n"
                                           "    key_stores: [default]\n"
                                           "    kms_relationships: [local]\n",
-                     "tenants[0].role is \"Keyring\"; expected reader, admin or keyring");
+                     "tenants[0].role is \"Keyring\"; expected reader, admin, keyring or monitor");
+}
+
+/* issue 12: a tenant's rate_limit, the monitor role, server.max_in_flight_requests and
+ * server.unauthenticated_metrics. */
+#define RL_TENANT(extra)                                                                           \
+    REL_LOCAL KS_DEFAULT "tenants:\n"                                                              \
+                         "  - name: enc\n"                                                         \
+                         "    token_sha256: \"" HASH_A "\"\n"                                      \
+                         "    role: admin\n"                                                       \
+                         "    key_stores: [default]\n"                                             \
+                         "    kms_relationships: [local]\n" extra
+
+Test(config, rate_limit)
+{
+    struct ks_config *cfg =
+        load_ok(RL_TENANT("    rate_limit: {requests_per_second: 2, burst: 3}\n"));
+    cr_expect_eq(cfg->tenants[0].rate_limit.requests_per_second, 2);
+    cr_expect_eq(cfg->tenants[0].rate_limit.burst, 3);
+    ks_config_free(cfg);
+    cfg = load_ok(RL_TENANT(""));
+    cr_expect_eq(cfg->tenants[0].rate_limit.requests_per_second, 0, "no rate_limit: unlimited");
+    ks_config_free(cfg);
+    expect_one_error(RL_TENANT("    rate_limit: {requests_per_second: 0, burst: 3}\n"),
+                     "t.yaml:16:39: tenants[0].rate_limit.requests_per_second is \"0\", out of "
+                     "range; expected an integer in 1..1000000");
+    expect_one_error(RL_TENANT("    rate_limit: {requests_per_second: 5, burst: 0}\n"),
+                     "tenants[0].rate_limit.burst is \"0\", out of range; expected an integer in "
+                     "1..1000000");
+    expect_one_error(RL_TENANT("    rate_limit: {requests_per_second: 1000001, burst: 1}\n"),
+                     "tenants[0].rate_limit.requests_per_second is \"1000001\", out of range");
+    expect_one_error(RL_TENANT("    rate_limit: {requests_per_second: 5}\n"),
+                     "tenants[0].rate_limit: missing required key \"burst\"");
+    expect_one_error(RL_TENANT("    rate_limit: {requests_per_second: 5, burst: 2, rps: 1}\n"),
+                     "rps");
+    expect_one_error(RL_TENANT("    rate_limit: 5\n"), "tenants[0].rate_limit");
+}
+
+Test(config, monitor_role_and_metrics_keys)
+{
+    struct ks_config *cfg =
+        load_ok("server: {max_in_flight_requests: 7, "
+                "unauthenticated_metrics: true}\n" REL_LOCAL KS_DEFAULT "tenants:\n"
+                "  - name: prom\n"
+                "    token_sha256: \"" HASH_A "\"\n"
+                "    role: monitor\n"
+                "    key_stores: [default]\n"
+                "    kms_relationships: [local]\n");
+    if (!cfg)
+        return;
+    cr_expect_eq(cfg->tenants[0].role, KS_ROLE_MONITOR);
+    cr_expect_eq(cfg->server.max_in_flight_requests, 7);
+    cr_expect_eq(cfg->server.unauthenticated_metrics, 1);
+    ks_config_free(cfg);
+    cfg = load_ok(MINIMAL);
+    cr_expect_eq(cfg->server.max_in_flight_requests, 1024, "default");
+    cr_expect_eq(cfg->server.unauthenticated_metrics, 0, "default: a token is needed");
+    cr_expect_eq(cfg->server.metrics_tenant_labels, 0, "default: no tenant names in labels");
+    ks_config_free(cfg);
+    cfg = load_ok("server: {metrics_tenant_labels: true}\n" MINIMAL);
+    cr_expect_eq(cfg->server.metrics_tenant_labels, 1);
+    ks_config_free(cfg);
+    expect_one_error("server: {metrics_tenant_labels: 1}\n" MINIMAL,
+                     "server.metrics_tenant_labels is \"1\"; expected true or false");
+    expect_one_error("server: {max_in_flight_requests: 0}\n" MINIMAL,
+                     "server.max_in_flight_requests is \"0\", out of range; expected an integer "
+                     "in 1..1000000");
+    expect_one_error("server: {unauthenticated_metrics: yes}\n" MINIMAL,
+                     "server.unauthenticated_metrics is \"yes\"; expected true or false");
+    expect_one_error("server: {unauthenticated_metrics: \"true\"}\n" MINIMAL,
+                     "server.unauthenticated_metrics is");
 }
 
 Test(config, server_tls)
