@@ -55,7 +55,7 @@ struct ks_backends {
     struct rel_entry *rels;
     ks_reload_fn reload;
     void *reload_ctx;
-    struct ks_audit *audit; /* borrowed; NULL: no audit log (issue 12) */
+    struct ks_audit *audit;               /* borrowed; NULL: no audit log (issue 12) */
     struct ks_ratelimit_registry *limits; /* tenants' buckets, kept across reloads (issue 12) */
 };
 
