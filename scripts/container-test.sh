@@ -48,7 +48,7 @@ inspect() { $PODMAN image inspect --format "$1" "$2"; }
 echo "container-test: building $IMAGE"
 start=$(date +%s)
 # --format docker keeps HEALTHCHECK (the OCI format has no such field).
-nice -n 10 $PODMAN build --pull=never --isolation chroot --format docker -t "$IMAGE" . \
+nice -n 10 $PODMAN build --layers --pull=never --isolation chroot --format docker -t "$IMAGE" . \
     >"$tmp/build.log" 2>&1 || {
     tail -40 "$tmp/build.log"
     echo "container-test: build failed" >&2
@@ -58,8 +58,12 @@ build_s=$(($(date +%s) - start))
 
 # ---- the image's metadata ----------------------------------------------------------------
 echo "container-test: image checks"
-health=$(inspect '{{range .Healthcheck.Test}}{{.}} {{end}}' "$IMAGE")
-health=${health% }
+# An OCI-format build has none: HealthCheck is then null.
+health=""
+if [ "$(inspect '{{json .HealthCheck}}' "$IMAGE")" != null ]; then
+    health=$(inspect '{{range .HealthCheck.Test}}{{.}} {{end}}' "$IMAGE")
+    health=${health% }
+fi
 check "HEALTHCHECK present: $health" test "${health%% *}" = CMD -a -n "${health#CMD}"
 case $health in */healthz* | *" health") ok "HEALTHCHECK asks /healthz" ;;
 *) bad "HEALTHCHECK does not ask /healthz" ;; esac
@@ -102,9 +106,10 @@ ROOT=$tmp/rootfs
 mkdir -p "$ROOT"
 cp -a "$mnt/." "$ROOT/"
 $PODMAN image unmount "$IMAGE" >/dev/null
-mknod -m 666 "$ROOT/dev/null" c 1 3
-mknod -m 666 "$ROOT/dev/urandom" c 1 9
-mknod -m 666 "$ROOT/dev/random" c 1 8
+# A runtime mounts /dev; the chroot needs the nodes (the mmdebstrap base already has them).
+[ -c "$ROOT/dev/null" ] || mknod -m 666 "$ROOT/dev/null" c 1 3
+[ -c "$ROOT/dev/urandom" ] || mknod -m 666 "$ROOT/dev/urandom" c 1 9
+[ -c "$ROOT/dev/random" ] || mknod -m 666 "$ROOT/dev/random" c 1 8
 for b in keystored keystorectl; do
     check "$b resolves every library in the image" \
         sh -c "chroot '$ROOT' ldd /usr/local/bin/$b >'$tmp/ldd' && ! grep -q 'not found' '$tmp/ldd'"
@@ -129,9 +134,9 @@ start_run() {
     $run_podman run -d --name "$NAME" "$@" -p 127.0.0.1::8080 "$IMAGE" >"$tmp/run.out" 2>&1 &&
         wait_run
 }
-restart_run() { $run_podman start "$NAME" >/dev/null && wait_run; }
+restart_run() { $run_podman start "$NAME" >/dev/null 2>>"$tmp/podman.err" && wait_run; }
 stop_run() {
-    $run_podman stop -t 30 "$NAME" >/dev/null
+    $run_podman stop -t 30 "$NAME" >/dev/null 2>>"$tmp/podman.err"
     test "$($run_podman inspect --format '{{.State.ExitCode}}' "$NAME")" = 0
 }
 health_run() { $run_podman healthcheck run "$NAME" >/dev/null; }
@@ -161,6 +166,7 @@ try_podman_run() {
 }
 
 # ---- running it: chroot into the image's files as the image's user ----------------------
+: >"$tmp/server.log.all"
 start_chroot() {
     local envs=() entry=() e port=""
     while IFS= read -r e; do envs+=("$e"); done < <(inspect '{{range .Config.Env}}{{.}}{{"\n"}}{{end}}' "$IMAGE")
@@ -197,7 +203,7 @@ health_chroot() {
     # shellcheck disable=SC2086
     env -i "${envs[@]}" KEYSTORED_URL="$URL" chroot --userspec="$user" "$ROOT" ${health#CMD } >/dev/null
 }
-logs_chroot() { cat "$tmp/server.log.all" "$tmp/server.log" 2>/dev/null; }
+logs_chroot() { cat "$tmp/server.log.all" "$tmp/server.log"; }
 
 # ---- the checks, on either path ----------------------------------------------------------
 fails() { ! "$@"; }
@@ -209,7 +215,8 @@ exercise() {
     check "GET /healthz 200" test "$(status "$URL/healthz")" = 200
     check "GET /readyz 200" test "$(status "$URL/readyz")" = 200
     check "HEALTHCHECK command succeeds" "$HEALTH"
-    token=$($LOGS | sed -n 's/^admin token: \(ks_[0-9a-f]*\)$/\1/p' | head -1)
+    "$LOGS" >"$tmp/all.log"
+    token=$(sed -n 's/^admin token: \(ks_[0-9a-f]*\)$/\1/p' "$tmp/all.log" | sed -n 1p)
     check "admin token printed on first start" test -n "$token"
     check "no token: 401" test "$(status -X PUT "$URL/v1/keystores/default")" = 401
     check "CreateKeyStore 200" test "$(status -X PUT -H "Authorization: Bearer $token" \
@@ -235,8 +242,8 @@ exercise() {
     key3=$(curl -s -m 5 -H "Authorization: Bearer $token" \
         "$URL/v1/keystores/default/branch-keys/$id/versions/$version" | field branchKey)
     check "after restart: the first token and the same key" test -n "$key3" -a "$key1" = "$key3"
-    check "the admin token printed once only" test "$($LOGS | grep -c '^admin token: ')" = 1
-    $LOGS >"$tmp/all.log"
+    "$LOGS" >"$tmp/all.log"
+    check "the admin token printed once only" test "$(grep -c '^admin token: ' "$tmp/all.log")" = 1
     check "no key bytes in the server's log" fails grep -qF -- "$key1" "$tmp/all.log"
     check "stop after restart, exit 0" "$STOP"
 }
