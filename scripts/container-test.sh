@@ -139,6 +139,10 @@ stop_run() {
     $run_podman stop -t 30 "$NAME" >/dev/null 2>>"$tmp/podman.err"
     test "$($run_podman inspect --format '{{.State.ExitCode}}' "$NAME")" = 0
 }
+# One command in the image instead of the server (the entrypoint passes it through).
+cmd_run() { $run_podman run --rm "${RUN_EXTRA[@]}" "$IMAGE" "$@"; }
+# The server again, on a fresh data volume, with $tmp/conf as /etc/keystored.
+start_config_run() { start_run "${RUN_EXTRA[@]}" -v "$tmp/conf:/etc/keystored:ro"; }
 health_run() { $run_podman healthcheck run "$NAME" >/dev/null; }
 logs_run() { $run_podman logs "$NAME" 2>&1; }
 
@@ -146,6 +150,7 @@ try_podman_run() {
     local n
     n=$(ulimit -Hn)
     run_podman=$PODMAN
+    RUN_EXTRA=()
     if start_run; then
         RAN="podman run"
         return 0
@@ -154,7 +159,8 @@ try_podman_run() {
     if command -v runc >/dev/null; then
         # crun refuses hybrid cgroup hosts; the default limits (1048576) need CAP_SYS_RESOURCE.
         run_podman="$PODMAN --runtime runc"
-        if start_run --ulimit "nofile=$n:$n" --ulimit nproc=4096:4096; then
+        RUN_EXTRA=(--ulimit "nofile=$n:$n" --ulimit nproc=4096:4096)
+        if start_run "${RUN_EXTRA[@]}"; then
             RAN="podman run (runtime runc)"
             return 0
         fi
@@ -203,6 +209,17 @@ health_chroot() {
     # shellcheck disable=SC2086
     env -i "${envs[@]}" KEYSTORED_URL="$URL" chroot --userspec="$user" "$ROOT" ${health#CMD } >/dev/null
 }
+cmd_chroot() {
+    env -i PATH=/usr/local/bin:/usr/bin:/bin "$(command -v chroot)" --userspec="$user" "$ROOT" \
+        /usr/local/bin/keystored-entrypoint "$@"
+}
+start_config_chroot() {
+    find "$ROOT/var/lib/keystored" -mindepth 1 -delete
+    cp "$tmp/conf/keystored.yaml" "$ROOT/etc/keystored/keystored.yaml"
+    : >"$tmp/server.log.all"
+    : >"$tmp/server.log"
+    start_chroot
+}
 logs_chroot() { cat "$tmp/server.log.all" "$tmp/server.log"; }
 
 # ---- the checks, on either path ----------------------------------------------------------
@@ -248,20 +265,73 @@ exercise() {
     check "stop after restart, exit 0" "$STOP"
 }
 
+# A mounted configuration: used instead of the embedded default, with a token of
+# `keystored token new` run in the image, and a key store only the file names.
+exercise_config() {
+    local out token hash
+    out=$("$CMD" keystored token new 2>&1) || true
+    token=$(printf '%s\n' "$out" | sed -n 's/^token: \(ks_[0-9a-f]*\)$/\1/p')
+    hash=$(printf '%s\n' "$out" | sed -n 's/^token_sha256: "\([0-9a-f]*\)"$/\1/p')
+    check "keystored token new runs in the image" test -n "$token" -a ${#hash} = 64
+    mkdir -p "$tmp/conf"
+    chmod 755 "$tmp/conf"
+    cat >"$tmp/conf/keystored.yaml" <<YAML
+listen: 127.0.0.1:1
+kms_relationships:
+  - name: local
+    type: local
+    key_file: /var/lib/keystored/local-kms.keys
+    kms_configuration:
+      kms_key_arn: "arn:aws:kms:local:000000000000:key/6f3c1a52-0d7e-4b8a-9c11-2e5d7a9b4c60"
+key_stores:
+  - name: fromfile
+    logical_key_store_name: fromfile
+    kms_relationship: local
+    storage: {type: sqlite, path: /var/lib/keystored/fromfile.db}
+tenants:
+  - name: operator
+    token_sha256: "$hash"
+    role: admin
+    key_stores: [fromfile]
+    kms_relationships: [local]
+    partition: "tenant:operator"
+YAML
+    chmod 644 "$tmp/conf/keystored.yaml"
+    if ! "$START_CONFIG"; then
+        bad "keystored did not start on the mounted configuration"
+        "$LOGS" | tail -5
+        return
+    fi
+    ok "started on /etc/keystored/keystored.yaml (listen overridden: $URL)"
+    "$LOGS" >"$tmp/all.log"
+    check "no admin token printed with a configuration" fails grep -q '^admin token: ' "$tmp/all.log"
+    check "the file's key store: CreateKeyStore 200" test "$(status -X PUT \
+        -H "Authorization: Bearer $token" "$URL/v1/keystores/fromfile")" = 200
+    check "the file's key store: CreateKey 201" test "$(status -X POST \
+        -H "Authorization: Bearer $token" "$URL/v1/keystores/fromfile/branch-keys")" = 201
+    check "the embedded default's key store is not there" test "$(status \
+        -H "Authorization: Bearer $token" "$URL/v1/keystores/default")" != 200
+    check "stop, exit 0" "$STOP"
+}
+
 echo "container-test: running the image"
 RAN=""
+RUN_EXTRA=()
 if [ "$WANT_PATH" != chroot ] && try_podman_run; then
     HEALTH=health_run LOGS=logs_run STOP=stop_run RESTART=restart_run
+    CMD=cmd_run START_CONFIG=start_config_run
 elif [ "$WANT_PATH" != run ]; then
     RAN="chroot --userspec=$user (podman image mount)"
     start_chroot || { cat "$tmp/server.log"; bad "keystored did not start under chroot"; }
     HEALTH=health_chroot LOGS=logs_chroot STOP=stop_chroot RESTART=restart_chroot
+    CMD=cmd_chroot START_CONFIG=start_config_chroot
 else
     bad "podman run failed and CONTAINER_TEST_PATH=run"
 fi
 if [ -n "$RAN" ] && [ -n "${URL:-}" ]; then
     echo "  path: $RAN, $URL"
     exercise
+    exercise_config
 fi
 
 echo "container-test: base $base_size bytes, image $image_size bytes, added $added bytes" \
