@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PODMAN=${PODMAN:-podman --storage-driver vfs}
-IMAGE=keystored:latest
+IMAGE=${CONTAINER_TEST_IMAGE:-keystored:latest}
 BASE=localhost/debian:bookworm-slim
 MAX_ADDED_BYTES=$((40 * 1000 * 1000))
 NAME=keystored-container-test
@@ -204,6 +204,7 @@ stop_chroot() {
 }
 health_chroot() {
     local envs=() e
+    [ -n "$health" ] || return 1
     while IFS= read -r e; do envs+=("$e"); done < <(inspect '{{range .Config.Env}}{{.}}{{"\n"}}{{end}}' "$IMAGE")
     # The HEALTHCHECK's command as written in the image, against the port keystored took.
     # shellcheck disable=SC2086
