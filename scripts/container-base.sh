@@ -11,6 +11,10 @@
 # Runs as root (mmdebstrap's root mode, podman's vfs storage). PODMAN overrides the podman
 # command (default: podman --storage-driver vfs, as scripts/container-test.sh uses).
 set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then
+    echo "container-base: run as root (podman's vfs storage, mmdebstrap's root mode)" >&2
+    exit 1
+fi
 
 PODMAN=${PODMAN:-podman --storage-driver vfs}
 IMAGE=debian:bookworm-slim

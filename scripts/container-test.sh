@@ -10,6 +10,10 @@
 # copied and its entrypoint started under `chroot --userspec` as the image's user.
 # CONTAINER_TEST_PATH=run|chroot forces one path. Needs root (vfs storage, chroot) and curl.
 set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then
+    echo "container-test: run as root (podman's vfs storage, chroot, mknod)" >&2
+    exit 1
+fi
 cd "$(dirname "$0")/.."
 
 PODMAN=${PODMAN:-podman --storage-driver vfs}
