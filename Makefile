@@ -6,6 +6,7 @@
 #   make asan       every suite under AddressSanitizer + UBSan (LeakSanitizer included)
 #   make check-style   clang-format, banned functions, layer/include graph, function length
 #   make bench      benchmarks; figures and commands in bench/RESULTS.md
+#   make container-test   build the container image (Dockerfile) and check it (README "Container")
 #   make clean
 
 BUILD    ?= build
@@ -56,6 +57,7 @@ $(UNIT_OBJ) $(INTEG_OBJ): KS_CFLAGS += -DKS_SOURCE_DIR='"$(CURDIR)"' \
                                        -DKS_TEST_DATA_DIR='"$(CURDIR)/tests/data"'
 
 .PHONY: all run test asan check-style bench clean test-suites unit http integration interop
+.PHONY: container-test
 
 all: $(BUILD)/keystored $(BUILD)/keystorectl
 
@@ -154,3 +156,8 @@ clean:
 
 .SECONDARY: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
 -include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(INTEG_OBJ:.o=.d) $(BUILD)/obj/server/main.d $(CLI_OBJ:.o=.d)
+
+# Not part of make test: it builds images (minutes) and needs root (README "Container").
+container-test:
+	./scripts/install-deps.sh container
+	./scripts/container-test.sh

@@ -2,6 +2,9 @@
 # Installs the Debian 12 packages keystored needs, only those missing.
 #   install-deps.sh run    build + run
 #   install-deps.sh test   build + every test suite (and their npm packages, from the lockfile)
+#   install-deps.sh container   make container-test: podman (vfs storage, chroot builds), mmdebstrap
+#                          (the base image without a registry), runc (starts containers where crun
+#                          cannot, e.g. hybrid cgroup hosts), curl (README "Container")
 # Runs apt-get as root, or through sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,9 +16,12 @@ run_pkgs=(build-essential pkg-config libmicrohttpd-dev libjson-c-dev libyaml-dev
 # reverse-proxy suites (tests/http/tls.mjs, tests/http/proxy.mjs).
 test_pkgs=(libcriterion-dev sqlite3 curl jq nodejs npm openjdk-17-jre-headless openssl nginx-light
            prometheus)
+container_pkgs=(podman mmdebstrap runc curl)
 
 want=("${run_pkgs[@]}")
 [ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")
+# The image builds keystored itself: the host needs only the container tools.
+[ "${1:-run}" = container ] && want=("${container_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do
