@@ -2,6 +2,10 @@
 # Installs the Debian 12 packages keystored needs, only those missing.
 #   install-deps.sh run    build + run
 #   install-deps.sh test   build + every test suite (and their npm packages, from the lockfile)
+#   install-deps.sh fuzz   build + `make fuzz` (tests/fuzz/README.md): Debian 12's clang 14, whose
+#                          libFuzzer and sanitizer runtimes are in libclang-rt-14-dev (only a
+#                          Recommends of clang-14, so named here), and llvm-14 for the
+#                          llvm-symbolizer that turns a finding's stack into file:line
 # Runs apt-get as root, or through sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,9 +13,11 @@ cd "$(dirname "$0")/.."
 run_pkgs=(build-essential pkg-config libmicrohttpd-dev libjson-c-dev libyaml-dev libssl-dev
           libsqlite3-dev libcurl4-openssl-dev)
 test_pkgs=(libcriterion-dev sqlite3 curl jq nodejs npm openjdk-17-jre-headless)
+fuzz_pkgs=(clang libclang-rt-14-dev llvm-14)
 
 want=("${run_pkgs[@]}")
 [ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")
+[ "${1:-run}" = fuzz ] && want+=("${fuzz_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do

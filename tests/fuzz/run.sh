@@ -17,6 +17,10 @@ bin_dir=$1
 seconds=$2
 shift 2
 findings="$(cd "$bin_dir/.." && pwd)/findings"
+# Debian's llvm-14 has the symbolizer outside PATH (the unversioned name is package llvm's).
+if [ -z "${ASAN_SYMBOLIZER_PATH:-}" ] && [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]; then
+    export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
+fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 failed=()
