@@ -10,7 +10,8 @@
 # timeout or sanitizer report makes libFuzzer exit non-zero and writes the input to
 # build-fuzz/findings/<target>/ for a regression case; the script then fails after the last
 # target. FUZZ_JOBS unset: one target at a time (the CPU is shared). Extra libFuzzer flags may
-# be given in FUZZ_FLAGS.
+# be given in FUZZ_FLAGS. A target's dictionary of tokens, tests/fuzz/<target>.dict, is used
+# when there is one.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bin_dir=$1
@@ -28,12 +29,14 @@ for t in "$@"; do
     mkdir -p "$scratch/$t" "$findings/$t"
     cp "$here/corpus/$t"/* "$scratch/$t/"
     [ -d "$here/regressions/$t" ] && cp "$here/regressions/$t"/* "$scratch/$t/" 2>/dev/null
+    dict=()
+    [ -f "$here/$t.dict" ] && dict=("-dict=$here/$t.dict")
     echo "=== fuzz $t: ${seconds}s" >&2
     # shellcheck disable=SC2086 # FUZZ_FLAGS is a list of flags
     if ! ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "$bin_dir/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-        -max_len=65536 -print_final_stats=1 -artifact_prefix="$findings/$t/" \
+        -max_len=65536 -print_final_stats=1 -artifact_prefix="$findings/$t/" "${dict[@]}" \
         ${FUZZ_FLAGS:-} "$scratch/$t"; then
         failed+=("$t")
     fi
