@@ -6,6 +6,7 @@
 #   make asan       every suite under AddressSanitizer + UBSan (LeakSanitizer included)
 #   make check-style   clang-format, banned functions, layer/include graph, function length
 #   make bench      benchmarks; figures and commands in bench/RESULTS.md
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS each (clang; tests/fuzz/README.md)
 #   make container-test   build the container image (Dockerfile) and check it (README "Container")
 #   make clean
 
@@ -40,6 +41,11 @@ UNIT_SRC     := $(wildcard tests/unit/*.c)
 # (tests/peers/: the KMS test server, DynamoDB Local).
 INTEG_SRC    := $(wildcard tests/integration/*.c)
 INTEG_BIN    := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/integration/%)
+# Fuzz targets (tests/fuzz/README.md): one file each; driver.c replays them without libFuzzer.
+FUZZ_SRC     := $(filter-out tests/fuzz/driver.c,$(wildcard tests/fuzz/*.c))
+FUZZ_TARGETS := $(FUZZ_SRC:tests/fuzz/%.c=%)
+FUZZ_OBJ     := $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/tests/fuzz/driver.o
+FUZZ_SECONDS ?= 60
 
 # keystorectl (cli/): a client of the REST API; it links common/util.o and nothing of the
 # server's layers (scripts/check-layers.sh: cli/ includes common/ only).
@@ -56,8 +62,8 @@ INTEG_OBJ := $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
 $(UNIT_OBJ) $(INTEG_OBJ): KS_CFLAGS += -DKS_SOURCE_DIR='"$(CURDIR)"' \
                                        -DKS_TEST_DATA_DIR='"$(CURDIR)/tests/data"'
 
-.PHONY: all run test asan check-style bench clean test-suites unit http integration interop
-.PHONY: container-test
+.PHONY: all run test asan check-style bench clean test-suites unit http integration interop \
+        fuzz fuzz-replay fuzz-targets container-test
 
 all: $(BUILD)/keystored $(BUILD)/keystorectl
 
@@ -115,6 +121,7 @@ test-suites: $(BUILD)/keystored $(BUILD)/keystorectl $(BUILD)/unit-tests $(INTEG
 	KEYSTORED=./$(BUILD)/keystored node tests/http/run.mjs
 	KEYSTORED=./$(BUILD)/keystored node tests/interop/run.mjs
 	KEYSTORED=./$(BUILD)/keystored node tests/interop/keyring.mjs
+	$(MAKE) fuzz-replay
 
 unit: $(BUILD)/unit-tests
 	./scripts/run-unit.sh ./$(BUILD)/unit-tests
@@ -139,7 +146,8 @@ asan:
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-suites
 
 check-style:
-	clang-format --dry-run --Werror $(LIB_SRC) server/main.c $(wildcard */*.h) $(UNIT_SRC) $(INTEG_SRC) $(CLI_SRC)
+	clang-format --dry-run --Werror $(LIB_SRC) server/main.c $(wildcard */*.h) $(UNIT_SRC) $(INTEG_SRC) $(CLI_SRC) \
+	    $(wildcard tests/fuzz/*.[ch])
 	@if grep -nE '\b(strcpy|sprintf|strcat|atoi|gets)[[:space:]]*\(' $(LIB_SRC) server/main.c $(UNIT_SRC) $(INTEG_SRC) $(CLI_SRC); \
 	then echo "banned function (docs/style.md)"; exit 1; fi
 	./scripts/check-layers.sh
@@ -151,11 +159,37 @@ bench: all
 	./bench/keyring.sh
 	node bench/hv2_miss.mjs
 
-clean:
-	rm -rf build build-asan
+# --- fuzzing (tests/fuzz/README.md) ---------------------------------------------------------
+# The replay: every target built with $(CC) and driver.c, run over its seed corpus and its
+# regression inputs (part of test-suites, so of `make test` and `make asan`; takes seconds).
+$(BUILD)/fuzz-replay/%: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/driver.o \
+                        $(BUILD)/libkeystored.a
+	@mkdir -p $(dir $@)
+	$(CC) $(KS_LDFLAGS) -o $@ $^ $(KS_LIBS)
 
-.SECONDARY: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
--include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(INTEG_OBJ:.o=.d) $(BUILD)/obj/server/main.d $(CLI_OBJ:.o=.d)
+fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/fuzz-replay/%)
+	./tests/fuzz/replay.sh $(BUILD)/fuzz-replay $(FUZZ_TARGETS)
+
+# libFuzzer: everything instrumented with clang in build-fuzz, each target run in turn for
+# FUZZ_SECONDS on a scratch copy of its corpus (the checked-in one is never written to).
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/libkeystored.a
+	@mkdir -p $(dir $@)
+	$(CC) $(KS_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(KS_LIBS)
+
+fuzz-targets: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+
+fuzz:
+	./scripts/install-deps.sh fuzz
+	$(MAKE) BUILD=build-fuzz CC=clang OPT="-O1 -g -fno-omit-frame-pointer" HARDEN= \
+	    SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" fuzz-targets
+	./tests/fuzz/run.sh build-fuzz/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+.SECONDARY: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(FUZZ_OBJ)
+-include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(INTEG_OBJ:.o=.d) $(BUILD)/obj/server/main.d $(CLI_OBJ:.o=.d) \
+         $(FUZZ_OBJ:.o=.d)
 
 # Not part of make test: it builds images (minutes) and needs root (README "Container").
 container-test:

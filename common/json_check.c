@@ -337,11 +337,14 @@ static int cmp_rec(const void *a, const void *b)
 static ks_status check_duplicates(struct scan *s)
 {
     const struct frame *f = &s->stack[s->depth - 1];
-    struct name_rec *r = s->recs + f->first_rec;
     size_t n = s->n_recs - f->first_rec, i;
+    struct name_rec *r;
 
     if (n < 2)
         return KS_OK;
+    /* Only now: before any member name s->recs is NULL, and NULL + 0 is undefined behaviour
+     * (UBSan, found by tests/fuzz on "{}"; tests/fuzz/regressions/json_check/). */
+    r = s->recs + f->first_rec;
     qsort(r, n, sizeof *r, cmp_rec);
     for (i = 1; i < n; i++)
         if (r[i].len == r[i - 1].len && memcmp(r[i].name, r[i - 1].name, r[i].len) == 0)

@@ -2,6 +2,10 @@
 # Installs the Debian 12 packages keystored needs, only those missing.
 #   install-deps.sh run    build + run
 #   install-deps.sh test   build + every test suite (and their npm packages, from the lockfile)
+#   install-deps.sh fuzz   build + `make fuzz` (tests/fuzz/README.md): Debian 12's clang 14, whose
+#                          libFuzzer and sanitizer runtimes are in libclang-rt-14-dev (only a
+#                          Recommends of clang-14, so named here), and llvm-14 for the
+#                          llvm-symbolizer that turns a finding's stack into file:line
 #   install-deps.sh container   make container-test: podman (vfs storage, chroot builds), mmdebstrap
 #                          (the base image without a registry), runc (starts containers where crun
 #                          cannot, e.g. hybrid cgroup hosts), curl (README "Container")
@@ -16,10 +20,12 @@ run_pkgs=(build-essential pkg-config libmicrohttpd-dev libjson-c-dev libyaml-dev
 # reverse-proxy suites (tests/http/tls.mjs, tests/http/proxy.mjs).
 test_pkgs=(libcriterion-dev sqlite3 curl jq nodejs npm openjdk-17-jre-headless openssl nginx-light
            prometheus)
+fuzz_pkgs=(clang libclang-rt-14-dev llvm-14)
 container_pkgs=(podman mmdebstrap runc curl)
 
 want=("${run_pkgs[@]}")
 [ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")
+[ "${1:-run}" = fuzz ] && want+=("${fuzz_pkgs[@]}")
 # The image builds keystored itself: the host needs only the container tools.
 [ "${1:-run}" = container ] && want=("${container_pkgs[@]}")
 

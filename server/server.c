@@ -269,8 +269,8 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 /* Parses the body: a JSON object within the nesting cap, nothing after it. The raw pre-scan
  * runs first: it refuses what json-c would silently alter (NUL in names, lone surrogates,
  * duplicate members, invalid UTF-8; common/json_check.h). check_flags are its KS_JSON_*. */
-static ks_status parse_body(const char *body, size_t len, unsigned max_depth, unsigned check_flags,
-                            struct json_object **out, struct ks_error *err)
+ks_status ks_server_parse_body(const char *body, size_t len, unsigned max_depth,
+                               unsigned check_flags, struct json_object **out, struct ks_error *err)
 {
     struct json_tokener *tok;
     struct json_object *obj;
@@ -441,9 +441,10 @@ static ks_status read_body(struct call *c, const struct request_state *rs,
     /* The keyring routes read encryption context values with their lengths, so those may hold
      * U+0000 (docs/reference/hierarchical-keyring.md section 4); every other route keeps
      * strings as C strings and refuses it. */
-    return parse_body(rs->body, rs->body_len, cfg->server.max_json_depth,
-                      c->match.route->access == KS_ACCESS_KEYRING ? KS_JSON_NUL_IN_VALUES : 0,
-                      &c->req.body, &c->err);
+    return ks_server_parse_body(rs->body, rs->body_len, cfg->server.max_json_depth,
+                                c->match.route->access == KS_ACCESS_KEYRING ? KS_JSON_NUL_IN_VALUES
+                                                                            : 0,
+                                &c->req.body, &c->err);
 }
 
 static void call_free(struct call *c)

@@ -29,6 +29,18 @@ void ks_server_swap(struct ks_server *s, struct ks_app *app);
 /* The bound port (useful with port 0). */
 uint16_t ks_server_port(const struct ks_server *s);
 
+/*
+ * The request body parser of every route (public for tests/fuzz/, which feeds it untrusted
+ * bytes): the raw pre-scan of common/json_check.h with check_flags (KS_JSON_*), then json-c
+ * within max_depth; the result must be one JSON object with only whitespace after it. body[len]
+ * must be readable and hold a NUL (the server's accumulator keeps one). On success *out is a new
+ * object (caller puts it); otherwise KS_E_INVALID ("body: ...") or KS_E_INTERNAL.
+ */
+struct json_object;
+ks_status ks_server_parse_body(const char *body, size_t len, unsigned max_depth,
+                               unsigned check_flags, struct json_object **out,
+                               struct ks_error *err);
+
 /* Stops accepting, waits up to timeout_seconds for in-flight requests, then stops and frees. */
 void ks_server_stop(struct ks_server *s, unsigned timeout_seconds);
 
