@@ -203,7 +203,9 @@ async function backendSuite(backend) {
     h.section(`[${backend.name}] mutations: hierarchy version 2 (mixed store, HV-1 -> HV-2, HV-2 -> new KMS key)`);
     await guarded('hv2 mutations', () => runMutationsHv2(h, backend));
     h.section(`[${backend.name}] mutations: crash safety of an HV-1 -> HV-2 mutation`);
-    await guarded('hv2 mutation crash', () => runMutationCrash(h, backend, { versions: 30, kills: 8, tag: 'hv2-crash',
+    // 60 versions in pages of 2: 30 pages, more than 8 kills of at most ~3 pages each can finish,
+    // so that every kill can land inside the mutation (30 versions sometimes completed first).
+    await guarded('hv2 mutation crash', () => runMutationCrash(h, backend, { versions: 60, kills: 8, tag: 'hv2-crash',
       extraBody: { terminalHierarchyVersion: '2' } }));
     h.section(`[${backend.name}] inventory: list keys and versions`);
     await guarded('inventory', () => runInventory(h, backend));
