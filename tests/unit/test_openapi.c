@@ -2,8 +2,10 @@
  * test_openapi.c - openapi/openapi.yaml against the route table (server/router.c),
  * docs/architecture.md section 2 ("openapi/ ... checked against the routes in tests"): every route
  * is documented, every documented operation is a route, every operation documents a 4xx response,
- * and the security of each operation matches the route's access (public routes `security: []`, the
- * rest the document's bearerAuth). Run from the repository root (make unit / make test do).
+ * the security of each operation matches the route's access (public routes `security: []`, the
+ * rest the document's bearerAuth), and every authenticated operation documents the 429 of a
+ * tenant's rate_limit (README "Rate limits"). Run from the repository root (make unit / make test
+ * do).
  */
 #include <criterion/criterion.h>
 
@@ -22,6 +24,7 @@ struct op {
     char method[16]; /* upper case */
     char path[256];
     int has_4xx;
+    int has_429;
     int security; /* -1: not given (document default), 0: empty list, 1: non-empty list */
 };
 
@@ -137,6 +140,9 @@ static void load(struct doc *doc)
                 if (code->type == YAML_SCALAR_NODE && code->data.scalar.length == 3 &&
                     code->data.scalar.value[0] == '4')
                     op->has_4xx = 1;
+                if (code->type == YAML_SCALAR_NODE && code->data.scalar.length == 3 &&
+                    memcmp(code->data.scalar.value, "429", 3) == 0)
+                    op->has_429 = 1;
             }
         }
     }
@@ -235,4 +241,23 @@ Test(openapi, security_matches_route_access)
     }
     unload(&doc);
     cr_assert_eq(bad, 0, "%zu operation(s) with the wrong security", bad);
+}
+
+/* A tenant's rate_limit applies to every route that takes a token (server/admission.c). */
+Test(openapi, every_authenticated_operation_documents_429)
+{
+    struct doc doc;
+    size_t n, i, bad = 0;
+    const struct ks_route *routes = ks_router_routes(&n);
+
+    load(&doc);
+    for (i = 0; i < n; i++) {
+        const struct op *op = find_op(&doc, routes[i].method, routes[i].pattern);
+        if (op && routes[i].access != KS_ACCESS_PUBLIC && !op->has_429) {
+            cr_log_error("%s %s: no 429 (ThrottlingException) response", op->method, op->path);
+            bad++;
+        }
+    }
+    unload(&doc);
+    cr_assert_eq(bad, 0, "%zu authenticated operation(s) without a 429 response", bad);
 }
