@@ -2,13 +2,13 @@
  * handlers.h - one handler per REST operation (docs/architecture.md section 3), one file per
  * resource: keystores.c (PUT/GET /v1/keystores/{ks}), branch_keys.c (POST .../branch-keys),
  * versions.c (POST .../branch-keys/{id}/versions, GET .../versions/{v}), active.c (GET
- * .../active), beacon.c (GET .../beacon), system.c (GET /healthz, /readyz, /v1/openapi.yaml),
- * metrics.c (GET /metrics, Prometheus text), keyring.c (POST .../keyring/wrap, unwrap,
- * unwrap-batch), mutations.c (POST/GET/DELETE .../mutation, POST .../mutation/apply),
- * inventory.c (GET .../branch-keys and .../branch-keys/{id}/versions, the lists), admin.c (POST
- * /v1/admin/reload). A handler turns the parsed request into a validated keystore (or keyring)
- * call and its result into JSON; no crypto and no storage calls here. common.c also
- * renders errors for the server. Handlers are thread-safe (they only read the app).
+ * .../active), beacon.c (GET .../beacon), system.c (GET /healthz, /v1/openapi.yaml; /readyz is
+ * server/readiness.c's), metrics.c (GET /metrics, Prometheus text), keyring.c (POST
+ * .../keyring/wrap, unwrap, unwrap-batch), mutations.c (POST/GET/DELETE .../mutation, POST
+ * .../mutation/apply), inventory.c (GET .../branch-keys and .../branch-keys/{id}/versions, the
+ * lists), admin.c (POST /v1/admin/reload). A handler turns the parsed request into a validated
+ * keystore (or keyring) call and its result into JSON; no crypto and no storage calls here.
+ * common.c also renders errors for the server. Handlers are thread-safe (they only read the app).
  */
 #ifndef KS_HANDLERS_HANDLERS_H
 #define KS_HANDLERS_HANDLERS_H
@@ -25,48 +25,106 @@ struct ks_http_metrics;
 /*
  * Everything a handler may use: one configuration snapshot, built by server/app.c at start and
  * at each reload, read-only and held by the request until it completes (so handlers are
- * thread-safe and a reload never changes what a request sees). Opaque: handlers reach it only
- * through these accessors, which server/app.c implements (handlers include nothing from server/).
- * Indexes are parallel to the config's key_stores and kms_relationships; an index out of range is a
- * bug (NULL).
+ * thread-safe and a reload never changes what a request sees). Handlers reach it only through
+ * the accessors below, which read struct ks_app_view: the part of the snapshot that is theirs.
+ * server/app.c fills it and puts it first in its struct ks_app, so that calls and includes both
+ * go down: handlers call nothing in server/ (docs/architecture.md section 2). Indexes are
+ * parallel to the config's key_stores and kms_relationships; an index out of range is a bug
+ * (NULL).
  */
 struct ks_app;
-
-const struct ks_config *ks_app_config(const struct ks_app *app);
-struct ks_keystore *ks_app_keystore(const struct ks_app *app, size_t index);
-const struct ks_kms_relationship *ks_app_relationship(const struct ks_app *app, size_t index);
-struct ks_cache *ks_app_cache(const struct ks_app *app);
-/* The keyring routes' counters (wraps and unwraps by outcome, keyring/keyring.h), for /metrics;
- * atomic, owned by the app. */
+struct ks_cache;
 struct ks_keyring_counters;
-struct ks_keyring_counters *ks_app_keyring_counters(const struct ks_app *app);
-/* Scheduled rotation of key store `index` (keystore/rotation.h), or NULL when it is off. */
 struct ks_rotation;
-struct ks_rotation *ks_app_rotation(const struct ks_app *app, size_t index);
-/* The OpenAPI document served at GET /v1/openapi.yaml (static text, not NUL-terminated). */
-const char *ks_app_openapi(const struct ks_app *app, size_t *len);
-/* Re-reads the configuration file and swaps it in (server/app.h, README "Reload"). KS_E_INVALID
- * with the reason when the file is invalid or changes what cannot change live: nothing changed. */
-ks_status ks_app_reload(const struct ks_app *app, struct ks_error *err);
+struct ks_audit;
+
+/* Re-reads the configuration file and swaps it in (server/reload.c, README "Reload"). */
+typedef ks_status (*ks_app_reload_fn)(void *ctx, struct ks_error *err);
+
+/* What lives from start to exit, the same for every snapshot (server/app.c's backends). */
+struct ks_app_shared {
+    struct ks_cache *cache;                       /* the shared, partitioned branch key cache */
+    struct ks_keyring_counters *keyring_counters; /* wraps and unwraps by outcome (/metrics) */
+    struct ks_audit *audit;                       /* the audit log (common/audit.h); NULL: none */
+    ks_app_reload_fn reload;                      /* NULL: this server cannot reload */
+    void *reload_ctx;
+};
+
+/* One snapshot as handlers see it; the first member of server/app.c's struct ks_app. */
+struct ks_app_view {
+    struct ks_config *config;                  /* owned by the snapshot */
+    struct ks_keystore **keystores;            /* parallel to config->key_stores */
+    struct ks_kms_relationship *relationships; /* parallel to config->kms_relationships */
+    struct ks_rotation **rotations;            /* idem; NULL entries: scheduled rotation off */
+    const struct ks_app_shared *shared;
+};
+
+static inline const struct ks_app_view *ks_app_view_of(const struct ks_app *app)
+{
+    return (const struct ks_app_view *)(const void *)app;
+}
+
+static inline const struct ks_config *ks_app_config(const struct ks_app *app)
+{
+    return ks_app_view_of(app)->config;
+}
+
+static inline struct ks_keystore *ks_app_keystore(const struct ks_app *app, size_t index)
+{
+    const struct ks_app_view *v = ks_app_view_of(app);
+    return index < v->config->n_key_stores ? v->keystores[index] : NULL;
+}
+
+static inline const struct ks_kms_relationship *ks_app_relationship(const struct ks_app *app,
+                                                                    size_t index)
+{
+    const struct ks_app_view *v = ks_app_view_of(app);
+    return index < v->config->n_kms_relationships ? &v->relationships[index] : NULL;
+}
+
+static inline struct ks_cache *ks_app_cache(const struct ks_app *app)
+{
+    return ks_app_view_of(app)->shared->cache;
+}
+
+/* The keyring routes' counters (keyring/keyring.h), for /metrics; atomic. */
+static inline struct ks_keyring_counters *ks_app_keyring_counters(const struct ks_app *app)
+{
+    return ks_app_view_of(app)->shared->keyring_counters;
+}
+
+/* Scheduled rotation of key store `index` (keystore/rotation.h), or NULL when it is off. */
+static inline struct ks_rotation *ks_app_rotation(const struct ks_app *app, size_t index)
+{
+    const struct ks_app_view *v = ks_app_view_of(app);
+    return index < v->config->n_key_stores ? v->rotations[index] : NULL;
+}
+
+/* The audit log of the service (common/audit.h), or NULL when `audit:` is not configured. */
+static inline struct ks_audit *ks_app_audit(const struct ks_app *app)
+{
+    return ks_app_view_of(app)->shared->audit;
+}
+
+/* Re-reads the configuration file and swaps it in (README "Reload"). KS_E_INVALID with the
+ * reason when the file is invalid or changes what cannot change live: nothing changed. */
+static inline ks_status ks_app_reload(const struct ks_app *app, struct ks_error *err)
+{
+    const struct ks_app_shared *sh = ks_app_view_of(app)->shared;
+    if (!sh->reload)
+        return ks_error_set(err, KS_E_INVALID, "this server cannot reload its configuration");
+    return sh->reload(sh->reload_ctx, err);
+}
+
+/* The OpenAPI document served at GET /v1/openapi.yaml: openapi/openapi.yaml, compiled in by the
+ * Makefile (build/gen/openapi.c). */
+extern const char ks_openapi_yaml[];
+extern const size_t ks_openapi_yaml_len;
 
 enum { KS_PARAM_KS = 0, KS_PARAM_ID, KS_PARAM_VERSION, KS_PARAM_COUNT };
 
-/*
- * Readiness: what the server's background probes last found (server/readiness.c runs them). It
- * is declared here because handlers may not include server/ headers; /readyz only reads it and
- * never waits on a dependency.
- */
+/* The server's background dependency probes (server/readiness.h); /readyz reads them. */
 struct ks_readiness;
-enum ks_readiness_state {
-    KS_READINESS_STARTING = 0, /* no probe has finished yet */
-    KS_READINESS_OK,
-    KS_READINESS_UNAVAILABLE, /* the last probe failed */
-    KS_READINESS_TIMEOUT      /* the last probe did not finish within its deadline */
-};
-/* Number of checks (0 when r is NULL). */
-size_t ks_readiness_count(struct ks_readiness *r);
-/* State of check i and its name ("storage:<ks>", "kms:<relationship>"); thread-safe. */
-enum ks_readiness_state ks_readiness_state(struct ks_readiness *r, size_t i, const char **name);
 
 /*
  * The audit fields a handler knows beyond the route and its path parameters
@@ -81,11 +139,6 @@ struct ks_audit_note {
     char version[64];
     long long items; /* unwrap-batch: the number of requests; -1 otherwise */
 };
-
-/* The audit log of the service (common/audit.h), or NULL when `audit:` is not configured; for
- * /metrics (ks_audit_failures). */
-struct ks_audit;
-struct ks_audit *ks_app_audit(const struct ks_app *app);
 
 struct ks_request {
     struct ks_app *app;
@@ -130,7 +183,6 @@ ks_status ks_handle_version_get(const struct ks_request *, struct ks_response *,
 ks_status ks_handle_active_get(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_beacon_get(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_healthz(const struct ks_request *, struct ks_response *, struct ks_error *);
-ks_status ks_handle_readyz(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_openapi(const struct ks_request *, struct ks_response *, struct ks_error *);
 ks_status ks_handle_metrics(const struct ks_request *, struct ks_response *, struct ks_error *);
 /* keyring.c: POST .../keyring/wrap, .../keyring/unwrap, .../keyring/unwrap-batch. */

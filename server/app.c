@@ -5,6 +5,7 @@
 #include "server/app.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +18,6 @@
 #include "keystore/cache.h"
 #include "keystore/rotation.h"
 #include "server/ratelimit.h"
-
-extern const char ks_openapi_yaml[];
-extern const size_t ks_openapi_yaml_len;
 
 struct store_entry {
     struct store_entry *next;
@@ -47,71 +45,27 @@ struct rel_entry {
 };
 
 struct ks_backends {
+    /* What handlers see of the backends (handlers/handlers.h): the cache, the keyring counters
+     * below, the audit log (borrowed; NULL: none) and the reload callback. */
+    struct ks_app_shared shared;
     struct ks_cache_config cache_config;
     const struct ks_clock *clock;
-    struct ks_cache *cache;
     struct ks_keyring_counters keyring_counters; /* wraps and unwraps by outcome, kept on reload */
     struct store_entry *stores;                  /* in opening order */
     struct rel_entry *rels;
-    ks_reload_fn reload;
-    void *reload_ctx;
-    struct ks_audit *audit;               /* borrowed; NULL: no audit log (issue 12) */
     struct ks_ratelimit_registry *limits; /* tenants' buckets, kept across reloads (issue 12) */
 };
 
-/* Declared opaque in handlers/handlers.h; handlers read it through the accessors below. */
+/* Declared opaque in handlers/handlers.h; handlers read its first member, the view, through the
+ * inline accessors there (config, key stores, relationships, rotations, the shared backends). */
 struct ks_app {
+    struct ks_app_view view; /* first: handlers/handlers.h's ks_app_view_of */
     atomic_size_t refs;
     struct ks_backends *backends;
-    struct ks_config *config;
     struct ks_auth *auth;
-    struct ks_keystore **keystores;            /* parallel to config->key_stores */
-    struct ks_kms_relationship *relationships; /* parallel to config->kms_relationships */
-    struct ks_ratelimit **limits;              /* parallel to config->tenants; NULL: unlimited */
+    struct ks_ratelimit **limits; /* parallel to config->tenants; NULL: unlimited */
 };
-
-const struct ks_config *ks_app_config(const struct ks_app *app)
-{
-    return app->config;
-}
-
-struct ks_keystore *ks_app_keystore(const struct ks_app *app, size_t index)
-{
-    return index < app->config->n_key_stores ? app->keystores[index] : NULL;
-}
-
-const struct ks_kms_relationship *ks_app_relationship(const struct ks_app *app, size_t index)
-{
-    return index < app->config->n_kms_relationships ? &app->relationships[index] : NULL;
-}
-
-struct ks_cache *ks_app_cache(const struct ks_app *app)
-{
-    return app->backends->cache;
-}
-
-struct ks_keyring_counters *ks_app_keyring_counters(const struct ks_app *app)
-{
-    return &app->backends->keyring_counters;
-}
-
-static struct store_entry **store_find(struct ks_backends *b, const char *name);
-
-struct ks_rotation *ks_app_rotation(const struct ks_app *app, size_t index)
-{
-    struct store_entry **e;
-    if (index >= app->config->n_key_stores)
-        return NULL;
-    e = store_find(app->backends, app->config->key_stores[index].name);
-    return *e ? (*e)->rotation : NULL;
-}
-
-const char *ks_app_openapi(const struct ks_app *app, size_t *len)
-{
-    (void)app;
-    *len = ks_openapi_yaml_len;
-    return ks_openapi_yaml;
-}
+_Static_assert(offsetof(struct ks_app, view) == 0, "the view is the snapshot's first member");
 
 const struct ks_auth *ks_app_auth(const struct ks_app *app)
 {
@@ -121,16 +75,8 @@ const struct ks_auth *ks_app_auth(const struct ks_app *app)
 struct ks_ratelimit *ks_app_tenant_limit(const struct ks_app *app,
                                          const struct ks_tenant_config *tenant)
 {
-    size_t i = (size_t)(tenant - app->config->tenants);
-    return i < app->config->n_tenants ? app->limits[i] : NULL;
-}
-
-ks_status ks_app_reload(const struct ks_app *app, struct ks_error *err)
-{
-    struct ks_backends *b = app->backends;
-    if (!b->reload)
-        return ks_error_set(err, KS_E_INVALID, "this server cannot reload its configuration");
-    return b->reload(b->reload_ctx, err);
+    size_t i = (size_t)(tenant - app->view.config->tenants);
+    return i < app->view.config->n_tenants ? app->limits[i] : NULL;
 }
 
 /* --- long-lived backends ------------------------------------------------------------------ */
@@ -145,13 +91,14 @@ ks_status ks_backends_create(const struct ks_cache_config *cache, const struct k
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     b->cache_config = *cache;
     b->clock = clock;
+    b->shared.keyring_counters = &b->keyring_counters;
     if ((st = ks_ratelimit_registry_create(&b->limits, err)) != KS_OK) {
         free(b);
         return st;
     }
     /* One cache for every key store, relationship and tenant (issue 5); partitions keep
      * tenants apart. */
-    if ((st = ks_cache_create(cache, clock, &b->cache, err)) != KS_OK) {
+    if ((st = ks_cache_create(cache, clock, &b->shared.cache, err)) != KS_OK) {
         ks_ratelimit_registry_destroy(b->limits);
         free(b);
         return st;
@@ -162,18 +109,13 @@ ks_status ks_backends_create(const struct ks_cache_config *cache, const struct k
 
 void ks_backends_set_reload(struct ks_backends *b, ks_reload_fn fn, void *ctx)
 {
-    b->reload = fn;
-    b->reload_ctx = ctx;
+    b->shared.reload = fn;
+    b->shared.reload_ctx = ctx;
 }
 
 void ks_backends_set_audit(struct ks_backends *b, struct ks_audit *audit)
 {
-    b->audit = audit;
-}
-
-struct ks_audit *ks_app_audit(const struct ks_app *app)
-{
-    return app->backends->audit;
+    b->shared.audit = audit;
 }
 
 static void store_entry_free(struct store_entry *e)
@@ -228,7 +170,7 @@ void ks_backends_destroy(struct ks_backends *b)
     /* Key stores hold the cache: they go first, relationships after (their backends never
      * touch the cache), the cache last. */
     drop_entries(&b->stores, &b->rels);
-    ks_cache_destroy(b->cache);
+    ks_cache_destroy(b->shared.cache);
     ks_ratelimit_registry_destroy(b->limits);
     free(b);
 }
@@ -282,7 +224,7 @@ static ks_status open_store(struct ks_backends *b, const struct ks_key_store_con
     params.key_store_id = kc->key_store_id;
     params.storage = storage;
     params.clock = b->clock;
-    params.cache = b->cache;
+    params.cache = b->shared.cache;
     if ((st = ks_keystore_create(&params, &e->keystore, err)) != KS_OK)
         ks_storage_destroy(storage);
     else
@@ -350,9 +292,9 @@ static ks_status open_local_kms(const struct ks_app *app, const struct ks_kms_re
     if (st != KS_E_NOT_FOUND)
         return st;
     snprintf(why, sizeof why, "%s", err->message);
-    for (i = 0; i < app->config->n_key_stores; i++) {
-        const char *name = app->config->key_stores[i].name;
-        if ((st = ks_keystore_has_items(app->keystores[i], &has, &probe)) != KS_OK)
+    for (i = 0; i < app->view.config->n_key_stores; i++) {
+        const char *name = app->view.config->key_stores[i].name;
+        if ((st = ks_keystore_has_items(app->view.keystores[i], &has, &probe)) != KS_OK)
             return ks_error_set(err, st,
                                 "cannot tell whether key store '%s' holds items (%s), and %s", name,
                                 probe.message, why);
@@ -449,8 +391,8 @@ static ks_status find_or_open_rel(struct ks_app *app, const struct ks_kms_rel_co
 /* The snapshot's view of relationship i: the config's settings over the long-lived backend. */
 static ks_status use_rel(struct ks_app *app, size_t i, struct ks_error *err)
 {
-    const struct ks_kms_rel_config *rc = &app->config->kms_relationships[i];
-    struct ks_kms_relationship *rel = &app->relationships[i];
+    const struct ks_kms_rel_config *rc = &app->view.config->kms_relationships[i];
+    struct ks_kms_relationship *rel = &app->view.relationships[i];
     struct rel_entry *e = NULL;
     ks_status st;
 
@@ -494,13 +436,24 @@ static ks_status use_rotation(struct ks_backends *b, const struct ks_config *cfg
     return ks_rotation_create(&p, &e->rotation, err);
 }
 
+/* The view's rotations: each key store's scheduler (kept with its long-lived entry), or NULL. */
+static void fill_rotations(struct ks_app *app)
+{
+    const struct ks_config *cfg = app->view.config;
+    size_t i;
+    for (i = 0; i < cfg->n_key_stores; i++) {
+        struct store_entry *e = *store_find(app->backends, cfg->key_stores[i].name);
+        app->view.rotations[i] = e ? e->rotation : NULL;
+    }
+}
+
 /* --- snapshots ---------------------------------------------------------------------------- */
 
 /* The buckets of the tenants with `rate_limit:` (server/ratelimit.h: the same bucket as the
  * previous snapshot's when name and limit are unchanged). */
 static ks_status use_limits(struct ks_app *app, struct ks_error *err)
 {
-    const struct ks_config *cfg = app->config;
+    const struct ks_config *cfg = app->view.config;
     size_t i;
 
     if (!(app->limits = calloc(cfg->n_tenants + 1, sizeof *app->limits)))
@@ -520,7 +473,7 @@ static ks_status use_limits(struct ks_app *app, struct ks_error *err)
 static void release_limits(struct ks_app *app)
 {
     size_t i;
-    for (i = 0; app->limits && app->config && i < app->config->n_tenants; i++)
+    for (i = 0; app->limits && app->view.config && i < app->view.config->n_tenants; i++)
         ks_ratelimit_release(app->backends->limits, app->limits[i]);
     free(app->limits);
     app->limits = NULL;
@@ -530,9 +483,10 @@ static void app_free(struct ks_app *app)
 {
     release_limits(app);
     ks_auth_destroy(app->auth);
-    free(app->keystores);
-    free(app->relationships);
-    ks_config_free(app->config);
+    free(app->view.keystores);
+    free(app->view.relationships);
+    free(app->view.rotations);
+    ks_config_free(app->view.config);
     free(app);
 }
 
@@ -566,30 +520,34 @@ ks_status ks_app_create(struct ks_backends *b, struct ks_config *cfg, struct ks_
         return ks_error_set(err, KS_E_INTERNAL, "out of memory");
     atomic_init(&app->refs, 1);
     app->backends = b;
-    app->keystores = calloc(cfg->n_key_stores + 1, sizeof *app->keystores);
-    app->relationships = calloc(cfg->n_kms_relationships + 1, sizeof *app->relationships);
-    if (!app->keystores || !app->relationships)
+    app->view.shared = &b->shared;
+    app->view.keystores = calloc(cfg->n_key_stores + 1, sizeof *app->view.keystores);
+    app->view.relationships = calloc(cfg->n_kms_relationships + 1, sizeof *app->view.relationships);
+    app->view.rotations = calloc(cfg->n_key_stores + 1, sizeof *app->view.rotations);
+    if (!app->view.keystores || !app->view.relationships || !app->view.rotations)
         st = ks_error_set(err, KS_E_INTERNAL, "out of memory");
     else if (memcmp(&b->cache_config, &cfg->cache, sizeof cfg->cache) != 0)
         st = ks_error_set(err, KS_E_CONFIG,
                           "the cache section changed; it cannot change without a restart");
     else
         st = ks_auth_create(cfg, &app->auth, err);
-    app->config = cfg;
+    app->view.config = cfg;
     /* Key stores first: a local relationship asks them whether it may create master keys. */
     for (i = 0; st == KS_OK && i < cfg->n_key_stores; i++)
-        st = use_store(b, &cfg->key_stores[i], &app->keystores[i], err);
+        st = use_store(b, &cfg->key_stores[i], &app->view.keystores[i], err);
     for (i = 0; st == KS_OK && i < cfg->n_kms_relationships; i++)
         st = use_rel(app, i, err);
     for (i = 0; st == KS_OK && i < cfg->n_key_stores; i++)
         st = use_rotation(b, cfg, i, err);
     if (st == KS_OK)
         st = use_limits(app, err);
+    if (st == KS_OK)
+        fill_rotations(app);
     if (st != KS_OK) {
         /* Nothing changes: what this call opened is closed again, cfg stays the caller's. */
         drop_entries(stores_mark, rels_mark);
         release_limits(app);
-        app->config = NULL;
+        app->view.config = NULL;
         app_free(app);
         return st;
     }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/jsonw.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/util.h"
@@ -331,4 +332,44 @@ enum ks_readiness_state ks_readiness_overall(struct ks_readiness *r)
     s = overall_locked(r);
     pthread_mutex_unlock(&r->lock);
     return s;
+}
+
+/* --- GET /readyz ---------------------------------------------------------------------- */
+
+/*
+ * Answers from the server's background probes (req->readiness): never waits on a dependency.
+ * 200 when every check is ok; 503 "starting" until each has finished one probe, else 503
+ * "unavailable". Each check shows only its state ("ok", "unavailable", "timeout", "starting"):
+ * the route is unauthenticated, so the dependency's error text stays in the log.
+ */
+ks_status ks_handle_readyz(const struct ks_request *req, struct ks_response *resp,
+                           struct ks_error *err)
+{
+    static const char *const state_names[] = {
+        [KS_READINESS_STARTING] = "starting",
+        [KS_READINESS_OK] = "ok",
+        [KS_READINESS_UNAVAILABLE] = "unavailable",
+        [KS_READINESS_TIMEOUT] = "timeout",
+    };
+    size_t i, n = ks_readiness_count(req->readiness);
+    int starting = req->readiness == NULL, failing = 0;
+    struct ks_jsonw w;
+
+    ks_jsonw_init(&w, 1u << 20);
+    ks_jsonw_object_begin(&w);
+    ks_jsonw_key(&w, "checks");
+    ks_jsonw_object_begin(&w);
+    for (i = 0; i < n; i++) {
+        const char *name;
+        enum ks_readiness_state s = ks_readiness_state(req->readiness, i, &name);
+        starting |= s == KS_READINESS_STARTING;
+        failing |= s != KS_READINESS_OK;
+        ks_jsonw_key(&w, name);
+        ks_jsonw_string(&w, state_names[s]);
+    }
+    ks_jsonw_object_end(&w);
+    ks_jsonw_key(&w, "status");
+    ks_jsonw_string(&w, starting ? "starting" : failing ? "unavailable" : "ready");
+    ks_jsonw_object_end(&w);
+    return ks_handler_finish(&w, starting || failing ? 503 : 200, resp, err);
 }

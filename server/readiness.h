@@ -7,7 +7,7 @@
  * its ping every interval_ms; a supervising thread gives each ping timeout_ms and counts one that
  * has not finished by then as not ready (the ping's thread keeps waiting on its dependency, and
  * that check is not probed again until it returns). /readyz reads the last states
- * (ks_readiness_state, handlers/handlers.h); before the first probe finishes every check is
+ * (ks_readiness_state, ks_handle_readyz below); before the first probe finishes every check is
  * "starting". Every change of a check's state and of the overall readiness is logged, with the
  * dependency's error code and log-only detail.
  */
@@ -18,6 +18,22 @@
 #include "common/log.h"
 
 #include "handlers/handlers.h"
+
+enum ks_readiness_state {
+    KS_READINESS_STARTING = 0, /* no probe has finished yet */
+    KS_READINESS_OK,
+    KS_READINESS_UNAVAILABLE, /* the last probe failed */
+    KS_READINESS_TIMEOUT      /* the last probe did not finish within its deadline */
+};
+/* Number of checks (0 when r is NULL). */
+size_t ks_readiness_count(struct ks_readiness *r);
+/* State of check i and its name ("storage:<ks>", "kms:<relationship>"); thread-safe. */
+enum ks_readiness_state ks_readiness_state(struct ks_readiness *r, size_t i, const char **name);
+
+/* GET /readyz (a route of server/router.c): the probes' last states, never waiting on a
+ * dependency (README "Readiness and connection limits"). */
+ks_status ks_handle_readyz(const struct ks_request *req, struct ks_response *resp,
+                           struct ks_error *err);
 
 struct ks_readiness_check {
     const char *name; /* borrowed until stop: "storage:<ks>", "kms:<relationship>" */

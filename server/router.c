@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "server/readiness.h"
 
 static const struct ks_route routes[] = {
     {"GET", "/healthz", KS_ACCESS_PUBLIC, 0, 0, ks_handle_healthz},
