@@ -76,7 +76,10 @@ ks_status ks_mut_check_pair(const struct ks_mutation_state *m, const char *id, s
 {
     if (!m->has_commitment && m->has_index)
         return ks_error_set(err, KS_E_MUTATION_INVALID,
-                            "a mutation index exists without a commitment for this branch key");
+                            "a mutation index (uuid %s) exists without a commitment for this "
+                            "branch key; abort the mutation (DELETE) with that uuid in the "
+                            "mutationToken to remove it",
+                            m->index.uuid ? m->index.uuid : "?");
     if (m->has_commitment && !m->has_index)
         return ks_error_set(err, KS_E_MUTATION_INVALID,
                             "a mutation commitment exists without an index for this branch key");
@@ -546,6 +549,24 @@ ks_status ks_mutation_describe(struct ks_keystore *ks, const char *branch_key_id
     return st;
 }
 
+/*
+ * An index whose commitment is gone (a store written by another tool, or edited by hand) blocks
+ * every mutation of the key, and the MPL offers no way out: keystored's abort removes it when the
+ * token names its uuid, under the index check and only while no commitment exists.
+ */
+static ks_status abort_orphan_index(struct ks_storage *s, const struct ks_mutation_index *index,
+                                    const struct ks_mutation_token *token, struct ks_error *err)
+{
+    if (!index->uuid || strcmp(index->uuid, token->uuid) != 0)
+        return ks_error_set(err, KS_E_MUTATION_INVALID,
+                            "mutationToken: stale token (the orphaned mutation index is %s)",
+                            index->uuid ? index->uuid : "?");
+    if (s->ops->version < 6 || !s->ops->delete_mutation_index)
+        return ks_error_set(err, KS_E_UNSUPPORTED,
+                            "this key store's storage backend cannot delete a mutation index");
+    return s->ops->delete_mutation_index(s, index, err);
+}
+
 ks_status ks_mutation_abort(struct ks_keystore *ks, const struct ks_mutation_token *token,
                             struct ks_error *err)
 {
@@ -559,14 +580,16 @@ ks_status ks_mutation_abort(struct ks_keystore *ks, const struct ks_mutation_tok
         return st;
     if ((st = s->ops->get_mutation(s, token->identifier, &m, err)) != KS_OK)
         return st;
-    if (!m.has_commitment)
+    if (!m.has_commitment && m.has_index)
+        st = abort_orphan_index(s, &m.index, token, err);
+    else if (!m.has_commitment)
         st = ks_error_set(err, KS_E_MUTATION_INVALID,
                           "mutationToken: no mutation is in flight for this branch key");
     else if (strcmp(m.commitment.uuid, token->uuid) != 0)
         st = ks_error_set(err, KS_E_MUTATION_INVALID,
                           "mutationToken: stale token (the mutation in flight is %s)",
                           m.commitment.uuid);
-    if (st == KS_OK)
+    else
         st = s->ops->delete_mutation(s, &m.commitment, err);
     if (st == KS_OK)
         ks_mut_invalidate(ks, token->identifier);

@@ -1352,6 +1352,7 @@ static const struct ks_storage_ops ddb_ops = {
     .write_mutated_versions = ks_tx_op_write_mutated_versions,
     .get_mutation = ddb_get_mutation,
     .delete_mutation = ks_tx_op_delete_mutation,
+    .delete_mutation_index = ks_tx_op_delete_mutation_index,
     .write_mutation_index = ks_tx_op_write_mutation_index,
     .list_active = ddb_list_active,
     .run_tx = ddb_run_tx,

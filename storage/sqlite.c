@@ -1012,6 +1012,7 @@ static const struct ks_storage_ops sqlite_ops = {
     .write_mutated_versions = ks_tx_op_write_mutated_versions,
     .get_mutation = sqlite_get_mutation,
     .delete_mutation = ks_tx_op_delete_mutation,
+    .delete_mutation_index = ks_tx_op_delete_mutation_index,
     .write_mutation_index = ks_tx_op_write_mutation_index,
     .list_active = sqlite_list_active,
     .run_tx = sqlite_run_tx,

@@ -17,8 +17,9 @@
 #include "common/status.h"
 #include "storage/item.h"
 
-/* 2: has_items; 3: the eight mutation operations; 4: list_active; 5: run_tx */
-#define KS_STORAGE_OPS_VERSION 5
+/* 2: has_items; 3: the eight mutation operations; 4: list_active; 5: run_tx;
+ * 6: delete_mutation_index */
+#define KS_STORAGE_OPS_VERSION 6
 
 struct ks_storage;
 
@@ -288,6 +289,15 @@ struct ks_storage_ops {
      * and writes only this method.
      */
     ks_status (*run_tx)(struct ks_storage *s, struct ks_tx *tx, struct ks_error *err);
+
+    /*
+     * version 6: DeleteMutationIndex, keystored's repair of a mutation index whose commitment
+     * is gone (the MPL has no way out of that state; docs/reference/mutations.md): deletes the
+     * index under the index check (pageIndex, enc and uuid as read) and only while no
+     * commitment exists, atomically. A driver fills it with ks_tx_op_delete_mutation_index.
+     */
+    ks_status (*delete_mutation_index)(struct ks_storage *s, const struct ks_mutation_index *index,
+                                       struct ks_error *err);
 };
 
 /* Every backend's struct starts with this. */

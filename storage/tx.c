@@ -335,6 +335,21 @@ ks_status ks_tx_delete_mutation(struct ks_tx *tx, const struct ks_mutation_commi
     return done(tx, st);
 }
 
+/* The index of a mutation whose commitment is gone: the index as read, and no commitment. */
+ks_status ks_tx_delete_mutation_index(struct ks_tx *tx, const struct ks_mutation_index *index,
+                                      struct ks_error *err)
+{
+    ks_status st;
+
+    ks_tx_init(tx);
+    if (!index)
+        return ks_error_set(err, KS_E_INVALID, "mutation index is required");
+    st = add_absent_check(tx, index->branch_key_id, KS_TYPE_MUTATION_COMMITMENT, err);
+    if (st == KS_OK)
+        st = add_index_checked(tx, KS_TX_DELETE, NULL, index, err);
+    return done(tx, st);
+}
+
 ks_status ks_tx_mutation_index(struct ks_tx *tx, const struct ks_mutation_commitment *commitment,
                                const struct ks_mutation_index *index, struct ks_error *err)
 {
@@ -491,6 +506,15 @@ ks_status ks_tx_op_delete_mutation(struct ks_storage *s,
 {
     struct ks_tx tx;
     ks_status st = ks_tx_delete_mutation(&tx, commitment, err);
+    return run(s, &tx, st, err);
+}
+
+ks_status ks_tx_op_delete_mutation_index(struct ks_storage *s,
+                                         const struct ks_mutation_index *index,
+                                         struct ks_error *err)
+{
+    struct ks_tx tx;
+    ks_status st = ks_tx_delete_mutation_index(&tx, index, err);
     return run(s, &tx, st, err);
 }
 

@@ -57,11 +57,13 @@ ks_status ks_tx_mutated_versions(struct ks_tx *tx, const struct ks_storage_write
                                  struct ks_error *err);
 ks_status ks_tx_delete_mutation(struct ks_tx *tx, const struct ks_mutation_commitment *commitment,
                                 struct ks_error *err);
+ks_status ks_tx_delete_mutation_index(struct ks_tx *tx, const struct ks_mutation_index *index,
+                                      struct ks_error *err);
 ks_status ks_tx_mutation_index(struct ks_tx *tx, const struct ks_mutation_commitment *commitment,
                                const struct ks_mutation_index *index, struct ks_error *err);
 
 /*
- * The five mutation writes of struct ks_storage_ops, shared by every driver: build the tx, then
+ * The mutation writes of struct ks_storage_ops, shared by every driver: build the tx, then
  * s->ops->run_tx (the driver's only write method for mutations). Signatures and semantics are
  * those of the ops (storage/storage.h).
  */
@@ -87,6 +89,9 @@ ks_status ks_tx_op_write_mutated_versions(struct ks_storage *s,
 ks_status ks_tx_op_delete_mutation(struct ks_storage *s,
                                    const struct ks_mutation_commitment *commitment,
                                    struct ks_error *err);
+ks_status ks_tx_op_delete_mutation_index(struct ks_storage *s,
+                                         const struct ks_mutation_index *index,
+                                         struct ks_error *err);
 ks_status ks_tx_op_write_mutation_index(struct ks_storage *s,
                                         const struct ks_mutation_commitment *commitment,
                                         const struct ks_mutation_index *index,

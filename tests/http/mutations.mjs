@@ -460,7 +460,35 @@ async function mutationCases(h, backend, c, store) {
     await store.deleteItem(id, COMMITMENT);
     expectError(await c.init(id, body), 400, 'MutationInvalidException', 'index');
     expectError(await c.apply(id, { mutationToken: r.json.mutationToken }), 400, 'MutationInvalidException');
-    expectError(await c.describe(id), 400, 'MutationInvalidException');
+    const d = await c.describe(id);
+    expectError(d, 400, 'MutationInvalidException', r.json.mutationToken.uuid);
+  });
+
+  await h.test('mutations: an orphaned index (commitment gone) is removed by abort with its uuid; a stale uuid -> 400, nothing removed; then a new mutation runs', async () => {
+    const id = await c.createKey(2);
+    const snap = await c.snapshot(id, store, 'local');
+    const body = { terminalEncryptionContext: { tenant: 'after-orphan' } };
+    const r = await c.init(id, body);
+    assertEq(r.status, 201, 'init');
+    await store.deleteItem(id, COMMITMENT);
+    const stale = { ...r.json.mutationToken, uuid: '00000000-0000-4000-8000-000000000000' };
+    expectError(await c.abort(id, stale), 400, 'MutationInvalidException', r.json.mutationToken.uuid);
+    assert(await store.getItem(id, INDEX), 'a stale token removed the index');
+    // The uuid alone is enough (DescribeMutation names it): createTime is optional in a token.
+    const a = await c.abort(id, { identifier: id, uuid: r.json.mutationToken.uuid });
+    assertEq(a.status, 204, `abort (${a.text})`);
+    assertEq(await store.getItem(id, INDEX), null, 'index removed');
+    assertEq((await c.describe(id)).status, 404, 'nothing in flight');
+    // The orphaned mutation's InitializeMutation had moved the ACTIVE (and made a new version)
+    // while the older versions stayed: a mutation back to their context reunites the key.
+    const back = { terminalEncryptionContext: { tenant: 'a' } };
+    const again = await c.init(id, back);
+    assertEq(again.status, 201, `a new mutation (${again.text.slice(0, 300)})`);
+    await c.applyAll(id, again.json.mutationToken);
+    await checkTerminal(c, store, id, snap, 'local', { tenant: 'a' });
+    const act = await c.api('GET', `${c.bk(id)}/active?kmsRelationship=local`, c.T);
+    assertEq(act.status, 200, `GetActive (${act.text.slice(0, 200)})`);
+    assertEq(act.json.encryptionContext, { tenant: 'a' }, 'ACTIVE context');
   });
 
   await h.test('mutations: row MutationVerificationException 502: a commitment altered in storage', async () => {

@@ -1752,9 +1752,16 @@ static void case_mutation_index_and_delete(struct fixture *f)
     cr_assert_eq(f->s->ops->write_mutation_index(f->s, &other, &x, &err), KS_E_INVALID);
     assert_unchanged(f->s, "idx", &before);
 
+    /* DeleteMutationIndex (version 6) removes only an index whose commitment is gone. */
+    assert_conflict(f->s->ops->delete_mutation_index(f->s, &x, &err), &err,
+                    "index delete while the commitment exists");
+    assert_unchanged(f->s, "idx", &before);
+
     cr_assert_eq(f->s->ops->delete_mutation(f->s, &c, &err), KS_OK, "%s", err.message);
     cr_assert_eq(f->s->ops->get_mutation(f->s, "idx", &ms, &err), KS_OK);
     cr_assert_eq(ms.has_commitment + ms.has_index, 0);
+    assert_conflict(f->s->ops->delete_mutation_index(f->s, &x, &err), &err,
+                    "index delete with no index");
     assert_conflict(f->s->ops->delete_mutation(f->s, &c, &err), &err, "delete twice");
     assert_conflict(f->s->ops->write_mutation_index(f->s, &c, &x, &err), &err, "no commitment");
     cr_assert_eq(f->s->ops->get_mutation(f->s, "idx", &ms, &err), KS_OK);
