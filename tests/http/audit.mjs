@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { assert, assertEq } from './lib/harness.mjs';
-import { makeApi } from './lib/http.mjs';
+import { makeApi, parseMetrics } from './lib/http.mjs';
 import { makeSuiteSetup, startServer } from './lib/server.mjs';
 import { waitReadyz } from './limits.mjs';
 import { findSecrets, secretForms } from './lib/secrets.mjs';
@@ -206,9 +206,9 @@ async function devFull(h) {
     const failures = async () => {
       const m = await s.api('GET', '/metrics', A);
       assertEq(m.status, 200, `/metrics ${m.text.slice(0, 200)}`);
-      const line = m.text.split('\n').find((l) => l.startsWith('keystored_audit_failures_total '));
-      assert(line, 'no keystored_audit_failures_total sample');
-      return Number(line.split(' ')[1]);
+      const v = parseMetrics(m.text).get('keystored_audit_failures_total');
+      assert(v !== undefined, 'no keystored_audit_failures_total sample');
+      return v;
     };
     const before = await failures();
     assert(before >= 1, `keystored_audit_failures_total ${before} after a refused call`);

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { assert, assertEq } from './lib/harness.mjs';
-import { makeApi } from './lib/http.mjs';
+import { makeApi, parseMetrics } from './lib/http.mjs';
 import { newToken, sha256Hex, startServer, tempDir } from './lib/server.mjs';
 
 function config(dir, t) {
@@ -34,16 +34,6 @@ tenants:
 ${tenant('admin', 'admin', 'default, other', 'local, local2')}${tenant('shared1', 'reader', 'default', 'local, local2', 'p-shared')}${tenant('shared2', 'reader', 'default', 'local', 'p-shared')}${tenant('alone', 'reader', 'default', 'local')}${tenant('narrow', 'reader', 'other', 'local', 'p-shared')}`;
 }
 
-// Prometheus text -> Map("name{labels}" -> number)
-function parseMetrics(text) {
-  const m = new Map();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    m.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return m;
-}
 
 export async function runCache(h) {
   const dir = tempDir('cache');

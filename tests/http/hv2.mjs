@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { assert, assertEq } from './lib/harness.mjs';
-import { makeApi } from './lib/http.mjs';
+import { makeApi, parseMetrics } from './lib/http.mjs';
 import { startServer } from './lib/server.mjs';
 import { PEER_CREDENTIALS, PEER_REGION } from './lib/backends.mjs';
 
@@ -54,15 +54,6 @@ async function encrypt32(backend, setup, ec) {
   return Buffer.from(r.CiphertextBlob);
 }
 
-function parseMetrics(text) {
-  const m = new Map();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    m.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return m;
-}
 
 function checkRefusal(r, status, type, pattern, secrets) {
   assertEq(r.status, status, `status (body ${r.text.slice(0, 300)})`);

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { assert, assertEq } from './lib/harness.mjs';
-import { makeApi, rawRequest } from './lib/http.mjs';
+import { makeApi, rawRequest, parseMetrics } from './lib/http.mjs';
 import { newToken, sha256Hex, startServer, tempDir } from './lib/server.mjs';
 
 const ROLES = ['admin', 'reader', 'keyring', 'monitor'];
@@ -40,16 +40,6 @@ tenants:
 ${tenants}`, { mode: 0o600 });
 }
 
-// Prometheus text -> Map(series -> value), HELP/TYPE lines skipped.
-function parse(text) {
-  const m = new Map();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    m.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return m;
-}
 
 const delta = (a, b, k) => (b.get(k) || 0) - (a.get(k) || 0);
 const req = (route, method, status) => `keystored_http_requests_total{route="${route}",method="${method}",status="${status}"}`;
@@ -128,7 +118,7 @@ export async function runMetrics(h) {
       assertEq((await api('GET', '/healthz', T('monitor'))).status, 200, 'public routes stay public');
     });
     await h.test('metrics: counters move by exactly the requests sent (route templates, bounded methods)', async () => {
-      const m0 = parse((await api('GET', '/metrics', T('monitor'))).text);
+      const m0 = parseMetrics((await api('GET', '/metrics', T('monitor'))).text);
       for (let i = 0; i < 3; i++) {
         const r = await api('POST', `${KS}/branch-keys`, T('admin'));
         assertEq(r.status, 201, 'create');
@@ -141,7 +131,7 @@ export async function runMetrics(h) {
       assertEq(brew.status, 405, 'invented method');
       const res = await api('GET', '/metrics', T('monitor'));
       text = res.text;
-      const m1 = parse(text);
+      const m1 = parseMetrics(text);
       assertEq(delta(m0, m1, req('/v1/keystores/{ks}/branch-keys', 'POST', '201')), 3, 'creates');
       assertEq(delta(m0, m1, req('/v1/keystores/{ks}/branch-keys', 'POST', '401')), 1, 'unauthenticated create');
       assertEq(delta(m0, m1, req('/v1/keystores/{ks}/branch-keys/{id}/active', 'GET', '404')), 2, 'unknown key');
@@ -171,7 +161,7 @@ export async function runMetrics(h) {
       assertEq(empty, [], 'families without a sample');
     });
     await h.test('metrics: the histogram agrees with the counters', async () => {
-      const n = checkHistogram(parse(text));
+      const n = checkHistogram(parseMetrics(text));
       assert(n >= 5, `only ${n} (route, method) pairs`);
     });
     await h.test('metrics: no tenant name, branch key id or token in the text', async () => {

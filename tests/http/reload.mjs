@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { assert, assertEq } from './lib/harness.mjs';
-import { makeApi } from './lib/http.mjs';
+import { makeApi, parseMetrics } from './lib/http.mjs';
 import { newToken, runKeystored, sha256Hex, startServer, tempDir } from './lib/server.mjs';
 
 function config(dir, t, names, { listen = '127.0.0.1:0', db = 'ks.db', extra = '' } = {}) {
@@ -29,9 +29,8 @@ ${names.map(tenant).join('')}`;
 }
 
 function decryptsOf(text) {
-  const line = text.split('\n').find((l) =>
-    l.startsWith('keystored_kms_requests_total{relationship="local",operation="Decrypt"}'));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : NaN;
+  const v = parseMetrics(text).get('keystored_kms_requests_total{relationship="local",operation="Decrypt"}');
+  return v === undefined ? NaN : v;
 }
 
 // Log events of one kind, parsed.

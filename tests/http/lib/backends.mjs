@@ -12,10 +12,10 @@
 //   countVersionItems(id), getItem(id, type), setAttribute(id, type, name, value), deleteItem(id, type)
 // All of them are async.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { adminClient, spawnPeer } from '../../peers/spawn.mjs';
 import { makeSuiteSetup, newTokens, tempDir, configText } from './server.mjs';
 import { countVersionItems, getItem, putItemJson, sqlite, sqlQuote } from './sqlite.mjs';
 
@@ -86,58 +86,17 @@ export const PEER_CREDENTIALS = { accessKeyId: 'AKIDKEYSTOREDHTTP', secretAccess
  * Starts tests/peers/kms-server.mjs on a free loopback port. Resolves {endpoint, port, pid,
  * admin(method, path, body?) -> parsed JSON, output(), stop()}.
  */
-export function startKmsPeer({ timeoutMs = 30000 } = {}) {
+export async function startKmsPeer({ timeoutMs = 30000 } = {}) {
   const script = path.join(repoRoot, 'tests', 'peers', 'kms-server.mjs');
-  const child = spawn(process.execPath, [script, '--port', '0',
+  const p = await spawnPeer(script, ['--port', '0',
     '--access-key-id', PEER_CREDENTIALS.accessKeyId, '--secret-access-key', PEER_CREDENTIALS.secretAccessKey,
-    '--region', PEER_REGION], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const exited = new Promise((res) => child.once('exit', (code, signal) => res({ code, signal })));
-  const killNow = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    '--region', PEER_REGION], { name: 'kms peer', timeoutMs, listening: /kms-server listening on 127\.0\.0\.1:(\d+)/ });
+  const port = Number(p.match[1]);
+  const endpoint = `http://127.0.0.1:${port}`;
+  return {
+    endpoint, port, pid: p.pid, admin: adminClient(endpoint, 'kms peer'), output: p.output,
+    stop: () => p.stop('SIGKILL'),
   };
-  process.once('exit', killNow);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`kms peer not listening after ${timeoutMs} ms:\n${out}`));
-    }, timeoutMs);
-    child.stderr.on('data', (d) => (out += d));
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /kms-server listening on 127\.0\.0\.1:(\d+)/.exec(out);
-      if (!m || child.listening) return;
-      child.listening = true;
-      clearTimeout(timer);
-      const port = Number(m[1]);
-      const endpoint = `http://127.0.0.1:${port}`;
-      const admin = async (method, p, body) => {
-        const r = await fetch(endpoint + p, {
-          method,
-          headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(10000),
-        });
-        const text = await r.text();
-        if (r.status !== 200) throw new Error(`kms peer admin ${method} ${p}: ${r.status} ${text}`);
-        return JSON.parse(text);
-      };
-      resolve({
-        endpoint, port, pid: child.pid, admin, output: () => out,
-        stop: async () => {
-          killNow();
-          const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-          const r = await exited;
-          clearTimeout(t);
-          return r;
-        },
-      });
-    });
-    exited.then((info) => {
-      clearTimeout(timer);
-      if (!child.listening) reject(new Error(`kms peer exited (code ${info.code}, signal ${info.signal}):\n${out}`));
-    });
-  });
 }
 
 // ---- AWS KMS (peer) + DynamoDB Local ----------------------------------------------------------

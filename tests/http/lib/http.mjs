@@ -190,3 +190,14 @@ export function makeApi(base, recorder) {
     return res;
   };
 }
+
+// GET /metrics's Prometheus text -> Map("name{labels}" -> number); HELP and TYPE lines skipped.
+export function parseMetrics(text) {
+  const m = new Map();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    m.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return m;
+}

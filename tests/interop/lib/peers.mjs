@@ -2,9 +2,9 @@
 // a child process) and DynamoDB Local (tests/peers/dynamodb-local.mjs, as a module). Both listen
 // on 127.0.0.1 only.
 
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnPeer } from '../../peers/spawn.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '..', '..', '..');
@@ -15,51 +15,16 @@ export const KMS_CREDS = { accessKeyId: 'AKIDINTEROP', secretAccessKey: 'kms-pee
 // DynamoDB Local does not check signatures; any static set will do.
 export const DDB_CREDS = { accessKeyId: 'AKIDDDBLOCAL', secretAccessKey: 'ddb-local-secret' };
 
-export function startKmsPeer({ timeoutMs = 15000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [
-      path.join(REPO, 'tests', 'peers', 'kms-server.mjs'), '0',
-      '--access-key-id', KMS_CREDS.accessKeyId,
-      '--secret-access-key', KMS_CREDS.secretAccessKey,
-    ], { stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO });
-    let out = '';
-    let err = '';
-    let settled = false;
-    const timer = setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      child.kill('SIGKILL');
-      reject(new Error(`kms-server did not start in ${timeoutMs} ms: ${err}`));
-    }, timeoutMs);
-    const exited = new Promise((res) => child.once('exit', (code, signal) => res({ code, signal })));
-    child.stderr.on('data', (d) => (err += d));
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /kms-server listening on 127\.0\.0\.1:(\d+)/.exec(out);
-      if (m && !settled) {
-        settled = true;
-        clearTimeout(timer);
-        const port = Number(m[1]);
-        const endpoint = `http://127.0.0.1:${port}`;
-        const stop = async () => {
-          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-          const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-          await exited;
-          clearTimeout(t);
-        };
-        process.once('exit', () => {
-          if (child.exitCode === null) child.kill('SIGKILL');
-        });
-        resolve({ endpoint, port, pid: child.pid, stop, stderr: () => err });
-      }
-    });
-    child.once('exit', (code, signal) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      reject(new Error(`kms-server exited (code ${code}, signal ${signal}): ${err}`));
-    });
-  });
+export async function startKmsPeer({ timeoutMs = 15000 } = {}) {
+  const p = await spawnPeer(path.join(REPO, 'tests', 'peers', 'kms-server.mjs'), ['0',
+    '--access-key-id', KMS_CREDS.accessKeyId,
+    '--secret-access-key', KMS_CREDS.secretAccessKey,
+  ], { name: 'kms-server', timeoutMs, listening: /kms-server listening on 127\.0\.0\.1:(\d+)/ });
+  const port = Number(p.match[1]);
+  return {
+    endpoint: `http://127.0.0.1:${port}`, port, pid: p.pid, stderr: p.output,
+    stop: async () => { await p.stop('SIGTERM'); },
+  };
 }
 
 export async function kmsAdmin(endpoint, method, route, body) {
